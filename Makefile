@@ -1,0 +1,43 @@
+# Two commands a new user needs:  `make run`  and  `make test`.
+# Both create .venv from requirements.lock on first use (Python 3.11).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PRESET ?= default
+
+# No telemetry (it logs an ERROR offline); quiet TensorFlow's C++ logging.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 3
+export TF_USE_LEGACY_KERAS := 1
+
+.PHONY: run test test-slow bench ui check-env clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"QMU needs Python 3.11 (TensorFlow Quantum 0.7.6); found {sys.version.split()[0]} at {sys.executable}. Set PYTHON=/path/to/python3.11."'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+run: $(STAMP)  ## the main job on the embedded default dataset (scikit-learn digits)
+	$(BIN)/qmu run --preset $(PRESET) $(ARGS)
+
+test: $(STAMP)  ## the default test suite (what CI runs)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-slow: $(STAMP)  ## paper-scale tests too (MNIST from ../shared/data/mnist)
+	$(BIN)/python -m pytest -q -m 'not hardware' $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_speed.py $(ARGS)
+
+ui: $(STAMP)  ## a local Prefect server with its UI on http://127.0.0.1:4200
+	$(BIN)/prefect server start
+
+check-env: $(STAMP)
+	$(BIN)/pip check
+
+clean:
+	rm -rf $(VENV) data/artifacts

@@ -1,0 +1,250 @@
+"""Content-addressed Parquet artifacts that describe themselves.
+
+Every stage output lives at ``<root>/<stage>/<stage>-v<N>-<hash12>.parquet``. The key hashes the
+stage name, its version in `STAGE_VERSIONS`, the config sections it read and the keys (not the
+paths) of its upstream artifacts. The same key feeds Prefect's cache key, so a cache hit and an
+existing file always describe the same inputs. Writes are atomic (temp file, then rename).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from qmu_core.errors import ArtifactError
+
+__all__ = [
+    "ArtifactRef",
+    "SCHEMAS",
+    "STAGE_VERSIONS",
+    "exists",
+    "plan",
+    "read",
+    "read_metadata",
+    "stage_key",
+    "write",
+]
+
+CORE_VERSION = "0.1.0"
+
+# Bump a stage's version whenever the meaning or schema of its output changes: Prefect's
+# TASK_SOURCE does not see changes inside qmu_core, and a bump changes every downstream key.
+STAGE_VERSIONS: dict[str, int] = {
+    "splits": 1,
+    "feature_map": 1,
+    "model": 1,
+    "outputs": 1,
+    "attack_model": 1,
+    "mia_scores": 1,
+    "metrics": 1,
+}
+
+_F32_LIST = pa.list_(pa.float32())
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "splits": pa.schema(
+        [
+            ("sample_id", pa.int64()),
+            ("label", pa.int64()),
+            ("role", pa.string()),
+            ("is_forget", pa.bool_()),
+            ("x", _F32_LIST),
+            ("pixels", _F32_LIST),
+        ]
+    ),
+    "feature_map": pa.schema(
+        [("name", pa.string()), ("row", pa.int64()), ("values", pa.list_(pa.float64()))]
+    ),
+    "model": pa.schema(
+        [
+            ("model_id", pa.string()),
+            ("variable", pa.string()),
+            ("shape", pa.list_(pa.int64())),
+            ("values", _F32_LIST),
+        ]
+    ),
+    "outputs": pa.schema(
+        [
+            ("model_id", pa.string()),
+            ("sample_id", pa.int64()),
+            ("role", pa.string()),
+            ("label", pa.int64()),
+            ("is_forget", pa.bool_()),
+            ("prob", _F32_LIST),
+            ("loss", pa.float64()),
+            ("correct", pa.bool_()),
+        ]
+    ),
+    "attack_model": pa.schema(
+        [("name", pa.string()), ("shape", pa.list_(pa.int64())), ("values", pa.list_(pa.float64()))]
+    ),
+    "mia_scores": pa.schema(
+        [
+            ("model_id", pa.string()),
+            ("sample_id", pa.int64()),
+            ("role", pa.string()),
+            ("is_forget", pa.bool_()),
+            ("attack", pa.string()),
+            ("score", pa.float64()),
+            ("is_member", pa.bool_()),
+        ]
+    ),
+    "metrics": pa.schema(
+        [
+            ("model_id", pa.string()),
+            ("phase", pa.string()),
+            ("metric", pa.string()),
+            ("value", pa.float64()),
+        ]
+    ),
+}
+
+
+class ArtifactRef(BaseModel):
+    """Where one stage output lives. Cheap to hash, serialize and show in the UI."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    key: str
+    root: Path = Path("data/artifacts")
+
+    @property
+    def path(self) -> Path:
+        """The Parquet file of this artifact."""
+        return self.root / self.stage / f"{self.key}.parquet"
+
+
+NOT_IN_KEY = frozenset({"root"})  # where a file lives never changes what it is
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, ArtifactRef):
+        return value.key
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def stage_key(stage: str, inputs: Mapping[str, Any]) -> str:
+    """Deterministic key for `stage` given everything it reads (`root` excluded)."""
+    if stage not in STAGE_VERSIONS:
+        raise ArtifactError(
+            f"Unknown stage {stage!r}; known stages: {', '.join(STAGE_VERSIONS)}. "
+            "Add it to STAGE_VERSIONS and SCHEMAS in qmu_core/artifacts.py."
+        )
+    version = STAGE_VERSIONS[stage]
+    kept = {k: _canonical(v) for k, v in sorted(inputs.items()) if k not in NOT_IN_KEY}
+    blob = json.dumps(
+        {"stage": stage, "v": version, "inputs": kept}, sort_keys=True, separators=(",", ":")
+    )
+    return f"{stage}-v{version}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def plan(stage: str, inputs: Mapping[str, Any], *, root: Path | str) -> ArtifactRef:
+    """The ref `stage` will write for `inputs`. Reads and writes nothing."""
+    return ArtifactRef(stage=stage, key=stage_key(stage, inputs), root=Path(root))
+
+
+def exists(ref: ArtifactRef) -> bool:
+    """Whether the artifact file is on disk."""
+    return ref.path.is_file()
+
+
+def write(
+    frame: pd.DataFrame,
+    ref: ArtifactRef,
+    inputs: Mapping[str, Any],
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> ArtifactRef:
+    """Write `frame` atomically with its provenance; `SCHEMAS[stage]` fixes the dtypes.
+
+    Args:
+        frame: The stage output, with exactly the columns of `SCHEMAS[ref.stage]`.
+        ref: Where to write (from `plan`).
+        inputs: The inputs the key was built from; stored as provenance.
+        extra: Small JSON-serializable facts stored as ``qmu.extra`` metadata.
+
+    Returns:
+        `ref`, for chaining.
+    """
+    schema = SCHEMAS[ref.stage]
+    missing = [n for n in schema.names if n not in frame.columns]
+    if missing:
+        raise ArtifactError(
+            f"Stage {ref.stage!r} output lacks columns {missing}; it must have {schema.names}."
+        )
+    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    provenance = {
+        "qmu.stage": ref.stage,
+        "qmu.key": ref.key,
+        "qmu.stage_version": str(STAGE_VERSIONS[ref.stage]),
+        "qmu.inputs": json.dumps(_canonical(dict(inputs)), sort_keys=True),
+        "qmu.core_version": CORE_VERSION,
+        "qmu.created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "qmu.extra": json.dumps(_canonical(dict(extra or {})), sort_keys=True),
+    }
+    meta = {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in provenance.items()}}
+    table = table.replace_schema_metadata(meta)
+    ref.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.path.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(ref.path)
+    return ref
+
+
+def read_metadata(ref: ArtifactRef) -> dict[str, Any]:
+    """Provenance of an artifact: stage, key, version, inputs and extra facts."""
+    if not ref.path.is_file():
+        raise ArtifactError(
+            f"Artifact {ref.key} is missing: {ref.path} does not exist.\n"
+            "It was probably deleted after a run cached it. Re-run with "
+            "`qmu run ... --refresh` (or PREFECT_TASKS_REFRESH_CACHE=true) to rebuild it."
+        )
+    try:
+        raw = pq.read_schema(ref.path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArtifactError(
+            f"{ref.path} is not a readable Parquet file ({exc}). Delete it and re-run; "
+            "the stage will write it again."
+        ) from exc
+    meta = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"qmu.")}
+    found_stage = meta.get("qmu.stage")
+    found_version = meta.get("qmu.stage_version")
+    if found_stage != ref.stage or found_version != str(STAGE_VERSIONS[ref.stage]):
+        raise ArtifactError(
+            f"{ref.path} was written by stage {found_stage!r} v{found_version}, but this code "
+            f"reads {ref.stage!r} v{STAGE_VERSIONS[ref.stage]}. Re-run the flow (the current "
+            "version writes under a new key)."
+        )
+    return {
+        "stage": found_stage,
+        "key": meta.get("qmu.key"),
+        "stage_version": int(found_version),
+        "inputs": json.loads(meta.get("qmu.inputs", "{}")),
+        "extra": json.loads(meta.get("qmu.extra", "{}")),
+        "created_at": meta.get("qmu.created_at"),
+        "core_version": meta.get("qmu.core_version"),
+    }
+
+
+def read(ref: ArtifactRef) -> pd.DataFrame:
+    """Read an artifact written by `write`, checking its stage and version first."""
+    read_metadata(ref)
+    return pq.read_table(ref.path).to_pandas()

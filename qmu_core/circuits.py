@@ -1,0 +1,143 @@
+"""Cirq circuits of the QNNs: encodings, the hardware-efficient ansatz and the read-out.
+
+Pure Cirq + SymPy (no TensorFlow), so exported circuits can be rebuilt and checked by anyone
+who uses Cirq. Symbol names are fixed and documented:
+
+* ``x_{i}``: angle-encoding input on qubit ``i`` (``x_{l}_{i}`` with data re-uploading);
+* ``a_{k}``: amplitude-encoding (state preparation) angles, see `qmu_core.amplitude`;
+* ``w_{l}_{i}_{j}``: trainable rotation ``j`` (0..2) on qubit ``i`` in layer ``l``.
+
+One ansatz layer is a U3-equivalent rotation on every qubit,
+``Z**(w2/pi) . PhasedX(phase=w0/pi, exponent=w1/pi)``, followed by the CNOT ring
+``0->1->...->n-1->0``. ``PhasedX(p, e)`` followed by ``Z**c`` reaches every single-qubit
+unitary up to a global phase (like ``U3(theta, phi, lambda)``) with two gates instead of
+three, and both gates are natively supported by TFQ's serializer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cirq
+import numpy as np
+import sympy
+
+__all__ = [
+    "angle_symbols",
+    "ansatz",
+    "build_circuit",
+    "qubits",
+    "readout_ops",
+    "weight_symbols",
+]
+
+
+def qubits(n: int) -> list[cirq.LineQubit]:
+    """The model's qubits: ``cirq.LineQubit(0..n-1)``."""
+    return cirq.LineQubit.range(n)
+
+
+def weight_symbols(n_qubits: int, layers: int) -> list[sympy.Symbol]:
+    """Trainable symbols in (layer, qubit, rotation) order; 3 * n_qubits * layers of them."""
+    return [
+        sympy.Symbol(f"w_{l}_{i}_{j}")
+        for l in range(layers)
+        for i in range(n_qubits)
+        for j in range(3)
+    ]
+
+
+def angle_symbols(n_qubits: int, layers: int = 1, *, reupload: bool = False) -> list[sympy.Symbol]:
+    """Input symbols of angle encoding: one per qubit, per layer when re-uploading."""
+    if not reupload:
+        return [sympy.Symbol(f"x_{i}") for i in range(n_qubits)]
+    return [sympy.Symbol(f"x_{l}_{i}") for l in range(layers) for i in range(n_qubits)]
+
+
+def _angle_layer(qs: Sequence[cirq.Qid], symbols: Sequence[sympy.Symbol]) -> list[cirq.Operation]:
+    return [cirq.ry(s).on(q) for q, s in zip(qs, symbols, strict=True)]
+
+
+def _rotation(q: cirq.Qid, w: Sequence[sympy.Basic]) -> list[cirq.Operation]:
+    return [
+        cirq.PhasedXPowGate(phase_exponent=w[0] / sympy.pi, exponent=w[1] / sympy.pi).on(q),
+        cirq.ZPowGate(exponent=w[2] / sympy.pi).on(q),
+    ]
+
+
+def _cnot_ring(qs: Sequence[cirq.Qid]) -> list[cirq.Operation]:
+    n = len(qs)
+    if n == 2:
+        return [cirq.CNOT(qs[0], qs[1]), cirq.CNOT(qs[1], qs[0])]
+    return [cirq.CNOT(qs[i], qs[(i + 1) % n]) for i in range(n)]
+
+
+def ansatz(
+    qs: Sequence[cirq.Qid],
+    layers: int,
+    *,
+    inputs: Sequence[sympy.Symbol] | None = None,
+) -> cirq.Circuit:
+    """The hardware-efficient ansatz; with `inputs` (re-uploading) they precede every layer."""
+    n = len(qs)
+    ws = weight_symbols(n, layers)
+    circuit = cirq.Circuit()
+    for l in range(layers):
+        if inputs is not None:
+            circuit += _angle_layer(qs, inputs[l * n : (l + 1) * n])
+        for i, q in enumerate(qs):
+            circuit += _rotation(q, ws[(l * n + i) * 3 : (l * n + i) * 3 + 3])
+        circuit += _cnot_ring(qs)
+    return circuit
+
+
+def readout_ops(qs: Sequence[cirq.Qid]) -> list[cirq.PauliString]:
+    """⟨Z⟩ on every qubit, in qubit order."""
+    return [cirq.Z(q) for q in qs]
+
+
+def build_circuit(
+    n_qubits: int, layers: int, *, encoding: str = "angle", reupload: bool = False
+) -> tuple[cirq.Circuit, list[sympy.Symbol]]:
+    """The full model circuit and its *input* symbols (weights are `weight_symbols`).
+
+    Args:
+        n_qubits: Number of qubits n.
+        layers: Ansatz layers L.
+        encoding: ``"angle"`` (Ry(x_i) per qubit) or ``"amplitude"`` (state preparation of a
+            real 2^n vector from 2^n - 1 angles, `qmu_core.amplitude`).
+        reupload: Angle encoding only: encode before every layer.
+
+    Returns:
+        ``(circuit, input_symbols)``.
+    """
+    qs = qubits(n_qubits)
+    if encoding == "angle":
+        inputs = angle_symbols(n_qubits, layers, reupload=reupload)
+        if reupload:
+            return ansatz(qs, layers, inputs=inputs), inputs
+        return cirq.Circuit(_angle_layer(qs, inputs)) + ansatz(qs, layers), inputs
+    if encoding == "amplitude":
+        from qmu_core import amplitude
+
+        prep, inputs = amplitude.state_prep_circuit(qs)
+        return prep + ansatz(qs, layers), inputs
+    raise ValueError(f"encoding={encoding!r}; use 'angle' or 'amplitude'.")
+
+
+def resolve(circuit: cirq.Circuit, values: dict[str, float]) -> cirq.Circuit:
+    """Bind symbol values (floats) into a concrete circuit."""
+    return cirq.resolve_parameters(circuit, cirq.ParamResolver({k: float(v) for k, v in values.items()}))
+
+
+def z_expectations(circuit: cirq.Circuit, n_qubits: int) -> np.ndarray:
+    """Reference ⟨Z_i⟩ of a resolved circuit with `cirq.Simulator` (float64)."""
+    qs = qubits(n_qubits)
+    state = cirq.Simulator(dtype=np.complex128).simulate(circuit, qubit_order=qs).final_state_vector
+    probs = np.abs(state) ** 2
+    idx = np.arange(2**n_qubits)
+    out = np.empty(n_qubits)
+    for i in range(n_qubits):
+        bit = (idx >> (n_qubits - 1 - i)) & 1
+        out[i] = float(np.sum(probs * (1 - 2 * bit)))
+    return out

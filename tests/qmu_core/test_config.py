@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from qmu_core.config import PRESETS, QMUConfig, apply_overrides, derive_seed, preset
+from qmu_core.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_validates(name: str) -> None:
+    cfg = preset(name)
+    assert isinstance(cfg, QMUConfig)
+    assert cfg.data.forget_class in cfg.data.classes
+
+
+def test_paper_preset_matches_the_paper() -> None:
+    cfg = preset("paper")
+    assert (cfg.data.dataset, cfg.data.n_target_train, cfg.data.n_target_holdout) == ("mnist", 1000, 500)
+    assert cfg.data.classes == tuple(range(10)) and cfg.data.forget_class == 4
+    assert (cfg.model.n_qubits, cfg.model.layers, cfg.model.encoding) == (8, 10, "amplitude")
+    assert (cfg.train.learning_rate, cfg.train.batch_size, cfg.train.optimizer) == (0.05, 32, "nesterov")
+
+
+def test_config_is_frozen_and_strict() -> None:
+    cfg = QMUConfig()
+    with pytest.raises(ValidationError):
+        cfg.train.epochs = 3  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        QMUConfig.model_validate({"train": {"epoch": 3}})
+
+
+def test_every_field_has_a_description() -> None:
+    schema = QMUConfig.model_json_schema()
+    for name, section in schema["$defs"].items():
+        if name == "FeatureSpec":
+            continue
+        for field, spec in section["properties"].items():
+            assert spec.get("description"), f"{name}.{field} has no description"
+
+
+def test_overrides_parse_json_and_report_unknown_fields() -> None:
+    cfg = apply_overrides(preset("tiny"), ["train.epochs=7", "run.artifact_root=/tmp/x", "data.classes=[1,4]"])
+    assert cfg.train.epochs == 7 and str(cfg.run.artifact_root) == "/tmp/x" and cfg.data.classes == (1, 4)
+    with pytest.raises(ConfigError, match="not a config field. Known here: epochs"):
+        apply_overrides(cfg, ["train.epoch=3"])
+    with pytest.raises(ConfigError, match="not a config section"):
+        apply_overrides(cfg, ["trian.epochs=3"])
+    with pytest.raises(ConfigError, match="has no '='"):
+        apply_overrides(cfg, ["train.epochs"])
+
+
+def test_cross_field_errors_name_both_fields() -> None:
+    with pytest.raises(ConfigError, match=r"data.forget_class=11 is not in data.classes"):
+        apply_overrides(QMUConfig(), ["data.forget_class=11"])
+    with pytest.raises(ConfigError, match="model.reupload=true needs model.encoding='angle'"):
+        apply_overrides(QMUConfig(), ["model.encoding=amplitude", "model.reupload=true"])
+
+
+def test_unknown_preset_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="tiny"):
+        preset("huge")
+
+
+def test_derived_seeds_are_stable_and_distinct() -> None:
+    assert derive_seed(0, "shadow-00") == derive_seed(0, "shadow-00")
+    seeds = {derive_seed(0, f"shadow-{i:02d}") for i in range(50)} | {derive_seed(0, "target"), derive_seed(1, "target")}
+    assert len(seeds) == 52
+    assert all(0 <= s < 2**31 for s in seeds)
