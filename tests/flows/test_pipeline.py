@@ -1,0 +1,114 @@
+"""The real pipeline on the `tiny` preset under a Prefect test server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.cli import main
+from flows.pipeline import qmu_pipeline
+from qmu_core.config import QMUConfig, apply_overrides, preset
+
+HEADLINE = ("retain_test_acc", "forget_test_acc", "mia_auc", "mia_forget_success")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_backend() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def _task_states(flow_run_id: object, expected: int) -> dict[str, str]:
+    """Final task-run states of a flow run. Prefect 3 records them asynchronously (events),
+    so poll until all `expected` runs have reached a final state."""
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            states = {r.name: r.state.name for r in runs if r.state is not None}
+            if (len(states) >= expected and all(r.state and r.state.is_final() for r in runs)) or time.monotonic() > deadline:
+                return states
+            time.sleep(0.5)
+
+
+def _run(cfg: QMUConfig) -> tuple[dict, dict[str, str]]:
+    state = qmu_pipeline(cfg, return_state=True)
+    assert state.is_completed(), state.message
+    summary = json.loads(Path(state.result()).read_text())
+    expected = 13 + 2 * cfg.attack.n_shadow  # 1 split, 2 + n train, n + 3 outputs, attack, unlearn, 3 scores, evaluate, report
+    return summary, _task_states(state.state_details.flow_run_id, expected)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="module")
+def first(root: Path) -> tuple[dict, dict[str, str]]:
+    return _run(preset("tiny", run={"artifact_root": str(root)}))
+
+
+def test_first_run_trains_real_models_and_writes_the_summary(first: tuple[dict, dict[str, str]], root: Path) -> None:
+    summary, states = first
+    assert set(summary["models"]) >= {"before", "after_ga", "oracle"}
+    for phase in ("before", "after_ga", "oracle"):
+        for key in HEADLINE:
+            value = summary["models"][phase][key]
+            assert isinstance(value, float) and 0.0 <= value <= 1.0, (phase, key, value)
+    before, after, oracle = (summary["models"][p] for p in ("before", "after_ga", "oracle"))
+    assert before["retain_test_acc"] > 0.5  # a trained model, not chance (4 classes)
+    assert before["forget_test_acc"] > 0.0 and oracle["forget_test_acc"] <= 0.1
+    assert after["forget_train_acc"] <= max(0.05, summary["unlearning"]["history"][-1]["forget_acc"])
+    assert all(s == "Completed" for s in states.values()), states
+    # every file of the run lives under the artifact root
+    for path in [*summary["artifacts"].values(), summary["metrics_parquet"], summary["plot_png"], summary["report_md"]]:
+        assert Path(path).is_file() and Path(path).resolve().is_relative_to(root.resolve())
+
+
+def test_second_identical_run_is_fully_cached(first: tuple[dict, dict[str, str]], root: Path) -> None:
+    files = sorted(root.rglob("*.parquet"))
+    summary, states = _run(preset("tiny", run={"artifact_root": str(root)}))
+    stages = {k: v for k, v in states.items() if not k.startswith("publish_report")}
+    assert len(stages) == 12 + 2 * 2 and set(stages.values()) == {"Cached"}, states
+    assert summary["models"] == first[0]["models"]
+    assert sorted(root.rglob("*.parquet")) == files
+
+
+def test_changing_unlearning_recomputes_only_what_follows(first: tuple[dict, dict[str, str]], root: Path) -> None:
+    cfg = apply_overrides(preset("tiny", run={"artifact_root": str(root)}), ["unlearn.learning_rate=0.2"])
+    summary, states = _run(cfg)
+    fresh = sorted(k.rsplit("-", 1)[0] for k, v in states.items() if v != "Cached")
+    assert fresh == ["evaluate", "model_outputs", "publish_report", "score_membership", "unlearn"], states
+    assert summary["models"]["before"] == first[0]["models"]["before"]
+    assert summary["models"]["oracle"] == first[0]["models"]["oracle"]
+
+
+def test_a_deleted_artifact_is_rebuilt_not_dangling(first: tuple[dict, dict[str, str]], root: Path) -> None:
+    attack = next((root / "attack_model").glob("*.parquet"))
+    attack.unlink()
+    summary, states = _run(preset("tiny", run={"artifact_root": str(root)}))
+    assert attack.is_file()
+    assert states[next(k for k in states if k.startswith("fit_attack"))] == "Completed"
+    assert summary["models"] == first[0]["models"]
+
+
+def test_cli_prints_the_summary_path_last(first: tuple[dict, dict[str, str]], root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--preset", "tiny", "--set", f"run.artifact_root={root}"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    summary = json.loads(Path(out[-1]).read_text())
+    assert summary["models"] == first[0]["models"]
+
+
+def test_cli_rejects_bad_input_with_a_remedy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--preset", "tiny", "--set", "train.epoch=2"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epoch" in err and "Known here: epochs" in err

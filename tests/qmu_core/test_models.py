@@ -1,0 +1,175 @@
+"""The TFQ model against references: cirq.Simulator outputs, parameter-shift gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qmu_core import circuits, training
+from qmu_core._tf import tf, tfq
+from qmu_core.config import ModelConfig, TrainConfig
+from qmu_core.errors import ArtifactError
+from qmu_core.models import build_model
+
+
+def _model(seed: int = 0, *, image_side: int = 8, **kw):  # noqa: ANN202
+    cfg = ModelConfig(**({"n_qubits": 3, "layers": 2} | kw))
+    n_feat = cfg.feature_spec.n_components
+    return build_model(cfg, n_classes=4, n_features=n_feat, image_side=image_side, seed=seed), cfg
+
+
+def _inputs(cfg: ModelConfig, n: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if cfg.kind == "hqnn":
+        return rng.uniform(-1, 1, size=(n, 64)).astype(np.float32)
+    if cfg.encoding == "amplitude":
+        return rng.normal(size=(n, 2**cfg.n_qubits)).astype(np.float32)
+    return rng.uniform(0, np.pi, size=(n, cfg.n_qubits)).astype(np.float32)
+
+
+def _cirq_reference(qnn, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    values = qnn.circuit_inputs(qnn.front_end(tf.constant(x))).numpy()
+    theta = qnn.variables["theta"].numpy()
+    names = [str(s) for s in qnn.input_symbols] + [str(s) for s in qnn.weight_symbols]
+    out = []
+    for row in values:
+        resolved = circuits.resolve(qnn.circuit, dict(zip(names, [*row, *theta], strict=True)))
+        out.append(circuits.z_expectations(resolved, qnn.cfg.n_qubits))
+    return np.array(out)
+
+
+CASES = [
+    {"encoding": "angle"},
+    {"encoding": "angle", "reupload": True},
+    {"encoding": "amplitude"},
+    {"kind": "hqnn", "encoding": "amplitude", "layers": 1},
+    {"kind": "hqnn", "encoding": "angle", "layers": 1},
+    {"encoding": "angle", "n_qubits": 8, "layers": 3},
+]
+
+
+@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+def test_tfq_expectations_equal_cirq_simulator(kw: dict) -> None:
+    qnn, cfg = _model(**kw)
+    x = _inputs(cfg, 4)
+    got = qnn.expectations(tf.constant(x)).numpy()
+    np.testing.assert_allclose(got, _cirq_reference(qnn, x), atol=1e-5)
+    probs = qnn(tf.constant(x)).numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kw", CASES[:3], ids=["angle", "reupload", "amplitude"])
+def test_adjoint_gradients_equal_parameter_shift(kw: dict) -> None:
+    qnn, cfg = _model(**kw)
+    x = tf.constant(_inputs(cfg, 3))
+    values = tf.concat([qnn.circuit_inputs(x), tf.tile(qnn.variables["theta"][None], [3, 1])], 1)
+    programs = tf.tile(qnn._program, [3])
+    ops = tf.tile(qnn._ops, [3, 1])
+    weights = tf.constant(np.random.default_rng(2).normal(size=(3, cfg.n_qubits)).astype(np.float32))
+    grads = []
+    for diff in (tfq.differentiators.Adjoint(), tfq.differentiators.ParameterShift()):
+        layer = tfq.layers.Expectation(differentiator=diff)
+        v = tf.Variable(values)
+        with tf.GradientTape() as tape:
+            z = layer(programs, symbol_names=qnn.symbol_names, symbol_values=v, operators=ops)
+            loss = tf.reduce_sum(z * weights)
+        grads.append(tape.gradient(loss, v).numpy())
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-4)
+    assert np.abs(grads[0]).max() > 1e-3
+
+
+def test_hqnn_gradients_reach_the_cnn_and_match_finite_differences() -> None:
+    qnn, cfg = _model(kind="hqnn", encoding="amplitude", layers=1)
+    x = tf.constant(_inputs(cfg, 4))
+    y = tf.constant([0, 1, 2, 3])
+    kernel = qnn.variables["conv_k"]
+
+    def loss() -> tf.Tensor:
+        return tf.reduce_mean(training.per_record_loss(qnn(x), y, "cross_entropy"))
+
+    with tf.GradientTape() as tape:
+        value = loss()
+    g = tape.gradient(value, [kernel, qnn.variables["dense_w"]])
+    assert all(np.isfinite(t.numpy()).all() for t in g)
+    assert np.abs(g[0].numpy()).max() > 1e-5 and np.abs(g[1].numpy()).max() > 1e-5
+    # central differences on the three kernel entries with the largest gradient
+    flat = np.argsort(-np.abs(g[0].numpy()).ravel())[:3]
+    base = kernel.numpy()
+    for idx in flat:
+        pos = np.unravel_index(idx, base.shape)
+        h = 1e-2
+        bumped = base.copy()
+        bumped[pos] += h
+        kernel.assign(bumped)
+        up = float(loss())
+        bumped[pos] -= 2 * h
+        kernel.assign(bumped)
+        down = float(loss())
+        kernel.assign(base)
+        fd = (up - down) / (2 * h)
+        assert fd == pytest.approx(float(g[0].numpy()[pos]), rel=0.05, abs=2e-4)
+
+
+def test_weights_roundtrip_and_mismatch_errors() -> None:
+    qnn, cfg = _model(seed=0)
+    other, _ = _model(seed=5)
+    frame = qnn.weights_frame("target")
+    other.load_frame(frame)
+    x = tf.constant(_inputs(cfg, 3))
+    np.testing.assert_allclose(other(x).numpy(), qnn(x).numpy(), atol=1e-6)
+    bigger, _ = _model(layers=3)
+    with pytest.raises(ArtifactError, match="shape"):
+        bigger.load_frame(frame)
+    hq, _ = _model(kind="hqnn", encoding="amplitude", layers=1)
+    with pytest.raises(ArtifactError, match="different model config"):
+        hq.load_frame(frame)
+
+
+def test_training_lowers_the_loss_and_is_deterministic() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 64).astype(np.int32)
+    x = (np.where(y[:, None] == 1, 2.5, 0.6) + rng.normal(0, 0.2, (64, 3))).astype(np.float32)
+    train = TrainConfig(epochs=6, batch_size=16, learning_rate=0.1)
+    histories, probs = [], []
+    for _ in range(2):
+        qnn, _ = _model(seed=3)
+        histories.append(training.fit(qnn, x, y, train, seed=1))
+        probs.append(training.predict_proba(qnn, x))
+    assert histories[0][-1]["loss"] < histories[0][0]["loss"]
+    assert histories[0][-1]["acc"] > 0.8
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-6)
+
+
+def test_gradient_ascent_forgets_and_stops_at_the_threshold() -> None:
+    from qmu_core.config import UnlearnConfig
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 64).astype(np.int32)
+    x = (np.where(y[:, None] == 1, 2.5, 0.6) + rng.normal(0, 0.2, (64, 3))).astype(np.float32)
+    qnn, _ = _model(seed=3)
+    training.fit(qnn, x, y, TrainConfig(epochs=6, batch_size=16, learning_rate=0.1), seed=1)
+    forget = y == 1
+    before = float(np.mean(training.predict_proba(qnn, x[forget]).argmax(1) == 1))
+    history = training.gradient_ascent(
+        qnn, x[forget], y[forget], UnlearnConfig(learning_rate=0.2, max_epochs=30, stop_forget_acc=0.1),
+        loss="bce_sum", seed=0,
+    )
+    after = float(np.mean(training.predict_proba(qnn, x[forget]).argmax(1) == 1))
+    assert before > 0.8 and after <= 0.1
+    assert history[-1]["forget_acc"] == pytest.approx(after)
+    assert len(history) < 30
+    assert all(h["forget_acc"] > 0.1 for h in history[:-1])
+
+
+def test_predict_outputs_has_one_row_per_record() -> None:
+    qnn, cfg = _model()
+    x = _inputs(cfg, 5)
+    frame = pd.DataFrame(
+        {"sample_id": range(5), "label": [0, 1, 2, 3, 0], "role": "test", "is_forget": False,
+         "x": list(x), "pixels": list(np.zeros((5, 64), np.float32))}
+    )
+    out = training.predict_outputs(qnn, frame, model_cfg=cfg, classes=(0, 1, 2, 3), loss="cross_entropy", model_id="t")
+    probs = np.stack(out["prob"])
+    np.testing.assert_allclose(out["loss"], -np.log(probs[np.arange(5), [0, 1, 2, 3, 0]]), rtol=1e-5)
+    assert (out["correct"] == (probs.argmax(1) == np.array([0, 1, 2, 3, 0]))).all()
