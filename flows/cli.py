@@ -3,6 +3,7 @@
     qmu run --preset tiny [--set section.field=value ...] [--config file.json] [--refresh]
     qmu config show [--preset NAME] [--set ...]
     qmu config schema
+    qmu export RUN_OR_MODEL DIR [--phase before|after_ga|oracle]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
 """
@@ -46,6 +47,20 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _export(args: argparse.Namespace) -> int:
+    from qmu_core.export import export_model, resolve_model_ref
+
+    source = Path(args.source)
+    if source.suffix != ".parquet":
+        summary_path = source / "summary.json" if source.is_dir() else source
+        if not summary_path.is_file():
+            raise QMUError(f"{source}: no summary.json here. Pass a run directory, its summary.json or a model .parquet.")
+        source = Path(json.loads(summary_path.read_text())["artifacts"][args.phase])
+    manifest = export_model(resolve_model_ref(source), Path(args.out_dir))
+    print(manifest)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `qmu` console script."""
     parser = argparse.ArgumentParser(prog="qmu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="Run the pipeline as a local Prefect flow run.")
     _add_config_args(run)
     run.add_argument("--refresh", action="store_true", help="Recompute every stage, ignoring the cache.")
+    exp = sub.add_parser("export", help="Export a trained model as Parquet weights + Cirq JSON + manifest.")
+    exp.add_argument("source", help="A run directory, its summary.json, or a model .parquet file.")
+    exp.add_argument("out_dir", help="Directory to write manifest.json, circuit.json, ansatz.json, *.parquet.")
+    exp.add_argument("--phase", default="before", choices=["before", "after_ga", "oracle"],
+                     help="Which model of a run to export (ignored for a .parquet).")
     cfg = sub.add_parser("config", help="Show the resolved config or its JSON schema.")
     cfg.add_argument("what", choices=["show", "schema"])
     _add_config_args(cfg)
@@ -65,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(_config(args).model_dump_json(indent=2))
             return 0
+        if args.command == "export":
+            return _export(args)
         config = _config(args)
         if args.refresh:
             os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"

@@ -39,7 +39,7 @@ CORE_VERSION = "0.1.0"
 # Bump a stage's version whenever the meaning or schema of its output changes: Prefect's
 # TASK_SOURCE does not see changes inside qmu_core, and a bump changes every downstream key.
 STAGE_VERSIONS: dict[str, int] = {
-    "splits": 1,
+    "splits": 2,  # v2: provenance names its feature_map
     "feature_map": 1,
     "model": 1,
     "outputs": 1,

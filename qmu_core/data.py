@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qmu_core import artifacts
+from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import DataConfig, FeatureSpec, derive_seed
 from qmu_core.errors import DataError
 
@@ -28,10 +30,12 @@ __all__ = [
     "ROLES",
     "Dataset",
     "FeatureMap",
+    "feature_map_ref",
     "load_dataset",
     "member_mask",
     "split_roles",
     "stack",
+    "write_split",
 ]
 
 ROLES = ("target_train", "target_holdout", "shadow_pool", "test")
@@ -280,6 +284,21 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> tuple[pd.D
         "forget_in_train": int(np.sum(labels[train_rows] == data.forget_class)),
     }
     return frame, fmap, facts
+
+
+def write_split(
+    frame: pd.DataFrame, fmap: FeatureMap, facts: dict, inputs: dict, *, root: Path
+) -> ArtifactRef:
+    """Write the `feature_map` and `splits` artifacts; the split's provenance names the map."""
+    fmap_ref = artifacts.write(fmap.to_frame(), artifacts.plan("feature_map", inputs, root=root), inputs)
+    extra = {**facts, "feature_map": fmap_ref.key}
+    return artifacts.write(frame, artifacts.plan("splits", inputs, root=root), inputs, extra=extra)
+
+
+def feature_map_ref(splits: ArtifactRef) -> ArtifactRef:
+    """The `feature_map` artifact written together with `splits`."""
+    key = artifacts.read_metadata(splits)["extra"]["feature_map"]
+    return ArtifactRef(stage="feature_map", key=key, root=splits.root)
 
 
 def member_mask(splits: pd.DataFrame, which: str, *, seed: int) -> np.ndarray:

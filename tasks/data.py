@@ -6,7 +6,6 @@ from pathlib import Path
 
 from prefect import get_run_logger
 
-from qmu_core import artifacts
 from qmu_core import data as qdata
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import DataConfig, FeatureSpec
@@ -18,9 +17,8 @@ def split_data(data: DataConfig, features: FeatureSpec, seed: int, root: Path) -
     """Split `data.dataset` into target members/non-members, shadow pool and test records."""
     inputs = {"data": data, "features": features, "seed": seed}
     frame, fmap, facts = qdata.split_roles(data, features, seed=seed)
-    artifacts.write(fmap.to_frame(), artifacts.plan("feature_map", inputs, root=root), inputs)
     get_run_logger().info(
         f"{facts['source']}: {facts['counts']}; forget set = {facts['forget_in_train']} "
         f"target_train records of class {data.forget_class}"
     )
-    return artifacts.write(frame, artifacts.plan("splits", inputs, root=root), inputs, extra=facts)
+    return qdata.write_split(frame, fmap, facts, inputs, root=root)
