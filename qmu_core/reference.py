@@ -55,12 +55,6 @@ class DenseQNN:
         self._perm = tf.constant(cnot_ring_permutation(n_qubits), dtype=tf.int32)
         self._zsign = tf.constant(z_signs(n_qubits))
 
-    def _apply(self, state: tf.Tensor, q: int, u: tf.Tensor) -> tf.Tensor:
-        n = self.n
-        s = tf.reshape(state, (-1, 2**q, 2, 2 ** (n - q - 1)))
-        s = tf.einsum("ij,bajc->baic", u, s)
-        return tf.reshape(s, (-1, 2**n))
-
     def initial_state(self, x: tf.Tensor) -> tf.Tensor:
         """Encoded states (B, 2^n) complex64."""
         if self.encoding == "amplitude":
@@ -76,25 +70,28 @@ class DenseQNN:
             state = tf.reshape(state[:, :, None] * amp[:, None, :], (tf.shape(x)[0], -1))
         return tf.cast(state, tf.complex64)
 
+    def layer_unitaries(self, theta: tf.Tensor) -> tf.Tensor:
+        """Single-qubit part of every layer as one 2^n x 2^n matrix, shape (L, 2^n, 2^n)."""
+        w = tf.reshape(tf.cast(theta, tf.float32), (self.layers, self.n, 3))
+        c = tf.complex(tf.cos(w[..., 1] / 2), 0.0)
+        s = tf.complex(0.0, -tf.sin(w[..., 1] / 2))  # -i sin
+        e0 = tf.exp(tf.complex(0.0, w[..., 0]))
+        e2 = tf.exp(tf.complex(0.0, w[..., 2]))
+        # Z(w2) @ PhasedX(w0, w1) = [[c, -i s e^{-i w0}], [e^{i w2} (-i s) e^{i w0}, e^{i w2} c]]
+        u = tf.stack(
+            [tf.stack([c, s * tf.math.conj(e0)], -1), tf.stack([e2 * s * e0, e2 * c], -1)], -2
+        )  # (L, n, 2, 2)
+        k = u[:, 0]
+        for q in range(1, self.n):  # qubit 0 is the most significant factor
+            d = 2**q
+            k = tf.reshape(k[:, :, None, :, None] * u[:, q, None, :, None, :], (self.layers, 2 * d, 2 * d))
+        return k
+
     def expectations(self, x: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
         """⟨Z_i⟩, shape (B, n), for inputs `x` and flat weights `theta` (3·n·L,)."""
         state = self.initial_state(x)
-        w = tf.reshape(tf.cast(theta, tf.float32), (self.layers, self.n, 3))
+        layers = self.layer_unitaries(theta)
         for l in range(self.layers):
-            for q in range(self.n):
-                w0, w1, w2 = w[l, q, 0], w[l, q, 1], w[l, q, 2]
-                c = tf.complex(tf.cos(w1 / 2), 0.0)
-                s = tf.complex(tf.sin(w1 / 2), 0.0)
-                minus_i = tf.complex(0.0, -1.0)
-                phase = tf.exp(tf.complex(0.0, w0))
-                phased_x = tf.stack(
-                    [tf.stack([c, minus_i * s * tf.math.conj(phase)]), tf.stack([minus_i * s * phase, c])]
-                )
-                z = tf.stack(
-                    [tf.stack([tf.complex(1.0, 0.0), tf.complex(0.0, 0.0)]),
-                     tf.stack([tf.complex(0.0, 0.0), tf.exp(tf.complex(0.0, w2))])]
-                )
-                state = self._apply(state, q, tf.linalg.matmul(z, phased_x))
-            state = tf.gather(state, self._perm, axis=1)
+            state = tf.gather(tf.linalg.matmul(state, layers[l], transpose_b=True), self._perm, axis=1)
         probs = tf.math.real(state * tf.math.conj(state))
         return probs @ self._zsign

@@ -1,0 +1,143 @@
+"""Training and inference speed of the QNNs on 1,000 MNIST records; one JSON object per line.
+
+    python bench/train_speed.py                      # every configuration below
+    python bench/train_speed.py --only basic_qnn     # a subset (model kind or encoding)
+    python bench/train_speed.py --mnist-path DIR --records 1000 --epochs 3 --backend tfq
+
+Each configuration runs in a fresh subprocess so `peak_rss_mb` is its own. For each it reports
+the median seconds per training epoch (forward, Adjoint gradient and optimizer update; batch 32)
+after one warm-up epoch, records per second, inference seconds for all records, peak RSS, and
+the epoch time of a dense batched state-vector implementation of the same circuit in plain TF
+(`qmu_core.reference`) with `ratio = epoch_s / reference_epoch_s`, so numbers can be compared
+across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+CONFIGS = [
+    {"kind": "basic_qnn", "encoding": "angle", "layers": 5},
+    {"kind": "basic_qnn", "encoding": "angle", "layers": 10},
+    {"kind": "basic_qnn", "encoding": "amplitude", "layers": 5},
+    {"kind": "basic_qnn", "encoding": "amplitude", "layers": 10},
+    {"kind": "hqnn", "encoding": "amplitude", "layers": 1},
+    {"kind": "hqnn", "encoding": "amplitude", "layers": 5},
+    {"kind": "hqnn", "encoding": "amplitude", "layers": 10},
+]
+DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def _one(spec: dict) -> dict:
+    import numpy as np
+
+    from qmu_core import data as qdata
+    from qmu_core import training
+    from qmu_core._tf import tf
+    from qmu_core.config import DataConfig, ModelConfig, TrainConfig
+    from qmu_core.models import build_model
+    from qmu_core.reference import DenseQNN
+
+    model = ModelConfig(
+        kind=spec["kind"], encoding=spec["encoding"], layers=spec["layers"], n_qubits=spec["qubits"],
+        backend=spec["backend"],
+    )
+    ds = qdata.load_dataset(DataConfig(dataset="mnist", mnist_path=spec["mnist_path"]))
+    n = spec["records"]
+    flat = ds.images[:n].reshape(n, -1)
+    y = ds.labels[:n].astype(np.int32)
+    if model.kind == "basic_qnn":
+        x = qdata.FeatureMap.fit(flat, model.feature_spec).transform(flat)
+    else:
+        x = (flat * 2.0 - 1.0).astype(np.float32)
+    # one warm-up epoch (tracing, TFQ program conversion), then the measured ones, in ONE fit()
+    train = TrainConfig(epochs=1 + spec["epochs"], batch_size=spec["batch"], optimizer="adam", loss="cross_entropy")
+    qnn = build_model(model, n_classes=10, n_features=x.shape[1], image_side=ds.side, seed=0)
+
+    def epoch_seconds(m: object) -> float:
+        marks = [time.perf_counter()]
+        training.fit(m, x, y, train, seed=0, progress=lambda *_: marks.append(time.perf_counter()))  # type: ignore[arg-type]
+        return statistics.median(b - a for a, b in zip(marks[1:-1], marks[2:], strict=True))
+
+    epoch_s = epoch_seconds(qnn)
+    training.predict_proba(qnn, x)
+    infer = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        training.predict_proba(qnn, x, batch_size=n)
+        infer.append(time.perf_counter() - t0)
+
+    dense = DenseQNN(model.n_qubits, model.layers, encoding=model.encoding)
+
+    class Reference(type(qnn)):  # type: ignore[misc]
+        def expectations(self, inputs: tf.Tensor) -> tf.Tensor:
+            return dense.expectations(self.front_end(inputs), self.variables["theta"])
+
+        def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+            z = self.expectations(inputs)
+            return tf.nn.softmax(z @ self.variables["head_w"] + self.variables["head_b"])
+
+    ref = Reference(model, n_classes=10, n_features=x.shape[1], image_side=ds.side, seed=0)
+    reference_epoch_s = epoch_seconds(ref)
+    return {
+        "model": model.kind,
+        "encoding": model.encoding,
+        "qubits": model.n_qubits,
+        "layers": model.layers,
+        "records": n,
+        "batch": spec["batch"],
+        "backend": model.backend,
+        "epoch_s": round(epoch_s, 3),
+        "records_per_s": round(n / epoch_s, 1),
+        "infer_s": round(statistics.median(infer), 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "reference_epoch_s": round(reference_epoch_s, 3),
+        "ratio": round(epoch_s / reference_epoch_s, 2),
+    }
+
+
+def main() -> int:
+    """Run every selected configuration in its own subprocess and print its JSON line."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mnist-path", default=str(DEFAULT_MNIST), help="Directory with MNIST IDX files or mnist.npz.")
+    p.add_argument("--records", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=3, help="Measured epochs per configuration (median).")
+    p.add_argument("--qubits", type=int, default=8)
+    p.add_argument("--backend", default="tfq_packed", choices=["tfq_packed", "tfq"])
+    p.add_argument("--only", action="append", help="Keep configurations whose kind or encoding matches.")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(_one(json.loads(args.one))), flush=True)
+        return 0
+    failed = 0
+    for cfg in CONFIGS:
+        if args.only and not ({cfg["kind"], cfg["encoding"]} & set(args.only)):
+            continue
+        spec = {**cfg, "qubits": args.qubits, "records": args.records, "batch": args.batch, "epochs": args.epochs,
+                "backend": args.backend, "mnist_path": args.mnist_path}
+        proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True)
+        line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        if proc.returncode != 0 or not line.startswith("{"):
+            failed += 1
+            print(json.dumps({**cfg, "error": proc.stderr.strip().splitlines()[-1:] or ["no output"]}), flush=True)
+        else:
+            print(line, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""prefect.yaml points at real flows and carries configs QMUConfig accepts."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import yaml
+
+from qmu_core.config import QMUConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_deployment_resolves_and_validates() -> None:
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    names = [d["name"] for d in spec["deployments"]]
+    assert names == ["smoke", "default", "paper"]
+    for dep in spec["deployments"]:
+        path, _, fn = dep["entrypoint"].partition(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flow = getattr(module, fn)
+        assert flow.name == "qmu-pipeline"
+        config = QMUConfig.model_validate(dep.get("parameters", {}).get("config", {}))
+        assert config.data.forget_class in config.data.classes
+        for sched in dep.get("schedules", []):
+            assert len(sched["cron"].split()) == 5
+
+
+def test_smoke_deployment_is_the_tiny_preset() -> None:
+    from qmu_core.config import preset
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    smoke = QMUConfig.model_validate(spec["deployments"][0]["parameters"]["config"])
+    tiny = preset("tiny")
+    assert smoke.model_dump(exclude={"run"}) == tiny.model_dump(exclude={"run"})
+
+
+def test_flow_parameter_schema_is_the_config_form() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.pipeline import qmu_pipeline
+
+    schema = parameter_schema(qmu_pipeline.fn).model_dump()
+    assert list(schema["properties"]) == ["config"]
+    definitions = schema["definitions"]
+    for section in ("RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "AttackConfig", "UnlearnConfig"):
+        assert section in definitions
+    assert definitions["TrainConfig"]["properties"]["optimizer"]["enum"] == ["sgd", "nesterov", "adam"]
