@@ -2,7 +2,7 @@
 
     qmu run --preset tiny [--set section.field=value ...] [--config file.json] [--refresh]
     qmu config show [--preset NAME] [--set ...]
-    qmu config schema
+    qmu config schema | reference
     qmu export RUN_OR_MODEL DIR [--phase before|after_ga|oracle]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
@@ -21,7 +21,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from qmu_core.config import PRESETS, QMUConfig, apply_overrides, preset  # noqa: E402
+from qmu_core.config import PRESETS, QMUConfig, apply_overrides, preset, reference_markdown  # noqa: E402
 from qmu_core.errors import QMUError  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--phase", default="before", choices=["before", "after_ga", "oracle"],
                      help="Which model of a run to export (ignored for a .parquet).")
     cfg = sub.add_parser("config", help="Show the resolved config or its JSON schema.")
-    cfg.add_argument("what", choices=["show", "schema"])
+    cfg.add_argument("what", choices=["show", "schema", "reference"])
     _add_config_args(cfg)
     args = parser.parse_args(argv)
 
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             if args.what == "schema":
                 print(json.dumps(QMUConfig.model_json_schema(), indent=2))
+            elif args.what == "reference":
+                print(reference_markdown(), end="")
             else:
                 print(_config(args).model_dump_json(indent=2))
             return 0

@@ -368,3 +368,21 @@ def apply_overrides(config: QMUConfig, assignments: list[str]) -> QMUConfig:
             )
         node[parts[-1]] = _parse_value(value.strip())
     return _validate(raw, "The config after --set overrides")
+
+
+def reference_markdown() -> str:
+    """The README's configuration reference: one table per section, from the field metadata."""
+    import json
+
+    lines: list[str] = []
+    for section, field in QMUConfig.model_fields.items():
+        cls = field.annotation
+        assert cls is not None and cls.__doc__ is not None
+        lines += ["", f"**`{section}`**: {cls.__doc__.strip().splitlines()[0]}", ""]
+        lines += ["| field | default | meaning |", "|---|---|---|"]
+        for name, f in cls.model_fields.items():  # type: ignore[union-attr]
+            d = f.default
+            text = json.dumps(list(d)) if isinstance(d, tuple) else ("null" if d is None else str(d))
+            text = text if len(text) <= 30 else text[:27] + "..."
+            lines.append(f"| `{section}.{name}` | `{text}` | {f.description} |")
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -67,3 +67,13 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
     seeds = {derive_seed(0, f"shadow-{i:02d}") for i in range(50)} | {derive_seed(0, "target"), derive_seed(1, "target")}
     assert len(seeds) == 52
     assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_readme_config_reference_is_generated() -> None:
+    from pathlib import Path
+
+    from qmu_core.config import reference_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("`qmu config schema` has the full JSON schema).\n\n", 1)[1]
+    assert section == reference_markdown(), "README is stale: run `qmu config reference` and paste it"
