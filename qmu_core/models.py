@@ -1,10 +1,17 @@
 """The quantum classifiers: basic QNN and hybrid CNN + QNN (HQNN), in TFQ with qsim.
 
 A model is a circuit (`qmu_core.circuits`) evaluated by TFQ's native qsim ops with the Adjoint
-differentiator, then a dense softmax head. Data enters the circuit only as symbol values:
-angles for angle encoding, state-preparation angles for amplitude encoding. The HQNN adds a CNN
-front end (Conv 5x5 -> ReLU -> MaxPool 2 -> Dense -> LeakyReLU(0.01)) whose output is encoded;
-TFQ differentiates with respect to symbol values, so gradients reach the CNN.
+differentiator, then a dense softmax head. `ModelConfig.backend` picks how: ``"tfq"`` is the
+plain Expectation layer with one program per record; ``"tfq_packed"`` (default) packs several
+records into one program behind an ancilla record register (`qmu_core.packed`: same numbers,
+several times faster) and falls back to the plain layer above
+`packed.MAX_PACKED_SYSTEM_QUBITS` qubits. `QNN.predict_probs` is the gradient-free inference
+route (one TFQ unitary of the weight ansatz for the whole batch where exact).
+
+Data enters the circuit only as symbol values: angles for angle encoding, state-preparation
+angles for amplitude encoding. The HQNN adds a CNN front end (Conv 5x5 -> ReLU -> MaxPool 2 ->
+Dense -> LeakyReLU(0.01)) whose output is encoded; TFQ differentiates with respect to symbol
+values, so gradients reach the CNN.
 
 Weights are plain named `tf.Variable`s, saved as long Parquet rows (never pickle).
 """
@@ -16,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from qmu_core import circuits
+from qmu_core import circuits, packed
 from qmu_core._tf import tf, tfq
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError
@@ -64,6 +71,7 @@ class QNN:
         self._program = tfq.convert_to_tensor([self.circuit])
         self._ops = tfq.convert_to_tensor([circuits.readout_ops(circuits.qubits(n))])
         self._expectation = tfq.layers.Expectation(differentiator=tfq.differentiators.Adjoint())
+        self._packer: packed.PackedCircuit | None = None  # built on first use
 
         rng = np.random.default_rng(seed)
         n_w = len(self.weight_symbols)
@@ -121,9 +129,26 @@ class QNN:
             return tf.tile(features, [1, self.cfg.layers])
         return features
 
-    def expectations(self, inputs: tf.Tensor) -> tf.Tensor:
-        """⟨Z_i⟩ for every qubit, shape (B, n_qubits), through TFQ's qsim op (Adjoint)."""
-        values = self.circuit_inputs(self.front_end(inputs))
+    @property
+    def packs_records(self) -> bool:
+        """True if expectations go through `qmu_core.packed` (backend and size allow it)."""
+        cfg = self.cfg
+        return cfg.backend == "tfq_packed" and packed.packing_ancillas(cfg.n_qubits, cfg.encoding) > 0
+
+    def _packed_circuit(self) -> packed.PackedCircuit:
+        if self._packer is None:
+            n = self.cfg.n_qubits
+            self._packer = packed.PackedCircuit(
+                n_qubits=n,
+                layers=self.cfg.layers,
+                encoding=self.cfg.encoding,
+                reupload=self.cfg.reupload,
+                n_ancillas=packed.packing_ancillas(n, self.cfg.encoding),
+                split_gradient=packed.split_gradient(self.cfg.encoding),
+            )
+        return self._packer
+
+    def _plain_expectations(self, values: tf.Tensor) -> tf.Tensor:
         batch = tf.shape(values)[0]
         theta = tf.tile(self.variables["theta"][None, :], [batch, 1])
         return self._expectation(
@@ -133,10 +158,46 @@ class QNN:
             operators=tf.tile(self._ops, [batch, 1]),
         )
 
+    @tf.autograph.experimental.do_not_convert
+    def expectations(self, inputs: tf.Tensor) -> tf.Tensor:
+        """⟨Z_i⟩ for every qubit, shape (B, n_qubits), through TFQ's qsim ops (Adjoint).
+
+        Differentiable with respect to every variable, including the CNN front end (HQNN).
+        """
+        features = self.front_end(inputs)
+        values = self.circuit_inputs(features)
+        if not self.packs_records:
+            return self._plain_expectations(values)
+        states = packed.amplitude_states(features) if self.cfg.encoding == "amplitude" else None
+        return self._packed_circuit().expectations(values, self.variables["theta"], states)
+
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
         """Class probabilities, shape (B, n_classes)."""
         z = self.expectations(inputs)
         return tf.nn.softmax(z @ self.variables["head_w"] + self.variables["head_b"])
+
+    @tf.autograph.experimental.do_not_convert
+    def predict_probs(self, inputs: tf.Tensor) -> tf.Tensor:
+        """Class probabilities without gradients (inference), shape (B, n_classes).
+
+        Same numbers as `__call__`. With the ``tfq_packed`` backend the circuit part is one TFQ
+        unitary of the weight ansatz applied to all encoded states of the batch (angle encoding
+        without re-uploading and amplitude encoding, up to 10 qubits), else the packed state op;
+        the ``tfq`` backend uses the plain Expectation layer. Nothing here is differentiable.
+        """
+        inputs = tf.convert_to_tensor(inputs, tf.float32)
+        if not self.packs_records:
+            return tf.stop_gradient(self(inputs))
+        features = self.front_end(inputs)
+        cfg = self.cfg
+        if cfg.encoding == "amplitude" and packed.unitary_forward(cfg.n_qubits, cfg.encoding, False, training=False):
+            values = None  # the unitary route needs the amplitudes only, not the preparation angles
+        else:
+            values = self.circuit_inputs(features)
+        states = packed.amplitude_states(features) if cfg.encoding == "amplitude" else None
+        z = self._packed_circuit().predict(values, self.variables["theta"], states)
+        return tf.stop_gradient(tf.nn.softmax(z @ self.variables["head_w"] + self.variables["head_b"]))
 
     # ------------------------------------------------------------------ weights I/O
 

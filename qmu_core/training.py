@@ -78,7 +78,7 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
 
 def predict_proba(model: QNN, x: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
     """Class probabilities (N, n_classes) as float32."""
-    out = [model(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+    out = [model.predict_probs(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.n_classes), np.float32)
 
 

@@ -49,14 +49,20 @@ CASES = [
 ]
 
 
+BACKENDS = ["tfq", "tfq_packed"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
-def test_tfq_expectations_equal_cirq_simulator(kw: dict) -> None:
-    qnn, cfg = _model(**kw)
+def test_tfq_expectations_equal_cirq_simulator(kw: dict, backend: str) -> None:
+    qnn, cfg = _model(backend=backend, **kw)
+    assert qnn.packs_records == (backend == "tfq_packed")
     x = _inputs(cfg, 4)
     got = qnn.expectations(tf.constant(x)).numpy()
     np.testing.assert_allclose(got, _cirq_reference(qnn, x), atol=1e-5)
     probs = qnn(tf.constant(x)).numpy()
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(qnn.predict_probs(tf.constant(x)).numpy(), probs, atol=2e-6)
 
 
 @pytest.mark.parametrize("kw", CASES[:3], ids=["angle", "reupload", "amplitude"])
@@ -79,8 +85,9 @@ def test_adjoint_gradients_equal_parameter_shift(kw: dict) -> None:
     assert np.abs(grads[0]).max() > 1e-3
 
 
-def test_hqnn_gradients_reach_the_cnn_and_match_finite_differences() -> None:
-    qnn, cfg = _model(kind="hqnn", encoding="amplitude", layers=1)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hqnn_gradients_reach_the_cnn_and_match_finite_differences(backend: str) -> None:
+    qnn, cfg = _model(kind="hqnn", encoding="amplitude", layers=1, backend=backend)
     x = tf.constant(_inputs(cfg, 4))
     y = tf.constant([0, 1, 2, 3])
     kernel = qnn.variables["conv_k"]
@@ -126,14 +133,15 @@ def test_weights_roundtrip_and_mismatch_errors() -> None:
         hq.load_frame(frame)
 
 
-def test_training_lowers_the_loss_and_is_deterministic() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_lowers_the_loss_and_is_deterministic(backend: str) -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 64).astype(np.int32)
     x = (np.where(y[:, None] == 1, 2.5, 0.6) + rng.normal(0, 0.2, (64, 3))).astype(np.float32)
     train = TrainConfig(epochs=6, batch_size=16, learning_rate=0.1)
     histories, probs = [], []
     for _ in range(2):
-        qnn, _ = _model(seed=3)
+        qnn, _ = _model(seed=3, backend=backend)
         histories.append(training.fit(qnn, x, y, train, seed=1))
         probs.append(training.predict_proba(qnn, x))
     assert histories[0][-1]["loss"] < histories[0][0]["loss"]
