@@ -6,10 +6,11 @@ import cirq
 import numpy as np
 import pytest
 
-from qmu_core import circuits, packed
+from qmu_core import packed
 from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
 from qmu_core.models import build_model
+from qmu_core.testing import cirq_expectations, random_inputs
 
 
 def _model(backend: str, seed: int = 0, **kw):  # noqa: ANN202
@@ -18,23 +19,10 @@ def _model(backend: str, seed: int = 0, **kw):  # noqa: ANN202
 
 
 def _inputs(cfg: ModelConfig, n: int, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if cfg.kind == "hqnn":
-        return rng.uniform(-1, 1, size=(n, 64)).astype(np.float32)
-    if cfg.encoding == "amplitude":
-        return rng.normal(size=(n, 2**cfg.n_qubits)).astype(np.float32)
-    return rng.uniform(0, np.pi, size=(n, cfg.n_qubits)).astype(np.float32)
+    return random_inputs(cfg, n, seed=seed)
 
 
-def _cirq_reference(qnn, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
-    values = qnn.circuit_inputs(qnn.front_end(tf.constant(x))).numpy()
-    theta = qnn.variables["theta"].numpy()
-    names = [str(s) for s in qnn.input_symbols] + [str(s) for s in qnn.weight_symbols]
-    out = []
-    for row in values:
-        resolved = circuits.resolve(qnn.circuit, dict(zip(names, [*row, *theta], strict=True)))
-        out.append(circuits.z_expectations(resolved, qnn.cfg.n_qubits))
-    return np.array(out)
+_cirq_reference = cirq_expectations
 
 
 def _loss_gradients(qnn, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:  # noqa: ANN001

@@ -1,0 +1,36 @@
+"""Helpers for checking models against references: random inputs, Cirq-simulated outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from qmu_core import circuits
+from qmu_core.config import ModelConfig
+
+__all__ = ["cirq_expectations", "random_inputs"]
+
+
+def random_inputs(cfg: ModelConfig, n: int, *, seed: int = 1, image_side: int = 8) -> np.ndarray:
+    """Inputs of the right kind for `cfg`: pixels in [-1, 1], amplitudes or angles in [0, pi]."""
+    rng = np.random.default_rng(seed)
+    if cfg.kind == "hqnn":
+        return rng.uniform(-1, 1, size=(n, image_side * image_side)).astype(np.float32)
+    if cfg.encoding == "amplitude":
+        return rng.normal(size=(n, 2**cfg.n_qubits)).astype(np.float32)
+    return rng.uniform(0, np.pi, size=(n, cfg.n_qubits)).astype(np.float32)
+
+
+def cirq_expectations(qnn: Any, x: np.ndarray) -> np.ndarray:
+    """⟨Z_i⟩ of a `QNN` on inputs `x`, recomputed by resolving `qnn.circuit` and `cirq.Simulator`."""
+    from qmu_core._tf import tf
+
+    values = qnn.circuit_inputs(qnn.front_end(tf.constant(x))).numpy()
+    theta = qnn.variables["theta"].numpy()
+    names = [str(s) for s in qnn.input_symbols] + [str(s) for s in qnn.weight_symbols]
+    out = []
+    for row in values:
+        resolved = circuits.resolve(qnn.circuit, dict(zip(names, [*row, *theta], strict=True)))
+        out.append(circuits.z_expectations(resolved, qnn.cfg.n_qubits))
+    return np.array(out)
