@@ -16,6 +16,8 @@ __all__ = ["HEADLINE", "compare", "markdown", "models_summary", "plot", "write_s
 
 # The stable numbers scripts read from summary.json["models"][phase].
 HEADLINE = ("retain_test_acc", "forget_test_acc", "mia_auc", "mia_forget_success")
+# The plot adds the non-member control next to the forget success: leakage is their gap.
+PLOTTED = (*HEADLINE, "mia_forget_control")
 
 LABELS = {
     "retain_test_acc": "retain test acc",
@@ -70,14 +72,16 @@ def plot(summary: Mapping[str, Mapping[str, float | None]], path: Path, *, title
     import matplotlib.pyplot as plt
 
     phases = list(summary)
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(9.5, 4.4), dpi=110)
     width = 0.8 / len(phases)
     for i, phase in enumerate(phases):
-        vals = [summary[phase].get(k) or 0.0 for k in HEADLINE]
-        bars = ax.bar([j + i * width for j in range(len(HEADLINE))], vals, width, label=phase)
+        vals = [summary[phase].get(k) or 0.0 for k in PLOTTED]
+        bars = ax.bar([j + i * width for j in range(len(PLOTTED))], vals, width, label=phase)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks([j + width * (len(phases) - 1) / 2 for j in range(len(HEADLINE))])
-    ax.set_xticklabels([LABELS[k] for k in HEADLINE])
+    auc = PLOTTED.index("mia_auc")
+    ax.hlines(0.5, auc - width, auc + width * len(phases), colors="grey", linestyles="dashed", label="chance (AUC)")
+    ax.set_xticks([j + width * (len(phases) - 1) / 2 for j in range(len(PLOTTED))])
+    ax.set_xticklabels([LABELS[k].replace(" (non-members)", "\n(non-members)") for k in PLOTTED], fontsize=8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("fraction")
     ax.set_title(title)
