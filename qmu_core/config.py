@@ -238,7 +238,7 @@ def _tiny() -> dict[str, Any]:
         "model": {"n_qubits": 4, "layers": 2},
         "train": {"epochs": 3, "batch_size": 16, "learning_rate": 0.1},
         "attack": {"n_shadow": 2, "max_iter": 300},
-        "unlearn": {"max_epochs": 3, "learning_rate": 0.1},
+        "unlearn": {"max_epochs": 5, "learning_rate": 0.5},
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prefect import get_run_logger
+
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import ModelConfig, UnlearnConfig, derive_seed
@@ -38,6 +40,13 @@ def unlearn(
         progress=progress(f"unlearn {unlearn.method} ({len(forget)} forget records)"),
     )
     model_id = f"unlearned-{unlearn.method}"
-    extra = {"which": model_id, "passes": len(history), "history": history}
+    reached = history[-1]["forget_acc"] <= unlearn.stop_forget_acc
+    if not reached:
+        get_run_logger().warning(
+            f"{unlearn.method}: forget-set accuracy is still {history[-1]['forget_acc']:.3f} after "
+            f"{len(history)} passes (target <= {unlearn.stop_forget_acc}); the model did not forget. "
+            "A saturated model has near-zero loss gradients: raise unlearn.learning_rate or unlearn.max_epochs."
+        )
+    extra = {"which": model_id, "passes": len(history), "reached_stop": reached, "history": history}
     out = artifacts.plan("model", inputs, root=splits.root)
     return artifacts.write(qnn.weights_frame(model_id), out, inputs, extra=extra)
