@@ -18,7 +18,6 @@ Weights are plain named `tf.Variable`s, saved as long Parquet rows (never pickle
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -231,10 +230,6 @@ class QNN:
                 )
             var.assign(np.asarray(found[name].values, dtype=np.float32).reshape(shape))
         return self
-
-    def numpy_weights(self) -> Mapping[str, np.ndarray]:
-        """Copies of all variables as NumPy arrays."""
-        return {k: v.numpy() for k, v in self.variables.items()}
 
 
 def build_model(
