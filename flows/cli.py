@@ -50,13 +50,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 def _export(args: argparse.Namespace) -> int:
     from qmu_core.export import export_model, resolve_model_ref
 
-    source = Path(args.source)
-    if source.suffix != ".parquet":
-        summary_path = source / "summary.json" if source.is_dir() else source
-        if not summary_path.is_file():
-            raise QMUError(f"{source}: no summary.json here. Pass a run directory, its summary.json or a model .parquet.")
-        source = Path(json.loads(summary_path.read_text())["artifacts"][args.phase])
-    manifest = export_model(resolve_model_ref(source), Path(args.out_dir))
+    manifest = export_model(resolve_model_ref(Path(args.source), phase=args.phase), Path(args.out_dir))
     print(manifest)
     return 0
 

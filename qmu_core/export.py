@@ -36,11 +36,11 @@ __all__ = ["FORMAT", "export_model", "predict_with_cirq", "resolve_model_ref"]
 FORMAT = "qmu-model/1"
 
 
-def resolve_model_ref(path: Path) -> ArtifactRef:
+def resolve_model_ref(path: Path, *, phase: str = "before") -> ArtifactRef:
     """The model artifact a path names: a model Parquet file, a run dir or its summary.json.
 
-    A run (directory or summary.json) exports its ``before`` model unless `phase` is handled by
-    the caller with `summary["artifacts"][phase]`.
+    For a run (directory or summary.json), `phase` picks the model: ``before``, ``after_ga`` or
+    ``oracle``.
     """
     path = Path(path)
     if path.is_dir():
@@ -48,8 +48,10 @@ def resolve_model_ref(path: Path) -> ArtifactRef:
     if path.suffix == ".json":
         if not path.is_file():
             raise ArtifactError(f"{path} does not exist; pass a run directory, its summary.json or a model .parquet.")
-        summary = json.loads(path.read_text())
-        path = Path(summary["artifacts"]["before"])
+        models = json.loads(path.read_text())["artifacts"]
+        if phase not in models:
+            raise ArtifactError(f"{path} has no {phase!r} model; it has {sorted(models)}.")
+        path = Path(models[phase])
     if path.suffix != ".parquet" or path.parent.name != "model":
         raise ArtifactError(
             f"{path} is not a model artifact (<root>/model/model-v*.parquet), a run directory or a summary.json."

@@ -9,7 +9,16 @@ import numpy as np
 from qmu_core import circuits
 from qmu_core.config import ModelConfig
 
-__all__ = ["cirq_expectations", "random_inputs"]
+__all__ = ["MODEL_CASES", "cirq_expectations", "random_inputs"]
+
+# ModelConfig overrides (on top of 3 qubits, 2 layers) covering every kind/encoding combination.
+MODEL_CASES: list[dict[str, Any]] = [
+    {"encoding": "angle"},
+    {"encoding": "angle", "reupload": True},
+    {"encoding": "amplitude"},
+    {"kind": "hqnn", "encoding": "amplitude", "layers": 1},
+    {"kind": "hqnn", "encoding": "angle", "layers": 1},
+]
 
 
 def random_inputs(cfg: ModelConfig, n: int, *, seed: int = 1, image_side: int = 8) -> np.ndarray:

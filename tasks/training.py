@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from qmu_core import artifacts
 from qmu_core import data as qdata
 from qmu_core.artifacts import ArtifactRef
@@ -10,11 +12,15 @@ from tasks._cache import stage
 from tasks._log import progress
 
 
+def read_splits(splits: ArtifactRef) -> tuple[pd.DataFrame, int]:
+    """The split table and its image side (from the split's provenance)."""
+    return artifacts.read(splits), artifacts.read_metadata(splits)["extra"]["image_side"]
+
+
 def load_model(weights: ArtifactRef, splits: ArtifactRef, model: ModelConfig, classes: tuple[int, ...]):  # noqa: ANN201
     """Rebuild a trained QNN from its weights artifact."""
     from qmu_core import training  # TensorFlow loads only when a stage really runs
-    frame = artifacts.read(splits)
-    side = artifacts.read_metadata(splits)["extra"]["image_side"]
+    frame, side = read_splits(splits)
     qnn = training.model_for(frame, model, classes, seed=0, image_side=side)
     stored = artifacts.read(weights)
     return qnn.load_frame(stored), frame, str(stored["model_id"].iloc[0])
@@ -32,8 +38,7 @@ def train_model(
     """Train model `which` (target, oracle or shadow-<i>) from scratch on its member rows."""
     from qmu_core import training
     inputs = {"splits": splits, "model": model, "train": train, "classes": classes, "which": which, "seed": seed}
-    frame = artifacts.read(splits)
-    side = artifacts.read_metadata(splits)["extra"]["image_side"]
+    frame, side = read_splits(splits)
     rows = frame[qdata.member_mask(frame, which, seed=seed)]
     # The oracle shares the target's seed: same init and batch order, minus the forget set.
     model_seed = derive_seed(seed, "target" if which == "oracle" else which)

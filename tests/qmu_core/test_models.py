@@ -11,7 +11,7 @@ from qmu_core._tf import tf, tfq
 from qmu_core.config import ModelConfig, TrainConfig
 from qmu_core.errors import ArtifactError
 from qmu_core.models import build_model
-from qmu_core.testing import cirq_expectations, random_inputs
+from qmu_core.testing import MODEL_CASES, cirq_expectations, random_inputs
 
 
 def _model(seed: int = 0, *, image_side: int = 8, **kw):  # noqa: ANN202
@@ -20,19 +20,8 @@ def _model(seed: int = 0, *, image_side: int = 8, **kw):  # noqa: ANN202
     return build_model(cfg, n_classes=4, n_features=n_feat, image_side=image_side, seed=seed), cfg
 
 
-def _inputs(cfg: ModelConfig, n: int, seed: int = 1) -> np.ndarray:
-    return random_inputs(cfg, n, seed=seed)
-
-
-_cirq_reference = cirq_expectations
-
-
 CASES = [
-    {"encoding": "angle"},
-    {"encoding": "angle", "reupload": True},
-    {"encoding": "amplitude"},
-    {"kind": "hqnn", "encoding": "amplitude", "layers": 1},
-    {"kind": "hqnn", "encoding": "angle", "layers": 1},
+    *MODEL_CASES,
     {"encoding": "angle", "n_qubits": 8, "layers": 3},
 ]
 
@@ -45,9 +34,9 @@ BACKENDS = ["tfq", "tfq_packed"]
 def test_tfq_expectations_equal_cirq_simulator(kw: dict, backend: str) -> None:
     qnn, cfg = _model(backend=backend, **kw)
     assert qnn.packs_records == (backend == "tfq_packed")
-    x = _inputs(cfg, 4)
+    x = random_inputs(cfg, 4)
     got = qnn.expectations(tf.constant(x)).numpy()
-    np.testing.assert_allclose(got, _cirq_reference(qnn, x), atol=1e-5)
+    np.testing.assert_allclose(got, cirq_expectations(qnn, x), atol=1e-5)
     probs = qnn(tf.constant(x)).numpy()
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(qnn.predict_probs(tf.constant(x)).numpy(), probs, atol=2e-6)
@@ -56,7 +45,7 @@ def test_tfq_expectations_equal_cirq_simulator(kw: dict, backend: str) -> None:
 @pytest.mark.parametrize("kw", CASES[:3], ids=["angle", "reupload", "amplitude"])
 def test_adjoint_gradients_equal_parameter_shift(kw: dict) -> None:
     qnn, cfg = _model(**kw)
-    x = tf.constant(_inputs(cfg, 3))
+    x = tf.constant(random_inputs(cfg, 3))
     values = tf.concat([qnn.circuit_inputs(x), tf.tile(qnn.variables["theta"][None], [3, 1])], 1)
     programs = tf.tile(qnn._program, [3])
     ops = tf.tile(qnn._ops, [3, 1])
@@ -76,7 +65,7 @@ def test_adjoint_gradients_equal_parameter_shift(kw: dict) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_hqnn_gradients_reach_the_cnn_and_match_finite_differences(backend: str) -> None:
     qnn, cfg = _model(kind="hqnn", encoding="amplitude", layers=1, backend=backend)
-    x = tf.constant(_inputs(cfg, 4))
+    x = tf.constant(random_inputs(cfg, 4))
     y = tf.constant([0, 1, 2, 3])
     kernel = qnn.variables["conv_k"]
 
@@ -111,7 +100,7 @@ def test_weights_roundtrip_and_mismatch_errors() -> None:
     other, _ = _model(seed=5)
     frame = qnn.weights_frame("target")
     other.load_frame(frame)
-    x = tf.constant(_inputs(cfg, 3))
+    x = tf.constant(random_inputs(cfg, 3))
     np.testing.assert_allclose(other(x).numpy(), qnn(x).numpy(), atol=1e-6)
     bigger, _ = _model(layers=3)
     with pytest.raises(ArtifactError, match="shape"):
@@ -160,7 +149,7 @@ def test_gradient_ascent_forgets_and_stops_at_the_threshold() -> None:
 
 def test_predict_outputs_has_one_row_per_record() -> None:
     qnn, cfg = _model()
-    x = _inputs(cfg, 5)
+    x = random_inputs(cfg, 5)
     frame = pd.DataFrame(
         {"sample_id": range(5), "label": [0, 1, 2, 3, 0], "role": "test", "is_forget": False,
          "x": list(x), "pixels": list(np.zeros((5, 64), np.float32))}

@@ -10,19 +10,12 @@ from qmu_core import packed
 from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
 from qmu_core.models import build_model
-from qmu_core.testing import cirq_expectations, random_inputs
+from qmu_core.testing import MODEL_CASES, cirq_expectations, random_inputs
 
 
 def _model(backend: str, seed: int = 0, **kw):  # noqa: ANN202
     cfg = ModelConfig(**({"n_qubits": 3, "layers": 2, "backend": backend} | kw))
     return build_model(cfg, n_classes=4, n_features=cfg.feature_spec.n_components, image_side=8, seed=seed), cfg
-
-
-def _inputs(cfg: ModelConfig, n: int, seed: int = 1) -> np.ndarray:
-    return random_inputs(cfg, n, seed=seed)
-
-
-_cirq_reference = cirq_expectations
 
 
 def _loss_gradients(qnn, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:  # noqa: ANN001
@@ -37,11 +30,7 @@ def _loss_gradients(qnn, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]: 
 
 
 CASES = [
-    {"encoding": "angle"},
-    {"encoding": "angle", "reupload": True},
-    {"encoding": "amplitude"},
-    {"kind": "hqnn", "encoding": "amplitude", "layers": 1},
-    {"kind": "hqnn", "encoding": "angle", "layers": 1},
+    *MODEL_CASES,
     {"encoding": "angle", "n_qubits": 2, "layers": 3},
     {"encoding": "amplitude", "n_qubits": 4, "layers": 2},
 ]
@@ -54,9 +43,9 @@ def test_packed_equals_cirq_and_plain_gradients(kw: dict, batch: int) -> None:
     fast, cfg = _model("tfq_packed", **kw)
     plain, _ = _model("tfq", **kw)
     assert fast.packs_records and not plain.packs_records
-    x = _inputs(cfg, batch, seed=batch)
+    x = random_inputs(cfg, batch, seed=batch)
     z = fast.expectations(tf.constant(x)).numpy()
-    np.testing.assert_allclose(z, _cirq_reference(fast, x), atol=1e-5)
+    np.testing.assert_allclose(z, cirq_expectations(fast, x), atol=1e-5)
     gx_fast, gv_fast = _loss_gradients(fast, x)
     gx_plain, gv_plain = _loss_gradients(plain, x)
     np.testing.assert_allclose(gx_fast, gx_plain, atol=1e-4)
@@ -70,16 +59,16 @@ def test_packed_equals_cirq_and_plain_gradients(kw: dict, batch: int) -> None:
 def test_predict_probs_equals_call(backend: str, kw: dict) -> None:
     qnn, cfg = _model(backend, **kw)
     for n in (1, 6, 37):
-        x = tf.constant(_inputs(cfg, n, seed=n))
+        x = tf.constant(random_inputs(cfg, n, seed=n))
         np.testing.assert_allclose(qnn.predict_probs(x).numpy(), qnn(x).numpy(), atol=2e-6)
 
 
 def test_amplitude_zero_record_and_zero_blocks_match_cirq() -> None:
     qnn, cfg = _model("tfq_packed", encoding="amplitude")
-    x = _inputs(cfg, 3)
+    x = random_inputs(cfg, 3)
     x[0] = 0.0  # prepares |000>
     x[1, :4] = 0.0  # a whole subtree of the state preparation is zero
-    ref = _cirq_reference(qnn, x)
+    ref = cirq_expectations(qnn, x)
     np.testing.assert_allclose(qnn.expectations(tf.constant(x)).numpy(), ref, atol=1e-5)
     probs = qnn.predict_probs(tf.constant(x)).numpy()
     np.testing.assert_allclose(probs, qnn(tf.constant(x)).numpy(), atol=2e-6)
@@ -91,8 +80,8 @@ def test_amplitude_zero_record_and_zero_blocks_match_cirq() -> None:
 def test_eight_qubits_match_cirq_and_plain(kw: dict) -> None:
     fast, cfg = _model("tfq_packed", n_qubits=8, **kw)
     plain, _ = _model("tfq", n_qubits=8, **kw)
-    x = _inputs(cfg, 2)
-    np.testing.assert_allclose(fast.expectations(tf.constant(x)).numpy(), _cirq_reference(fast, x), atol=1e-5)
+    x = random_inputs(cfg, 2)
+    np.testing.assert_allclose(fast.expectations(tf.constant(x)).numpy(), cirq_expectations(fast, x), atol=1e-5)
     gx_fast, gv_fast = _loss_gradients(fast, x)
     gx_plain, gv_plain = _loss_gradients(plain, x)
     np.testing.assert_allclose(gx_fast, gx_plain, atol=1e-4)
@@ -112,7 +101,7 @@ def test_first_use_inside_tf_function_and_batch_sizes_retrace() -> None:
                 loss = tf.reduce_sum(qnn(xb)[:, 0])
             return tape.gradient(loss, qnn.trainable_variables)
 
-        return [[g.numpy() for g in step(tf.constant(_inputs(cfg, n, seed=n)))] for n in (32, 7, 33)]
+        return [[g.numpy() for g in step(tf.constant(random_inputs(cfg, n, seed=n)))] for n in (32, 7, 33)]
 
     for got, want in zip(grads(fast), grads(plain), strict=True):
         for a, b in zip(got, want, strict=True):
@@ -126,8 +115,8 @@ def test_rules_and_fallback_for_large_registers() -> None:
     assert packed.unitary_forward(8, "amplitude", False, training=True)
     qnn, cfg = _model("tfq_packed", n_qubits=11, layers=1)
     assert not qnn.packs_records
-    x = _inputs(cfg, 2)
-    np.testing.assert_allclose(qnn.expectations(tf.constant(x)).numpy(), _cirq_reference(qnn, x), atol=1e-5)
+    x = random_inputs(cfg, 2)
+    np.testing.assert_allclose(qnn.expectations(tf.constant(x)).numpy(), cirq_expectations(qnn, x), atol=1e-5)
     np.testing.assert_allclose(qnn.predict_probs(tf.constant(x)).numpy(), qnn(tf.constant(x)).numpy(), atol=1e-6)
 
 
