@@ -8,7 +8,7 @@ Each configuration runs in a fresh subprocess so `peak_rss_mb` is its own. For e
 the median seconds per training epoch (forward, Adjoint gradient and optimizer update; batch 32)
 after one warm-up epoch, records per second, inference seconds for all records, peak RSS, and
 the epoch time of a dense batched state-vector implementation of the same circuit in plain TF
-(`qmu_core.reference`) with `ratio = epoch_s / reference_epoch_s`, so numbers can be compared
+(the `dense` expectation backend, `qmu_core.qnn.backends.dense`) with `ratio = epoch_s / reference_epoch_s`, so numbers can be compared
 across machines.
 """
 
@@ -43,28 +43,28 @@ DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 def _one(spec: dict) -> dict:
     import numpy as np
 
-    from qmu_core import data as qdata
-    from qmu_core import training
-    from qmu_core._tf import tf
     from qmu_core.config import DataConfig, ModelConfig, TrainConfig
-    from qmu_core.models import build_model
-    from qmu_core.reference import DenseQNN
+    from qmu_core.datasets import load_dataset
+    from qmu_core.features import FeatureMap
+    from qmu_core.qnn import training
+    from qmu_core.qnn.backends import make_backend
+    from qmu_core.qnn.models import QNN
 
     model = ModelConfig(
         kind=spec["kind"], encoding=spec["encoding"], layers=spec["layers"], n_qubits=spec["qubits"],
         backend=spec["backend"],
     )
-    ds = qdata.load_dataset(DataConfig(dataset="mnist", mnist_path=spec["mnist_path"]))
+    ds = load_dataset(DataConfig(dataset="mnist", mnist_path=spec["mnist_path"]))
     n = spec["records"]
     flat = ds.images[:n].reshape(n, -1)
     y = ds.labels[:n].astype(np.int32)
     if model.kind == "basic_qnn":
-        x = qdata.FeatureMap.fit(flat, model.feature_spec).transform(flat)
+        x = FeatureMap.fit(flat, model.feature_spec).transform(flat)
     else:
         x = (flat * 2.0 - 1.0).astype(np.float32)
     # one warm-up epoch (tracing, TFQ program conversion), then the measured ones, in ONE fit()
     train = TrainConfig(epochs=1 + spec["epochs"], batch_size=spec["batch"], optimizer="adam", loss="cross_entropy")
-    qnn = build_model(model, n_classes=10, n_features=x.shape[1], image_side=ds.side, seed=0)
+    qnn = QNN(model, n_classes=10, image_side=ds.side, seed=0)
 
     def epoch_seconds(m: object) -> float:
         marks = [time.perf_counter()]
@@ -79,17 +79,7 @@ def _one(spec: dict) -> dict:
         training.predict_proba(qnn, x, batch_size=n)
         infer.append(time.perf_counter() - t0)
 
-    dense = DenseQNN(model.n_qubits, model.layers, encoding=model.encoding)
-
-    class Reference(type(qnn)):  # type: ignore[misc]
-        def expectations(self, inputs: tf.Tensor) -> tf.Tensor:
-            return dense.expectations(self.front_end(inputs), self.variables["theta"])
-
-        def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
-            z = self.expectations(inputs)
-            return tf.nn.softmax(z @ self.variables["head_w"] + self.variables["head_b"])
-
-    ref = Reference(model, n_classes=10, n_features=x.shape[1], image_side=ds.side, seed=0)
+    ref = QNN(model, n_classes=10, image_side=ds.side, seed=0, backend=make_backend(model, "dense"))
     reference_epoch_s = epoch_seconds(ref)
     return {
         "model": model.kind,
@@ -98,7 +88,7 @@ def _one(spec: dict) -> dict:
         "layers": model.layers,
         "records": n,
         "batch": spec["batch"],
-        "backend": model.backend,
+        "backend": qnn.backend.name,
         "epoch_s": round(epoch_s, 3),
         "records_per_s": round(n / epoch_s, 1),
         "infer_s": round(statistics.median(infer), 4),

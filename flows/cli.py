@@ -6,6 +6,8 @@
     qmu export RUN_OR_MODEL DIR [--phase before|after_ga|oracle]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
+Errors print one message and exit 2 (bad input, missing data) or 1 (anything unexpected);
+`--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from qmu_core.config import PRESETS, QMUConfig, apply_overrides, preset, reference_markdown  # noqa: E402
-from qmu_core.errors import QMUError  # noqa: E402
+from qmu_core.config import QMUConfig  # noqa: E402
+from qmu_core.docs import reference_markdown  # noqa: E402
+from qmu_core.errors import ConfigError, QMUError  # noqa: E402
+from qmu_core.overrides import apply_overrides  # noqa: E402
+from qmu_core.presets import PRESETS, preset  # noqa: E402
 
 
 def _config(args: argparse.Namespace) -> QMUConfig:
@@ -32,7 +37,9 @@ def _config(args: argparse.Namespace) -> QMUConfig:
         try:
             raw = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise QMUError(f"--config {path}: cannot read it as JSON ({exc}).") from exc
+            raise ConfigError(f"--config {path}: cannot read it as JSON ({exc}).") from exc
+        if not isinstance(raw, dict) or not all(isinstance(sec, dict) for sec in raw.values()):
+            raise ConfigError(f"--config {path}: expected a JSON object {{section: {{field: value}}}}.")
         items = [f"{s}.{k}={json.dumps(v)}" for s, sec in raw.items() for k, v in sec.items()]
         cfg = apply_overrides(cfg, items)
     return apply_overrides(cfg, args.set or [])
@@ -58,6 +65,7 @@ def _export(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `qmu` console script."""
     parser = argparse.ArgumentParser(prog="qmu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="Show the full traceback of an error.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Run the pipeline as a local Prefect flow run.")
     _add_config_args(run)
@@ -71,27 +79,42 @@ def main(argv: list[str] | None = None) -> int:
     cfg.add_argument("what", choices=["show", "schema", "reference"])
     _add_config_args(cfg)
     args = parser.parse_args(argv)
-
     try:
-        if args.command == "config":
-            if args.what == "schema":
-                print(json.dumps(QMUConfig.model_json_schema(), indent=2))
-            elif args.what == "reference":
-                print(reference_markdown(), end="")
-            else:
-                print(_config(args).model_dump_json(indent=2))
-            return 0
-        if args.command == "export":
-            return _export(args)
-        config = _config(args)
-        if args.refresh:
-            os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
-        from flows.pipeline import qmu_pipeline
-
-        summary = qmu_pipeline(config)
+        return _dispatch(args)
     except QMUError as exc:
+        if args.debug:
+            raise
         print(f"qmu: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("qmu: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback under --debug
+        if args.debug:
+            raise
+        print(f"qmu: unexpected error: {type(exc).__name__}: {exc}\n(run `qmu --debug ...` for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen command; errors propagate to `main`."""
+    if args.command == "config":
+        if args.what == "schema":
+            print(json.dumps(QMUConfig.model_json_schema(), indent=2))
+        elif args.what == "reference":
+            print(reference_markdown(), end="")
+        else:
+            print(_config(args).model_dump_json(indent=2))
+        return 0
+    if args.command == "export":
+        return _export(args)
+    config = _config(args)
+    if args.refresh:
+        os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
+    from flows.pipeline import qmu_pipeline
+
+    summary = qmu_pipeline(config)
     print(summary)
     return 0
 

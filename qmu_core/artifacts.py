@@ -12,8 +12,9 @@ import datetime as _dt
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -21,26 +22,33 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from qmu_core.errors import ArtifactError
+from qmu_core.provenance import FACTS, Facts, Provenance
 
 __all__ = [
     "ArtifactRef",
+    "Output",
     "SCHEMAS",
     "STAGE_VERSIONS",
+    "companion",
     "exists",
     "plan",
     "read",
+    "read_facts",
     "read_metadata",
     "stage_key",
     "write",
+    "write_output",
 ]
 
-CORE_VERSION = "0.1.0"
+F = TypeVar("F", bound=Facts)
+
+CORE_VERSION = "0.1.0"  # = qmu_core.__version__
 
 # Bump a stage's version whenever the meaning or schema of its output changes: Prefect's
 # TASK_SOURCE does not see changes inside qmu_core, and a bump changes every downstream key.
 STAGE_VERSIONS: dict[str, int] = {
-    "splits": 2,  # v2: provenance names its feature_map
-    "feature_map": 1,
+    "splits": 3,  # v3: typed facts; the feature_map is its companion (`companion`)
+    "feature_map": 2,  # v2: keyed as the companion of its splits
     "model": 1,
     "outputs": 1,
     "attack_model": 1,
@@ -166,12 +174,30 @@ def exists(ref: ArtifactRef) -> bool:
     return ref.path.is_file()
 
 
+def companion(ref: ArtifactRef, stage: str) -> ArtifactRef:
+    """The ref of an artifact written together with `ref` (e.g. the splits' ``feature_map``)."""
+    return plan(stage, {"companion_of": ref.key}, root=ref.root)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a stage body returns: its table, its facts and any companion tables.
+
+    The stage contract (`tasks._stage`) writes `frame` at the planned ref and each companion
+    at `companion(ref, stage)`.
+    """
+
+    frame: pd.DataFrame
+    facts: Facts | None = None
+    companions: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+
+
 def write(
     frame: pd.DataFrame,
     ref: ArtifactRef,
     inputs: Mapping[str, Any],
     *,
-    extra: Mapping[str, Any] | None = None,
+    facts: Facts | None = None,
 ) -> ArtifactRef:
     """Write `frame` atomically with its provenance; `SCHEMAS[stage]` fixes the dtypes.
 
@@ -179,11 +205,17 @@ def write(
         frame: The stage output, with exactly the columns of `SCHEMAS[ref.stage]`.
         ref: Where to write (from `plan`).
         inputs: The inputs the key was built from; stored as provenance.
-        extra: Small JSON-serializable facts stored as ``qmu.extra`` metadata.
+        facts: The stage's facts (`qmu_core.provenance.FACTS[stage]`), stored as ``qmu.extra``.
 
     Returns:
         `ref`, for chaining.
     """
+    expected = FACTS.get(ref.stage)
+    if facts is not None and (expected is None or not isinstance(facts, expected)):
+        raise ArtifactError(
+            f"Stage {ref.stage!r} records facts of type {expected.__name__ if expected else 'None'}, "
+            f"got {type(facts).__name__}."
+        )
     schema = SCHEMAS[ref.stage]
     missing = [n for n in schema.names if n not in frame.columns]
     if missing:
@@ -198,7 +230,7 @@ def write(
         "qmu.inputs": json.dumps(_canonical(dict(inputs)), sort_keys=True),
         "qmu.core_version": CORE_VERSION,
         "qmu.created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "qmu.extra": json.dumps(_canonical(dict(extra or {})), sort_keys=True),
+        "qmu.extra": json.dumps(facts.model_dump(mode="json") if facts else {}, sort_keys=True),
     }
     meta = {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in provenance.items()}}
     table = table.replace_schema_metadata(meta)
@@ -209,8 +241,15 @@ def write(
     return ref
 
 
-def read_metadata(ref: ArtifactRef) -> dict[str, Any]:
-    """Provenance of an artifact: stage, key, version, inputs and extra facts."""
+def write_output(output: Output, ref: ArtifactRef, inputs: Mapping[str, Any]) -> ArtifactRef:
+    """Write a stage body's `Output`: companions first, then the main table at `ref`."""
+    for stage, frame in output.companions.items():
+        write(frame, companion(ref, stage), {"companion_of": ref.key, **inputs})
+    return write(output.frame, ref, inputs, facts=output.facts)
+
+
+def read_metadata(ref: ArtifactRef) -> Provenance:
+    """Provenance of an artifact: stage, key, version, inputs and facts (untyped dict)."""
     if not ref.path.is_file():
         raise ArtifactError(
             f"Artifact {ref.key} is missing: {ref.path} does not exist.\n"
@@ -233,15 +272,30 @@ def read_metadata(ref: ArtifactRef) -> dict[str, Any]:
             f"reads {ref.stage!r} v{STAGE_VERSIONS[ref.stage]}. Re-run the flow (the current "
             "version writes under a new key)."
         )
-    return {
-        "stage": found_stage,
-        "key": meta.get("qmu.key"),
-        "stage_version": int(found_version),
-        "inputs": json.loads(meta.get("qmu.inputs", "{}")),
-        "extra": json.loads(meta.get("qmu.extra", "{}")),
-        "created_at": meta.get("qmu.created_at"),
-        "core_version": meta.get("qmu.core_version"),
-    }
+    try:
+        return Provenance(
+            stage=str(found_stage),
+            key=str(meta.get("qmu.key")),
+            stage_version=int(str(found_version)),
+            inputs=json.loads(meta.get("qmu.inputs", "{}")),
+            facts=json.loads(meta.get("qmu.extra", "{}")),
+            created_at=meta.get("qmu.created_at"),
+            core_version=meta.get("qmu.core_version"),
+        )
+    except ValueError as exc:
+        raise ArtifactError(f"{ref.path} has unreadable provenance metadata ({exc}). Delete it and re-run.") from exc
+
+
+def read_facts(ref: ArtifactRef, kind: type[F]) -> F:
+    """The typed facts of an artifact (`qmu_core.provenance`)."""
+    raw = read_metadata(ref).facts
+    try:
+        return kind.model_validate(raw)
+    except ValueError as exc:
+        raise ArtifactError(
+            f"{ref.path} does not record {kind.__name__} facts ({exc}). It was written by other code; "
+            "re-run the flow to rebuild it."
+        ) from exc
 
 
 def read(ref: ArtifactRef) -> pd.DataFrame:

@@ -13,18 +13,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
-from qmu_core.config import AttackConfig
+from qmu_core import frames
+from qmu_core.artifacts import Output
+from qmu_core.config import AttackConfig, derive_seed
 from qmu_core.errors import ConfigError
+from qmu_core.membership import shadow_rows, true_members
+from qmu_core.numeric import safe_divisor
+from qmu_core.provenance import AttackFacts
 
-__all__ = ["AttackModel", "attack_features", "fit_attack", "score_outputs", "true_members"]
+__all__ = ["AttackModel", "attack_features", "fit_attack", "fit_shadow_attack", "score", "score_outputs"]
 
 
 def attack_features(outputs: pd.DataFrame) -> np.ndarray:
     """Features (N, n_classes + 3): probabilities, max probability, correct flag, loss."""
-    probs = np.stack(outputs["prob"].to_numpy()).astype(np.float64)
+    probs = frames.stack(outputs["prob"], np.float64)
     return np.column_stack(
         [
             probs,
@@ -58,24 +65,15 @@ class AttackModel:
 
     def to_frame(self) -> pd.DataFrame:
         """Long form for the `attack_model` artifact."""
-        items = [("kind:" + self.kind, np.zeros(0)), ("mean", self.mean), ("scale", self.scale)]
-        items += [(f"w{i}", w) for i, w in enumerate(self.weights)]
-        items += [(f"b{i}", b) for i, b in enumerate(self.biases)]
-        return pd.DataFrame(
-            {
-                "name": [n for n, _ in items],
-                "shape": [list(np.shape(a)) for _, a in items],
-                "values": [np.asarray(a, dtype=np.float64).ravel() for _, a in items],
-            }
-        )
+        items = {"kind:" + self.kind: np.zeros(0), "mean": self.mean, "scale": self.scale}
+        items |= {f"w{i}": w for i, w in enumerate(self.weights)}
+        items |= {f"b{i}": b for i, b in enumerate(self.biases)}
+        return frames.tensor_rows(items, name="name")
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> AttackModel:
         """Rebuild from `to_frame` output."""
-        arrays = {
-            r.name: np.asarray(r.values, dtype=np.float64).reshape([int(s) for s in r.shape])
-            for r in frame.itertuples()
-        }
+        arrays = frames.arrays(frame, name="name")
         kind = next(n.split(":", 1)[1] for n in arrays if n.startswith("kind:"))
         n_layers = sum(1 for n in arrays if n.startswith("w"))
         return cls(
@@ -110,7 +108,7 @@ def fit_attack(shadow_outputs: pd.DataFrame, attack: AttackConfig, *, seed: int)
         )
     x = attack_features(shadow_outputs)
     mean = x.mean(axis=0)
-    scale = np.where(x.std(axis=0) > 1e-12, x.std(axis=0), 1.0)
+    scale = safe_divisor(x.std(axis=0))
     xs = (x - mean) / scale
     if attack.classifier == "mlp":
         from sklearn.neural_network import MLPClassifier
@@ -155,13 +153,19 @@ def score_outputs(model: AttackModel, outputs: pd.DataFrame, *, members: np.ndar
     )
 
 
-def true_members(outputs: pd.DataFrame) -> np.ndarray:
-    """Which rows were in the training set of the model that produced `outputs`.
+def fit_shadow_attack(
+    splits: pd.DataFrame, shadow_outputs: Sequence[pd.DataFrame], attack: AttackConfig, *, seed: int
+) -> Output:
+    """The `attack_model` stage: fit the classifier on every shadow model's pool records."""
+    rows = shadow_rows(splits, shadow_outputs, seed=seed)
+    model, _ = fit_attack(rows, attack, seed=derive_seed(seed, "attack"))
+    called = model.score(attack_features(rows)) > attack.threshold
+    train_acc = float((called == rows["is_member"].to_numpy()).mean())
+    facts = AttackFacts(shadow_train_acc=train_acc, n_rows=len(rows), classifier=attack.classifier)
+    return Output(model.to_frame(), facts)
 
-    The target and every model derived from it (unlearned) were trained on all
-    ``target_train`` rows; the retrain oracle on those outside the forget set.
-    """
-    members = (outputs["role"] == "target_train").to_numpy()
-    if str(outputs["model_id"].iloc[0]) == "oracle":
-        members &= ~outputs["is_forget"].to_numpy()
-    return members
+
+def score(attack_model: pd.DataFrame, outputs: pd.DataFrame) -> Output:
+    """The `mia_scores` stage: the frozen attack applied to one model's outputs."""
+    model = AttackModel.from_frame(attack_model)
+    return Output(score_outputs(model, outputs, members=true_members(outputs)))

@@ -1,4 +1,7 @@
-"""The one typed configuration object, its sections, presets and seed derivation.
+"""The one typed configuration object, its sections and seed derivation.
+
+Presets live in `qmu_core.presets`, ``--set`` parsing in `qmu_core.overrides`, the README's
+reference table in `qmu_core.docs`.
 
 `QMUConfig` is the only parameter of every flow, so the Prefect UI renders it as a form.
 Every field has a default and a description; sections are frozen and reject unknown keys.
@@ -8,33 +11,23 @@ Nothing here imports TensorFlow or Prefect.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from qmu_core.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "AttackConfig",
     "DataConfig",
     "FeatureSpec",
     "ModelConfig",
-    "PRESETS",
-    "Progress",
     "QMUConfig",
     "RunConfig",
+    "Section",
     "TrainConfig",
     "UnlearnConfig",
-    "apply_overrides",
     "derive_seed",
-    "preset",
 ]
-
-
-# Progress callback of long loops: (epoch, epochs, metrics of that epoch).
-Progress = Callable[[int, int, dict[str, float]], None]
 
 
 class Section(BaseModel):
@@ -220,169 +213,3 @@ def derive_seed(root: int, *labels: str | int) -> int:
     """Stable 31-bit child seed for one model or stage, independent of call order."""
     text = "/".join([str(root), *map(str, labels)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
-# --------------------------------------------------------------------------- presets
-
-
-def _tiny() -> dict[str, Any]:
-    return {
-        "data": {
-            "dataset": "digits",
-            "classes": [0, 1, 4, 7],
-            "n_target_train": 120,
-            "n_target_holdout": 60,
-            "n_shadow_pool": 120,
-            "n_test": 60,
-        },
-        "model": {"n_qubits": 4, "layers": 2},
-        "train": {"epochs": 3, "batch_size": 16, "learning_rate": 0.1},
-        "attack": {"n_shadow": 2, "max_iter": 300},
-        "unlearn": {"max_epochs": 5, "learning_rate": 0.5},
-    }
-
-
-def _default() -> dict[str, Any]:
-    return {}
-
-
-def _paper() -> dict[str, Any]:
-    return {
-        "data": {
-            "dataset": "mnist",
-            "n_target_train": 1000,
-            "n_target_holdout": 500,
-            "n_shadow_pool": 2000,
-            "n_test": 1000,
-        },
-        "model": {"kind": "basic_qnn", "encoding": "amplitude", "n_qubits": 8, "layers": 10},
-        "train": {
-            "epochs": 20,
-            "batch_size": 32,
-            "learning_rate": 0.05,
-            "optimizer": "nesterov",
-            "loss": "bce_sum",
-        },
-        "attack": {"n_shadow": 4},
-        "unlearn": {"learning_rate": 0.05, "batch_size": 32},
-    }
-
-
-def _paper_hqnn() -> dict[str, Any]:
-    cfg = _paper()
-    cfg["model"] = {
-        "kind": "hqnn",
-        "encoding": "amplitude",
-        "n_qubits": 8,
-        "layers": 1,
-        "init": "uniform_pi",
-    }
-    cfg["train"] = {
-        "epochs": 25,
-        "batch_size": 8,
-        "learning_rate": 0.1,
-        "optimizer": "sgd",
-        "loss": "cross_entropy",
-    }
-    cfg["unlearn"] = {"learning_rate": 0.01, "batch_size": 16, "max_epochs": 6}
-    return cfg
-
-
-PRESETS: dict[str, Any] = {
-    "tiny": _tiny,
-    "default": _default,
-    "paper": _paper,
-    "paper_hqnn": _paper_hqnn,
-}
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _validate(raw: dict[str, Any], what: str) -> QMUConfig:
-    try:
-        return QMUConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(config)"
-            lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError(
-            f"{what} is not a valid QMU config:\n" + "\n".join(lines) + "\n"
-            "See `qmu config schema` for every field, its type and its default."
-        ) from None
-
-
-def preset(name: str, **overrides: Any) -> QMUConfig:
-    """Build a preset config, optionally with nested overrides (`run={"seed": 1}`)."""
-    if name not in PRESETS:
-        raise ConfigError(
-            f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}."
-        )
-    raw = _deep_merge(PRESETS[name](), overrides)
-    return _validate(raw, f"preset {name!r}")
-
-
-def _parse_value(text: str) -> Any:
-    import json
-
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        if text.lower() in {"none", "null"}:
-            return None
-        return text
-
-
-def apply_overrides(config: QMUConfig, assignments: list[str]) -> QMUConfig:
-    """Apply `section.field=value` strings (values parsed as JSON, else as text)."""
-    raw = config.model_dump(mode="json")
-    for item in assignments:
-        if "=" not in item:
-            raise ConfigError(
-                f"--set {item!r} has no '='. Write it as section.field=value, "
-                "for example `--set train.epochs=3`."
-            )
-        path, _, value = item.partition("=")
-        parts = path.strip().split(".")
-        node: Any = raw
-        for i, part in enumerate(parts[:-1]):
-            if not isinstance(node, dict) or part not in node:
-                known = ", ".join(node) if isinstance(node, dict) else "(none)"
-                raise ConfigError(
-                    f"--set {item!r}: {'.'.join(parts[: i + 1])!r} is not a config section. "
-                    f"Known here: {known}."
-                )
-            node = node[part]
-        if not isinstance(node, dict) or parts[-1] not in node:
-            known = ", ".join(node) if isinstance(node, dict) else "(none)"
-            raise ConfigError(
-                f"--set {item!r}: {path!r} is not a config field. Known here: {known}."
-            )
-        node[parts[-1]] = _parse_value(value.strip())
-    return _validate(raw, "The config after --set overrides")
-
-
-def reference_markdown() -> str:
-    """The README's configuration reference: one table per section, from the field metadata."""
-    import json
-
-    lines: list[str] = []
-    for section, field in QMUConfig.model_fields.items():
-        cls = field.annotation
-        assert cls is not None and cls.__doc__ is not None
-        lines += ["", f"**`{section}`**: {cls.__doc__.strip().splitlines()[0]}", ""]
-        lines += ["| field | default | meaning |", "|---|---|---|"]
-        for name, f in cls.model_fields.items():  # type: ignore[union-attr]
-            d = f.default
-            text = json.dumps(list(d)) if isinstance(d, tuple) else ("null" if d is None else str(d))
-            text = text if len(text) <= 30 else text[:27] + "..."
-            lines.append(f"| `{section}.{name}` | `{text}` | {f.description} |")
-    return "\n".join(lines).lstrip("\n") + "\n"

@@ -20,7 +20,3 @@ class DataError(QMUError):
 
 class ArtifactError(QMUError):
     """An artifact is missing, unreadable, or from another stage version."""
-
-
-class BackendUnavailableError(QMUError, RuntimeError):
-    """The requested simulator or engine cannot be built here."""

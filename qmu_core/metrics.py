@@ -1,7 +1,6 @@
 """Accuracy by role and forget flag, and membership-attack metrics.
 
-ROC AUC and TPR at a fixed FPR are computed here from scores (tests check them against
-scikit-learn). The membership metrics compare target members (``target_train``) with target
+ROC AUC and TPR at a fixed FPR come from `sklearn.metrics`. The membership metrics compare target members (``target_train``) with target
 non-members (``target_holdout``), whatever model produced the scores, so before/after/oracle
 numbers are directly comparable.
 """
@@ -10,42 +9,26 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score, roc_curve
 
 __all__ = ["accuracy_metrics", "membership_metrics", "roc_auc", "tpr_at_fpr"]
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with ties counted half)."""
+    """Area under the ROC curve (`sklearn.metrics.roc_auc_score`); NaN with one class only."""
     y = np.asarray(y_true).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
-        i = j + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
 
 
 def tpr_at_fpr(y_true: np.ndarray, scores: np.ndarray, fpr: float) -> float:
-    """Highest true-positive rate whose false-positive rate is at most `fpr`."""
+    """Highest true-positive rate whose false-positive rate is at most `fpr` (`sklearn.metrics.roc_curve`)."""
     y = np.asarray(y_true).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
     if y.all() or not y.any():
         return float("nan")
-    best = 0.0
-    for t in np.unique(s):
-        flagged = s >= t
-        if flagged[~y].mean() <= fpr:
-            best = max(best, float(flagged[y].mean()))
-    return best
+    fprs, tprs, _ = roc_curve(y, np.asarray(scores, dtype=np.float64), drop_intermediate=False)
+    return float(tprs[fprs <= fpr].max())
 
 
 def accuracy_metrics(outputs: pd.DataFrame) -> dict[str, float]:

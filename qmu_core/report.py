@@ -5,14 +5,31 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from qmu_core import metrics
+from qmu_core.artifacts import ArtifactRef, Output, companion
+from qmu_core.config import QMUConfig
+from qmu_core.provenance import ModelFacts
 
-__all__ = ["HEADLINE", "compare", "markdown", "models_summary", "plot", "write_summary"]
+__all__ = [
+    "HEADLINE",
+    "LABELS",
+    "Report",
+    "compare",
+    "markdown",
+    "models_summary",
+    "notes",
+    "plot",
+    "publish",
+    "table_rows",
+    "title",
+    "write_summary",
+]
 
 # The stable numbers scripts read from summary.json["models"][phase].
 HEADLINE = ("retain_test_acc", "forget_test_acc", "mia_auc", "mia_forget_success")
@@ -34,14 +51,14 @@ LABELS = {
 
 def compare(
     outputs: Mapping[str, pd.DataFrame], scores: Mapping[str, pd.DataFrame], *, threshold: float
-) -> pd.DataFrame:
-    """Long metrics table (the `metrics` artifact): one row per (phase, metric)."""
+) -> Output:
+    """The `metrics` stage: a long table with one row per (phase, metric)."""
     rows = []
     for phase, out in outputs.items():
         values = metrics.accuracy_metrics(out) | metrics.membership_metrics(scores[phase], threshold=threshold)
         model_id = str(out["model_id"].iloc[0])
         rows += [{"model_id": model_id, "phase": phase, "metric": k, "value": float(v)} for k, v in values.items()]
-    return pd.DataFrame(rows)
+    return Output(pd.DataFrame(rows))
 
 
 def models_summary(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
@@ -100,3 +117,88 @@ def write_summary(path: Path, summary: Mapping[str, Any]) -> Path:
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n")
     tmp.replace(path)
     return path
+
+
+def title(config: QMUConfig) -> str:
+    """The report's title line."""
+    m, d = config.model, config.data
+    return f"QMU {m.kind} ({m.encoding}) on {d.dataset}: forget class {d.forget_class}"
+
+
+def notes(unlearned: ModelFacts) -> list[str]:
+    """What the table's rows and columns mean (Markdown bullets)."""
+    return [
+        f"- **before**: the target model; **after_ga**: after gradient ascent on the forget set "
+        f"({unlearned.passes} passes); **oracle**: retrained from scratch without the forget set.",
+        "- *MIA forget success*: share of forget-set training records the attack calls member "
+        "(the paper's headline). *MIA forget control*: the same call rate on held-out records of "
+        "the forget class, which were never trained on.",
+        "- MIA AUC compares all target members with target non-members.",
+    ]
+
+
+def table_rows(models: Mapping[str, Mapping[str, float | None]]) -> list[dict[str, Any]]:
+    """The comparison as rows ``{metric, phase...}`` (for a UI table)."""
+    return [{"metric": LABELS[k], **{p: models[p].get(k) for p in models}} for k in LABELS]
+
+
+@dataclass(frozen=True)
+class Report:
+    """A published run report: where summary.json is, and the Markdown and table shown in the UI."""
+
+    summary_path: Path
+    markdown: str
+    rows: list[dict[str, Any]]
+    title: str
+
+
+def publish(
+    table: pd.DataFrame,
+    *,
+    run_name: str,
+    root: Path,
+    config: QMUConfig,
+    unlearned: ModelFacts,
+    artifacts: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]],
+    wall_time_s: float,
+) -> Report:
+    """Write ``<root>/runs/<run_name>/`` summary.json, report.md and comparison.png.
+
+    Args:
+        table: The `metrics` table.
+        run_name: The run's name (directory name).
+        root: The artifact root.
+        config: The run's config (stored in the summary).
+        unlearned: Facts of the unlearned model.
+        artifacts: Every artifact of the run, by name; a mapping value groups several
+            (``{"outputs": {"before": ref, ...}}``).
+        wall_time_s: Seconds since the run started.
+    """
+    models = models_summary(table)
+    run_dir = Path(root) / "runs" / run_name
+    heading = title(config)
+    md = markdown(models, title=heading, notes=notes(unlearned))
+    plot_path = plot(models, run_dir / "comparison.png", title=heading)
+    (run_dir / "report.md").write_text(md)
+
+    def paths(value: ArtifactRef | Mapping[str, ArtifactRef]) -> str | dict[str, str]:
+        if isinstance(value, ArtifactRef):
+            return str(value.path)
+        return {k: str(v.path) for k, v in value.items()}
+
+    listed = dict(artifacts)
+    splits = listed.get("splits")
+    if isinstance(splits, ArtifactRef):
+        listed["feature_map"] = companion(splits, "feature_map")
+    summary = {
+        "run": {"name": run_name, "seed": config.run.seed, "wall_time_s": round(wall_time_s, 2)},
+        "config": config.model_dump(mode="json"),
+        "models": models,
+        "unlearning": {"method": config.unlearn.method, **unlearned.model_dump(exclude={"n_train"})},
+        "artifacts": {k: paths(v) for k, v in listed.items()},
+        "metrics_parquet": str(artifacts["metrics"].path) if isinstance(artifacts.get("metrics"), ArtifactRef) else None,
+        "report_md": str(run_dir / "report.md"),
+        "plot_png": str(plot_path),
+    }
+    path = write_summary(run_dir / "summary.json", summary)
+    return Report(path, md, table_rows(models), heading)

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import get_run_logger
-
-from qmu_core import data as qdata
-from qmu_core.artifacts import ArtifactRef
+from qmu_core import splits
+from qmu_core.artifacts import Output
 from qmu_core.config import DataConfig, FeatureSpec
-from tasks._cache import stage
+from tasks._log import info
+from tasks._stage import stage
 
 
 @stage("splits")
-def split_data(data: DataConfig, features: FeatureSpec, seed: int, root: Path) -> ArtifactRef:
+def split_data(data: DataConfig, features: FeatureSpec, seed: int, root: Path) -> Output:
     """Split `data.dataset` into target members/non-members, shadow pool and test records."""
-    inputs = {"data": data, "features": features, "seed": seed}
-    frame, fmap, facts = qdata.split_roles(data, features, seed=seed)
-    get_run_logger().info(
-        f"{facts['source']}: {facts['counts']}; forget set = {facts['forget_in_train']} "
-        f"target_train records of class {data.forget_class}"
-    )
-    return qdata.write_split(frame, fmap, facts, inputs, root=root)
+    out = splits.split_roles(data, features, seed=seed)
+    info(out.facts.describe() if out.facts else "split written")
+    return out

@@ -28,7 +28,7 @@ def test_every_deployment_resolves_and_validates() -> None:
 
 
 def test_smoke_deployment_is_the_tiny_preset() -> None:
-    from qmu_core.config import preset
+    from qmu_core.presets import preset
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     smoke = QMUConfig.model_validate(spec["deployments"][0]["parameters"]["config"])

@@ -14,7 +14,9 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.cli import main
 from flows.pipeline import qmu_pipeline
-from qmu_core.config import QMUConfig, apply_overrides, preset
+from qmu_core.config import QMUConfig
+from qmu_core.overrides import apply_overrides
+from qmu_core.presets import preset
 
 HEADLINE = ("retain_test_acc", "forget_test_acc", "mia_auc", "mia_forget_success")
 
@@ -71,7 +73,9 @@ def test_first_run_trains_real_models_and_writes_the_summary(first: tuple[dict, 
     assert after["retain_test_acc"] >= before["retain_test_acc"] - 0.1
     assert all(s == "Completed" for s in states.values()), states
     # every file of the run lives under the artifact root
-    for path in [*summary["artifacts"].values(), summary["metrics_parquet"], summary["plot_png"], summary["report_md"]]:
+    listed = [p for v in summary["artifacts"].values() for p in (v.values() if isinstance(v, dict) else [v])]
+    assert len(listed) == len(set(listed)) == 7 + 2 * 2 + 3 + 3  # every artifact of the run, once
+    for path in [*listed, summary["metrics_parquet"], summary["plot_png"], summary["report_md"]]:
         assert Path(path).is_file() and Path(path).resolve().is_relative_to(root.resolve())
 
 

@@ -1,4 +1,4 @@
-"""Tests of qmu_core.amplitude: exact real state preparation, TF angles, TFQ, gradients."""
+"""Tests of qmu_core.qnn.amplitude: exact real state preparation, TF angles, TFQ, gradients."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import cirq
 import numpy as np
 import pytest
 
-from qmu_core import amplitude
+from qmu_core.qnn import amplitude
 
 
 def _simulate(features_row: np.ndarray, n: int) -> np.ndarray:
@@ -126,6 +126,6 @@ def test_pad_features_and_n_qubits_for() -> None:
 
 
 def test_import_does_not_load_tensorflow() -> None:
-    code = "import sys, qmu_core.amplitude; assert 'tensorflow' not in sys.modules"
+    code = "import sys, qmu_core.qnn.amplitude; assert 'tensorflow' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)

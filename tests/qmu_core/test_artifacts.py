@@ -8,6 +8,7 @@ import pytest
 from qmu_core import artifacts
 from qmu_core.config import TrainConfig
 from qmu_core.errors import ArtifactError
+from qmu_core.provenance import AttackFacts, SplitFacts
 
 
 def _metrics_frame() -> pd.DataFrame:
@@ -33,10 +34,10 @@ def test_upstream_refs_enter_the_key_by_key(tmp_path: Path) -> None:
 
 def test_write_read_roundtrip_with_provenance(tmp_path: Path) -> None:
     inputs = {"seed": 3}
-    ref = artifacts.write(_metrics_frame(), artifacts.plan("metrics", inputs, root=tmp_path), inputs, extra={"n": 1})
+    ref = artifacts.write(_metrics_frame(), artifacts.plan("metrics", inputs, root=tmp_path), inputs)
     assert artifacts.read(ref).equals(_metrics_frame())
     meta = artifacts.read_metadata(ref)
-    assert meta["inputs"] == {"seed": 3} and meta["extra"] == {"n": 1} and meta["key"] == ref.key
+    assert meta.inputs == {"seed": 3} and meta.facts == {} and meta.key == ref.key and meta.stage == "metrics"
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -56,3 +57,25 @@ def test_missing_file_says_how_to_rebuild(tmp_path: Path) -> None:
 def test_wrong_columns_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="lacks columns"):
         artifacts.write(pd.DataFrame({"x": [1]}), artifacts.plan("metrics", {}, root=tmp_path), {})
+
+
+def test_facts_are_typed_and_checked_per_stage(tmp_path: Path) -> None:
+    facts = AttackFacts(shadow_train_acc=0.75, n_rows=8, classifier="mlp")
+    frame = pd.DataFrame({"name": ["mean"], "shape": [[1]], "values": [[0.0]]})
+    ref = artifacts.write(frame, artifacts.plan("attack_model", {}, root=tmp_path), {}, facts=facts)
+    assert artifacts.read_facts(ref, AttackFacts) == facts
+    with pytest.raises(ArtifactError, match="SplitFacts"):
+        artifacts.read_facts(ref, SplitFacts)
+    with pytest.raises(ArtifactError, match="records facts of type None"):
+        artifacts.write(_metrics_frame(), artifacts.plan("metrics", {}, root=tmp_path), {}, facts=facts)
+
+
+def test_output_writes_companions_beside_the_main_table(tmp_path: Path) -> None:
+    fmap = pd.DataFrame({"name": ["mean"], "row": [0], "values": [[0.5, 0.5]]})
+    out = artifacts.Output(_metrics_frame(), companions={"feature_map": fmap})
+    ref = artifacts.write_output(out, artifacts.plan("metrics", {"seed": 1}, root=tmp_path), {"seed": 1})
+    companion = artifacts.companion(ref, "feature_map")
+    back = artifacts.read(companion)
+    assert back["name"].tolist() == ["mean"] and back["values"][0].tolist() == [0.5, 0.5]
+    assert artifacts.read(ref).equals(_metrics_frame())
+    assert artifacts.read_metadata(companion).inputs["companion_of"] == ref.key

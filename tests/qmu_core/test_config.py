@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from qmu_core.config import PRESETS, QMUConfig, apply_overrides, derive_seed, preset
+from qmu_core.config import QMUConfig, derive_seed
+from qmu_core.overrides import apply_overrides
+from qmu_core.presets import PRESETS, preset
 from qmu_core.errors import ConfigError
 
 
@@ -72,7 +74,7 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
 def test_readme_config_reference_is_generated() -> None:
     from pathlib import Path
 
-    from qmu_core.config import reference_markdown
+    from qmu_core.docs import reference_markdown
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("`qmu config schema` has the full JSON schema).\n\n", 1)[1]

@@ -1,4 +1,8 @@
-"""Exported models predict the same with plain Cirq as the model itself."""
+"""The export directory's manifest, circuit symbols and model-reference resolution.
+
+That an export recomputes the model's predictions is checked by tests/test_readme_recipe.py,
+which runs the README's recipe block.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,15 @@ import json
 from pathlib import Path
 
 import cirq
-import numpy as np
 import pytest
 
-from qmu_core import artifacts, training
-from qmu_core import data as qdata
-from qmu_core.config import ModelConfig, TrainConfig, preset
+from qmu_core import artifacts
+from qmu_core import splits as qsplits
+from qmu_core.config import ModelConfig, TrainConfig
 from qmu_core.errors import ArtifactError
-from qmu_core.export import export_model, predict_with_cirq, resolve_model_ref
+from qmu_core.export import export_model, resolve_model_ref
+from qmu_core.presets import preset
+from qmu_core.qnn import training
 
 CASES = [
     {"n_qubits": 4, "layers": 2},
@@ -24,30 +29,22 @@ CASES = [
 ]
 
 
-def _trained_model(tmp_path: Path, model: ModelConfig) -> tuple[artifacts.ArtifactRef, np.ndarray, np.ndarray]:
+def _model_artifact(tmp_path: Path, model: ModelConfig) -> artifacts.ArtifactRef:
+    """A freshly initialized model of the tiny preset, written as a `model` artifact."""
     data = preset("tiny").data
     classes = data.classes
     inputs = {"data": data, "features": model.feature_spec, "seed": 0}
-    frame, fmap, facts = qdata.split_roles(data, model.feature_spec, seed=0)
-    splits = qdata.write_split(frame, fmap, facts, inputs, root=tmp_path)
-    qnn = training.model_for(frame, model, classes, seed=1, image_side=facts["image_side"])
-    rows = frame[frame.role == "target_train"]
-    training.fit(qnn, training.model_inputs(rows, model), training.class_index(rows.label.to_numpy(), classes),
-                 TrainConfig(epochs=1, batch_size=16), seed=0)
+    split = qsplits.split_roles(data, model.feature_spec, seed=0)
+    splits = artifacts.write_output(split, artifacts.plan("splits", inputs, root=tmp_path), inputs)
+    qnn = training.model_for(model, classes, seed=1, image_side=split.facts.image_side)
     minputs = {"splits": splits, "model": model, "train": TrainConfig(epochs=1), "classes": classes, "which": "target", "seed": 0}
-    ref = artifacts.write(qnn.weights_frame("target"), artifacts.plan("model", minputs, root=tmp_path), minputs)
-    test = frame[frame.role == "test"].iloc[:4]
-    expected = training.predict_proba(qnn, training.model_inputs(test, model))
-    pixels01 = (qdata.stack(test["pixels"]) + 1.0) / 2.0
-    return ref, pixels01, expected
+    return artifacts.write(qnn.weights_frame("target"), artifacts.plan("model", minputs, root=tmp_path), minputs)
 
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
-def test_export_predictions_match_the_model(tmp_path: Path, kw: dict) -> None:
-    ref, pixels, expected = _trained_model(tmp_path / "art", ModelConfig(**kw))
+def test_export_manifest_and_circuit_symbols(tmp_path: Path, kw: dict) -> None:
+    ref = _model_artifact(tmp_path / "art", ModelConfig(**kw))
     manifest_path = export_model(ref, tmp_path / "export")
-    got = predict_with_cirq(tmp_path / "export", pixels)
-    np.testing.assert_allclose(got, expected, atol=2e-5)
     manifest = json.loads(manifest_path.read_text())
     circuit = cirq.read_json(json_text=(tmp_path / "export" / "circuit.json").read_text())
     names = {str(s) for s in cirq.parameter_symbols(circuit)}

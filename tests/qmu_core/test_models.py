@@ -6,18 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qmu_core import training
+from qmu_core.qnn import training
 from qmu_core._tf import tf, tfq
 from qmu_core.config import ModelConfig, TrainConfig
 from qmu_core.errors import ArtifactError
-from qmu_core.models import build_model
-from qmu_core.testing import MODEL_CASES, cirq_expectations, random_inputs
+from qmu_core.qnn.backends.base import symbol_values
+from qmu_core.qnn.backends.plain import PlainTFQBackend
+from qmu_core.qnn.models import build_model
+from tests.support import MODEL_CASES, cirq_expectations, random_inputs
 
 
 def _model(seed: int = 0, *, image_side: int = 8, **kw):  # noqa: ANN202
     cfg = ModelConfig(**({"n_qubits": 3, "layers": 2} | kw))
-    n_feat = cfg.feature_spec.n_components
-    return build_model(cfg, n_classes=4, n_features=n_feat, image_side=image_side, seed=seed), cfg
+    return build_model(cfg, n_classes=4, image_side=image_side, seed=seed), cfg
 
 
 CASES = [
@@ -33,7 +34,7 @@ BACKENDS = ["tfq", "tfq_packed"]
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
 def test_tfq_expectations_equal_cirq_simulator(kw: dict, backend: str) -> None:
     qnn, cfg = _model(backend=backend, **kw)
-    assert qnn.packs_records == (backend == "tfq_packed")
+    assert qnn.backend.name == backend
     x = random_inputs(cfg, 4)
     got = qnn.expectations(tf.constant(x)).numpy()
     np.testing.assert_allclose(got, cirq_expectations(qnn, x), atol=1e-5)
@@ -46,16 +47,17 @@ def test_tfq_expectations_equal_cirq_simulator(kw: dict, backend: str) -> None:
 def test_adjoint_gradients_equal_parameter_shift(kw: dict) -> None:
     qnn, cfg = _model(**kw)
     x = tf.constant(random_inputs(cfg, 3))
-    values = tf.concat([qnn.circuit_inputs(x), tf.tile(qnn.variables["theta"][None], [3, 1])], 1)
-    programs = tf.tile(qnn._program, [3])
-    ops = tf.tile(qnn._ops, [3, 1])
+    plain = PlainTFQBackend(cfg)
+    values = tf.concat([symbol_values(cfg, x), tf.tile(qnn.variables["theta"][None], [3, 1])], 1)
+    programs = tf.tile(plain.program, [3])
+    ops = tf.tile(plain.operators, [3, 1])
     weights = tf.constant(np.random.default_rng(2).normal(size=(3, cfg.n_qubits)).astype(np.float32))
     grads = []
     for diff in (tfq.differentiators.Adjoint(), tfq.differentiators.ParameterShift()):
         layer = tfq.layers.Expectation(differentiator=diff)
         v = tf.Variable(values)
         with tf.GradientTape() as tape:
-            z = layer(programs, symbol_names=qnn.symbol_names, symbol_values=v, operators=ops)
+            z = layer(programs, symbol_names=plain.symbol_names, symbol_values=v, operators=ops)
             loss = tf.reduce_sum(z * weights)
         grads.append(tape.gradient(loss, v).numpy())
     np.testing.assert_allclose(grads[0], grads[1], atol=1e-4)

@@ -1,4 +1,4 @@
-"""The packed backend (`qmu_core.packed`) against cirq.Simulator and the plain TFQ backend."""
+"""The packed backend (`qmu_core.qnn.backends.packed`) against cirq.Simulator and the plain TFQ backend."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import cirq
 import numpy as np
 import pytest
 
-from qmu_core import packed
+from qmu_core.qnn.backends import packed
 from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
-from qmu_core.models import build_model
-from qmu_core.testing import MODEL_CASES, cirq_expectations, random_inputs
+from qmu_core.qnn.models import build_model
+from tests.support import MODEL_CASES, cirq_expectations, random_inputs
 
 
 def _model(backend: str, seed: int = 0, **kw):  # noqa: ANN202
     cfg = ModelConfig(**({"n_qubits": 3, "layers": 2, "backend": backend} | kw))
-    return build_model(cfg, n_classes=4, n_features=cfg.feature_spec.n_components, image_side=8, seed=seed), cfg
+    return build_model(cfg, n_classes=4, image_side=8, seed=seed), cfg
 
 
 def _loss_gradients(qnn, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:  # noqa: ANN001
@@ -42,7 +42,7 @@ IDS = ["angle", "reupload", "amplitude", "hqnn-amplitude", "hqnn-angle", "angle-
 def test_packed_equals_cirq_and_plain_gradients(kw: dict, batch: int) -> None:
     fast, cfg = _model("tfq_packed", **kw)
     plain, _ = _model("tfq", **kw)
-    assert fast.packs_records and not plain.packs_records
+    assert fast.backend.name == "tfq_packed" and plain.backend.name == "tfq"
     x = random_inputs(cfg, batch, seed=batch)
     z = fast.expectations(tf.constant(x)).numpy()
     np.testing.assert_allclose(z, cirq_expectations(fast, x), atol=1e-5)
@@ -114,7 +114,7 @@ def test_rules_and_fallback_for_large_registers() -> None:
     assert not packed.unitary_forward(8, "angle", True, training=False)  # re-uploading
     assert packed.unitary_forward(8, "amplitude", False, training=True)
     qnn, cfg = _model("tfq_packed", n_qubits=11, layers=1)
-    assert not qnn.packs_records
+    assert qnn.backend.name == "tfq"  # too large to pack: the plain backend
     x = random_inputs(cfg, 2)
     np.testing.assert_allclose(qnn.expectations(tf.constant(x)).numpy(), cirq_expectations(qnn, x), atol=1e-5)
     np.testing.assert_allclose(qnn.predict_probs(tf.constant(x)).numpy(), qnn(tf.constant(x)).numpy(), atol=1e-6)

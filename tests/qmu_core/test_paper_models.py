@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qmu_core import data as qdata
-from qmu_core import training
-from qmu_core.config import preset
+from qmu_core import splits
+from qmu_core.presets import preset
+from qmu_core.qnn import training
 
 pytestmark = pytest.mark.slow
 
@@ -17,11 +17,12 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("name,floor", [("paper", 0.35), ("paper_hqnn", 0.6)])
 def test_paper_models_learn_mnist(mnist_dir: Path, name: str, floor: float) -> None:
     cfg = preset(name, data={"mnist_path": str(mnist_dir)})
-    frame, _, facts = qdata.split_roles(cfg.data, cfg.model.feature_spec, seed=cfg.run.seed)
+    out = splits.split_roles(cfg.data, cfg.model.feature_spec, seed=cfg.run.seed)
+    frame, facts = out.frame, out.facts
     train = frame[frame.role == "target_train"]
     test = frame[frame.role == "test"]
-    assert len(train) == 1000 and facts["image_side"] == 28
-    qnn = training.model_for(frame, cfg.model, cfg.data.classes, seed=1, image_side=28)
+    assert len(train) == 1000 and facts.image_side == 28
+    qnn = training.model_for(cfg.model, cfg.data.classes, seed=1, image_side=28)
     history = training.fit(
         qnn, training.model_inputs(train, cfg.model),
         training.class_index(train.label.to_numpy(), cfg.data.classes), cfg.train, seed=2,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qmu_core import amplitude, circuits
 from qmu_core._tf import tf
-from qmu_core.reference import DenseQNN
+from qmu_core.config import ModelConfig
+from qmu_core.errors import ConfigError
+from qmu_core.qnn import amplitude, circuits
+from qmu_core.qnn.backends.dense import DenseBackend
 
 
 @pytest.mark.parametrize("encoding,n,layers", [("angle", 4, 3), ("amplitude", 3, 2), ("angle", 2, 2)])
@@ -28,5 +30,11 @@ def test_dense_reference_equals_cirq(encoding: str, n: int, layers: int) -> None
         )
         for row in symbol_rows
     ]
-    got = DenseQNN(n, layers, encoding=encoding).expectations(tf.constant(x, tf.float32), tf.constant(theta, tf.float32))
+    backend = DenseBackend(ModelConfig(n_qubits=n, layers=layers, encoding=encoding))
+    got = backend.expectations(tf.constant(x, tf.float32), tf.constant(theta, tf.float32))
     np.testing.assert_allclose(got.numpy(), np.array(expected), atol=1e-5)
+
+
+def test_dense_reference_refuses_reuploading() -> None:
+    with pytest.raises(ConfigError, match="re-uploading"):
+        DenseBackend(ModelConfig(n_qubits=2, layers=1, reupload=True))

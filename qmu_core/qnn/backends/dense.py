@@ -1,7 +1,8 @@
 """A dense, batched state-vector implementation of the QNN circuit in plain TensorFlow.
 
 This is the *reference* the benchmark compares TFQ against (and a third cross-check of the
-circuit's meaning in tests). It is not used for training: QMU trains with TFQ's qsim ops.
+circuit's meaning in tests), as the `dense` expectation backend. QMU trains with TFQ's qsim
+ops; `bench/train_speed.py` builds a `QNN` with this backend to time the dense limit.
 
 Conventions match `qmu_core.circuits`: qubit 0 is the most significant bit, one layer is
 ``PhasedX(phase=w0/pi, exponent=w1/pi)`` then ``Z**(w2/pi)`` on every qubit and then the CNOT ring
@@ -15,14 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from qmu_core._tf import tf
+from qmu_core.config import ModelConfig
+from qmu_core.errors import ConfigError
+from qmu_core.qnn import circuits
+from qmu_core.qnn.backends.base import ExpectationBackend
+from qmu_core.qnn.backends.states import amplitude_states, product_states
 
-__all__ = ["DenseQNN", "cnot_ring_permutation", "z_signs"]
-
-
-def z_signs(n: int) -> np.ndarray:
-    """(2^n, n) matrix of ⟨basis|Z_i|basis⟩ = ±1."""
-    idx = np.arange(2**n)
-    return np.stack([1 - 2 * ((idx >> (n - 1 - i)) & 1) for i in range(n)], axis=1).astype(np.float32)
+__all__ = ["DenseBackend", "cnot_ring_permutation"]
 
 
 def cnot_ring_permutation(n: int) -> np.ndarray:
@@ -39,36 +39,36 @@ def cnot_ring_permutation(n: int) -> np.ndarray:
     return inverse
 
 
-class DenseQNN:
-    """⟨Z_i⟩ of the basic QNN circuit, batched, differentiable by TF autodiff.
+class DenseBackend(ExpectationBackend):
+    """⟨Z_i⟩ of the model circuit, batched, differentiable by TF autodiff (complex64).
 
     Args:
-        n_qubits: Qubits n.
-        layers: Ansatz layers L.
-        encoding: ``"angle"`` or ``"amplitude"``.
+        model: The model section; angle (without re-uploading) or amplitude encoding.
+
+    Raises:
+        ConfigError: For data re-uploading, which this reference does not implement.
     """
 
-    def __init__(self, n_qubits: int, layers: int, *, encoding: str = "angle") -> None:
-        self.n = n_qubits
-        self.layers = layers
-        self.encoding = encoding
-        self._perm = tf.constant(cnot_ring_permutation(n_qubits), dtype=tf.int32)
-        self._zsign = tf.constant(z_signs(n_qubits))
+    name = "dense"
+
+    def __init__(self, model: ModelConfig) -> None:
+        if model.reupload:
+            raise ConfigError(
+                "The dense reference backend has no data re-uploading; use model.backend='tfq' or "
+                "'tfq_packed' for model.reupload=true."
+            )
+        super().__init__(model)
+        self.n = model.n_qubits
+        self.layers = model.layers
+        self.encoding = model.encoding
+        self._perm = tf.constant(cnot_ring_permutation(self.n), dtype=tf.int32)
+        self._zsign = tf.constant(circuits.z_signs(self.n))
 
     def initial_state(self, x: tf.Tensor) -> tf.Tensor:
         """Encoded states (B, 2^n) complex64."""
         if self.encoding == "amplitude":
-            v = tf.cast(x, tf.float32)
-            norm = tf.norm(v, axis=1, keepdims=True)
-            first = tf.one_hot(tf.zeros(tf.shape(v)[0], tf.int32), 2**self.n)
-            v = tf.where(norm > 0, v / tf.maximum(norm, 1e-30), first)
-            return tf.cast(v, tf.complex64)
-        half = tf.cast(x, tf.float32) / 2.0
-        state = tf.ones((tf.shape(x)[0], 1), tf.float32)
-        for q in range(self.n):  # product state, qubit 0 most significant
-            amp = tf.stack([tf.cos(half[:, q]), tf.sin(half[:, q])], axis=1)
-            state = tf.reshape(state[:, :, None] * amp[:, None, :], (tf.shape(x)[0], -1))
-        return tf.cast(state, tf.complex64)
+            return tf.cast(amplitude_states(x), tf.complex64)
+        return tf.cast(product_states(x), tf.complex64)
 
     def layer_unitaries(self, theta: tf.Tensor) -> tf.Tensor:
         """Single-qubit part of every layer as one 2^n x 2^n matrix, shape (L, 2^n, 2^n)."""
@@ -87,9 +87,9 @@ class DenseQNN:
             k = tf.reshape(k[:, :, None, :, None] * u[:, q, None, :, None, :], (self.layers, 2 * d, 2 * d))
         return k
 
-    def expectations(self, x: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
-        """⟨Z_i⟩, shape (B, n), for inputs `x` and flat weights `theta` (3·n·L,)."""
-        state = self.initial_state(x)
+    def expectations(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
+        """⟨Z_i⟩, shape (B, n), for features `x` and flat weights `theta` (3·n·L,)."""
+        state = self.initial_state(features)
         layers = self.layer_unitaries(theta)
         for l in range(self.layers):
             state = tf.gather(tf.linalg.matmul(state, layers[l], transpose_b=True), self._perm, axis=1)

@@ -1,4 +1,4 @@
-"""Helpers for checking models against references: random inputs, Cirq-simulated outputs."""
+"""Test helpers: model cases, random inputs and Cirq-simulated reference outputs of a `QNN`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from qmu_core import circuits
+from qmu_core.qnn import circuits
 from qmu_core.config import ModelConfig
 
 __all__ = ["MODEL_CASES", "cirq_expectations", "random_inputs"]
@@ -35,7 +35,9 @@ def cirq_expectations(qnn: Any, x: np.ndarray) -> np.ndarray:
     """⟨Z_i⟩ of a `QNN` on inputs `x`, recomputed by resolving `qnn.circuit` and `cirq.Simulator`."""
     from qmu_core._tf import tf
 
-    values = qnn.circuit_inputs(qnn.front_end(tf.constant(x))).numpy()
+    from qmu_core.qnn.backends.base import symbol_values
+
+    values = symbol_values(qnn.cfg, qnn.front_end(tf.constant(x))).numpy()
     theta = qnn.variables["theta"].numpy()
     names = [str(s) for s in qnn.input_symbols] + [str(s) for s in qnn.weight_symbols]
     out = []

@@ -1,4 +1,4 @@
-"""Training, prediction and gradient-ascent unlearning loops for `qmu_core.models.QNN`.
+"""Training, prediction and gradient-ascent unlearning loops for `qmu_core.qnn.models.QNN`.
 
 All randomness comes from the `seed` argument; nothing calls global NumPy random state.
 Long loops report progress through an optional ``progress(epoch, epochs, metrics)`` callback.
@@ -11,13 +11,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from qmu_core import data as qdata
+from qmu_core import frames
 from qmu_core._tf import tf, tf_keras
-from qmu_core.config import ModelConfig, Progress, TrainConfig, UnlearnConfig
-from qmu_core.models import QNN, build_model
+from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig
+from qmu_core.errors import ConfigError
+from qmu_core.progress import Progress
+from qmu_core.qnn.models import QNN, build_model
 
 __all__ = [
-    "Progress",
+    "class_index",
     "fit",
     "gradient_ascent",
     "model_for",
@@ -52,23 +54,20 @@ def _optimizer(kind: str, lr: float, momentum: float) -> tf_keras.optimizers.Opt
 def class_index(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     """Map dataset labels to head indices (position in `classes`)."""
     lookup = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({int(v) for v in labels} - set(lookup))
+    if unknown:
+        raise ConfigError(f"Labels {unknown} are not among the model's classes {list(classes)}.")
     return np.array([lookup[int(v)] for v in labels], dtype=np.int32)
 
 
 def model_inputs(splits: pd.DataFrame, model: ModelConfig) -> np.ndarray:
     """The array a model reads: reduced features (basic QNN) or pixels (HQNN)."""
-    return qdata.stack(splits["x"] if model.kind == "basic_qnn" else splits["pixels"])
+    return frames.stack(splits["x"] if model.kind == "basic_qnn" else splits["pixels"])
 
 
-def model_for(splits: pd.DataFrame, model: ModelConfig, classes: Sequence[int], *, seed: int, image_side: int) -> QNN:
-    """A freshly initialized model sized for `splits`."""
-    return build_model(
-        model,
-        n_classes=len(classes),
-        n_features=len(splits["x"].iloc[0]),
-        image_side=image_side,
-        seed=seed,
-    )
+def model_for(model: ModelConfig, classes: Sequence[int], *, seed: int, image_side: int) -> QNN:
+    """A freshly initialized model with one output per class."""
+    return build_model(model, n_classes=len(classes), image_side=image_side, seed=seed)
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -22,13 +22,18 @@ import cirq
 import numpy as np
 import sympy
 
+from qmu_core.errors import ConfigError
+
 __all__ = [
     "angle_symbols",
     "ansatz",
     "build_circuit",
     "qubits",
     "readout_ops",
+    "resolve",
     "weight_symbols",
+    "z_expectations",
+    "z_signs",
 ]
 
 
@@ -118,11 +123,11 @@ def build_circuit(
             return ansatz(qs, layers, inputs=inputs), inputs
         return cirq.Circuit(_angle_layer(qs, inputs)) + ansatz(qs, layers), inputs
     if encoding == "amplitude":
-        from qmu_core import amplitude
+        from qmu_core.qnn import amplitude
 
         prep, inputs = amplitude.state_prep_circuit(qs)
         return prep + ansatz(qs, layers), inputs
-    raise ValueError(f"encoding={encoding!r}; use 'angle' or 'amplitude'.")
+    raise ConfigError(f"encoding={encoding!r} is not supported; use 'angle' or 'amplitude'.")
 
 
 def resolve(circuit: cirq.Circuit, values: dict[str, float]) -> cirq.Circuit:
@@ -130,14 +135,19 @@ def resolve(circuit: cirq.Circuit, values: dict[str, float]) -> cirq.Circuit:
     return cirq.resolve_parameters(circuit, cirq.ParamResolver({k: float(v) for k, v in values.items()}))
 
 
+def z_signs(n_qubits: int) -> np.ndarray:
+    """``(2^n, n)`` float32 table of ``<basis|Z_i|basis> = ±1``, qubit 0 the most significant bit.
+
+    ``probs @ z_signs(n)`` turns basis-state probabilities into ``<Z_i>`` for every qubit.
+    """
+    idx = np.arange(2**n_qubits)
+    return np.stack([1 - 2 * ((idx >> (n_qubits - 1 - i)) & 1) for i in range(n_qubits)], axis=1).astype(
+        np.float32
+    )
+
+
 def z_expectations(circuit: cirq.Circuit, n_qubits: int) -> np.ndarray:
     """Reference ⟨Z_i⟩ of a resolved circuit with `cirq.Simulator` (float64)."""
     qs = qubits(n_qubits)
     state = cirq.Simulator(dtype=np.complex128).simulate(circuit, qubit_order=qs).final_state_vector
-    probs = np.abs(state) ** 2
-    idx = np.arange(2**n_qubits)
-    out = np.empty(n_qubits)
-    for i in range(n_qubits):
-        bit = (idx >> (n_qubits - 1 - i)) & 1
-        out[i] = float(np.sum(probs * (1 - 2 * bit)))
-    return out
+    return (np.abs(state) ** 2) @ z_signs(n_qubits).astype(np.float64)

@@ -1,4 +1,4 @@
-"""Record packing: many records per TFQ program, for the `tfq_packed` backend.
+"""Packed TFQ (`tfq_packed`): many records per TFQ program.
 
 TFQ's cost for small circuits is per record and per gate (parsing the program, building the
 gates), not the simulation. This module packs ``R = 2^NA`` records into one program with an
@@ -28,7 +28,9 @@ zero angles and a zero upstream gradient. The Adjoint call is issued as two inde
 calls over the two halves of the batch (`split_gradient`): one TFQ call runs essentially on
 one core, two calls in a ``tf.function`` graph run in parallel.
 
-Backend rules (`packing_ancillas`, `unitary_forward`, `split_gradient`):
+Backend rules (`packing_ancillas`, `unitary_forward`, `split_gradient`), applied once when a
+`PackedTFQBackend` is built (`qmu_core.qnn.backends.make_backend` falls back to the plain backend
+when `packing_ancillas` is 0):
 
 * packing applies to every encoding (angle, re-uploading, amplitude; basic QNN and HQNN) for
   ``n_qubits <= MAX_PACKED_SYSTEM_QUBITS`` (10). Angle encoding uses ``NA = 4`` ancillas
@@ -56,16 +58,19 @@ import cirq
 import numpy as np
 import sympy
 
-from qmu_core import circuits
 from qmu_core._tf import tf, tfq
+from qmu_core.config import ModelConfig
+from qmu_core.errors import ConfigError
+from qmu_core.qnn import circuits
+from qmu_core.qnn.backends.base import ExpectationBackend, symbol_values
+from qmu_core.qnn.backends.states import amplitude_states, product_states
 
 __all__ = [
     "MAX_PACKED_SYSTEM_QUBITS",
     "PackedCircuit",
-    "amplitude_states",
+    "PackedTFQBackend",
     "packed_circuit",
     "packing_ancillas",
-    "product_states",
     "split_gradient",
     "unitary_forward",
 ]
@@ -128,48 +133,6 @@ def unitary_forward(n_qubits: int, encoding: str, reupload: bool, *, training: b
     return encoding == "amplitude" and n_qubits <= UNITARY_TRAINING_MAX_QUBITS
 
 
-def _z_signs(n_qubits: int) -> np.ndarray:
-    """``[2^n, n]`` matrix of Z eigenvalues, qubit 0 the most significant bit."""
-    idx = np.arange(2**n_qubits)
-    return np.stack([1 - 2 * ((idx >> (n_qubits - 1 - i)) & 1) for i in range(n_qubits)], 1).astype(
-        np.float32
-    )
-
-
-def product_states(angles: tf.Tensor) -> tf.Tensor:
-    """States ``prod_q Ry(x_q)|0>`` of angle encoding, shape ``(B, 2^n)`` (real, float32).
-
-    Args:
-        angles: ``(B, n)`` encoding angles.
-
-    Returns:
-        The amplitude vectors, qubit 0 the most significant bit (Cirq's order).
-    """
-    c, s = tf.cos(angles / 2), tf.sin(angles / 2)
-    batch = tf.shape(angles)[0]
-    psi = tf.ones([batch, 1], dtype=angles.dtype)
-    for i in range(int(angles.shape[-1])):
-        psi = tf.reshape(psi[:, :, None] * tf.stack([c[:, i], s[:, i]], 1)[:, None, :], [batch, -1])
-    return psi
-
-
-def amplitude_states(features: tf.Tensor) -> tf.Tensor:
-    """The state amplitude encoding prepares: ``x / ||x||``, and ``|0...0>`` for ``x = 0``.
-
-    Args:
-        features: ``(B, 2^n)`` real features.
-
-    Returns:
-        ``(B, 2^n)`` float32 unit vectors (exactly what `qmu_core.amplitude.state_prep_circuit`
-        prepares from `qmu_core.amplitude.angles_tf`).
-    """
-    x = tf.cast(features, tf.float64)
-    norm = tf.norm(x, axis=1, keepdims=True)
-    e0 = tf.one_hot(tf.zeros([tf.shape(x)[0]], tf.int32), tf.shape(x)[1], dtype=tf.float64)
-    safe = tf.where(norm > 0, norm, tf.ones_like(norm))
-    return tf.cast(tf.where(norm > 0, x / safe, e0), tf.float32)
-
-
 def packed_circuit(
     n_qubits: int, layers: int, encoding: str, reupload: bool, n_ancillas: int
 ) -> tuple[cirq.Circuit, list[list[sympy.Symbol]]]:
@@ -199,7 +162,7 @@ def packed_circuit(
             ops.append(op)
             continue
         if not isinstance(op.gate, cirq.Ry) or len(names) != 1:
-            raise ValueError(f"Cannot pack data gate {op!r}: only Ry(input symbol) is supported.")
+            raise ConfigError(f"Cannot pack data gate {op!r}: only Ry(input symbol) is supported.")
         k = inputs[next(iter(data))]
         (q,) = op.qubits
         ops.extend(
@@ -267,13 +230,16 @@ class PackedCircuit:
         split_gradient: bool = False,
     ) -> None:
         if n_ancillas < 1:
-            raise ValueError(f"PackedCircuit needs at least one ancilla, got n_ancillas={n_ancillas}.")
+            raise ConfigError(f"PackedCircuit needs at least one ancilla, got n_ancillas={n_ancillas}.")
         self.n_qubits = n = n_qubits
         self.n_ancillas = n_ancillas
         self.records = 2**n_ancillas
         self.encoding = encoding
         self.reupload = reupload
         self.split_gradient = split_gradient
+        # The forward routes, decided here once (module doc, "Backend rules").
+        self.unitary_training = unitary_forward(n, encoding, reupload, training=True)
+        self.unitary_inference = unitary_forward(n, encoding, reupload, training=False)
         with tf.init_scope():  # eager constants, also when first built inside a tf.function
             (
                 self._packed,
@@ -289,7 +255,7 @@ class PackedCircuit:
                 [[(-1.0) ** bin(r & s).count("1") for r in range(r_count)] for s in range(r_count)],
                 tf.float32,
             )
-            self._zsign = tf.constant(_z_signs(n))
+            self._zsign = tf.constant(circuits.z_signs(n))
         self._adjoint = tfq.differentiators.Adjoint()
         self._state_op = tfq.get_state_op()
         self._unitary_op = tfq.get_unitary_op()
@@ -375,8 +341,8 @@ class PackedCircuit:
         Args:
             values: ``(B, n_inputs)`` data symbol values (angles or state-preparation angles).
             theta: ``(n_weights,)`` weight symbol values.
-            states: For amplitude encoding, the encoded states ``(B, 2^n)`` that `values`
-                prepare (`amplitude_states`); enables the unitary forward. Gradients reach
+            states: Amplitude encoding with the unitary training route: the encoded states
+                ``(B, 2^n)`` that `values` prepare (`amplitude_states`). Gradients reach
                 `values` and `theta` only (through TFQ's Adjoint differentiator).
 
         Returns:
@@ -384,19 +350,14 @@ class PackedCircuit:
         """
         values = tf.convert_to_tensor(values, tf.float32)
         theta = tf.convert_to_tensor(theta, tf.float32)
-        use_unitary = unitary_forward(self.n_qubits, self.encoding, self.reupload, training=True)
-        if use_unitary and states is None:
-            use_unitary = self.encoding == "angle"
         forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-        if use_unitary and self.encoding == "amplitude":
+        if self.unitary_training:  # amplitude encoding only (see `unitary_forward`)
+            if states is None:
+                raise ConfigError("PackedCircuit.expectations: the unitary route needs the encoded `states`.")
             fixed = tf.stop_gradient(tf.convert_to_tensor(states, tf.float32))
 
             def forward(v: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
                 return self._unitary_expectations(fixed, w)
-        elif use_unitary:
-
-            def forward(v: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
-                return self._unitary_expectations(product_states(v), w)
         else:
             forward = self._state_expectations
 
@@ -415,26 +376,63 @@ class PackedCircuit:
         return packed_expectations(values, theta)
 
     def predict(self, values: tf.Tensor | None, theta: tf.Tensor, states: tf.Tensor | None = None) -> tf.Tensor:
-        """``<Z_i>`` without gradients: the unitary route when exact and small, else packed states.
+        """``<Z_i>`` without gradients: the weight-ansatz unitary on `states` when
+        `unitary_inference` holds, else the packed state op on `values`.
 
         Args:
-            values: ``(B, n_inputs)`` data symbol values; may be None for amplitude encoding
-                when `unitary_forward` (inference) holds and `states` is given.
+            values: ``(B, n_inputs)`` data symbol values (packed state route).
             theta: ``(n_weights,)`` weight values.
-            states: Amplitude encoding: the encoded states (`amplitude_states`).
-
-        Returns:
-            ``(B, n)`` expectations.
-
-        Raises:
-            ValueError: If `values` is None but the packed state op is needed.
+            states: The encoded states (unitary route): `product_states` / `amplitude_states`.
         """
         theta = tf.convert_to_tensor(theta, tf.float32)
-        if unitary_forward(self.n_qubits, self.encoding, self.reupload, training=False):
-            if self.encoding == "amplitude" and states is not None:
-                return self._unitary_expectations(tf.convert_to_tensor(states, tf.float32), theta)
-            if self.encoding == "angle" and values is not None:
-                return self._unitary_expectations(product_states(tf.convert_to_tensor(values, tf.float32)), theta)
+        if self.unitary_inference:
+            if states is None:
+                raise ConfigError("PackedCircuit.predict: the unitary route needs the encoded `states`.")
+            return self._unitary_expectations(tf.convert_to_tensor(states, tf.float32), theta)
         if values is None:
-            raise ValueError("PackedCircuit.predict needs the symbol values for the packed state route.")
+            raise ConfigError("PackedCircuit.predict: the packed state route needs the symbol `values`.")
         return self._state_expectations(tf.convert_to_tensor(values, tf.float32), theta)
+
+
+class PackedTFQBackend(ExpectationBackend):
+    """`PackedCircuit` behind the backend interface (module doc for the routes).
+
+    Raises:
+        ConfigError: If the model is too large to pack (`packing_ancillas` is 0).
+    """
+
+    name = "tfq_packed"
+
+    def __init__(self, model: ModelConfig) -> None:
+        super().__init__(model)
+        n_ancillas = packing_ancillas(model.n_qubits, model.encoding)
+        if n_ancillas == 0:
+            raise ConfigError(
+                f"The packed backend handles up to {MAX_PACKED_SYSTEM_QUBITS} qubits, the model has "
+                f"{model.n_qubits}; use model.backend='tfq' (make_backend falls back to it by itself)."
+            )
+        self.packed = PackedCircuit(
+            n_qubits=model.n_qubits,
+            layers=model.layers,
+            encoding=model.encoding,
+            reupload=model.reupload,
+            n_ancillas=n_ancillas,
+            split_gradient=split_gradient(model.encoding),
+        )
+        amp = model.encoding == "amplitude"
+        # Which inputs each route needs, fixed here: states for a unitary route, symbol values
+        # for the packed state op (the unitary inference of amplitude encoding needs no angles).
+        self._train_states = amplitude_states if self.packed.unitary_training else None
+        self._infer_values = not (self.packed.unitary_inference and amp)
+        self._infer_states: Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor] | None = None
+        if self.packed.unitary_inference:
+            self._infer_states = (lambda f, v: amplitude_states(f)) if amp else (lambda f, v: product_states(v))
+
+    def expectations(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
+        states = self._train_states(features) if self._train_states is not None else None
+        return self.packed.expectations(symbol_values(self.model, features), theta, states)
+
+    def predict(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
+        values = symbol_values(self.model, features) if self._infer_values else None
+        states = self._infer_states(features, values) if self._infer_states is not None else None
+        return tf.stop_gradient(self.packed.predict(values, theta, states))

@@ -1,0 +1,67 @@
+"""Pixels -> circuit inputs: PCA fitted on the target's training records, then scaling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from qmu_core.config import FeatureSpec
+from qmu_core.numeric import safe_divisor
+
+__all__ = ["FeatureMap"]
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """Pixels -> circuit inputs: PCA fitted on the target's training records, then scaling.
+
+    Angle encoding: each component is min-max scaled to [0, pi] on the training records (and
+    clipped). Amplitude encoding: the components are zero-padded to 2^n; the model normalizes.
+    """
+
+    encoding: str
+    mean: np.ndarray  # (d,)
+    components: np.ndarray  # (k, d)
+    lo: np.ndarray  # (k,)
+    hi: np.ndarray  # (k,)
+    n_out: int
+
+    def transform(self, pixels: np.ndarray) -> np.ndarray:
+        """Map flattened pixels (N, d) to features (N, n_out) float32."""
+        z = (pixels - self.mean) @ self.components.T
+        if self.encoding == "angle":
+            z = np.clip((z - self.lo) / safe_divisor(self.hi - self.lo), 0.0, 1.0) * np.pi
+        out = np.zeros((len(pixels), self.n_out), dtype=np.float32)
+        out[:, : z.shape[1]] = z
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long form for the `feature_map` artifact."""
+        rows = [("mean", 0, self.mean), ("lo", 0, self.lo), ("hi", 0, self.hi)]
+        rows += [("component", i, c) for i, c in enumerate(self.components)]
+        return pd.DataFrame(
+            {
+                "name": [r[0] for r in rows],
+                "row": [r[1] for r in rows],
+                "values": [np.asarray(r[2], dtype=np.float64) for r in rows],
+            }
+        )
+
+    @classmethod
+    def fit(cls, pixels: np.ndarray, spec: FeatureSpec) -> FeatureMap:
+        """Fit PCA (and the angle scaling) on training pixels (N, d)."""
+        from sklearn.decomposition import PCA
+
+        k = min(spec.n_components, pixels.shape[0], pixels.shape[1])
+        pca = PCA(n_components=k, svd_solver="full").fit(pixels)
+        z = pca.transform(pixels)
+        return cls(
+            encoding=spec.encoding,
+            mean=pca.mean_.astype(np.float64),
+            components=pca.components_.astype(np.float64),
+            lo=z.min(axis=0),
+            hi=z.max(axis=0),
+            n_out=spec.n_components,
+        )

@@ -1,0 +1,97 @@
+"""Named starting points for a config: `tiny`, `default`, `paper`, `paper_hqnn`.
+
+Presets are Python functions returning nested overrides of the defaults, so they stay typed
+and testable; `preset(name)` validates the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from qmu_core.config import QMUConfig
+from qmu_core.errors import ConfigError
+from qmu_core.overrides import deep_merge, validate
+
+__all__ = ["PRESETS", "preset"]
+
+
+def _tiny() -> dict[str, Any]:
+    return {
+        "data": {
+            "dataset": "digits",
+            "classes": [0, 1, 4, 7],
+            "n_target_train": 120,
+            "n_target_holdout": 60,
+            "n_shadow_pool": 120,
+            "n_test": 60,
+        },
+        "model": {"n_qubits": 4, "layers": 2},
+        "train": {"epochs": 3, "batch_size": 16, "learning_rate": 0.1},
+        "attack": {"n_shadow": 2, "max_iter": 300},
+        "unlearn": {"max_epochs": 5, "learning_rate": 0.5},
+    }
+
+
+def _default() -> dict[str, Any]:
+    return {}
+
+
+def _paper() -> dict[str, Any]:
+    return {
+        "data": {
+            "dataset": "mnist",
+            "n_target_train": 1000,
+            "n_target_holdout": 500,
+            "n_shadow_pool": 2000,
+            "n_test": 1000,
+        },
+        "model": {"kind": "basic_qnn", "encoding": "amplitude", "n_qubits": 8, "layers": 10},
+        "train": {
+            "epochs": 20,
+            "batch_size": 32,
+            "learning_rate": 0.05,
+            "optimizer": "nesterov",
+            "loss": "bce_sum",
+        },
+        "attack": {"n_shadow": 4},
+        "unlearn": {"learning_rate": 0.05, "batch_size": 32},
+    }
+
+
+def _paper_hqnn() -> dict[str, Any]:
+    cfg = _paper()
+    cfg["model"] = {
+        "kind": "hqnn",
+        "encoding": "amplitude",
+        "n_qubits": 8,
+        "layers": 1,
+        "init": "uniform_pi",
+    }
+    cfg["train"] = {
+        "epochs": 25,
+        "batch_size": 8,
+        "learning_rate": 0.1,
+        "optimizer": "sgd",
+        "loss": "cross_entropy",
+    }
+    cfg["unlearn"] = {"learning_rate": 0.01, "batch_size": 16, "max_epochs": 6}
+    return cfg
+
+
+PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
+    "tiny": _tiny,
+    "default": _default,
+    "paper": _paper,
+    "paper_hqnn": _paper_hqnn,
+}
+
+
+def preset(name: str, **overrides: Any) -> QMUConfig:
+    """Build a preset config, optionally with nested overrides (`run={"seed": 1}`)."""
+    if name not in PRESETS:
+        raise ConfigError(
+            f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}."
+        )
+    raw = deep_merge(PRESETS[name](), overrides)
+    return validate(raw, f"preset {name!r}")

@@ -1,0 +1,12 @@
+"""The quantum classifiers and how they are evaluated, trained and unlearned.
+
+* `circuits`, `amplitude`: the Cirq circuits (pure Cirq + SymPy, no TensorFlow);
+* `backends`: how ⟨Z_i⟩ of a circuit is computed for a batch (TFQ plain, TFQ packed, dense
+  reference), behind one `ExpectationBackend` interface;
+* `models`: `QNN`, the classical front end + a backend + the dense softmax head;
+* `training`: training, inference and gradient-ascent loops;
+* `jobs`: what the pipeline's model stages call (train, outputs, unlearn) on split tables.
+
+Importing this package does not import TensorFlow; `models`, `training`, `jobs` and `backends`
+do (through `qmu_core._tf`).
+"""

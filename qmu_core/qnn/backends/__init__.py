@@ -1,0 +1,43 @@
+"""Expectation backends: how ⟨Z_i⟩ of the model circuit is computed (one interface, `base`).
+
+* ``tfq`` (`plain`): TFQ's Expectation layer, one program per record;
+* ``tfq_packed`` (`packed`): many records per TFQ program, same numbers, several times faster;
+  models above `packed.MAX_PACKED_SYSTEM_QUBITS` qubits fall back to ``tfq``;
+* ``dense`` (`dense`): a batched state vector in plain TF, the speed and correctness reference.
+
+`make_backend` is the one place a model's route is chosen. A new backend (for example a Cirq
+sampler) is one module with an `ExpectationBackend` subclass plus one line in `BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from qmu_core.config import ModelConfig
+from qmu_core.errors import ConfigError
+from qmu_core.qnn.backends.base import ExpectationBackend
+from qmu_core.qnn.backends.dense import DenseBackend
+from qmu_core.qnn.backends.packed import PackedTFQBackend, packing_ancillas
+from qmu_core.qnn.backends.plain import PlainTFQBackend
+
+__all__ = ["BACKENDS", "ExpectationBackend", "make_backend"]
+
+BACKENDS: dict[str, type[ExpectationBackend]] = {
+    "tfq": PlainTFQBackend,
+    "tfq_packed": PackedTFQBackend,
+    "dense": DenseBackend,
+}
+
+
+def make_backend(model: ModelConfig, name: str | None = None) -> ExpectationBackend:
+    """The backend for `model`: `name`, else ``model.backend``.
+
+    ``tfq_packed`` falls back to ``tfq`` for models too large to pack.
+
+    Raises:
+        ConfigError: For an unknown backend name.
+    """
+    name = name or model.backend
+    if name not in BACKENDS:
+        raise ConfigError(f"Unknown expectation backend {name!r}; choose one of {', '.join(BACKENDS)}.")
+    if name == "tfq_packed" and packing_ancillas(model.n_qubits, model.encoding) == 0:
+        name = "tfq"
+    return BACKENDS[name](model)

@@ -1,0 +1,33 @@
+"""Plain TFQ: one program per record through `tfq.layers.Expectation` (qsim, Adjoint)."""
+
+from __future__ import annotations
+
+from qmu_core._tf import tf, tfq
+from qmu_core.config import ModelConfig
+from qmu_core.qnn import circuits
+from qmu_core.qnn.backends.base import ExpectationBackend, symbol_values
+
+__all__ = ["PlainTFQBackend"]
+
+
+class PlainTFQBackend(ExpectationBackend):
+    """TFQ's Expectation layer with the Adjoint differentiator, one program per record."""
+
+    name = "tfq"
+
+    def __init__(self, model: ModelConfig) -> None:
+        super().__init__(model)
+        self.symbol_names = tf.constant([str(s) for s in [*self.input_symbols, *self.weight_symbols]])
+        self.program = tfq.convert_to_tensor([self.circuit])
+        self.operators = tfq.convert_to_tensor([circuits.readout_ops(circuits.qubits(model.n_qubits))])
+        self._layer = tfq.layers.Expectation(differentiator=tfq.differentiators.Adjoint())
+
+    def expectations(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
+        values = symbol_values(self.model, features)
+        batch = tf.shape(values)[0]
+        return self._layer(
+            tf.tile(self.program, [batch]),
+            symbol_names=self.symbol_names,
+            symbol_values=tf.concat([values, tf.tile(theta[None, :], [batch, 1])], axis=1),
+            operators=tf.tile(self.operators, [batch, 1]),
+        )

@@ -1,0 +1,108 @@
+"""The split of records into roles, with the reduced features (the `splits` stage).
+
+Roles (the README's vocabulary):
+
+* ``target_train``: target members, the target model's training set;
+* ``target_holdout``: target non-members, held out; the attack's negative control;
+* ``shadow_pool``: disjoint records the attacker trains shadow models on;
+* ``test``: records for retain / forget accuracy.
+
+The forget set is the ``target_train`` rows whose label is ``data.forget_class``. The table's
+``x`` column holds the model features (`qmu_core.features.FeatureMap`), ``pixels`` the flattened
+image scaled to [-1, 1] (``2 * p - 1`` for ``p`` in [0, 1]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from qmu_core import artifacts
+from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.config import DataConfig, FeatureSpec, derive_seed
+from qmu_core.datasets import load_dataset
+from qmu_core.errors import DataError
+from qmu_core.features import FeatureMap
+from qmu_core.provenance import SplitFacts
+
+__all__ = ["ROLES", "SplitTable", "feature_map_ref", "read_splits", "split_roles"]
+
+ROLES = ("target_train", "target_holdout", "shadow_pool", "test")
+
+
+@dataclass(frozen=True)
+class SplitTable:
+    """The split table with its facts, as stages read it."""
+
+    frame: pd.DataFrame
+    facts: SplitFacts
+
+    @property
+    def image_side(self) -> int:
+        """Image height (= width) in pixels."""
+        return self.facts.image_side
+
+
+def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
+    """Sample records without replacement, assign roles and reduce features.
+
+    Returns:
+        The `splits` table (one row per record: ``sample_id``, ``label``, ``role``,
+        ``is_forget``, ``x``, ``pixels``), its `SplitFacts`, and the fitted feature map as the
+        ``feature_map`` companion table.
+
+    Raises:
+        DataError: If the dataset has fewer records of `data.classes` than the split needs.
+    """
+    ds = load_dataset(data, seed=seed)
+    keep = np.flatnonzero(np.isin(ds.labels, data.classes))
+    need = data.n_records
+    if len(keep) < need:
+        raise DataError(
+            f"The split needs {need} records (n_target_train + n_target_holdout + n_shadow_pool "
+            f"+ n_test) of classes {list(data.classes)}, but {ds.source} has only {len(keep)}. "
+            "Lower those counts or use a larger dataset."
+        )
+    rng = np.random.default_rng(derive_seed(seed, "split"))
+    chosen = rng.choice(keep, size=need, replace=False)
+    sizes = [data.n_target_train, data.n_target_holdout, data.n_shadow_pool, data.n_test]
+    roles = np.repeat(np.array(ROLES), sizes)
+    labels = ds.labels[chosen]
+    flat = ds.images[chosen].reshape(need, -1)
+    train_rows = roles == "target_train"
+    if not np.any(labels[train_rows] == data.forget_class):
+        raise DataError(
+            f"No target_train record has the forget class {data.forget_class}; raise "
+            "data.n_target_train or change data.forget_class."
+        )
+    fmap = FeatureMap.fit(flat[train_rows], spec)
+    frame = pd.DataFrame(
+        {
+            "sample_id": chosen.astype(np.int64),
+            "label": labels,
+            "role": roles,
+            "is_forget": labels == data.forget_class,
+            "x": list(fmap.transform(flat)),
+            "pixels": list((flat * 2.0 - 1.0).astype(np.float32)),
+        }
+    )
+    facts = SplitFacts(
+        source=ds.source,
+        image_side=ds.side,
+        counts={r: int(n) for r, n in zip(ROLES, sizes, strict=True)},
+        forget_in_train=int(np.sum(labels[train_rows] == data.forget_class)),
+        forget_class=data.forget_class,
+    )
+    return Output(frame, facts, companions={"feature_map": fmap.to_frame()})
+
+
+def read_splits(ref: ArtifactRef) -> SplitTable:
+    """Read a `splits` artifact with its typed facts."""
+    return SplitTable(artifacts.read(ref), artifacts.read_facts(ref, SplitFacts))
+
+
+def feature_map_ref(splits: ArtifactRef) -> ArtifactRef:
+    """The `feature_map` artifact written together with `splits`."""
+    return artifacts.companion(splits, "feature_map")

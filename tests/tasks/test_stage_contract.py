@@ -1,0 +1,106 @@
+"""The stage contract: one key per call, stable; bodies are plain functions; tasks stay thin."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from qmu_core import artifacts
+from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.config import TrainConfig
+from qmu_core.errors import ArtifactError
+from qmu_core.presets import preset
+from qmu_core.provenance import ModelFacts, SplitFacts
+from tasks import evaluate, fit_attack, model_outputs, score_membership, split_data, train_model, unlearn
+from tasks._stage import Stage
+
+TASKS = Path(__file__).resolve().parents[2] / "tasks"
+STAGES = [split_data, train_model, model_outputs, unlearn, fit_attack, score_membership, evaluate]
+
+
+def _split_params(root: Path, **data: object) -> dict:
+    cfg = preset("tiny")
+    return {
+        "data": cfg.data.model_copy(update=data),
+        "features": cfg.model.feature_spec,
+        "seed": 0,
+        "root": root,
+    }
+
+
+def test_the_key_ignores_the_root_and_follows_every_input(tmp_path: Path) -> None:
+    a = split_data.plan(**_split_params(tmp_path / "a"))
+    b = split_data.plan(**_split_params(tmp_path / "b"))
+    c = split_data.plan(**_split_params(tmp_path / "a", n_test=61))
+    assert a.key == b.key != c.key
+    assert a.root == tmp_path / "a" and a.path.parent == tmp_path / "a" / "splits"
+
+
+def test_the_split_key_is_stable_across_code_changes(tmp_path: Path) -> None:
+    # A golden key: it changes only if the tiny preset, the key scheme or the splits version does.
+    assert split_data.plan(**_split_params(tmp_path)).key == "splits-v3-07ccaf8e75f0"
+
+
+def test_prefect_cache_key_is_the_artifact_key(tmp_path: Path) -> None:
+    splits = ArtifactRef(stage="splits", key="splits-v3-000000000000", root=tmp_path)
+    cfg = preset("tiny")
+    params = {"splits": splits, "model": cfg.model, "train": cfg.train, "classes": cfg.data.classes,
+              "which": "target", "seed": 0}
+    key_policy = train_model._cache_policy().policies[0]
+    assert key_policy.compute_key(None, params, {}).startswith(train_model.plan(**params).key + "-at-")
+    other = train_model.plan(**{**params, "train": TrainConfig(epochs=4)})
+    assert other.key != train_model.plan(**params).key
+    upstream = train_model.plan(**{**params, "splits": splits.model_copy(update={"key": "splits-v3-111111111111"})})
+    assert upstream.key != train_model.plan(**params).key
+
+
+def test_bodies_are_plain_functions_returning_outputs(tmp_path: Path) -> None:
+    out = split_data.fn(**_split_params(tmp_path))
+    assert isinstance(out, Output) and isinstance(out.facts, SplitFacts)
+    assert set(out.companions) == {"feature_map"} and len(out.frame) == 360
+    assert not any(tmp_path.iterdir())  # the body writes nothing; the stage does
+
+
+def test_the_task_writes_the_body_output_at_the_planned_ref(tmp_path: Path) -> None:
+    params = _split_params(tmp_path)
+    ref = split_data.task.fn(**params)  # the Prefect task's function, run without a server
+    assert ref == split_data.plan(**params)
+    assert artifacts.read_facts(ref, SplitFacts).image_side == 8
+    assert artifacts.exists(artifacts.companion(ref, "feature_map"))
+    weights = train_model.task.fn(splits=ref, model=preset("tiny").model, train=TrainConfig(epochs=1, batch_size=32),
+                                  classes=preset("tiny").data.classes, which="shadow-00", seed=0)
+    facts = artifacts.read_facts(weights, ModelFacts)
+    assert facts.which == "shadow-00" and facts.n_train == 60 and len(facts.history) == 1
+
+
+def test_a_body_must_return_an_output(tmp_path: Path) -> None:
+    def bad(root: Path) -> Output:
+        return "not an output"  # type: ignore[return-value]
+
+    with pytest.raises(ArtifactError, match="must return"):
+        Stage(bad, "metrics").task.fn(root=tmp_path)
+    with pytest.raises(ArtifactError, match="Unknown stage"):
+        Stage(bad, "nonsense")
+
+
+def _body_lines(fn: ast.FunctionDef) -> int:
+    body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant) else fn.body
+    return body[-1].end_lineno - body[0].lineno + 1  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("path", sorted(p for p in TASKS.glob("*.py") if not p.name.startswith("_")), ids=lambda p: p.name)
+def test_task_bodies_are_thin_and_import_no_other_task_module(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            assert _body_lines(node) <= 15, f"{path.name}:{node.name} has {_body_lines(node)} lines; move work to qmu_core"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tasks."):
+            assert node.module in {"tasks._stage", "tasks._log"}, f"{path.name} imports {node.module}"
+
+
+def test_every_stage_has_one_task_name() -> None:
+    names = [s.task.name for s in STAGES]
+    assert len(names) == len(set(names)) and all(isinstance(s, Stage) for s in STAGES)
