@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: run test test-slow bench ui check-env clean
+.PHONY: run test lint test-slow bench ui check-env clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"QMU needs Python 3.11 (TensorFlow Quantum 0.7.6); found {sys.version.split()[0]} at {sys.executable}. Set PYTHON=/path/to/python3.11."'
@@ -24,8 +24,14 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)  ## the main job on the embedded default dataset (scikit-learn digits)
 	$(BIN)/qmu run --preset $(PRESET) $(ARGS)
 
-test: $(STAMP)  ## the default test suite (what CI runs)
+test: lint  ## the gates, then the default test suite (what CI runs)
 	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)  ## ruff (lint + format), mypy on qmu_core, import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test-slow: $(STAMP)  ## paper-scale tests too (MNIST from ../shared/data/mnist)
 	$(BIN)/python -m pytest -q -m 'not hardware' $(ARGS)

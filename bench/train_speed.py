@@ -8,8 +8,8 @@ Each configuration runs in a fresh subprocess so `peak_rss_mb` is its own. For e
 the median seconds per training epoch (forward, Adjoint gradient and optimizer update; batch 32)
 after one warm-up epoch, records per second, inference seconds for all records, peak RSS, and
 the epoch time of a dense batched state-vector implementation of the same circuit in plain TF
-(the `dense` expectation backend, `qmu_core.qnn.backends.dense`) with `ratio = epoch_s / reference_epoch_s`, so numbers can be compared
-across machines.
+(the `dense` expectation backend, `qmu_core.qnn.backends.dense`) with
+`ratio = epoch_s / reference_epoch_s`, so numbers can be compared across machines.
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ def _one(spec: dict) -> dict:
     from qmu_core.qnn.models import QNN
 
     model = ModelConfig(
-        kind=spec["kind"], encoding=spec["encoding"], layers=spec["layers"], n_qubits=spec["qubits"],
+        kind=spec["kind"],
+        encoding=spec["encoding"],
+        layers=spec["layers"],
+        n_qubits=spec["qubits"],
         backend=spec["backend"],
     )
     ds = load_dataset(DataConfig(dataset="mnist", mnist_path=spec["mnist_path"]))
@@ -117,8 +120,15 @@ def main() -> int:
     for cfg in CONFIGS:
         if args.only and not ({cfg["kind"], cfg["encoding"]} & set(args.only)):
             continue
-        spec = {**cfg, "qubits": args.qubits, "records": args.records, "batch": args.batch, "epochs": args.epochs,
-                "backend": args.backend, "mnist_path": args.mnist_path}
+        spec = {
+            **cfg,
+            "qubits": args.qubits,
+            "records": args.records,
+            "batch": args.batch,
+            "epochs": args.epochs,
+            "backend": args.backend,
+            "mnist_path": args.mnist_path,
+        }
         proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True)
         line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
         if proc.returncode != 0 or not line.startswith("{"):

@@ -23,11 +23,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from qmu_core.config import QMUConfig  # noqa: E402
-from qmu_core.docs import reference_markdown  # noqa: E402
-from qmu_core.errors import ConfigError, QMUError  # noqa: E402
-from qmu_core.overrides import apply_overrides  # noqa: E402
-from qmu_core.presets import PRESETS, preset  # noqa: E402
+from qmu_core.config import QMUConfig
+from qmu_core.docs import reference_markdown
+from qmu_core.errors import ConfigError, QMUError
+from qmu_core.overrides import apply_overrides
+from qmu_core.presets import PRESETS, preset
 
 
 def _config(args: argparse.Namespace) -> QMUConfig:
@@ -49,7 +49,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="Start from this preset.")
     p.add_argument("--config", help="JSON file {section: {field: value}} applied after the preset.")
     p.add_argument(
-        "--set", action="append", metavar="SECTION.FIELD=VALUE",
+        "--set",
+        action="append",
+        metavar="SECTION.FIELD=VALUE",
         help="Override one field (value parsed as JSON, else text); repeatable.",
     )
 
@@ -64,7 +66,9 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `qmu` console script."""
-    parser = argparse.ArgumentParser(prog="qmu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="qmu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--debug", action="store_true", help="Show the full traceback of an error.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Run the pipeline as a local Prefect flow run.")
@@ -73,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     exp = sub.add_parser("export", help="Export a trained model as Parquet weights + Cirq JSON + manifest.")
     exp.add_argument("source", help="A run directory, its summary.json, or a model .parquet file.")
     exp.add_argument("out_dir", help="Directory to write manifest.json, circuit.json, ansatz.json, *.parquet.")
-    exp.add_argument("--phase", default="before", choices=["before", "after_ga", "oracle"],
-                     help="Which model of a run to export (ignored for a .parquet).")
+    exp.add_argument(
+        "--phase",
+        default="before",
+        choices=["before", "after_ga", "oracle"],
+        help="Which model of a run to export (ignored for a .parquet).",
+    )
     cfg = sub.add_parser("config", help="Show the resolved config or its JSON schema.")
     cfg.add_argument("what", choices=["show", "schema", "reference"])
     _add_config_args(cfg)
@@ -89,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qmu: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback under --debug
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"qmu: unexpected error: {type(exc).__name__}: {exc}\n(run `qmu --debug ...` for the traceback)",
-              file=sys.stderr)
+        print(
+            f"qmu: unexpected error: {type(exc).__name__}: {exc}\n(run `qmu --debug ...` for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

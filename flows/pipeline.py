@@ -35,7 +35,9 @@ def qmu_pipeline(config: QMUConfig = QMUConfig()) -> str:  # noqa: B008 - pydant
     # the attacker's shadow models on halves of the pool: independent, so they run side by side.
     target = train_model.submit(splits=splits, train=train, which="target", seed=seed, **common)
     oracle = train_model.submit(splits=splits, train=train, which="oracle", seed=seed, **common)
-    shadows = train_model.map(splits=splits, train=train, which=shadow_names(config.attack.n_shadow), seed=seed, **common)
+    shadows = train_model.map(
+        splits=splits, train=train, which=shadow_names(config.attack.n_shadow), seed=seed, **common
+    )
 
     # Unlearning: gradient ascent on U, starting from the target.
     forgotten = unlearn.submit(weights=target, splits=splits, loss=loss, unlearn=config.unlearn, seed=seed, **common)
@@ -51,9 +53,13 @@ def qmu_pipeline(config: QMUConfig = QMUConfig()) -> str:  # noqa: B008 - pydant
     metrics = evaluate(outputs=outputs, scores=scores, attack=config.attack)
 
     refs = {
-        "splits": splits, "attack_model": attack, "metrics": metrics, **weights,
+        "splits": splits,
+        "attack_model": attack,
+        "metrics": metrics,
+        **weights,
         "shadow_models": dict(zip(shadow_names(config.attack.n_shadow), shadows, strict=True)),
         "shadow_outputs": dict(zip(shadow_names(config.attack.n_shadow), shadow_outputs, strict=True)),
-        "outputs": outputs, "mia_scores": scores,
+        "outputs": outputs,
+        "mia_scores": scores,
     }
     return publish_report(artifact_refs=refs, config=config, started=started)

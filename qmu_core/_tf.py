@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -23,7 +24,7 @@ _KNOWN_NOISE = re.compile(
 )
 
 
-def _import_quietly() -> tuple[object, object, object]:
+def _import_quietly() -> tuple[Any, Any, Any]:
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as capture:
@@ -42,7 +43,12 @@ def _import_quietly() -> tuple[object, object, object]:
     return tensorflow, tensorflow_quantum, tf_keras
 
 
-tf, tfq, tf_keras = _import_quietly()
-tf.get_logger().setLevel("ERROR")
+if TYPE_CHECKING:  # untyped packages: mypy sees them as Any (pyproject's [tool.mypy] overrides)
+    import tensorflow as tf
+    import tensorflow_quantum as tfq
+    import tf_keras
+else:
+    tf, tfq, tf_keras = _import_quietly()
+    tf.get_logger().setLevel("ERROR")
 
 __all__ = ["tf", "tf_keras", "tfq"]

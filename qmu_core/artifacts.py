@@ -69,9 +69,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("pixels", _F32_LIST),
         ]
     ),
-    "feature_map": pa.schema(
-        [("name", pa.string()), ("row", pa.int64()), ("values", pa.list_(pa.float64()))]
-    ),
+    "feature_map": pa.schema([("name", pa.string()), ("row", pa.int64()), ("values", pa.list_(pa.float64()))]),
     "model": pa.schema(
         [
             ("model_id", pa.string()),
@@ -158,9 +156,7 @@ def stage_key(stage: str, inputs: Mapping[str, Any]) -> str:
         )
     version = STAGE_VERSIONS[stage]
     kept = {k: _canonical(v) for k, v in sorted(inputs.items()) if k not in NOT_IN_KEY}
-    blob = json.dumps(
-        {"stage": stage, "v": version, "inputs": kept}, sort_keys=True, separators=(",", ":")
-    )
+    blob = json.dumps({"stage": stage, "v": version, "inputs": kept}, sort_keys=True, separators=(",", ":"))
     return f"{stage}-v{version}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -181,15 +177,16 @@ def companion(ref: ArtifactRef, stage: str) -> ArtifactRef:
 
 @dataclass(frozen=True)
 class Output:
-    """What a stage body returns: its table, its facts and any companion tables.
+    """What a stage body returns: its table, its facts, companion tables and warnings.
 
     The stage contract (`tasks._stage`) writes `frame` at the planned ref and each companion
-    at `companion(ref, stage)`.
+    at `companion(ref, stage)`, and logs every warning (something suspicious but allowed).
     """
 
     frame: pd.DataFrame
     facts: Facts | None = None
     companions: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 def write(
@@ -219,9 +216,7 @@ def write(
     schema = SCHEMAS[ref.stage]
     missing = [n for n in schema.names if n not in frame.columns]
     if missing:
-        raise ArtifactError(
-            f"Stage {ref.stage!r} output lacks columns {missing}; it must have {schema.names}."
-        )
+        raise ArtifactError(f"Stage {ref.stage!r} output lacks columns {missing}; it must have {schema.names}.")
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     provenance = {
         "qmu.stage": ref.stage,
@@ -260,8 +255,7 @@ def read_metadata(ref: ArtifactRef) -> Provenance:
         raw = pq.read_schema(ref.path).metadata or {}
     except (OSError, pa.ArrowInvalid) as exc:
         raise ArtifactError(
-            f"{ref.path} is not a readable Parquet file ({exc}). Delete it and re-run; "
-            "the stage will write it again."
+            f"{ref.path} is not a readable Parquet file ({exc}). Delete it and re-run; the stage will write it again."
         ) from exc
     meta = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"qmu.")}
     found_stage = meta.get("qmu.stage")

@@ -11,9 +11,8 @@ with a small NumPy forward pass that the tests check against scikit-learn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd

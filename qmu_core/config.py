@@ -69,12 +69,8 @@ class DataConfig(Section):
     )
     forget_class: int = Field(4, description="Training records with this label form the forget set.")
     n_target_train: int = Field(500, ge=8, description="Target members: the target's training set.")
-    n_target_holdout: int = Field(
-        250, ge=4, description="Target non-members: held out, the attack's negative control."
-    )
-    n_shadow_pool: int = Field(
-        700, ge=8, description="Disjoint pool the attacker draws shadow training sets from."
-    )
+    n_target_holdout: int = Field(250, ge=4, description="Target non-members: held out, the attack's negative control.")
+    n_shadow_pool: int = Field(700, ge=8, description="Disjoint pool the attacker draws shadow training sets from.")
     n_test: int = Field(300, ge=4, description="Test records for retain/forget accuracy.")
 
     @model_validator(mode="after")
@@ -117,9 +113,7 @@ class ModelConfig(Section):
     )
     n_qubits: int = Field(8, ge=2, le=12, description="Qubits in the circuit.")
     layers: int = Field(5, ge=1, le=40, description="Ansatz layers: rotations then a CNOT ring.")
-    reupload: bool = Field(
-        False, description="Angle encoding only: re-encode the features before every layer."
-    )
+    reupload: bool = Field(False, description="Angle encoding only: re-encode the features before every layer.")
     init: Literal["normal", "uniform_pi"] = Field(
         "normal", description="Circuit weight init: N(0, 1) (basic QNN) or U(-pi, pi) (HQNN)."
     )

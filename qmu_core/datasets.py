@@ -102,8 +102,7 @@ def _mnist_from_npz(path: Path) -> Dataset:
             y = np.concatenate([f["y_train"], f["y_test"]])
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(
-            f"{path} is not a Keras mnist.npz (needs x_train, y_train, x_test, y_test): {exc}."
-            f"\n{MNIST_HELP}"
+            f"{path} is not a Keras mnist.npz (needs x_train, y_train, x_test, y_test): {exc}.\n{MNIST_HELP}"
         ) from exc
     return Dataset(x.astype(np.float32) / 255.0, y.astype(np.int64), f"mnist.npz from {path}")
 
@@ -150,9 +149,7 @@ def load_dataset(data: DataConfig, *, seed: int = 0) -> Dataset:
         from sklearn.datasets import load_digits
 
         d = load_digits()
-        return Dataset(
-            (d.images / 16.0).astype(np.float32), d.target.astype(np.int64), "sklearn digits"
-        )
+        return Dataset((d.images / 16.0).astype(np.float32), d.target.astype(np.int64), "sklearn digits")
     if data.dataset == "mnist":
         return _load_mnist(data.mnist_path)
     return _synthetic(derive_seed(seed, "synthetic"))

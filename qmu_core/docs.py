@@ -17,7 +17,7 @@ def reference_markdown() -> str:
         assert cls is not None and cls.__doc__ is not None
         lines += ["", f"**`{section}`**: {cls.__doc__.strip().splitlines()[0]}", ""]
         lines += ["| field | default | meaning |", "|---|---|---|"]
-        for name, f in cls.model_fields.items():  # type: ignore[union-attr]
+        for name, f in cls.model_fields.items():
             d = f.default
             text = json.dumps(list(d)) if isinstance(d, tuple) else ("null" if d is None else str(d))
             text = text if len(text) <= 30 else text[:27] + "..."

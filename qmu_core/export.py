@@ -25,15 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import cirq
-import numpy as np
 
 from qmu_core import artifacts, frames
+from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import ModelConfig
+from qmu_core.errors import ArtifactError
 from qmu_core.provenance import SplitFacts
 from qmu_core.qnn import circuits
 from qmu_core.splits import feature_map_ref
-from qmu_core.artifacts import ArtifactRef
-from qmu_core.errors import ArtifactError
 
 __all__ = ["FORMAT", "export_model", "resolve_model_ref"]
 
@@ -80,7 +79,9 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
     split_facts = artifacts.read_facts(splits_ref, SplitFacts)
     weights = artifacts.read(ref)
     arrays = frames.arrays(weights)
-    circuit, inputs = circuits.build_circuit(model.n_qubits, model.layers, encoding=model.encoding, reupload=model.reupload)
+    circuit, inputs = circuits.build_circuit(
+        model.n_qubits, model.layers, encoding=model.encoding, reupload=model.reupload
+    )
     qs = circuits.qubits(model.n_qubits)
     ansatz = circuits.ansatz(qs, model.layers) if not model.reupload else circuit
     wsyms = circuits.weight_symbols(model.n_qubits, model.layers)
@@ -120,11 +121,13 @@ def _recipe(model: Any) -> list[str]:
         if model.encoding == "angle":
             steps.append("x = clip((z - lo) / (hi - lo), 0, 1) * pi; zero-pad to n_qubits; bind x_i (or x_l_i).")
         else:
-            steps.append("v = z zero-padded to 2^n, L2-normalized (all-zero -> |0..0>): the initial state of ansatz.json.")
+            steps.append(
+                "v = z zero-padded to 2^n, L2-normalized (all-zero -> |0..0>): the initial state of ansatz.json."
+            )
     else:
         steps.append(
-            "h = LeakyReLU_0.01(flatten(MaxPool2(ReLU(Conv5x5_same(2*pixels-1, conv_k) + conv_b))) @ dense_w + dense_b) "
-            "(weights.parquet, NHWC)."
+            "h = LeakyReLU_0.01(flatten(MaxPool2(ReLU(Conv5x5_same(2*pixels-1, conv_k) + conv_b))) "
+            "@ dense_w + dense_b) (weights.parquet, NHWC)."
         )
         steps.append(
             "angle: x = pi * sigmoid(h), bind x_i; amplitude: v = h / |h| as the initial state of ansatz.json."
@@ -132,4 +135,3 @@ def _recipe(model: Any) -> list[str]:
     steps.append("Resolve the circuit with manifest['weights'], simulate, read <Z_i> for every qubit i.")
     steps.append("probs = softmax(<Z> @ head.w + head.b); class = classes[argmax(probs)].")
     return steps
-

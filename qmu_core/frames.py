@@ -18,7 +18,7 @@ __all__ = ["array", "arrays", "stack", "tensor_rows"]
 
 def stack(column: pd.Series, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
     """A list-valued column as a 2-D array ``(rows, width)``."""
-    return np.stack(column.to_numpy()).astype(dtype)
+    return np.stack(list(column.to_numpy())).astype(dtype)
 
 
 def array(values: Iterable[float], shape: Sequence[int], dtype: npt.DTypeLike = np.float64) -> np.ndarray:
@@ -28,10 +28,7 @@ def array(values: Iterable[float], shape: Sequence[int], dtype: npt.DTypeLike = 
 
 def arrays(frame: pd.DataFrame, name: str = "variable", dtype: npt.DTypeLike = np.float64) -> dict[str, np.ndarray]:
     """Every ``(name, shape, values)`` row of `frame` as ``{name: array}``."""
-    return {
-        str(n): array(v, s, dtype)
-        for n, s, v in zip(frame[name], frame["shape"], frame["values"], strict=True)
-    }
+    return {str(n): array(v, s, dtype) for n, s, v in zip(frame[name], frame["shape"], frame["values"], strict=True)}
 
 
 def tensor_rows(tensors: Mapping[str, Any], name: str = "variable", dtype: npt.DTypeLike = np.float64) -> pd.DataFrame:

@@ -1,8 +1,8 @@
 """Accuracy by role and forget flag, and membership-attack metrics.
 
-ROC AUC and TPR at a fixed FPR come from `sklearn.metrics`. The membership metrics compare target members (``target_train``) with target
-non-members (``target_holdout``), whatever model produced the scores, so before/after/oracle
-numbers are directly comparable.
+ROC AUC and TPR at a fixed FPR come from `sklearn.metrics`. The membership metrics compare
+target members (``target_train``) with target non-members (``target_holdout``), whatever
+model produced the scores, so before/after/oracle numbers are directly comparable.
 """
 
 from __future__ import annotations

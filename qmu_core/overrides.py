@@ -55,8 +55,7 @@ def apply_overrides(config: QMUConfig, assignments: list[str]) -> QMUConfig:
     for item in assignments:
         if "=" not in item:
             raise ConfigError(
-                f"--set {item!r} has no '='. Write it as section.field=value, "
-                "for example `--set train.epochs=3`."
+                f"--set {item!r} has no '='. Write it as section.field=value, for example `--set train.epochs=3`."
             )
         path, _, value = item.partition("=")
         parts = path.strip().split(".")
@@ -65,14 +64,11 @@ def apply_overrides(config: QMUConfig, assignments: list[str]) -> QMUConfig:
             if not isinstance(node, dict) or part not in node:
                 known = ", ".join(node) if isinstance(node, dict) else "(none)"
                 raise ConfigError(
-                    f"--set {item!r}: {'.'.join(parts[: i + 1])!r} is not a config section. "
-                    f"Known here: {known}."
+                    f"--set {item!r}: {'.'.join(parts[: i + 1])!r} is not a config section. Known here: {known}."
                 )
             node = node[part]
         if not isinstance(node, dict) or parts[-1] not in node:
             known = ", ".join(node) if isinstance(node, dict) else "(none)"
-            raise ConfigError(
-                f"--set {item!r}: {path!r} is not a config field. Known here: {known}."
-            )
+            raise ConfigError(f"--set {item!r}: {path!r} is not a config field. Known here: {known}.")
         node[parts[-1]] = _parse_value(value.strip())
     return validate(raw, "The config after --set overrides")

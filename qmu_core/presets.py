@@ -90,8 +90,6 @@ PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
 def preset(name: str, **overrides: Any) -> QMUConfig:
     """Build a preset config, optionally with nested overrides (`run={"seed": 1}`)."""
     if name not in PRESETS:
-        raise ConfigError(
-            f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}."
-        )
+        raise ConfigError(f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}.")
     raw = deep_merge(PRESETS[name](), overrides)
     return validate(raw, f"preset {name!r}")

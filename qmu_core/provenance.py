@@ -59,8 +59,7 @@ class AttackFacts(Facts):
 
     def describe(self) -> str:
         return (
-            f"attack ({self.classifier}) fitted on {self.n_rows} shadow records; "
-            f"train acc {self.shadow_train_acc:.3f}"
+            f"attack ({self.classifier}) fitted on {self.n_rows} shadow records; train acc {self.shadow_train_acc:.3f}"
         )
 
 

@@ -49,9 +49,7 @@ LABELS = {
 }
 
 
-def compare(
-    outputs: Mapping[str, pd.DataFrame], scores: Mapping[str, pd.DataFrame], *, threshold: float
-) -> Output:
+def compare(outputs: Mapping[str, pd.DataFrame], scores: Mapping[str, pd.DataFrame], *, threshold: float) -> Output:
     """The `metrics` stage: a long table with one row per (phase, metric)."""
     rows = []
     for phase, out in outputs.items():
@@ -64,9 +62,9 @@ def compare(
 def models_summary(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     """``{phase: {metric: value}}`` with NaN as None (valid JSON)."""
     out: dict[str, dict[str, float | None]] = {}
-    for r in table.itertuples():
-        value = None if math.isnan(r.value) else float(r.value)
-        out.setdefault(str(r.phase), {})[str(r.metric)] = value
+    for phase, metric, raw in zip(table["phase"], table["metric"], table["value"], strict=True):
+        value = None if math.isnan(float(raw)) else float(raw)
+        out.setdefault(str(phase), {})[str(metric)] = value
     return out
 
 
@@ -196,7 +194,7 @@ def publish(
         "models": models,
         "unlearning": {"method": config.unlearn.method, **unlearned.model_dump(exclude={"n_train"})},
         "artifacts": {k: paths(v) for k, v in listed.items()},
-        "metrics_parquet": str(artifacts["metrics"].path) if isinstance(artifacts.get("metrics"), ArtifactRef) else None,
+        "metrics_parquet": paths(listed["metrics"]),
         "report_md": str(run_dir / "report.md"),
         "plot_png": str(plot_path),
     }

@@ -32,6 +32,7 @@ from prefect.futures import PrefectFuture
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.errors import ArtifactError
+from tasks._log import warning
 
 P = ParamSpec("P")
 
@@ -78,6 +79,8 @@ class Stage(Generic[P]):
             output = fn(*args, **kwargs)
             if not isinstance(output, Output):
                 raise ArtifactError(f"Stage {fn.__name__} must return a qmu_core.artifacts.Output, got {type(output)}.")
+            for message in output.warnings:
+                warning(message)
             return artifacts.write_output(output, ref, self._inputs(params))
 
         run.__annotations__ = {**fn.__annotations__, "return": ArtifactRef}

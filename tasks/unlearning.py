@@ -5,9 +5,8 @@ from __future__ import annotations
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, UnlearnConfig
-from qmu_core.provenance import ModelFacts
 from qmu_core.splits import read_splits
-from tasks._log import progress, warning
+from tasks._log import progress
 from tasks._stage import stage
 
 
@@ -24,11 +23,6 @@ def unlearn(
     """Unlearn with `unlearn.method`; returns the unlearned weights."""
     from qmu_core.qnn import jobs  # TensorFlow loads only when a stage really runs
 
-    table = read_splits(splits)
-    out = jobs.unlearn(
-        artifacts.read(weights), table, model, classes, unlearn,
-        loss=loss, seed=seed, progress=progress(f"unlearn {unlearn.method}"),
-    )
-    if isinstance(out.facts, ModelFacts):
-        warning(jobs.unlearning_warning(out.facts, unlearn))
-    return out
+    report = progress(f"unlearn {unlearn.method}")
+    weights_table, table = artifacts.read(weights), read_splits(splits)
+    return jobs.unlearn(weights_table, table, model, classes, unlearn, loss=loss, seed=seed, progress=report)

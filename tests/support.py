@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qmu_core.qnn import circuits
 from qmu_core.config import ModelConfig
+from qmu_core.qnn import circuits
 
 __all__ = ["MODEL_CASES", "cirq_expectations", "random_inputs"]
 
@@ -34,7 +35,6 @@ def random_inputs(cfg: ModelConfig, n: int, *, seed: int = 1, image_side: int = 
 def cirq_expectations(qnn: Any, x: np.ndarray) -> np.ndarray:
     """⟨Z_i⟩ of a `QNN` on inputs `x`, recomputed by resolving `qnn.circuit` and `cirq.Simulator`."""
     from qmu_core._tf import tf
-
     from qmu_core.qnn.backends.base import symbol_values
 
     values = symbol_values(qnn.cfg, qnn.front_end(tf.constant(x))).numpy()
@@ -45,3 +45,39 @@ def cirq_expectations(qnn: Any, x: np.ndarray) -> np.ndarray:
         resolved = circuits.resolve(qnn.circuit, dict(zip(names, [*row, *theta], strict=True)))
         out.append(circuits.z_expectations(resolved, qnn.cfg.n_qubits))
     return np.array(out)
+
+
+# ModelConfig cases of the export tests: every kind and encoding at a size Cirq simulates fast.
+EXPORT_CASES: list[dict[str, Any]] = [
+    {"n_qubits": 4, "layers": 2},
+    {"n_qubits": 4, "layers": 2, "reupload": True},
+    {"n_qubits": 4, "layers": 2, "encoding": "amplitude"},
+    {"n_qubits": 4, "layers": 1, "kind": "hqnn", "encoding": "amplitude"},
+    {"n_qubits": 3, "layers": 1, "kind": "hqnn", "encoding": "angle"},
+]
+
+
+def case_id(kw: dict[str, Any]) -> str:
+    """A readable pytest id for a ModelConfig case."""
+    return "-".join(f"{k}={v}" for k, v in kw.items())
+
+
+def trained_model_artifact(root: Path, model: ModelConfig, *, epochs: int = 1) -> tuple[Any, Any, Any]:
+    """The tiny preset's split and a target model trained for `epochs`, written by the real stages.
+
+    Returns:
+        ``(model_ref, splits_table, qnn)``; `qnn` is the model rebuilt from its artifact.
+    """
+    from qmu_core import artifacts
+    from qmu_core.config import TrainConfig
+    from qmu_core.presets import preset
+    from qmu_core.qnn import jobs
+    from qmu_core.splits import read_splits
+    from tasks import split_data, train_model
+
+    data = preset("tiny").data
+    splits = split_data.task.fn(data=data, features=model.feature_spec, seed=0, root=root)
+    train = TrainConfig(epochs=epochs, batch_size=16)
+    ref = train_model.task.fn(splits=splits, model=model, train=train, classes=data.classes, which="target", seed=0)
+    table = read_splits(splits)
+    return ref, table, jobs.load_model(artifacts.read(ref), table, model, data.classes)

@@ -12,23 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qmu_core import artifacts, frames
-from qmu_core import splits as qsplits
-from qmu_core.config import ModelConfig, TrainConfig
+from qmu_core import frames
+from qmu_core.config import ModelConfig
 from qmu_core.export import export_model
-from qmu_core.presets import preset
 from qmu_core.qnn import training
+from tests.support import EXPORT_CASES, case_id, trained_model_artifact
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "# qmu-export-recipe"
-
-CASES = [
-    {"n_qubits": 4, "layers": 2},
-    {"n_qubits": 4, "layers": 2, "reupload": True},
-    {"n_qubits": 4, "layers": 2, "encoding": "amplitude"},
-    {"n_qubits": 4, "layers": 1, "kind": "hqnn", "encoding": "amplitude"},
-    {"n_qubits": 3, "layers": 1, "kind": "hqnn", "encoding": "angle"},
-]
 
 
 def recipe_source(readme: Path = README) -> str:
@@ -42,25 +33,14 @@ def recipe_source(readme: Path = README) -> str:
 def recipe_predict():
     """`predict` from the README block, executed in a fresh namespace."""
     namespace: dict = {"__name__": "qmu_readme_recipe"}
-    exec(compile(recipe_source(), f"{README}:{MARKER}", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(recipe_source(), f"{README}:{MARKER}", "exec"), namespace)
     return namespace["predict"]
 
 
-def _trained_model(tmp_path: Path, model: ModelConfig) -> tuple[artifacts.ArtifactRef, np.ndarray, np.ndarray]:
-    """A model trained for one epoch on the tiny preset, its test pixels in [0, 1] and its probabilities."""
-    data = preset("tiny").data
-    classes = data.classes
-    inputs = {"data": data, "features": model.feature_spec, "seed": 0}
-    split = qsplits.split_roles(data, model.feature_spec, seed=0)
-    splits = artifacts.write_output(split, artifacts.plan("splits", inputs, root=tmp_path), inputs)
-    frame = split.frame
-    qnn = training.model_for(model, classes, seed=1, image_side=split.facts.image_side)
-    rows = frame[frame.role == "target_train"]
-    training.fit(qnn, training.model_inputs(rows, model), training.class_index(rows.label.to_numpy(), classes),
-                 TrainConfig(epochs=1, batch_size=16), seed=0)
-    minputs = {"splits": splits, "model": model, "train": TrainConfig(epochs=1), "classes": classes, "which": "target", "seed": 0}
-    ref = artifacts.write(qnn.weights_frame("target"), artifacts.plan("model", minputs, root=tmp_path), minputs)
-    test = frame[frame.role == "test"].iloc[:4]
+def _trained_model(tmp_path: Path, model: ModelConfig) -> tuple[object, np.ndarray, np.ndarray]:
+    """A model trained for one epoch, four test images in [0, 1] and the model's probabilities on them."""
+    ref, table, qnn = trained_model_artifact(tmp_path, model, epochs=1)
+    test = table.frame[table.frame.role == "test"].iloc[:4]
     expected = training.predict_proba(qnn, training.model_inputs(test, model))
     pixels01 = (frames.stack(test["pixels"], np.float64) + 1.0) / 2.0  # the splits artifact stores 2p - 1
     return ref, pixels01, expected
@@ -72,7 +52,7 @@ def test_readme_has_the_recipe_block() -> None:
     assert callable(recipe_predict())
 
 
-@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+@pytest.mark.parametrize("kw", EXPORT_CASES, ids=case_id)
 def test_readme_recipe_matches_the_model(tmp_path: Path, kw: dict) -> None:
     ref, pixels01, expected = _trained_model(tmp_path / "art", ModelConfig(**kw))
     export_model(ref, tmp_path / "export")

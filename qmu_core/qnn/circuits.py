@@ -44,12 +44,7 @@ def qubits(n: int) -> list[cirq.LineQubit]:
 
 def weight_symbols(n_qubits: int, layers: int) -> list[sympy.Symbol]:
     """Trainable symbols in (layer, qubit, rotation) order; 3 * n_qubits * layers of them."""
-    return [
-        sympy.Symbol(f"w_{l}_{i}_{j}")
-        for l in range(layers)
-        for i in range(n_qubits)
-        for j in range(3)
-    ]
+    return [sympy.Symbol(f"w_{l}_{i}_{j}") for l in range(layers) for i in range(n_qubits) for j in range(3)]
 
 
 def angle_symbols(n_qubits: int, layers: int = 1, *, reupload: bool = False) -> list[sympy.Symbol]:
@@ -141,9 +136,7 @@ def z_signs(n_qubits: int) -> np.ndarray:
     ``probs @ z_signs(n)`` turns basis-state probabilities into ``<Z_i>`` for every qubit.
     """
     idx = np.arange(2**n_qubits)
-    return np.stack([1 - 2 * ((idx >> (n_qubits - 1 - i)) & 1) for i in range(n_qubits)], axis=1).astype(
-        np.float32
-    )
+    return np.stack([1 - 2 * ((idx >> (n_qubits - 1 - i)) & 1) for i in range(n_qubits)], axis=1).astype(np.float32)
 
 
 def z_expectations(circuit: cirq.Circuit, n_qubits: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from qmu_core.qnn import training
 from qmu_core.qnn.models import QNN
 from qmu_core.splits import SplitTable
 
-__all__ = ["load_model", "outputs", "train", "unlearn", "unlearning_warning"]
+__all__ = ["load_model", "outputs", "train", "unlearn"]
 
 
 def train(
@@ -97,16 +97,13 @@ def unlearn(
     model_id = f"unlearned-{unlearn.method}"
     reached = history[-1]["forget_acc"] <= unlearn.stop_forget_acc
     facts = ModelFacts(which=model_id, passes=len(history), reached_stop=reached, history=history)
-    return Output(qnn.weights_frame(model_id), facts)
-
-
-def unlearning_warning(facts: ModelFacts, unlearn: UnlearnConfig) -> str | None:
-    """The warning to show when unlearning did not reach its stop rule, else None."""
-    if facts.reached_stop is not False:
-        return None
-    last = facts.history[-1]["forget_acc"]
-    return (
-        f"{unlearn.method}: forget-set accuracy is still {last:.3f} after {facts.passes} passes "
-        f"(target <= {unlearn.stop_forget_acc}); the model did not forget. A saturated model has "
-        "near-zero loss gradients: raise unlearn.learning_rate or unlearn.max_epochs."
+    warnings = (
+        ()
+        if reached
+        else (
+            f"{unlearn.method}: forget-set accuracy is still {history[-1]['forget_acc']:.3f} after "
+            f"{len(history)} passes (target <= {unlearn.stop_forget_acc}); the model did not forget. A "
+            "saturated model has near-zero loss gradients: raise unlearn.learning_rate or unlearn.max_epochs.",
+        )
     )
+    return Output(qnn.weights_frame(model_id), facts, warnings=warnings)

@@ -62,10 +62,7 @@ class QNN:
 
         rng = np.random.default_rng(seed)
         n_w = len(self.weight_symbols)
-        if model.init == "normal":
-            theta = rng.normal(0.0, 1.0, size=n_w)
-        else:
-            theta = rng.uniform(-np.pi, np.pi, size=n_w)
+        theta = rng.normal(0.0, 1.0, size=n_w) if model.init == "normal" else rng.uniform(-np.pi, np.pi, size=n_w)
         init: dict[str, np.ndarray] = {
             "theta": theta.astype(np.float32),
             "head_w": _glorot(rng, (n, n_classes), n, n_classes),
@@ -81,9 +78,7 @@ class QNN:
                 "dense_w": _glorot(rng, (pooled, width), pooled, width),
                 "dense_b": np.zeros(width, dtype=np.float32),
             }
-        self.variables: dict[str, tf.Variable] = {
-            k: tf.Variable(v, name=k, dtype=tf.float32) for k, v in init.items()
-        }
+        self.variables: dict[str, tf.Variable] = {k: tf.Variable(v, name=k, dtype=tf.float32) for k, v in init.items()}
 
     # ------------------------------------------------------------------ forward pass
 

@@ -35,7 +35,9 @@ def _task_states(flow_run_id: object, expected: int) -> dict[str, str]:
         while True:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
             states = {r.name: r.state.name for r in runs if r.state is not None}
-            if (len(states) >= expected and all(r.state and r.state.is_final() for r in runs)) or time.monotonic() > deadline:
+            if (
+                len(states) >= expected and all(r.state and r.state.is_final() for r in runs)
+            ) or time.monotonic() > deadline:
                 return states
             time.sleep(0.5)
 
@@ -44,7 +46,9 @@ def _run(cfg: QMUConfig) -> tuple[dict, dict[str, str]]:
     state = qmu_pipeline(cfg, return_state=True)
     assert state.is_completed(), state.message
     summary = json.loads(Path(state.result()).read_text())
-    expected = 13 + 2 * cfg.attack.n_shadow  # 1 split, 2 + n train, n + 3 outputs, attack, unlearn, 3 scores, evaluate, report
+    expected = (
+        13 + 2 * cfg.attack.n_shadow
+    )  # 1 split, 2 + n train, n + 3 outputs, attack, unlearn, 3 scores, evaluate, report
     return summary, _task_states(state.state_details.flow_run_id, expected)
 
 
@@ -106,7 +110,9 @@ def test_a_deleted_artifact_is_rebuilt_not_dangling(first: tuple[dict, dict[str,
     assert summary["models"] == first[0]["models"]
 
 
-def test_cli_prints_the_summary_path_last(first: tuple[dict, dict[str, str]], root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_the_summary_path_last(
+    first: tuple[dict, dict[str, str]], root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["run", "--preset", "tiny", "--set", f"run.artifact_root={root}"])
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0

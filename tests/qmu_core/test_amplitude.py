@@ -17,7 +17,7 @@ def _simulate(features_row: np.ndarray, n: int) -> np.ndarray:
     qs = cirq.LineQubit.range(n)
     circuit, symbols = amplitude.state_prep_circuit(qs)
     values = amplitude.angles_np(features_row[None, :])[0]
-    resolved = cirq.resolve_parameters(circuit, dict(zip(symbols, values)))
+    resolved = cirq.resolve_parameters(circuit, dict(zip(symbols, values, strict=False)))
     sim = cirq.Simulator(dtype=np.complex128)
     return sim.simulate(resolved, qubit_order=qs).final_state_vector
 
@@ -76,12 +76,10 @@ def test_tfq_state_layer_prepares_normalized_vectors() -> None:
     circuit, symbols = amplitude.state_prep_circuit(cirq.LineQubit.range(n))
     x = np.random.default_rng(2).normal(size=(4, 2**n))
     values = tf.constant(amplitude.angles_np(x), tf.float32)
-    states = tfq.layers.State()(
-        tfq.convert_to_tensor([circuit] * len(x)), symbol_names=symbols, symbol_values=values
-    )
+    states = tfq.layers.State()(tfq.convert_to_tensor([circuit] * len(x)), symbol_names=symbols, symbol_values=values)
     states = states.to_tensor().numpy()
     targets = x / np.linalg.norm(x, axis=1, keepdims=True)
-    for psi, target in zip(states, targets):
+    for psi, target in zip(states, targets, strict=False):
         assert abs(np.vdot(psi, target)) ** 2 > 0.9999
         np.testing.assert_allclose(psi.real, target, atol=1e-5)
 

@@ -4,9 +4,9 @@ import pytest
 from pydantic import ValidationError
 
 from qmu_core.config import QMUConfig, derive_seed
+from qmu_core.errors import ConfigError
 from qmu_core.overrides import apply_overrides
 from qmu_core.presets import PRESETS, preset
-from qmu_core.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -66,7 +66,10 @@ def test_unknown_preset_lists_the_known_ones() -> None:
 
 def test_derived_seeds_are_stable_and_distinct() -> None:
     assert derive_seed(0, "shadow-00") == derive_seed(0, "shadow-00")
-    seeds = {derive_seed(0, f"shadow-{i:02d}") for i in range(50)} | {derive_seed(0, "target"), derive_seed(1, "target")}
+    seeds = {derive_seed(0, f"shadow-{i:02d}") for i in range(50)} | {
+        derive_seed(0, "target"),
+        derive_seed(1, "target"),
+    }
     assert len(seeds) == 52
     assert all(0 <= s < 2**31 for s in seeds)
 

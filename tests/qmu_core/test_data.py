@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from qmu_core import frames, splits
-from qmu_core.datasets import load_dataset
-from qmu_core.membership import member_mask
 from qmu_core.config import DataConfig, FeatureSpec
-from qmu_core.presets import preset
+from qmu_core.datasets import load_dataset
 from qmu_core.errors import DataError
+from qmu_core.membership import member_mask
+from qmu_core.presets import preset
 
 
-def _split(**kw):  # noqa: ANN202
+def _split(**kw):
     cfg = preset("tiny").data.model_copy(update=kw)
     out = splits.split_roles(cfg, FeatureSpec(encoding="angle", n_components=4), seed=0)
     return out.frame, out.companions["feature_map"], out.facts
@@ -64,7 +64,10 @@ def test_shadow_halves_stay_in_the_pool_and_differ() -> None:
     assert (m0 != m1).any()
     oracle = member_mask(frame, "oracle", seed=0)
     assert not frame["is_forget"][oracle].any()
-    assert oracle.sum() == member_mask(frame, "target", seed=0).sum() - frame.query("role=='target_train'")["is_forget"].sum()
+    assert (
+        oracle.sum()
+        == member_mask(frame, "target", seed=0).sum() - frame.query("role=='target_train'")["is_forget"].sum()
+    )
 
 
 def test_mnist_idx_from_the_shared_directory(mnist_dir: Path) -> None:

@@ -12,38 +12,15 @@ from pathlib import Path
 import cirq
 import pytest
 
-from qmu_core import artifacts
-from qmu_core import splits as qsplits
-from qmu_core.config import ModelConfig, TrainConfig
+from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError
 from qmu_core.export import export_model, resolve_model_ref
-from qmu_core.presets import preset
-from qmu_core.qnn import training
-
-CASES = [
-    {"n_qubits": 4, "layers": 2},
-    {"n_qubits": 4, "layers": 2, "reupload": True},
-    {"n_qubits": 4, "layers": 2, "encoding": "amplitude"},
-    {"n_qubits": 4, "layers": 1, "kind": "hqnn", "encoding": "amplitude"},
-    {"n_qubits": 3, "layers": 1, "kind": "hqnn", "encoding": "angle"},
-]
+from tests.support import EXPORT_CASES, case_id, trained_model_artifact
 
 
-def _model_artifact(tmp_path: Path, model: ModelConfig) -> artifacts.ArtifactRef:
-    """A freshly initialized model of the tiny preset, written as a `model` artifact."""
-    data = preset("tiny").data
-    classes = data.classes
-    inputs = {"data": data, "features": model.feature_spec, "seed": 0}
-    split = qsplits.split_roles(data, model.feature_spec, seed=0)
-    splits = artifacts.write_output(split, artifacts.plan("splits", inputs, root=tmp_path), inputs)
-    qnn = training.model_for(model, classes, seed=1, image_side=split.facts.image_side)
-    minputs = {"splits": splits, "model": model, "train": TrainConfig(epochs=1), "classes": classes, "which": "target", "seed": 0}
-    return artifacts.write(qnn.weights_frame("target"), artifacts.plan("model", minputs, root=tmp_path), minputs)
-
-
-@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+@pytest.mark.parametrize("kw", EXPORT_CASES, ids=case_id)
 def test_export_manifest_and_circuit_symbols(tmp_path: Path, kw: dict) -> None:
-    ref = _model_artifact(tmp_path / "art", ModelConfig(**kw))
+    ref, _, _ = trained_model_artifact(tmp_path / "art", ModelConfig(**kw))
     manifest_path = export_model(ref, tmp_path / "export")
     manifest = json.loads(manifest_path.read_text())
     circuit = cirq.read_json(json_text=(tmp_path / "export" / "circuit.json").read_text())

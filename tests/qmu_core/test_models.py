@@ -6,17 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qmu_core.qnn import training
 from qmu_core._tf import tf, tfq
 from qmu_core.config import ModelConfig, TrainConfig
 from qmu_core.errors import ArtifactError
+from qmu_core.qnn import training
 from qmu_core.qnn.backends.base import symbol_values
 from qmu_core.qnn.backends.plain import PlainTFQBackend
 from qmu_core.qnn.models import build_model
 from tests.support import MODEL_CASES, cirq_expectations, random_inputs
 
 
-def _model(seed: int = 0, *, image_side: int = 8, **kw):  # noqa: ANN202
+def _model(seed: int = 0, *, image_side: int = 8, **kw):
     cfg = ModelConfig(**({"n_qubits": 3, "layers": 2} | kw))
     return build_model(cfg, n_classes=4, image_side=image_side, seed=seed), cfg
 
@@ -139,8 +139,12 @@ def test_gradient_ascent_forgets_and_stops_at_the_threshold() -> None:
     forget = y == 1
     before = float(np.mean(training.predict_proba(qnn, x[forget]).argmax(1) == 1))
     history = training.gradient_ascent(
-        qnn, x[forget], y[forget], UnlearnConfig(learning_rate=0.2, max_epochs=30, stop_forget_acc=0.1),
-        loss="bce_sum", seed=0,
+        qnn,
+        x[forget],
+        y[forget],
+        UnlearnConfig(learning_rate=0.2, max_epochs=30, stop_forget_acc=0.1),
+        loss="bce_sum",
+        seed=0,
     )
     after = float(np.mean(training.predict_proba(qnn, x[forget]).argmax(1) == 1))
     assert before > 0.8 and after <= 0.1
@@ -153,8 +157,14 @@ def test_predict_outputs_has_one_row_per_record() -> None:
     qnn, cfg = _model()
     x = random_inputs(cfg, 5)
     frame = pd.DataFrame(
-        {"sample_id": range(5), "label": [0, 1, 2, 3, 0], "role": "test", "is_forget": False,
-         "x": list(x), "pixels": list(np.zeros((5, 64), np.float32))}
+        {
+            "sample_id": range(5),
+            "label": [0, 1, 2, 3, 0],
+            "role": "test",
+            "is_forget": False,
+            "x": list(x),
+            "pixels": list(np.zeros((5, 64), np.float32)),
+        }
     )
     out = training.predict_outputs(qnn, frame, model_cfg=cfg, classes=(0, 1, 2, 3), loss="cross_entropy", model_id="t")
     probs = np.stack(out["prob"])

@@ -6,19 +6,19 @@ import cirq
 import numpy as np
 import pytest
 
-from qmu_core.qnn.backends import packed
 from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
+from qmu_core.qnn.backends import packed
 from qmu_core.qnn.models import build_model
 from tests.support import MODEL_CASES, cirq_expectations, random_inputs
 
 
-def _model(backend: str, seed: int = 0, **kw):  # noqa: ANN202
+def _model(backend: str, seed: int = 0, **kw):
     cfg = ModelConfig(**({"n_qubits": 3, "layers": 2, "backend": backend} | kw))
     return build_model(cfg, n_classes=4, image_side=8, seed=seed), cfg
 
 
-def _loss_gradients(qnn, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:  # noqa: ANN001
+def _loss_gradients(qnn, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Gradients of a fixed scalar loss of the class probabilities w.r.t. inputs and all variables."""
     xt = tf.constant(x)
     weights = tf.constant(np.random.default_rng(7).normal(size=(len(x), qnn.n_classes)).astype(np.float32))
@@ -94,7 +94,7 @@ def test_first_use_inside_tf_function_and_batch_sizes_retrace() -> None:
     fast, cfg = _model("tfq_packed", reupload=True)
     plain, _ = _model("tfq", reupload=True)
 
-    def grads(qnn):  # noqa: ANN001, ANN202
+    def grads(qnn):
         @tf.function(reduce_retracing=True)
         def step(xb: tf.Tensor) -> list[tf.Tensor]:
             with tf.GradientTape() as tape:

@@ -24,8 +24,11 @@ def test_paper_models_learn_mnist(mnist_dir: Path, name: str, floor: float) -> N
     assert len(train) == 1000 and facts.image_side == 28
     qnn = training.model_for(cfg.model, cfg.data.classes, seed=1, image_side=28)
     history = training.fit(
-        qnn, training.model_inputs(train, cfg.model),
-        training.class_index(train.label.to_numpy(), cfg.data.classes), cfg.train, seed=2,
+        qnn,
+        training.model_inputs(train, cfg.model),
+        training.class_index(train.label.to_numpy(), cfg.data.classes),
+        cfg.train,
+        seed=2,
     )
     probs = training.predict_proba(qnn, training.model_inputs(test, cfg.model))
     acc = float(np.mean(probs.argmax(1) == training.class_index(test.label.to_numpy(), cfg.data.classes)))

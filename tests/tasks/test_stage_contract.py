@@ -46,8 +46,14 @@ def test_the_split_key_is_stable_across_code_changes(tmp_path: Path) -> None:
 def test_prefect_cache_key_is_the_artifact_key(tmp_path: Path) -> None:
     splits = ArtifactRef(stage="splits", key="splits-v3-000000000000", root=tmp_path)
     cfg = preset("tiny")
-    params = {"splits": splits, "model": cfg.model, "train": cfg.train, "classes": cfg.data.classes,
-              "which": "target", "seed": 0}
+    params = {
+        "splits": splits,
+        "model": cfg.model,
+        "train": cfg.train,
+        "classes": cfg.data.classes,
+        "which": "target",
+        "seed": 0,
+    }
     key_policy = train_model._cache_policy().policies[0]
     assert key_policy.compute_key(None, params, {}).startswith(train_model.plan(**params).key + "-at-")
     other = train_model.plan(**{**params, "train": TrainConfig(epochs=4)})
@@ -69,8 +75,14 @@ def test_the_task_writes_the_body_output_at_the_planned_ref(tmp_path: Path) -> N
     assert ref == split_data.plan(**params)
     assert artifacts.read_facts(ref, SplitFacts).image_side == 8
     assert artifacts.exists(artifacts.companion(ref, "feature_map"))
-    weights = train_model.task.fn(splits=ref, model=preset("tiny").model, train=TrainConfig(epochs=1, batch_size=32),
-                                  classes=preset("tiny").data.classes, which="shadow-00", seed=0)
+    weights = train_model.task.fn(
+        splits=ref,
+        model=preset("tiny").model,
+        train=TrainConfig(epochs=1, batch_size=32),
+        classes=preset("tiny").data.classes,
+        which="shadow-00",
+        seed=0,
+    )
     facts = artifacts.read_facts(weights, ModelFacts)
     assert facts.which == "shadow-00" and facts.n_train == 60 and len(facts.history) == 1
 
@@ -90,12 +102,16 @@ def _body_lines(fn: ast.FunctionDef) -> int:
     return body[-1].end_lineno - body[0].lineno + 1  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("path", sorted(p for p in TASKS.glob("*.py") if not p.name.startswith("_")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(p for p in TASKS.glob("*.py") if not p.name.startswith("_")), ids=lambda p: p.name
+)
 def test_task_bodies_are_thin_and_import_no_other_task_module(path: Path) -> None:
     tree = ast.parse(path.read_text())
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
-            assert _body_lines(node) <= 15, f"{path.name}:{node.name} has {_body_lines(node)} lines; move work to qmu_core"
+            assert _body_lines(node) <= 15, (
+                f"{path.name}:{node.name} has {_body_lines(node)} lines; move work to qmu_core"
+            )
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tasks."):
             assert node.module in {"tasks._stage", "tasks._log"}, f"{path.name} imports {node.module}"
@@ -104,3 +120,18 @@ def test_task_bodies_are_thin_and_import_no_other_task_module(path: Path) -> Non
 def test_every_stage_has_one_task_name() -> None:
     names = [s.task.name for s in STAGES]
     assert len(names) == len(set(names)) and all(isinstance(s, Stage) for s in STAGES)
+
+
+def test_output_warnings_reach_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import pandas as pd
+
+    def noisy(root: Path) -> Output:
+        table = pd.DataFrame({"model_id": ["m"], "phase": ["before"], "metric": ["acc"], "value": [1.0]})
+        return Output(table, warnings=("only 3 shadow records: the attack is weak",))
+
+    with caplog.at_level("WARNING"):
+        ref = Stage(noisy, "metrics").task.fn(root=tmp_path)
+    assert artifacts.exists(ref)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "only 3 shadow records: the attack is weak"
+    ]

@@ -78,9 +78,7 @@ class DenseBackend(ExpectationBackend):
         e0 = tf.exp(tf.complex(0.0, w[..., 0]))
         e2 = tf.exp(tf.complex(0.0, w[..., 2]))
         # Z(w2) @ PhasedX(w0, w1) = [[c, -i s e^{-i w0}], [e^{i w2} (-i s) e^{i w0}, e^{i w2} c]]
-        u = tf.stack(
-            [tf.stack([c, s * tf.math.conj(e0)], -1), tf.stack([e2 * s * e0, e2 * c], -1)], -2
-        )  # (L, n, 2, 2)
+        u = tf.stack([tf.stack([c, s * tf.math.conj(e0)], -1), tf.stack([e2 * s * e0, e2 * c], -1)], -2)  # (L, n, 2, 2)
         k = u[:, 0]
         for q in range(1, self.n):  # qubit 0 is the most significant factor
             d = 2**q

@@ -55,7 +55,6 @@ import functools
 from collections.abc import Callable
 
 import cirq
-import numpy as np
 import sympy
 
 from qmu_core._tf import tf, tfq
@@ -165,10 +164,7 @@ def packed_circuit(
             raise ConfigError(f"Cannot pack data gate {op!r}: only Ry(input symbol) is supported.")
         k = inputs[next(iter(data))]
         (q,) = op.qubits
-        ops.extend(
-            cirq.ry(packed_syms[r][k]).on(q).controlled_by(*anc, control_values=bits[r])
-            for r in range(r_count)
-        )
+        ops.extend(cirq.ry(packed_syms[r][k]).on(q).controlled_by(*anc, control_values=bits[r]) for r in range(r_count))
     return cirq.Circuit(ops), packed_syms
 
 
@@ -182,9 +178,7 @@ def _program_tensors(
     anc = cirq.LineQubit.range(n, n + na)
     packed, packed_syms = packed_circuit(n, layers, encoding, reupload, na)
     weight_symbols = circuits.weight_symbols(n, layers)
-    packed_t, empty_t, weights_t = tfq.convert_to_tensor(
-        [packed, cirq.Circuit(), circuits.ansatz(qs, layers)]
-    )
+    packed_t, empty_t, weights_t = tfq.convert_to_tensor([packed, cirq.Circuit(), circuits.ansatz(qs, layers)])
     names = tf.constant([str(s) for row in packed_syms for s in row] + [str(s) for s in weight_symbols])
     observables = [
         cirq.PauliSum.from_pauli_strings(
@@ -268,9 +262,7 @@ class PackedCircuit:
         batch = tf.shape(values)[0]
         n_prog = (batch + r_count - 1) // r_count
         n_pad = tf.maximum(n_prog, 2)
-        programs = tf.concat(
-            [tf.tile(self._packed, [n_prog]), tf.tile(self._empty, [n_pad - n_prog])], axis=0
-        )
+        programs = tf.concat([tf.tile(self._packed, [n_prog]), tf.tile(self._empty, [n_pad - n_prog])], axis=0)
         data = tf.pad(values, [[0, n_pad * r_count - batch], [0, 0]])
         data = tf.reshape(data, [n_pad, r_count * self.n_inputs])
         symbol_values = tf.concat([data, tf.tile(theta[None, :], [n_pad, 1])], axis=1)
@@ -318,9 +310,7 @@ class PackedCircuit:
         d_values = tf.reshape(grads[:, :n_data], [n_pad * r_count, self.n_inputs])[:batch]
         return d_values, tf.reduce_sum(grads[:, n_data:], axis=0)
 
-    def _split_gradients(
-        self, values: tf.Tensor, theta: tf.Tensor, upstream: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def _split_gradients(self, values: tf.Tensor, theta: tf.Tensor, upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`_adjoint_gradients` as two independent op calls over halves of the batch.
 
         TFQ runs one op call essentially on one core, so two calls that TensorFlow can run

@@ -1,0 +1,58 @@
+"""The CLI's error contract: one message, a non-zero exit, tracebacks only under --debug."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def _qmu(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flows", *args], cwd=ROOT, env=ENV, capture_output=True, text=True)
+
+
+def test_bad_config_is_one_message_and_exit_2() -> None:
+    done = _qmu("config", "show", "--set", "train.epochs=-3")
+    assert done.returncode == 2
+    assert "train.epochs" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.startswith("qmu: error:")
+
+
+def test_debug_shows_the_traceback() -> None:
+    done = _qmu("--debug", "config", "show", "--set", "train.epochs=-3")
+    assert done.returncode != 0 and "Traceback" in done.stderr and "ConfigError" in done.stderr
+
+
+def test_export_of_a_missing_run_names_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["export", str(tmp_path / "nothing" / "summary.json"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+
+
+def test_bad_config_file_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.json"
+    path.write_text("[1, 2]")
+    assert cli.main(["config", "show", "--config", str(path)]) == 2
+    assert "expected a JSON object" in capsys.readouterr().err
+
+
+def test_unexpected_errors_are_one_line_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def boom(_args: object) -> int:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "_dispatch", boom)
+    assert cli.main(["config", "show"]) == 1
+    err = capsys.readouterr().err
+    assert "RuntimeError: disk on fire" in err and "--debug" in err
+    with pytest.raises(RuntimeError):
+        cli.main(["--debug", "config", "show"])
