@@ -5,12 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cirq
 import numpy as np
 
 from qmu_core.config import ModelConfig
 from qmu_core.qnn import circuits
 
-__all__ = ["MODEL_CASES", "cirq_expectations", "random_inputs"]
+__all__ = [
+    "EXPORT_CASES",
+    "MODEL_CASES",
+    "case_id",
+    "cirq_expectations",
+    "random_inputs",
+    "resolve",
+    "trained_model_artifact",
+    "z_expectations",
+]
 
 # ModelConfig overrides (on top of 3 qubits, 2 layers) covering every kind/encoding combination.
 MODEL_CASES: list[dict[str, Any]] = [
@@ -20,6 +30,18 @@ MODEL_CASES: list[dict[str, Any]] = [
     {"kind": "hqnn", "encoding": "amplitude", "layers": 1},
     {"kind": "hqnn", "encoding": "angle", "layers": 1},
 ]
+
+
+def resolve(circuit: cirq.Circuit, values: dict[str, float]) -> cirq.Circuit:
+    """Bind symbol values (floats) into a concrete circuit."""
+    return cirq.resolve_parameters(circuit, cirq.ParamResolver({k: float(v) for k, v in values.items()}))
+
+
+def z_expectations(circuit: cirq.Circuit, n_qubits: int) -> np.ndarray:
+    """Reference ⟨Z_i⟩ of a resolved circuit with `cirq.Simulator` (complex128, float64 result)."""
+    qs = circuits.qubits(n_qubits)
+    state = cirq.Simulator(dtype=np.complex128).simulate(circuit, qubit_order=qs).final_state_vector
+    return (np.abs(state) ** 2) @ circuits.z_signs(n_qubits).astype(np.float64)
 
 
 def random_inputs(cfg: ModelConfig, n: int, *, seed: int = 1, image_side: int = 8) -> np.ndarray:
@@ -42,8 +64,8 @@ def cirq_expectations(qnn: Any, x: np.ndarray) -> np.ndarray:
     names = [str(s) for s in qnn.input_symbols] + [str(s) for s in qnn.weight_symbols]
     out = []
     for row in values:
-        resolved = circuits.resolve(qnn.circuit, dict(zip(names, [*row, *theta], strict=True)))
-        out.append(circuits.z_expectations(resolved, qnn.cfg.n_qubits))
+        resolved = resolve(qnn.circuit, dict(zip(names, [*row, *theta], strict=True)))
+        out.append(z_expectations(resolved, qnn.cfg.n_qubits))
     return np.array(out)
 
 

@@ -31,7 +31,7 @@ import sympy
 
 from qmu_core.errors import ConfigError
 
-__all__ = ["angles_np", "angles_tf", "n_qubits_for", "pad_features", "state_prep_circuit"]
+__all__ = ["angles_np", "angles_tf", "state_prep_circuit"]
 
 
 def _gray(i: int) -> int:
@@ -50,45 +50,9 @@ def _n_from_width(width: int) -> int:
     if width < 2 or (1 << n) != width:
         raise ConfigError(
             f"Amplitude encoding got {width} features per record, but it needs a power of two "
-            f"(at least 2); zero-pad the features first with pad_features(x, n_qubits_for({width}))."
+            "(at least 2); zero-pad the features to the next power of two first."
         )
     return n
-
-
-def n_qubits_for(n_features: int) -> int:
-    """Qubits needed to amplitude-encode `n_features` values: ``max(1, ceil(log2(d)))``."""
-    if n_features < 1:
-        raise ConfigError(
-            f"n_qubits_for({n_features}): amplitude encoding needs at least one feature; "
-            "check the dataset's feature columns."
-        )
-    return max(1, (n_features - 1).bit_length())
-
-
-def pad_features(x: np.ndarray, n_qubits: int) -> np.ndarray:
-    """Zero-pad records ``(B, d)`` to ``(B, 2^n_qubits)``.
-
-    Args:
-        x: Features, shape ``(B, d)``.
-        n_qubits: Number of qubits n of the encoding.
-
-    Returns:
-        ``(B, 2^n)`` array with the extra columns zero.
-
-    Raises:
-        ConfigError: (a ValueError) if `x` is not 2-D or ``d > 2^n``.
-    """
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ConfigError(f"pad_features expects a (B, d) array, got shape {x.shape}; reshape it first.")
-    d, width = x.shape[1], 1 << n_qubits
-    if d > width:
-        raise ConfigError(
-            f"Cannot amplitude-encode {d} features on {n_qubits} qubits: they hold at most "
-            f"{width} amplitudes. Use n_qubits >= {n_qubits_for(d)} (n_qubits_for({d})) or "
-            "reduce the features (e.g. PCA)."
-        )
-    return np.pad(x, ((0, 0), (0, width - d)))
 
 
 def state_prep_circuit(qs: Sequence[cirq.Qid]) -> tuple[cirq.Circuit, list[sympy.Symbol]]:

@@ -30,9 +30,7 @@ __all__ = [
     "build_circuit",
     "qubits",
     "readout_ops",
-    "resolve",
     "weight_symbols",
-    "z_expectations",
     "z_signs",
 ]
 
@@ -125,11 +123,6 @@ def build_circuit(
     raise ConfigError(f"encoding={encoding!r} is not supported; use 'angle' or 'amplitude'.")
 
 
-def resolve(circuit: cirq.Circuit, values: dict[str, float]) -> cirq.Circuit:
-    """Bind symbol values (floats) into a concrete circuit."""
-    return cirq.resolve_parameters(circuit, cirq.ParamResolver({k: float(v) for k, v in values.items()}))
-
-
 def z_signs(n_qubits: int) -> np.ndarray:
     """``(2^n, n)`` float32 table of ``<basis|Z_i|basis> = ±1``, qubit 0 the most significant bit.
 
@@ -137,10 +130,3 @@ def z_signs(n_qubits: int) -> np.ndarray:
     """
     idx = np.arange(2**n_qubits)
     return np.stack([1 - 2 * ((idx >> (n_qubits - 1 - i)) & 1) for i in range(n_qubits)], axis=1).astype(np.float32)
-
-
-def z_expectations(circuit: cirq.Circuit, n_qubits: int) -> np.ndarray:
-    """Reference ⟨Z_i⟩ of a resolved circuit with `cirq.Simulator` (float64)."""
-    qs = qubits(n_qubits)
-    state = cirq.Simulator(dtype=np.complex128).simulate(circuit, qubit_order=qs).final_state_vector
-    return (np.abs(state) ** 2) @ z_signs(n_qubits).astype(np.float64)

@@ -113,16 +113,6 @@ def test_gradients_finite_with_zeros_and_match_finite_differences() -> None:
     np.testing.assert_allclose(analytic, numeric, rtol=1e-3, atol=1e-4)
 
 
-def test_pad_features_and_n_qubits_for() -> None:
-    assert [amplitude.n_qubits_for(d) for d in (1, 2, 3, 4, 5, 256, 257)] == [1, 1, 2, 2, 3, 8, 9]
-    padded = amplitude.pad_features(np.ones((2, 3)), 2)
-    np.testing.assert_array_equal(padded, [[1, 1, 1, 0], [1, 1, 1, 0]])
-    with pytest.raises(ValueError, match="at most 4 amplitudes"):
-        amplitude.pad_features(np.ones((2, 5)), 2)
-    with pytest.raises(ValueError, match="power of two"):
-        amplitude.angles_np(np.ones((2, 3)))
-
-
 def test_import_does_not_load_tensorflow() -> None:
     code = "import sys, qmu_core.qnn.amplitude; assert 'tensorflow' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

@@ -10,6 +10,7 @@ from qmu_core.config import ModelConfig
 from qmu_core.errors import ConfigError
 from qmu_core.qnn import amplitude, circuits
 from qmu_core.qnn.backends.dense import DenseBackend
+from tests.support import resolve, z_expectations
 
 
 @pytest.mark.parametrize("encoding,n,layers", [("angle", 4, 3), ("amplitude", 3, 2), ("angle", 2, 2)])
@@ -25,9 +26,7 @@ def test_dense_reference_equals_cirq(encoding: str, n: int, layers: int) -> None
         x = rng.normal(size=(3, 2**n))
         symbol_rows = amplitude.angles_np(x)
     expected = [
-        circuits.z_expectations(
-            circuits.resolve(circ, dict(zip(map(str, [*inputs, *ws]), [*row, *theta], strict=True))), n
-        )
+        z_expectations(resolve(circ, dict(zip(map(str, [*inputs, *ws]), [*row, *theta], strict=True))), n)
         for row in symbol_rows
     ]
     backend = DenseBackend(ModelConfig(n_qubits=n, layers=layers, encoding=encoding))
