@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from qmu_core.config import QMUConfig
 from qmu_core.membership import shadow_names
@@ -19,8 +21,12 @@ from tasks import (
     unlearn,
 )
 
+# Independent models train in threads (TF and TFQ release the GIL in their ops); one per core,
+# at least two, so a run with many shadow models holds a bounded number of models in memory.
+WORKERS = max(2, os.cpu_count() or 2)
 
-@flow(name="qmu-pipeline", log_prints=True)
+
+@flow(name="qmu-pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
 def qmu_pipeline(config: QMUConfig = QMUConfig()) -> str:  # noqa: B008 - pydantic default
     """Membership leakage before and after class-wise unlearning. Returns summary.json's path."""
     started = time.time()
