@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 # Before Prefect or TensorFlow are imported: no telemetry (it logs an ERROR offline), quiet TF.
@@ -23,26 +25,30 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from qmu_core.config import QMUConfig
+from qmu_core.config import QMUConfig, check_artifact_root
 from qmu_core.docs import reference_markdown
-from qmu_core.errors import ConfigError, QMUError
-from qmu_core.overrides import apply_overrides
+from qmu_core.errors import QMUError
+from qmu_core.membership import shadow_warnings
+from qmu_core.overrides import apply_overrides, load_config_file, merge_sections
 from qmu_core.presets import PRESETS, preset
 
 
 def _config(args: argparse.Namespace) -> QMUConfig:
+    """The config `--preset`, `--config` and `--set` describe, checked before any work.
+
+    For `qmu run` it also checks that `run.artifact_root` is writable; suspicious but allowed
+    settings print `qmu: WARNING: ...` lines on stderr.
+    """
     cfg = preset(args.preset)
     if getattr(args, "config", None):
         path = Path(args.config)
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"--config {path}: cannot read it as JSON ({exc}).") from exc
-        if not isinstance(raw, dict) or not all(isinstance(sec, dict) for sec in raw.values()):
-            raise ConfigError(f"--config {path}: expected a JSON object {{section: {{field: value}}}}.")
-        items = [f"{s}.{k}={json.dumps(v)}" for s, sec in raw.items() for k, v in sec.items()]
-        cfg = apply_overrides(cfg, items)
-    return apply_overrides(cfg, args.set or [])
+        cfg = merge_sections(cfg, load_config_file(path), f"--config {path}")
+    cfg = apply_overrides(cfg, args.set or [])
+    if args.command == "run":
+        check_artifact_root(cfg.run.artifact_root)
+    for message in shadow_warnings(cfg.data, cfg.attack):
+        print(f"qmu: WARNING: {message}", file=sys.stderr)
+    return cfg
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -52,14 +58,18 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         "--set",
         action="append",
         metavar="SECTION.FIELD=VALUE",
-        help="Override one field (value parsed as JSON, else text); repeatable.",
+        help=(
+            "Override one field (value parsed as JSON, else text); a JSON object for a whole section "
+            "merges into it (--set 'data={\"n_test\": 50}' keeps the other data fields); repeatable."
+        ),
     )
 
 
 def _export(args: argparse.Namespace) -> int:
-    from qmu_core.export import export_model, resolve_model_ref
+    from qmu_core.export import check_out_dir, export_model, resolve_model_ref
 
-    manifest = export_model(resolve_model_ref(Path(args.source), phase=args.phase), Path(args.out_dir))
+    out_dir = check_out_dir(Path(args.out_dir))  # before reading anything
+    manifest = export_model(resolve_model_ref(Path(args.source), phase=args.phase), out_dir)
     print(manifest)
     return 0
 
@@ -86,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = sub.add_parser("config", help="Show the resolved config or its JSON schema.")
     cfg.add_argument("what", choices=["show", "schema", "reference"])
     _add_config_args(cfg)
+    art = sub.add_parser("artifacts", help="List the artifact root, or remove what no run needs (gc).")
+    art.add_argument("what", choices=["ls", "gc"])
+    art.add_argument("--root", default="data/artifacts", help="The artifact root (default data/artifacts).")
+    art.add_argument("--dry-run", action="store_true", help="gc: only list what would be removed.")
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return _dispatch(args)
     except QMUError as exc:
@@ -94,9 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"qmu: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("qmu: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except Exception as exc:
         if args.debug:
             raise
@@ -105,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -119,14 +136,73 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "export":
         return _export(args)
-    config = _config(args)
-    if args.refresh:
-        os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
-    from flows.pipeline import qmu_pipeline
+    if args.command == "artifacts":
+        return _artifacts(args)
+    return _run(args)
 
-    summary = qmu_pipeline(config)
+
+def _run(args: argparse.Namespace) -> int:
+    """`qmu run`: validate, connect to (or start) the Prefect API, run the flow."""
+    config = _config(args)
+    _ACTIVE_ROOTS.append(Path(config.run.artifact_root))
+    from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
+
+    from flows.pipeline import qmu_pipeline
+    from flows.server import prefect_api
+
+    with prefect_api(), temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: bool(args.refresh)}):
+        summary = qmu_pipeline(config)
     print(summary)
     return 0
+
+
+def _artifacts(args: argparse.Namespace) -> int:
+    """`qmu artifacts ls|gc`."""
+    from qmu_core import housekeeping
+
+    root = Path(args.root)
+    if args.what == "ls":
+        print(housekeeping.listing(root), end="")
+        return 0
+    removed = housekeeping.collect_garbage(root, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path in removed:
+        print(f"{verb} {path}")
+    print(f"qmu: {verb} {len(removed)} file(s) under {root}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- interrupts
+
+_ACTIVE_ROOTS: list[Path] = []
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Stop: one line, no partial files of this process, and no waiting for busy worker threads."""
+    code = 143 if isinstance(exc, Terminated) else 130
+    from qmu_core.housekeeping import remove_own_temp_files
+
+    for root in _ACTIVE_ROOTS:
+        remove_own_temp_files(root)
+    print(f"qmu: {'terminated' if code == 143 else 'interrupted'}; finished stages are kept and reused next time",
+          file=sys.stderr)  # fmt: skip
+    if threading.active_count() > 1:  # training threads cannot be stopped; the process ends here
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

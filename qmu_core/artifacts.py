@@ -8,10 +8,14 @@ existing file always describe the same inputs. Writes are atomic (temp file, the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
-from collections.abc import Mapping
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,7 +39,9 @@ __all__ = [
     "read",
     "read_facts",
     "read_metadata",
+    "seal",
     "stage_key",
+    "verify",
     "write",
     "write_output",
 ]
@@ -229,18 +235,128 @@ def write(
     }
     meta = {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in provenance.items()}}
     table = table.replace_schema_metadata(meta)
-    ref.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ref.path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(ref.path)
+    with atomic_path(ref.path) as tmp:
+        pq.write_table(table, tmp)
     return ref
 
 
-def write_output(output: Output, ref: ArtifactRef, inputs: Mapping[str, Any]) -> ArtifactRef:
-    """Write a stage body's `Output`: companions first, then the main table at `ref`."""
+def write_output(output: Output, ref: ArtifactRef, inputs: Mapping[str, Any], *, code: str = "") -> ArtifactRef:
+    """Write a stage body's `Output`: companions first, then the main table at `ref`, then the
+    integrity record (`seal`) that makes the artifact reusable."""
+    written = []
     for stage, frame in output.companions.items():
-        write(frame, companion(ref, stage), {"companion_of": ref.key, **inputs})
-    return write(output.frame, ref, inputs, facts=output.facts)
+        written.append(write(frame, companion(ref, stage), {"companion_of": ref.key, **inputs}))
+    write(output.frame, ref, inputs, facts=output.facts)
+    seal(ref, [*written, ref], code=code)
+    return ref
+
+
+# --------------------------------------------------------------------------- integrity
+
+TMP_SUFFIX = ".tmp"
+SEAL_SUFFIX = ".seal.json"
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A unique temporary path beside `path`; on success it is fsynced and renamed to `path`.
+
+    The temporary name carries the process id, so concurrent writers never collide and `gc`
+    can tell a dead writer's leftovers. On any error the temporary file is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def seal_path(ref: ArtifactRef) -> Path:
+    """The integrity record of an artifact: ``<root>/<stage>/<key>.seal.json``."""
+    return ref.path.with_name(ref.key + SEAL_SUFFIX)
+
+
+def seal(ref: ArtifactRef, files: Sequence[ArtifactRef], *, code: str = "") -> Path:
+    """Record the SHA-256 of every file a stage wrote (main artifact and companions).
+
+    `code` identifies the code that wrote them (the stage body's source digest): a stage whose
+    code changed is recomputed even though its key did not.
+    """
+    record = {
+        "key": ref.key,
+        "stage_version": STAGE_VERSIONS[ref.stage],
+        "code": code,
+        "files": {f"{f.stage}/{f.path.name}": sha256_file(f.path) for f in files},
+    }
+    target = seal_path(ref)
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    return target
+
+
+def verify(ref: ArtifactRef, *, code: str = "") -> str | None:
+    """Why the artifact at `ref` cannot be reused, or None if it can.
+
+    It can when its integrity record exists, names the same stage version and code, and every
+    file it lists is present with the recorded SHA-256. Nothing is imported or executed.
+    """
+    record_path = seal_path(ref)
+    if not ref.path.is_file():
+        return f"{ref.path} is missing"
+    try:
+        record = json.loads(record_path.read_text())
+        files = record["files"]
+        if not isinstance(files, dict):
+            raise TypeError("files is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its integrity record {record_path} is missing or unreadable ({type(exc).__name__})"
+    if record.get("stage_version") != STAGE_VERSIONS[ref.stage]:
+        return f"it was written by stage version {record.get('stage_version')}"
+    if record.get("code") != code:
+        return "the code of its stage changed since it was written"
+    for rel, digest in files.items():
+        path = ref.root / str(rel)
+        if not path.is_file():
+            return f"{path} is missing"
+        if sha256_file(path) != digest:
+            return f"{path} does not match the checksum recorded when it was written"
+    return None
+
+
+@contextlib.contextmanager
+def key_lock(ref: ArtifactRef) -> Iterator[None]:
+    """An exclusive lock on one artifact key (``<root>/<stage>/.<key>.lock``), across processes
+    and threads: concurrent runs on one root compute each artifact once."""
+    lock = ref.path.with_name(f".{ref.key}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def read_metadata(ref: ArtifactRef) -> Provenance:

@@ -5,16 +5,22 @@ reference table in `qmu_core.docs`.
 
 `QMUConfig` is the only parameter of every flow, so the Prefect UI renders it as a form.
 Every field has a default and a description; sections are frozen and reject unknown keys.
+Numbers and switches are strict: an int field takes only a JSON integer (not ``true``, ``3.0``
+or ``"3"``), a float field a JSON number, a bool field ``true``/``false``.
+`check_artifact_root` is the one check that looks at the file system (the CLI runs it before a run).
 Nothing here imports TensorFlow or Prefect.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from qmu_core.errors import ConfigError
 
 __all__ = [
     "AttackConfig",
@@ -26,8 +32,12 @@ __all__ = [
     "Section",
     "TrainConfig",
     "UnlearnConfig",
+    "check_artifact_root",
     "derive_seed",
 ]
+
+# Labels of the built-in datasets, known without loading them (MNIST files are checked at split time).
+KNOWN_LABELS = {"digits": range(10), "synthetic": range(10)}
 
 
 class Section(BaseModel):
@@ -39,11 +49,22 @@ class Section(BaseModel):
 class RunConfig(Section):
     """Where a run writes and which root seed it derives every other seed from."""
 
-    seed: int = Field(0, ge=0, description="Root seed; every model and stage derives its own.")
+    seed: int = Field(0, strict=True, ge=0, description="Root seed; every model and stage derives its own.")
     artifact_root: Path = Field(
         Path("data/artifacts"),
         description="Directory that receives every artifact of the run (Parquet, JSON, plots).",
     )
+
+    @field_validator("artifact_root", mode="before")
+    @classmethod
+    def _root_is_not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(
+                f"run.artifact_root={value!r} is empty, which would scatter artifacts over the current "
+                "directory. Give a directory, for example `--set run.artifact_root=data/artifacts` "
+                "(or `.` if you really mean the current directory)."
+            )
+        return value
 
 
 class DataConfig(Section):
@@ -64,14 +85,18 @@ class DataConfig(Section):
             "`train-*` pair, or `mnist.npz`). Empty: `data/raw/mnist`, then Keras' cache/download."
         ),
     )
-    classes: tuple[int, ...] = Field(
+    classes: tuple[StrictInt, ...] = Field(
         tuple(range(10)), min_length=2, description="Labels kept; the model has one output each."
     )
-    forget_class: int = Field(4, description="Training records with this label form the forget set.")
-    n_target_train: int = Field(500, ge=8, description="Target members: the target's training set.")
-    n_target_holdout: int = Field(250, ge=4, description="Target non-members: held out, the attack's negative control.")
-    n_shadow_pool: int = Field(700, ge=8, description="Disjoint pool the attacker draws shadow training sets from.")
-    n_test: int = Field(300, ge=4, description="Test records for retain/forget accuracy.")
+    forget_class: int = Field(4, strict=True, description="Training records with this label form the forget set.")
+    n_target_train: int = Field(500, strict=True, ge=8, description="Target members: the target's training set.")
+    n_target_holdout: int = Field(
+        250, strict=True, ge=4, description="Target non-members: held out, the attack's negative control."
+    )
+    n_shadow_pool: int = Field(
+        700, strict=True, ge=8, description="Disjoint pool the attacker draws shadow training sets from."
+    )
+    n_test: int = Field(300, strict=True, ge=4, description="Test records for retain/forget accuracy.")
 
     @model_validator(mode="after")
     def _forget_class_is_kept(self) -> DataConfig:
@@ -82,6 +107,20 @@ class DataConfig(Section):
             )
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"data.classes={list(self.classes)} repeats a label; list each once.")
+        negative = [c for c in self.classes if c < 0]
+        if negative:
+            raise ValueError(
+                f"data.classes={list(self.classes)} has negative labels {negative}; dataset labels are "
+                "0, 1, 2, ...: remove them."
+            )
+        known = KNOWN_LABELS.get(self.dataset)
+        unknown = [c for c in self.classes if known is not None and c not in known]
+        if known is not None and unknown:
+            raise ValueError(
+                f"data.classes={list(self.classes)} has labels {unknown} that data.dataset="
+                f"{self.dataset!r} does not have (its labels are {known.start}..{known.stop - 1}); "
+                "remove them, or the model gets an output no record ever trains."
+            )
         return self
 
     @property
@@ -111,13 +150,15 @@ class ModelConfig(Section):
             "features as the amplitudes of n qubits (the paper's simulation)."
         ),
     )
-    n_qubits: int = Field(8, ge=2, le=12, description="Qubits in the circuit.")
-    layers: int = Field(5, ge=1, le=40, description="Ansatz layers: rotations then a CNOT ring.")
-    reupload: bool = Field(False, description="Angle encoding only: re-encode the features before every layer.")
+    n_qubits: int = Field(8, strict=True, ge=2, le=12, description="Qubits in the circuit.")
+    layers: int = Field(5, strict=True, ge=1, le=40, description="Ansatz layers: rotations then a CNOT ring.")
+    reupload: bool = Field(
+        False, strict=True, description="Angle encoding only: re-encode the features before every layer."
+    )
     init: Literal["normal", "uniform_pi"] = Field(
         "normal", description="Circuit weight init: N(0, 1) (basic QNN) or U(-pi, pi) (HQNN)."
     )
-    cnn_filters: int = Field(5, ge=1, le=64, description="HQNN only: Conv2D filters (5x5, same).")
+    cnn_filters: int = Field(5, strict=True, ge=1, le=64, description="HQNN only: Conv2D filters (5x5, same).")
     backend: Literal["tfq_packed", "tfq"] = Field(
         "tfq_packed",
         description=(
@@ -146,9 +187,9 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     """How the target, shadow and oracle models are trained (the same recipe for all)."""
 
-    epochs: int = Field(10, ge=1, le=500, description="Passes over the training set.")
-    batch_size: int = Field(32, ge=1, le=4096, description="Records per gradient step.")
-    learning_rate: float = Field(0.05, gt=0, le=10, description="Step size.")
+    epochs: int = Field(10, strict=True, ge=1, le=500, description="Passes over the training set.")
+    batch_size: int = Field(32, strict=True, ge=1, le=4096, description="Records per gradient step.")
+    learning_rate: float = Field(0.05, strict=True, gt=0, le=10, description="Step size.")
     optimizer: Literal["sgd", "nesterov", "adam"] = Field(
         "adam",
         description=(
@@ -156,7 +197,7 @@ class TrainConfig(Section):
             "momentum (the paper's basic QNN); `sgd`: SGD with momentum (the paper's HQNN)."
         ),
     )
-    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum for `sgd` and `nesterov`.")
+    momentum: float = Field(0.9, strict=True, ge=0, lt=1, description="Momentum for `sgd` and `nesterov`.")
     loss: Literal["bce_sum", "cross_entropy"] = Field(
         "cross_entropy",
         description=(
@@ -169,23 +210,24 @@ class TrainConfig(Section):
 class AttackConfig(Section):
     """The gray-box shadow-model membership inference attack."""
 
-    n_shadow: int = Field(4, ge=1, le=64, description="Shadow models, each on half the pool.")
+    n_shadow: int = Field(4, strict=True, ge=1, le=64, description="Shadow models, each on half the pool.")
     classifier: Literal["mlp", "logistic"] = Field(
         "mlp", description="`mlp`: 64-64 ReLU network (the paper's attack); `logistic` regression."
     )
-    max_iter: int = Field(1000, ge=10, description="Attack classifier training iterations.")
-    threshold: float = Field(0.5, gt=0, lt=1, description="Score above which a record is 'member'.")
+    max_iter: int = Field(1000, strict=True, ge=10, description="Attack classifier training iterations.")
+    threshold: float = Field(0.5, strict=True, gt=0, lt=1, description="Score above which a record is 'member'.")
 
 
 class UnlearnConfig(Section):
     """Gradient ascent on the forget set (the retrain oracle uses `train`)."""
 
     method: Literal["ga"] = Field("ga", description="`ga`: gradient ascent on the forget set.")
-    learning_rate: float = Field(0.05, gt=0, le=10, description="Ascent step size.")
-    batch_size: int = Field(32, ge=1, le=4096, description="Forget records per ascent step.")
-    max_epochs: int = Field(10, ge=1, le=500, description="Upper bound on passes over the forget set.")
+    learning_rate: float = Field(0.05, strict=True, gt=0, le=10, description="Ascent step size.")
+    batch_size: int = Field(32, strict=True, ge=1, le=4096, description="Forget records per ascent step.")
+    max_epochs: int = Field(10, strict=True, ge=1, le=500, description="Upper bound on passes over the forget set.")
     stop_forget_acc: float = Field(
         0.05,
+        strict=True,
         ge=0,
         le=1,
         description="Stop once accuracy on the forget set falls to this (checked after each pass).",
@@ -201,6 +243,40 @@ class QMUConfig(Section):
     train: TrainConfig = TrainConfig()
     attack: AttackConfig = AttackConfig()
     unlearn: UnlearnConfig = UnlearnConfig()
+
+
+def check_artifact_root(root: Path | str) -> Path:
+    """Check that `root` is, or can be created as, a directory this process can write.
+
+    The CLI calls it before a run starts, so a bad `run.artifact_root` fails before any work.
+
+    Returns:
+        `root` as a `Path`.
+
+    Raises:
+        ConfigError: If `root` is an existing file, lies below a file, or is not writable.
+    """
+    root = Path(root)
+    fix = (
+        "Set `run.artifact_root` to a directory you can write (it is created if missing), "
+        "e.g. `--set run.artifact_root=/tmp/qmu`."
+    )
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"run.artifact_root={str(root)!r} is an existing file, not a directory. {fix}")
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(
+            f"run.artifact_root={str(root)!r} cannot be created: {str(probe)!r} is a file, not a directory. {fix}"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "it" if probe == root else f"its nearest existing parent {str(probe)!r}"
+        raise ConfigError(
+            f"run.artifact_root={str(root)!r} is not writable: {where} denies write access to this user. "
+            f"{fix} Or fix the permissions."
+        )
+    return root
 
 
 def derive_seed(root: int, *labels: str | int) -> int:

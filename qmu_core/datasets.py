@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 from qmu_core.config import DataConfig, derive_seed
 from qmu_core.errors import DataError
 
-__all__ = ["MNIST_HELP", "Dataset", "load_dataset"]
+__all__ = ["MNIST_HELP", "Dataset", "check_finite", "load_dataset"]
 
 MNIST_HELP = (
     "To use MNIST, either\n"
@@ -43,25 +45,53 @@ class Dataset:
         return int(self.images.shape[1])
 
 
-def _read_idx(path: Path) -> np.ndarray:
+# IDX files hold either images (N x rows x cols) or labels (N).
+_IDX_NDIM = {"images": 3, "labels": 1}
+
+
+def _bad_file(path: Path, why: str, fix: str = "Replace it with an intact copy of the original file.") -> DataError:
+    return DataError(f"MNIST file {path} {why}. {fix}\n{MNIST_HELP}")
+
+
+def _read_idx(path: Path, kind: str) -> np.ndarray:
+    """Read an IDX file holding `kind` (``images`` or ``labels``), gzipped or not."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
             raw = fh.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        if str(exc).startswith("Not a gzipped file"):
+            raise _bad_file(path, f"is not a gzip file ({exc})") from None
+        raise _bad_file(path, f"is a truncated or corrupt gzip file ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
-        raise DataError(f"Cannot read MNIST file {path}: {exc}.\n{MNIST_HELP}") from exc
-    if len(raw) < 8:
-        raise DataError(f"{path} is too short to be an IDX file ({len(raw)} bytes).\n{MNIST_HELP}")
+        raise _bad_file(path, f"cannot be read ({exc})") from None
+    if len(raw) < 4:
+        raise _bad_file(path, f"is too short to be an IDX file ({len(raw)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise DataError(
-            f"{path} is not an unsigned-byte IDX file (header {raw[:4].hex()}); expected the "
-            f"original `*-ubyte.gz` files.\n{MNIST_HELP}"
+        raise _bad_file(
+            path, f"is not an unsigned-byte IDX file (header {raw[:4].hex()}; expected 0000080{_IDX_NDIM[kind]})"
         )
+    want = _IDX_NDIM[kind]
+    if ndim != want:
+        other = next(k for k, n in _IDX_NDIM.items() if n == ndim) if ndim in _IDX_NDIM.values() else None
+        raise _bad_file(
+            path,
+            f"holds {ndim}-dimensional data, but an MNIST {kind} file holds {want}"
+            + (f" (it looks like a {other} file)" if other else ""),
+            "Check that the images and labels files are not swapped or misnamed "
+            "(`*-images-idx3-ubyte*` holds images, `*-labels-idx1-ubyte*` labels), or replace the file "
+            "with an intact copy.",
+        )
+    if len(raw) < 4 + 4 * ndim:
+        raise _bad_file(path, f"is truncated inside its header ({len(raw)} bytes)")
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated: header says {dims}, found {data.size} values.")
+        what = "is truncated" if data.size < int(np.prod(dims)) else "has trailing bytes"
+        raise _bad_file(path, f"{what}: its header says {dims} = {int(np.prod(dims))} values, found {data.size}")
+    if kind == "images" and dims[1] != dims[2]:
+        raise _bad_file(path, f"holds {dims[1]}x{dims[2]} images; QMU needs square images")
     return data.reshape(dims)
 
 
@@ -77,13 +107,20 @@ def _mnist_from_dir(directory: Path) -> Dataset | None:
                 f"{directory} has only one of the {prefix} images/labels pair "
                 f"(images: {img}, labels: {lab}).\n{MNIST_HELP}"
             )
-        x, y = _read_idx(img), _read_idx(lab)
+        x, y = _read_idx(img, "images"), _read_idx(lab, "labels")
         if len(x) != len(y):
-            raise DataError(f"{img} has {len(x)} images but {lab} has {len(y)} labels.")
+            raise DataError(
+                f"MNIST files {img} ({len(x)} images) and {lab} ({len(y)} labels) do not match: every image "
+                f"needs one label. Use an intact {prefix}-images/{prefix}-labels pair from the same "
+                f"download.\n{MNIST_HELP}"
+            )
         images.append(x)
         labels.append(y)
         parts.append(f"{prefix} ({len(y)})")
     if images:
+        sides = {x.shape[1:] for x in images}
+        if len(sides) > 1:
+            raise DataError(f"MNIST files in {directory} hold images of different sizes {sorted(sides)}.\n{MNIST_HELP}")
         return Dataset(
             np.concatenate(images).astype(np.float32) / 255.0,
             np.concatenate(labels).astype(np.int64),
@@ -100,10 +137,16 @@ def _mnist_from_npz(path: Path) -> Dataset:
         with np.load(path, allow_pickle=False) as f:
             x = np.concatenate([f["x_train"], f["x_test"]])
             y = np.concatenate([f["y_train"], f["y_test"]])
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
         raise DataError(
-            f"{path} is not a Keras mnist.npz (needs x_train, y_train, x_test, y_test): {exc}.\n{MNIST_HELP}"
-        ) from exc
+            f"{path} is not a readable Keras mnist.npz (needs x_train, y_train, x_test, y_test): "
+            f"{type(exc).__name__}: {exc}. Replace it with an intact copy.\n{MNIST_HELP}"
+        ) from None
+    if x.ndim != 3 or x.shape[1] != x.shape[2] or y.ndim != 1 or len(x) != len(y):
+        raise DataError(
+            f"{path} holds images of shape {x.shape} and labels of shape {y.shape}; expected (N, side, side) "
+            f"images and N labels. Replace it with an intact copy.\n{MNIST_HELP}"
+        )
     return Dataset(x.astype(np.float32) / 255.0, y.astype(np.int64), f"mnist.npz from {path}")
 
 
@@ -143,13 +186,34 @@ def _synthetic(seed: int, n: int = 2000, side: int = 8, n_classes: int = 10) -> 
     return Dataset(images.reshape(n, side, side).astype(np.float32), labels, "synthetic blobs")
 
 
+def check_finite(ds: Dataset) -> Dataset:
+    """`ds` unchanged, or a `DataError` if any image has a NaN or infinite pixel."""
+    flat = ds.images.reshape(len(ds.images), -1)
+    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+    if len(bad):
+        first = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise DataError(
+            f"{ds.source}: {len(bad)} of {len(flat)} images have NaN or infinite pixels (records {first}). "
+            "Repair or drop those records in the source file, or use another dataset "
+            "(e.g. `--set data.dataset=digits`)."
+        )
+    return ds
+
+
 def load_dataset(data: DataConfig, *, seed: int = 0) -> Dataset:
-    """Load the dataset `data.dataset` names, as images in [0, 1] and integer labels."""
+    """Load the dataset `data.dataset` names, as images in [0, 1] and integer labels.
+
+    Raises:
+        DataError: If the files are missing, truncated, corrupt or mismatched, or an image has
+            NaN or infinite pixels.
+    """
     if data.dataset == "digits":
         from sklearn.datasets import load_digits
 
         d = load_digits()
-        return Dataset((d.images / 16.0).astype(np.float32), d.target.astype(np.int64), "sklearn digits")
-    if data.dataset == "mnist":
-        return _load_mnist(data.mnist_path)
-    return _synthetic(derive_seed(seed, "synthetic"))
+        ds = Dataset((d.images / 16.0).astype(np.float32), d.target.astype(np.int64), "sklearn digits")
+    elif data.dataset == "mnist":
+        ds = _load_mnist(data.mnist_path)
+    else:
+        ds = _synthetic(derive_seed(seed, "synthetic"))
+    return check_finite(ds)

@@ -34,7 +34,7 @@ from qmu_core.provenance import SplitFacts
 from qmu_core.qnn import circuits
 from qmu_core.splits import feature_map_ref
 
-__all__ = ["FORMAT", "export_model", "resolve_model_ref"]
+__all__ = ["FORMAT", "check_out_dir", "export_model", "resolve_model_ref"]
 
 FORMAT = "qmu-model/1"
 
@@ -43,23 +43,65 @@ def resolve_model_ref(path: Path, *, phase: str = "before") -> ArtifactRef:
     """The model artifact a path names: a model Parquet file, a run dir or its summary.json.
 
     For a run (directory or summary.json), `phase` picks the model: ``before``, ``after_ga`` or
-    ``oracle``.
+    ``oracle``. summary.json stores paths as the run wrote them; a relative one is tried as given
+    (relative to the current directory), then below the artifact root the summary itself sits in
+    (``<root>/runs/<name>/summary.json``), so a run can be exported from any directory.
+
+    Raises:
+        ArtifactError: If the path is not a model artifact or a readable run summary, or the
+            model file does not exist.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "summary.json"
     if path.suffix == ".json":
-        if not path.is_file():
-            raise ArtifactError(f"{path} does not exist; pass a run directory, its summary.json or a model .parquet.")
-        models = json.loads(path.read_text())["artifacts"]
-        if phase not in models:
-            raise ArtifactError(f"{path} has no {phase!r} model; it has {sorted(models)}.")
-        path = Path(models[phase])
+        path = _model_in_summary(path, phase)
     if path.suffix != ".parquet" or path.parent.name != "model":
         raise ArtifactError(
             f"{path} is not a model artifact (<root>/model/model-v*.parquet), a run directory or a summary.json."
         )
+    if not path.is_file():
+        raise ArtifactError(
+            f"Model artifact {path} does not exist; pass an existing model .parquet or a run directory."
+        )
     return ArtifactRef(stage="model", key=path.stem, root=path.parent.parent)
+
+
+def _model_in_summary(summary: Path, phase: str) -> Path:
+    """The model file a run's summary.json lists for `phase`, located on this machine."""
+    if not summary.is_file():
+        raise ArtifactError(f"{summary} does not exist; pass a run directory, its summary.json or a model .parquet.")
+    redo = "Pass the summary.json a `qmu run` wrote (its last line of output), or a model .parquet."
+    try:
+        data = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{summary} is not a readable JSON run summary ({exc}). {redo}") from None
+    if not isinstance(data, dict) or "artifacts" not in data:
+        raise ArtifactError(f'{summary} has no "artifacts" entry, so it is not a QMU run summary. {redo}')
+    models = data["artifacts"]
+    if not isinstance(models, dict):
+        raise ArtifactError(
+            f'{summary}: "artifacts" is a JSON {type(models).__name__}, not an object {{name: path}}; the '
+            f"file is damaged. {redo}"
+        )
+    if phase not in models:
+        raise ArtifactError(f"{summary} has no {phase!r} model; it has {sorted(models)}.")
+    stored = models[phase]
+    if not isinstance(stored, str):
+        raise ArtifactError(f'{summary}: "artifacts"[{phase!r}] is {stored!r}, not a file path; the file is damaged.')
+    given = Path(stored)
+    root = summary.resolve().parent.parent.parent  # <root>/runs/<name>/summary.json
+    # as stored (relative: to the current directory), then by its <stage>/<file> tail below the
+    # root the summary sits in (a relative root seen from elsewhere, or a moved root)
+    candidates = list(dict.fromkeys([given, root / given.parent.name / given.name]))
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        tried = f"neither {candidates[0]} nor {candidates[1]} exists" if len(candidates) > 1 else "it does not exist"
+        raise ArtifactError(
+            f"{summary} lists the {phase!r} model as {stored}, but {tried}: it was deleted "
+            "or moved. Re-run the run's config with `qmu run ... --refresh` to rebuild it, then export again."
+        )
+    return found
 
 
 def _lineage(ref: ArtifactRef) -> dict[str, Any]:
@@ -71,8 +113,43 @@ def _lineage(ref: ArtifactRef) -> dict[str, Any]:
     return {"model": inputs["model"], "classes": inputs["classes"], "splits": inputs["splits"]}
 
 
+def check_out_dir(out_dir: Path) -> Path:
+    """`out_dir` if an export may write there: a new or empty directory.
+
+    Raises:
+        ArtifactError: If `out_dir` is a file, a non-empty directory, or lies below a file.
+    """
+    out_dir = Path(out_dir)
+    fix = "Choose a new or empty directory."
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtifactError(f"Export destination {out_dir} is an existing file, not a directory. {fix}")
+    if out_dir.is_dir():
+        entries = sorted(p.name for p in out_dir.iterdir())
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise ArtifactError(
+                f"Export destination {out_dir} is not empty ({len(entries)} entries: {shown}); an export "
+                f"never overwrites files. {fix}"
+            )
+    probe = out_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ArtifactError(f"Export destination {out_dir} cannot be created: {probe} is a file. {fix}")
+    return out_dir
+
+
 def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
-    """Write the export files for the model artifact `ref` into `out_dir`; returns the manifest path."""
+    """Write the export files for the model artifact `ref` into `out_dir`; returns the manifest path.
+
+    Everything is read before the first file is written, so a failed export leaves no partial
+    directory behind.
+
+    Raises:
+        ArtifactError: If `out_dir` is not a new or empty directory (`check_out_dir`), or an
+            artifact of the model's lineage is missing or unreadable.
+    """
+    out_dir = check_out_dir(out_dir)
     lineage = _lineage(ref)
     model = ModelConfig.model_validate(lineage["model"])
     splits_ref = ArtifactRef(stage="splits", key=lineage["splits"], root=ref.root)
@@ -85,14 +162,19 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
     qs = circuits.qubits(model.n_qubits)
     ansatz = circuits.ansatz(qs, model.layers) if not model.reupload else circuit
     wsyms = circuits.weight_symbols(model.n_qubits, model.layers)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    feature_map = artifacts.read(feature_map_ref(splits_ref)) if model.kind == "basic_qnn" else None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(
+            f"Cannot create export destination {out_dir} ({exc}). Choose a writable directory."
+        ) from None
     (out_dir / "circuit.json").write_text(cirq.to_json(circuit))
     (out_dir / "ansatz.json").write_text(cirq.to_json(ansatz))
     weights[["variable", "shape", "values"]].to_parquet(out_dir / "weights.parquet", index=False)
     files = {"circuit": "circuit.json", "ansatz": "ansatz.json", "weights": "weights.parquet"}
-    if model.kind == "basic_qnn":
-        artifacts.read(feature_map_ref(splits_ref)).to_parquet(out_dir / "features.parquet", index=False)
+    if feature_map is not None:
+        feature_map.to_parquet(out_dir / "features.parquet", index=False)
         files["features"] = "features.parquet"
     source = split_facts.source
     manifest = {

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from qmu_core import metrics
-from qmu_core.artifacts import ArtifactRef, Output, companion
+from qmu_core.artifacts import ArtifactRef, Output, atomic_path, companion
 from qmu_core.config import QMUConfig
 from qmu_core.provenance import ModelFacts
 
@@ -102,18 +102,16 @@ def plot(summary: Mapping[str, Mapping[str, float | None]], path: Path, *, title
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
 
 
 def write_summary(path: Path, summary: Mapping[str, Any]) -> Path:
     """Write `summary` as JSON atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n")
     return path
 
 
@@ -177,7 +175,8 @@ def publish(
     heading = title(config)
     md = markdown(models, title=heading, notes=notes(unlearned))
     plot_path = plot(models, run_dir / "comparison.png", title=heading)
-    (run_dir / "report.md").write_text(md)
+    with atomic_path(run_dir / "report.md") as tmp:
+        tmp.write_text(md)
 
     def paths(value: ArtifactRef | Mapping[str, ArtifactRef]) -> str | dict[str, str]:
         if isinstance(value, ArtifactRef):

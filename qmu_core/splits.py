@@ -53,10 +53,21 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
         ``is_forget``, ``x``, ``pixels``), its `SplitFacts`, and the fitted feature map as the
         ``feature_map`` companion table.
 
+        Its warnings name records whose image is constant (every pixel equal, e.g. all black).
+
     Raises:
-        DataError: If the dataset has fewer records of `data.classes` than the split needs.
+        DataError: If a label of `data.classes` does not occur in the dataset, or the dataset has
+            fewer records of `data.classes` than the split needs.
     """
     ds = load_dataset(data, seed=seed)
+    present = sorted(int(c) for c in np.unique(ds.labels))
+    missing = [c for c in data.classes if c not in present]
+    if missing:
+        raise DataError(
+            f"data.classes={list(data.classes)} asks for labels {missing} that {ds.source} does not have "
+            f"(its labels: {present}); each would be a model output no record trains. Remove them from "
+            "data.classes."
+        )
     keep = np.flatnonzero(np.isin(ds.labels, data.classes))
     need = data.n_records
     if len(keep) < need:
@@ -95,7 +106,23 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
         forget_in_train=int(np.sum(labels[train_rows] == data.forget_class)),
         forget_class=data.forget_class,
     )
-    return Output(frame, facts, companions={"feature_map": fmap.to_frame()})
+    return Output(
+        frame, facts, companions={"feature_map": fmap.to_frame()}, warnings=_constant_images(flat, chosen, ds.source)
+    )
+
+
+def _constant_images(flat: np.ndarray, sample_ids: np.ndarray, source: str) -> tuple[str, ...]:
+    """A warning if some drawn records have a constant image (all pixels equal: no information)."""
+    constant = np.ptp(flat, axis=1) == 0
+    if not constant.any():
+        return ()
+    ids = sample_ids[constant]
+    shown = ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+    return (
+        f"{int(constant.sum())} of {len(flat)} records drawn from {source} have a constant image (every pixel "
+        f"the same, e.g. all black): sample_id {shown}. They carry no information; check the source files "
+        "if this is unexpected.",
+    )
 
 
 def read_splits(ref: ArtifactRef) -> SplitTable:

@@ -1,19 +1,22 @@
-"""The stage contract: a Prefect task that writes one artifact, keyed once, cached on that key.
+"""The stage contract: a Prefect task that writes one artifact, keyed once, reused from the root.
 
 A stage body is a plain function of small, hashable parameters (config sections, artifact
-refs, a seed) that returns an `Output` (a table, its typed facts, companion tables). The
-`@stage("name")` decorator turns it into a `Stage`:
+refs, a seed) that returns an `Output` (a table, its typed facts, companion tables, warnings).
+The `@stage("name")` decorator turns it into a `Stage`:
 
 * `Stage.plan(**params)` computes the artifact ref: the key hashes the stage name, its version
-  and every parameter except ``root`` (refs enter by key). It is the ONE place a key is made:
-  Prefect's cache key, the missing-file check and the file the body's output is written to
-  all come from it.
-* Calling, `.submit` and `.map` run (or reuse) the stage and hand back `ArtifactRef`s (or
-  futures of them); `.fn` is the body itself, for tests.
-
-Cache records live under the run's artifact root (``<root>/.prefect/cache``), next to the
-files they point at. When a cached result's Parquet file has gone missing, the stage runs
-again (``refresh_cache``) instead of handing out a dangling reference.
+  and every parameter except ``root`` (refs enter by key). It is the ONE place a key is made.
+* Reuse is decided from the artifact root alone (`qmu_core.artifacts.verify`): the file at the
+  key, its integrity record and the SHA-256 recorded when it was written, plus a digest of the
+  body's source (so editing a task body recomputes it, as Prefect's TASK_SOURCE would). A
+  reused stage finishes in a state named ``Cached``; a missing, truncated or tampered file is
+  rebuilt, never handed on. Nothing read from the root names code: Prefect keeps no cache
+  records or result files for stages (``persist_result=False``, no cache policy), so another
+  ``PREFECT_HOME``, a deleted ``~/.prefect`` or a copied root changes nothing.
+* A per-key file lock makes concurrent runs on one root compute each artifact once.
+* Calling, `.submit` and `.map` run the stage and hand back `ArtifactRef`s (or futures of
+  them); `.fn` is the body itself, for tests. ``PREFECT_TASKS_REFRESH_CACHE=true`` (what
+  ``qmu run --refresh`` sets) recomputes every stage.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ from pathlib import Path
 from typing import Any, Generic, ParamSpec
 
 from prefect import Task, task
-from prefect.cache_policies import TASK_SOURCE, CachePolicy
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
+from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
+from prefect.states import Completed, State
 
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.errors import ArtifactError
-from tasks._log import warning
+from tasks._log import info, warning
 
 P = ParamSpec("P")
 
@@ -71,25 +76,35 @@ class Stage(Generic[P]):
         self.fn = fn
         self.stage = stage_name
         self._signature = inspect.signature(fn)
+        self.code = hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
 
         @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> ArtifactRef:
+        def run(*args: Any, **kwargs: Any) -> ArtifactRef | State:
             params = self._bind(*args, **kwargs)
             ref = self._plan(params)
-            output = fn(*args, **kwargs)
-            if not isinstance(output, Output):
-                raise ArtifactError(f"Stage {fn.__name__} must return a qmu_core.artifacts.Output, got {type(output)}.")
-            for message in output.warnings:
-                warning(message)
-            return artifacts.write_output(output, ref, self._inputs(params))
+            with artifacts.key_lock(ref):
+                why = artifacts.verify(ref, code=self.code)
+                if why is None and not PREFECT_TASKS_REFRESH_CACHE.value():
+                    return Completed(name="Cached", data=ref, message=f"reused {ref.key}")
+                if why is not None and artifacts.seal_path(ref).exists():
+                    warning(f"{ref.key} cannot be reused ({why}); rebuilding it.")
+                output = fn(*args, **kwargs)
+                if not isinstance(output, Output):
+                    raise ArtifactError(
+                        f"Stage {fn.__name__} must return a qmu_core.artifacts.Output, got {type(output)}."
+                    )
+                for message in output.warnings:
+                    warning(message)
+                artifacts.write_output(output, ref, self._inputs(params), code=self.code)
+            info(f"wrote {ref.path}")
+            return ref
 
         run.__annotations__ = {**fn.__annotations__, "return": ArtifactRef}
         self.task: Task[..., ArtifactRef] = task(
             run,
             name=fn.__name__,
-            cache_policy=self._cache_policy(),
-            persist_result=True,
-            result_serializer="json",
+            cache_policy=NO_CACHE,
+            persist_result=False,
             retries=retries,
         )
 
@@ -111,40 +126,15 @@ class Stage(Generic[P]):
         """The ref this call will return, without running anything."""
         return self._plan(self._bind(*args, **kwargs))
 
-    def _cache_policy(self, store: Path | None = None) -> CachePolicy:
-        """Prefect's cache key: the artifact key, plus where the root is (and TASK_SOURCE).
-
-        The root enters Prefect's key (not the artifact key), so runs with different roots never
-        hand each other references into the wrong directory.
-        """
-
-        def key(_ctx: Any, parameters: dict[str, Any]) -> str:
-            ref = self._plan(parameters)
-            where = hashlib.sha256(str(ref.root.resolve()).encode()).hexdigest()[:8]
-            return f"{ref.key}-at-{where}"
-
-        policy = CachePolicy.from_cache_key_fn(key) + TASK_SOURCE
-        return policy.configure(key_storage=store) if store is not None else policy
-
     # ------------------------------------------------------------------ running
-
-    def _prepared(self, kwargs: dict[str, Any]) -> Task[..., ArtifactRef]:
-        """The task with this call's cache storage; refreshed if its file is missing."""
-        ref = self._plan(self._bind(**kwargs))
-        options: dict[str, Any] = {"cache_policy": self._cache_policy(ref.root.resolve() / ".prefect" / "cache")}
-        if not artifacts.exists(ref):
-            options["refresh_cache"] = True
-        return self.task.with_options(**options)
 
     def __call__(self, **kwargs: Any) -> ArtifactRef:
         """Run (or reuse) the stage now and return its artifact ref."""
-        kwargs = _resolve(kwargs)
-        return self._prepared(kwargs)(**kwargs)
+        return self.task(**_resolve(kwargs))
 
     def submit(self, **kwargs: Any) -> PrefectFuture[ArtifactRef]:
         """Run the stage on the flow's task runner; upstream futures are waited for first."""
-        kwargs = _resolve(kwargs)
-        return self._prepared(kwargs).submit(**kwargs)
+        return self.task.submit(**_resolve(kwargs))
 
     def map(self, **kwargs: Any) -> list[PrefectFuture[ArtifactRef]]:
         """`submit` once per element of the `list` arguments (all of one length); other
@@ -158,7 +148,7 @@ class Stage(Generic[P]):
 
 
 def stage(stage_name: str, *, retries: int = 0) -> Callable[[Callable[P, Output]], Stage[P]]:
-    """Decorator: turn a body that returns an `Output` into a cached `Stage`."""
+    """Decorator: turn a body that returns an `Output` into a `Stage`."""
 
     def wrap(fn: Callable[P, Output]) -> Stage[P]:
         return Stage(fn, stage_name, retries=retries)

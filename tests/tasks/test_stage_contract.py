@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from prefect.states import State
 
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
@@ -43,7 +44,7 @@ def test_the_split_key_is_stable_across_code_changes(tmp_path: Path) -> None:
     assert split_data.plan(**_split_params(tmp_path)).key == "splits-v3-07ccaf8e75f0"
 
 
-def test_prefect_cache_key_is_the_artifact_key(tmp_path: Path) -> None:
+def test_upstream_keys_and_sections_enter_the_key(tmp_path: Path) -> None:
     splits = ArtifactRef(stage="splits", key="splits-v3-000000000000", root=tmp_path)
     cfg = preset("tiny")
     params = {
@@ -54,12 +55,40 @@ def test_prefect_cache_key_is_the_artifact_key(tmp_path: Path) -> None:
         "which": "target",
         "seed": 0,
     }
-    key_policy = train_model._cache_policy().policies[0]
-    assert key_policy.compute_key(None, params, {}).startswith(train_model.plan(**params).key + "-at-")
-    other = train_model.plan(**{**params, "train": TrainConfig(epochs=4)})
-    assert other.key != train_model.plan(**params).key
-    upstream = train_model.plan(**{**params, "splits": splits.model_copy(update={"key": "splits-v3-111111111111"})})
-    assert upstream.key != train_model.plan(**params).key
+    base = train_model.plan(**params).key
+    assert train_model.plan(**{**params, "train": TrainConfig(epochs=4)}).key != base
+    other = splits.model_copy(update={"key": "splits-v3-111111111111"})
+    assert train_model.plan(**{**params, "splits": other}).key != base
+    assert train_model.plan(**{**params, "splits": splits.model_copy(update={"root": tmp_path / "x"})}).key == base
+
+
+def test_reuse_is_decided_from_the_root_and_checksums(tmp_path: Path) -> None:
+    params = _split_params(tmp_path)
+    ref = split_data.task.fn(**params)
+    again = split_data.task.fn(**params)
+    assert isinstance(again, State) and again.name == "Cached" and again.result() == ref
+    # truncate the file: rebuilt, not handed on
+    data = ref.path.read_bytes()
+    ref.path.write_bytes(data[: len(data) // 2])
+    assert split_data.task.fn(**params) == ref and ref.path.read_bytes() == data
+    # a companion that no longer matches its checksum also forces a rebuild
+    fmap = artifacts.companion(ref, "feature_map").path
+    fmap.write_bytes(fmap.read_bytes() + b"x")
+    assert not isinstance(split_data.task.fn(**params), State)
+    # an integrity record from other code is not trusted
+    seal = artifacts.seal_path(ref)
+    seal.write_text(seal.read_text().replace(split_data.code, "0" * 16))
+    assert not isinstance(split_data.task.fn(**params), State)
+    assert isinstance(split_data.task.fn(**params), State)
+
+
+def test_a_tampered_integrity_record_runs_no_code(tmp_path: Path) -> None:
+    params = _split_params(tmp_path)
+    ref = split_data.task.fn(**params)
+    seal = artifacts.seal_path(ref)
+    seal.write_text('{"files": "builtins.print", "code": "os.system"}')
+    assert artifacts.verify(ref, code=split_data.code) is not None
+    assert split_data.task.fn(**params) == ref  # rebuilt; the record is data, never imported
 
 
 def test_bodies_are_plain_functions_returning_outputs(tmp_path: Path) -> None:
@@ -72,7 +101,7 @@ def test_bodies_are_plain_functions_returning_outputs(tmp_path: Path) -> None:
 def test_the_task_writes_the_body_output_at_the_planned_ref(tmp_path: Path) -> None:
     params = _split_params(tmp_path)
     ref = split_data.task.fn(**params)  # the Prefect task's function, run without a server
-    assert ref == split_data.plan(**params)
+    assert ref == split_data.plan(**params) and artifacts.verify(ref, code=split_data.code) is None
     assert artifacts.read_facts(ref, SplitFacts).image_side == 8
     assert artifacts.exists(artifacts.companion(ref, "feature_map"))
     weights = train_model.task.fn(

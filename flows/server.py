@@ -1,0 +1,197 @@
+"""The Prefect API a `qmu run` talks to: the user's server, or a temporary one QMU owns.
+
+With ``PREFECT_API_URL`` set, the server must answer ``/health`` (checked before any work).
+Otherwise QMU starts a temporary API server for the run, like Prefect's own ephemeral server,
+with three differences that make interrupts clean and state bounded:
+
+* it runs in its own session, so Ctrl-C in the terminal reaches only ``qmu`` (which then
+  reports the interrupt to a live server and exits), never the server first;
+* the kernel stops it when ``qmu`` dies, even by SIGKILL (``PR_SET_PDEATHSIG``), and ``qmu``
+  stops it on every exit path;
+* its database and result storage live in a temporary directory deleted afterwards, so
+  ``~/.prefect`` does not grow with every run. A run's record is its artifact root
+  (``runs/<name>/summary.json``); use a real server (``make ui``) to keep history.
+
+A fresh database costs about 13 s of migrations on 2 cores, so the first run migrates an
+empty template once (``~/.cache/qmu/prefect-<version>/``, about 1 MB, never written to after)
+and every run starts from a copy of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from qmu_core.errors import QMUError
+
+__all__ = ["ServerError", "prefect_api"]
+
+# Runs in the child: die with the parent (Linux), then become the uvicorn server.
+_LAUNCH = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGTERM)\n"  # PR_SET_PDEATHSIG
+    "if os.getppid() != int(sys.argv[1]): sys.exit(0)\n"  # the parent is already gone
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n"
+)
+
+
+class ServerError(QMUError):
+    """The Prefect API cannot be reached or started."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(f"{url.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def check_api(url: str) -> None:
+    """Raise `ServerError` if the Prefect API at `url` does not answer."""
+    if not _healthy(url, timeout=5.0):
+        raise ServerError(
+            f"PREFECT_API_URL={url} does not answer ({url.rstrip('/')}/health). Start that server "
+            "(`make ui`), fix the URL, or unset PREFECT_API_URL to let qmu start a temporary one."
+        )
+
+
+def _template() -> Path:
+    """An empty, migrated Prefect database (and memo store) for this Prefect version."""
+    import prefect
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qmu" / f"prefect-{prefect.__version__}"
+    if (cache / "prefect.db").is_file():
+        return cache
+    build = Path(tempfile.mkdtemp(prefix="qmu-prefect-template-"))
+    try:
+        with _server_in(build):
+            pass  # started once: migrations ran, block types registered
+        staged = Path(tempfile.mkdtemp(prefix=".staging-", dir=_mkdir(cache.parent)))
+        with sqlite3.connect(build / "prefect.db") as src, sqlite3.connect(staged / "prefect.db") as dst:
+            src.backup(dst)  # consistent copy, WAL included
+        if (build / "memo_store.toml").is_file():
+            shutil.copy2(build / "memo_store.toml", staged / "memo_store.toml")
+        with contextlib.suppress(OSError):  # another run may have won the race: both are fine
+            os.rename(staged, cache)
+        shutil.rmtree(staged, ignore_errors=True)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return cache
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _temporary_server(startup_timeout: float = 120.0) -> Iterator[str]:
+    scratch = Path(tempfile.mkdtemp(prefix="qmu-prefect-"))
+    try:
+        template = _template()
+        for name in ("prefect.db", "memo_store.toml"):
+            if (template / name).is_file():
+                shutil.copy2(template / name, scratch / name)
+        with _server_in(scratch, startup_timeout) as (url, pid):
+            print(f"qmu: temporary Prefect API at {url} (pid {pid})", file=sys.stderr, flush=True)
+            yield url
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _server_in(scratch: Path, startup_timeout: float = 180.0) -> Iterator[tuple[str, int]]:
+    """A Prefect API server on a free port with its home and database in `scratch`."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_HOME": scratch,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{scratch}/prefect.db",
+    }
+    env.pop("PREFECT_API_URL", None)
+    uvicorn = ["-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+               "--port", str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCH, str(os.getpid()), *uvicorn],
+        env=env,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not _healthy(url, timeout=1.0):
+            if process.poll() is not None:
+                err = process.stderr.read().decode(errors="replace")[-2000:] if process.stderr else ""
+                raise ServerError(f"The temporary Prefect server exited with code {process.returncode}:\n{err}")
+            if time.monotonic() > deadline:
+                raise ServerError(f"The temporary Prefect server did not answer within {startup_timeout:.0f} s.")
+            time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    if process.stderr:
+        process.stderr.close()
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    """The API URL for this run, with Prefect's settings pointing at it while inside."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    configured = PREFECT_API_URL.value()
+    if configured:
+        check_api(configured)
+        yield configured
+        return
+    with _temporary_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
+        try:
+            yield url
+        finally:
+            _drain_clients()
+
+
+def _drain_clients(timeout: float = 10.0) -> None:
+    """Send Prefect's buffered logs and events while the temporary server still answers."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):  # best effort: never mask the run's own outcome
+            service.drain_all(timeout=timeout)
