@@ -13,11 +13,14 @@ Errors print one message and exit 2 (bad input, missing data) or 1 (anything une
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 # Before Prefect or TensorFlow are imported: no telemetry (it logs an ERROR offline), quiet TF.
@@ -150,10 +153,55 @@ def _run(args: argparse.Namespace) -> int:
     from flows.pipeline import qmu_pipeline
     from flows.server import prefect_api
 
-    with prefect_api(), temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: bool(args.refresh)}):
+    with (
+        prefect_api(),
+        temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: bool(args.refresh)}),
+        _console_without_known_errors(debug=args.debug),
+    ):
         summary = qmu_pipeline(config)
     print(summary)
     return 0
+
+
+class _KnownErrorFilter(logging.Filter):
+    """Terminal only: drop Prefect's reports (and tracebacks) of a QMUError raised in a task.
+
+    `main` prints the error once; the Prefect UI and API logs keep the full records.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, QMUError):
+            self.seen.append(str(exc)[:60])
+            return False
+        text = record.getMessage()
+        return not any(head and head in text for head in self.seen)
+
+
+@contextlib.contextmanager
+def _console_without_known_errors(*, debug: bool) -> Iterator[None]:
+    if debug:
+        yield
+        return
+    from prefect.logging.configuration import setup_logging
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    root = logging.getLogger()
+    if not any(isinstance(h, PrefectConsoleHandler) for h in root.handlers):
+        setup_logging()
+    known = _KnownErrorFilter()
+    handlers = [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]
+    for handler in handlers:
+        handler.addFilter(known)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(known)
 
 
 def _artifacts(args: argparse.Namespace) -> int:

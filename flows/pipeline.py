@@ -9,6 +9,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from qmu_core.config import QMUConfig
+from qmu_core.datasets import fingerprint
 from qmu_core.membership import shadow_names
 from tasks import (
     evaluate,
@@ -35,7 +36,8 @@ def qmu_pipeline(config: QMUConfig = QMUConfig()) -> str:  # noqa: B008 - pydant
     common = {"model": model, "classes": classes}
 
     # Data: members, non-members, the attacker's pool and test records; forget set = class U.
-    splits = split_data(data=data, features=model.feature_spec, seed=seed, root=config.run.artifact_root)
+    source = fingerprint(data)  # the input files by content, so changed bytes recompute
+    splits = split_data(data=data, features=model.feature_spec, seed=seed, source=source, root=config.run.artifact_root)
 
     # The original model A_o on all training records, the oracle A_t retrained without U and
     # the attacker's shadow models on halves of the pool: independent, so they run side by side.

@@ -53,8 +53,8 @@ CORE_VERSION = "0.1.0"  # = qmu_core.__version__
 # Bump a stage's version whenever the meaning or schema of its output changes: Prefect's
 # TASK_SOURCE does not see changes inside qmu_core, and a bump changes every downstream key.
 STAGE_VERSIONS: dict[str, int] = {
-    "splits": 3,  # v3: typed facts; the feature_map is its companion (`companion`)
-    "feature_map": 2,  # v2: keyed as the companion of its splits
+    "splits": 4,  # v4: float64 features (v3: typed facts; the feature_map is its companion)
+    "feature_map": 3,  # v3: float64 PCA, bounds from the same projection as the features
     "model": 1,
     "outputs": 1,
     "attack_model": 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +29,13 @@ class FeatureMap:
     hi: np.ndarray  # (k,)
     n_out: int
 
+    def project(self, pixels: np.ndarray) -> np.ndarray:
+        """PCA coordinates (N, k) in float64: the one projection `fit` and `transform` share."""
+        return (np.asarray(pixels, dtype=np.float64) - self.mean) @ self.components.T
+
     def transform(self, pixels: np.ndarray) -> np.ndarray:
         """Map flattened pixels (N, d) to features (N, n_out) float32."""
-        z = (pixels - self.mean) @ self.components.T
+        z = self.project(pixels)
         if self.encoding == "angle":
             z = np.clip((z - self.lo) / safe_divisor(self.hi - self.lo), 0.0, 1.0) * np.pi
         out = np.zeros((len(pixels), self.n_out), dtype=np.float32)
@@ -51,17 +56,25 @@ class FeatureMap:
 
     @classmethod
     def fit(cls, pixels: np.ndarray, spec: FeatureSpec) -> FeatureMap:
-        """Fit PCA (and the angle scaling) on training pixels (N, d)."""
+        """Fit PCA (and the angle scaling) on training pixels (N, d).
+
+        Everything runs in float64, and the angle bounds come from `project`, the same
+        computation `transform` uses: the training records then map exactly onto [0, pi], and
+        BLAS kernels of other CPUs change the features by float64 rounding only (far below the
+        float32 the model reads).
+        """
         from sklearn.decomposition import PCA
 
-        k = min(spec.n_components, pixels.shape[0], pixels.shape[1])
-        pca = PCA(n_components=k, svd_solver="full").fit(pixels)
-        z = pca.transform(pixels)
-        return cls(
+        x = np.asarray(pixels, dtype=np.float64)
+        k = min(spec.n_components, x.shape[0], x.shape[1])
+        pca = PCA(n_components=k, svd_solver="full").fit(x)
+        fitted = cls(
             encoding=spec.encoding,
             mean=pca.mean_.astype(np.float64),
             components=pca.components_.astype(np.float64),
-            lo=z.min(axis=0),
-            hi=z.max(axis=0),
+            lo=np.zeros(k),
+            hi=np.ones(k),
             n_out=spec.n_components,
         )
+        z = fitted.project(x)
+        return dataclasses.replace(fitted, lo=z.min(axis=0), hi=z.max(axis=0))

@@ -12,8 +12,12 @@ from tasks._stage import stage
 
 
 @stage("splits")
-def split_data(data: DataConfig, features: FeatureSpec, seed: int, root: Path) -> Output:
-    """Split `data.dataset` into target members/non-members, shadow pool and test records."""
+def split_data(data: DataConfig, features: FeatureSpec, seed: int, source: str, root: Path) -> Output:
+    """Split `data.dataset` into target members/non-members, shadow pool and test records.
+
+    `source` is the data's content fingerprint (`qmu_core.datasets.fingerprint`): it only enters
+    the key, so changed input files recompute the split and everything after it.
+    """
     out = splits.split_roles(data, features, seed=seed)
     info(out.facts.describe() if out.facts else "split written")
     return out

@@ -98,7 +98,7 @@ def trained_model_artifact(root: Path, model: ModelConfig, *, epochs: int = 1) -
     from tasks import split_data, train_model
 
     data = preset("tiny").data
-    splits = split_data.task.fn(data=data, features=model.feature_spec, seed=0, root=root)
+    splits = split_data.task.fn(data=data, features=model.feature_spec, seed=0, source="digits:test", root=root)
     train = TrainConfig(epochs=epochs, batch_size=16)
     ref = train_model.task.fn(splits=splits, model=model, train=train, classes=data.classes, which="target", seed=0)
     table = read_splits(splits)

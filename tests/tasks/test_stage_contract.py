@@ -27,6 +27,7 @@ def _split_params(root: Path, **data: object) -> dict:
         "data": cfg.data.model_copy(update=data),
         "features": cfg.model.feature_spec,
         "seed": 0,
+        "source": "digits:test",
         "root": root,
     }
 
@@ -41,7 +42,7 @@ def test_the_key_ignores_the_root_and_follows_every_input(tmp_path: Path) -> Non
 
 def test_the_split_key_is_stable_across_code_changes(tmp_path: Path) -> None:
     # A golden key: it changes only if the tiny preset, the key scheme or the splits version does.
-    assert split_data.plan(**_split_params(tmp_path)).key == "splits-v3-07ccaf8e75f0"
+    assert split_data.plan(**_split_params(tmp_path)).key == "splits-v4-c0408c653c44"
 
 
 def test_upstream_keys_and_sections_enter_the_key(tmp_path: Path) -> None:
@@ -70,7 +71,8 @@ def test_reuse_is_decided_from_the_root_and_checksums(tmp_path: Path) -> None:
     # truncate the file: rebuilt, not handed on
     data = ref.path.read_bytes()
     ref.path.write_bytes(data[: len(data) // 2])
-    assert split_data.task.fn(**params) == ref and ref.path.read_bytes() == data
+    assert split_data.task.fn(**params) == ref and len(ref.path.read_bytes()) == len(data)
+    assert artifacts.verify(ref, code=split_data.code) is None  # rebuilt and sealed again
     # a companion that no longer matches its checksum also forces a rebuild
     fmap = artifacts.companion(ref, "feature_map").path
     fmap.write_bytes(fmap.read_bytes() + b"x")
@@ -164,3 +166,29 @@ def test_output_warnings_reach_the_log(tmp_path: Path, caplog: pytest.LogCapture
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
         "only 3 shadow records: the attack is weak"
     ]
+
+
+def test_changed_mnist_bytes_change_the_split_key(tmp_path: Path, mnist_dir: Path) -> None:
+    import shutil
+
+    from qmu_core.config import DataConfig
+    from qmu_core.datasets import fingerprint
+
+    copy = tmp_path / "mnist"
+    copy.mkdir()
+    for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(mnist_dir / f, copy / f)
+    data = DataConfig(dataset="mnist", mnist_path=str(copy))
+    same_place_same_bytes = fingerprint(data)
+    assert fingerprint(DataConfig(dataset="mnist", mnist_path=str(mnist_dir))) == same_place_same_bytes
+    labels = copy / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(labels.read_bytes())
+    raw[-1] ^= 0xFF  # other bytes at the same path
+    labels.write_bytes(bytes(raw))
+    changed = fingerprint(data)
+    assert changed != same_place_same_bytes
+    params = _split_params(tmp_path)
+    assert (
+        split_data.plan(**{**params, "source": changed}).key
+        != split_data.plan(**{**params, "source": same_place_same_bytes}).key
+    )

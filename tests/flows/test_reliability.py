@@ -1,0 +1,154 @@
+"""`qmu run` as a user runs it (a subprocess, its own temporary Prefect server): reuse from the
+root alone, concurrent runs, --refresh reproducibility, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = 16  # tiny: split, 4 trainings, unlearn, 5 outputs, attack, 3 scores, evaluate
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "PREFECT_HOME": str(home), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def _qmu(root: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "flows", "run", "--preset", "tiny", "--set", f"run.artifact_root={root}", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def _summary(log: str) -> dict:
+    return json.loads(Path(log.strip().splitlines()[-1]).read_text())
+
+
+def _states(log: str) -> list[str]:
+    return re.findall(r"Task run '(?!publish_report)[^']+' - Finished in state (\w+)", log)
+
+
+def _outputs(summary: dict) -> dict[str, pd.DataFrame]:
+    return {k: pd.read_parquet(p) for k, p in summary["artifacts"]["outputs"].items()}
+
+
+def _server_pid(log: str) -> int:
+    return int(re.search(r"temporary Prefect API at \S+ \(pid (\d+)\)", log).group(1))  # type: ignore[union-attr]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("root")
+    code, log = _finish(_qmu(root, tmp_path_factory.mktemp("home-a")))
+    assert code == 0, log[-3000:]
+    assert "Traceback" not in log and "ERROR" not in log
+    return root, log
+
+
+def test_another_prefect_home_reuses_the_root_and_rebuilds_a_truncated_file(
+    first: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, log = first
+    summary = _summary(log)
+    model = Path(summary["artifacts"]["before"])
+    model.write_bytes(model.read_bytes()[:100])  # truncated under a fully cached run
+    code, again = _finish(_qmu(root, tmp_path / "another-home"))
+    assert code == 0, again[-3000:]
+    states = _states(again)
+    assert len(states) == STAGES and states.count("Completed") == 1 and states.count("Cached") == STAGES - 1
+    assert "cannot be reused" in again  # the truncated model was noticed, then rebuilt
+    assert _summary(again)["models"] == summary["models"]
+    assert pd.read_parquet(model).shape[0] > 0
+
+
+def test_refresh_recomputes_everything_with_identical_values(first: tuple[Path, str], tmp_path: Path) -> None:
+    root, log = first
+    before = _summary(log)
+    outputs = _outputs(before)
+    code, again = _finish(_qmu(root, tmp_path / "home", "--refresh"))
+    assert code == 0, again[-3000:]
+    assert set(_states(again)) == {"Completed"}
+    after = _summary(again)
+    assert after["models"] == before["models"]
+    for phase, frame in _outputs(after).items():
+        old = outputs[phase]
+        assert frame[["sample_id", "loss", "correct"]].equals(old[["sample_id", "loss", "correct"]]), phase
+        np.testing.assert_array_equal(np.stack(frame["prob"]), np.stack(old["prob"]))
+
+
+def test_three_concurrent_runs_on_one_root(tmp_path: Path) -> None:
+    procs = [_qmu(tmp_path / "root", tmp_path / f"home-{i}") for i in range(3)]
+    results = [_finish(p) for p in procs]
+    assert [code for code, _ in results] == [0, 0, 0], [log[-2000:] for _, log in results]
+    summaries = [_summary(log) for _, log in results]
+    assert summaries[0]["models"] == summaries[1]["models"] == summaries[2]["models"]
+    assert not list((tmp_path / "root").rglob("*.tmp"))
+    # each artifact was computed once: the runs share the work through per-key locks
+    completed = sum(_states(log).count("Completed") for _, log in results)
+    assert completed == STAGES, completed
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_stops_quickly_and_leaves_no_server(tmp_path: Path, sig: int, code: int) -> None:
+    proc = _qmu(tmp_path / "root", tmp_path / "home")
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until models are training
+        lines.append(line)
+        if "epoch 1/" in line:
+            break
+    server = _server_pid("".join(lines))
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    rest, _ = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    log = "".join(lines) + rest
+    assert proc.returncode == code, log[-2000:]
+    assert took < 10, took
+    assert "Traceback" not in log and ("interrupted" in log or "terminated" in log)
+    deadline = time.monotonic() + 10
+    while _alive(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(server)
+    assert not list((tmp_path / "root").rglob("*.tmp"))
+
+
+def test_sigkill_takes_the_server_down_too(tmp_path: Path) -> None:
+    proc = _qmu(tmp_path / "root", tmp_path / "home")
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "temporary Prefect API" in line:
+            break
+    server = _server_pid("".join(lines))
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 15
+    while _alive(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(server)
