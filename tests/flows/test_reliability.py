@@ -152,3 +152,11 @@ def test_sigkill_takes_the_server_down_too(tmp_path: Path) -> None:
     while _alive(server) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(server)
+
+
+def test_an_error_inside_a_task_reaches_the_user_once(tmp_path: Path) -> None:
+    code, log = _finish(_qmu(tmp_path / "root", tmp_path / "home", "--set", "data.n_target_train=2000"))
+    assert code == 2, log[-2000:]
+    assert "Traceback" not in log
+    assert log.count("The split needs") == 1 and "qmu: error: The split needs" in log
+    assert not list((tmp_path / "root").rglob("*.parquet"))
