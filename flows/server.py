@@ -102,9 +102,21 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
+SCRATCH_PREFIX = "qmu-prefect-"
+
+
+def _remove_dead_scratch() -> None:
+    """Scratch directories of runs that were killed (SIGKILL leaves no chance to clean up)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = path.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _temporary_server(startup_timeout: float = 120.0) -> Iterator[str]:
-    scratch = Path(tempfile.mkdtemp(prefix="qmu-prefect-"))
+    _remove_dead_scratch()
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     try:
         template = _template()
         for name in ("prefect.db", "memo_store.toml"):

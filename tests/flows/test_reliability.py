@@ -160,3 +160,17 @@ def test_an_error_inside_a_task_reaches_the_user_once(tmp_path: Path) -> None:
     assert "Traceback" not in log
     assert log.count("The split needs") == 1 and "qmu: error: The split needs" in log
     assert not list((tmp_path / "root").rglob("*.parquet"))
+
+
+def test_scratch_of_a_killed_run_is_removed_by_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from flows import server
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / f"{server.SCRATCH_PREFIX}999999999-abc"  # no such process
+    mine = tmp_path / f"{server.SCRATCH_PREFIX}{os.getpid()}-abc"
+    dead.mkdir()
+    mine.mkdir()
+    server._remove_dead_scratch()
+    assert not dead.exists() and mine.exists()
