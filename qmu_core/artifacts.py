@@ -201,6 +201,7 @@ def write(
     inputs: Mapping[str, Any],
     *,
     facts: Facts | None = None,
+    warnings: Sequence[str] = (),
 ) -> ArtifactRef:
     """Write `frame` atomically with its provenance; `SCHEMAS[stage]` fixes the dtypes.
 
@@ -209,6 +210,8 @@ def write(
         ref: Where to write (from `plan`).
         inputs: The inputs the key was built from; stored as provenance.
         facts: The stage's facts (`qmu_core.provenance.FACTS[stage]`), stored as ``qmu.extra``.
+        warnings: What was suspicious but allowed, stored as ``qmu.warnings`` so every report
+            of a run that uses this artifact (cached or not) repeats them.
 
     Returns:
         `ref`, for chaining.
@@ -232,6 +235,7 @@ def write(
         "qmu.core_version": CORE_VERSION,
         "qmu.created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "qmu.extra": json.dumps(facts.model_dump(mode="json") if facts else {}, sort_keys=True),
+        "qmu.warnings": json.dumps(list(warnings)),
     }
     meta = {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in provenance.items()}}
     table = table.replace_schema_metadata(meta)
@@ -246,7 +250,7 @@ def write_output(output: Output, ref: ArtifactRef, inputs: Mapping[str, Any], *,
     written = []
     for stage, frame in output.companions.items():
         written.append(write(frame, companion(ref, stage), {"companion_of": ref.key, **inputs}))
-    write(output.frame, ref, inputs, facts=output.facts)
+    write(output.frame, ref, inputs, facts=output.facts, warnings=output.warnings)
     seal(ref, [*written, ref], code=code)
     return ref
 
@@ -391,6 +395,7 @@ def read_metadata(ref: ArtifactRef) -> Provenance:
             facts=json.loads(meta.get("qmu.extra", "{}")),
             created_at=meta.get("qmu.created_at"),
             core_version=meta.get("qmu.core_version"),
+            warnings=json.loads(meta.get("qmu.warnings", "[]")),
         )
     except ValueError as exc:
         raise ArtifactError(f"{ref.path} has unreadable provenance metadata ({exc}). Delete it and re-run.") from exc

@@ -87,3 +87,4 @@ class Provenance(BaseModel):
     facts: dict[str, Any]
     created_at: str | None = None
     core_version: str | None = None
+    warnings: list[str] = []

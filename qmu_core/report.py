@@ -12,8 +12,9 @@ from typing import Any
 import pandas as pd
 
 from qmu_core import metrics
-from qmu_core.artifacts import ArtifactRef, Output, atomic_path, companion
+from qmu_core.artifacts import ArtifactRef, Output, atomic_path, companion, read_metadata
 from qmu_core.config import QMUConfig
+from qmu_core.membership import shadow_warnings
 from qmu_core.provenance import ModelFacts
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "notes",
     "plot",
     "publish",
+    "run_warnings",
     "table_rows",
     "title",
     "write_summary",
@@ -115,6 +117,15 @@ def write_summary(path: Path, summary: Mapping[str, Any]) -> Path:
     return path
 
 
+def run_warnings(config: QMUConfig, artifacts: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]]) -> list[str]:
+    """What was suspicious but allowed in this run: the config's and every artifact's warnings."""
+    found = list(shadow_warnings(config.data, config.attack))
+    for value in artifacts.values():
+        for ref in [value] if isinstance(value, ArtifactRef) else value.values():
+            found += read_metadata(ref).warnings
+    return list(dict.fromkeys(found))
+
+
 def title(config: QMUConfig) -> str:
     """The report's title line."""
     m, d = config.model, config.data
@@ -173,7 +184,10 @@ def publish(
     models = models_summary(table)
     run_dir = Path(root) / "runs" / run_name
     heading = title(config)
+    cautions = run_warnings(config, artifacts)
     md = markdown(models, title=heading, notes=notes(unlearned))
+    if cautions:
+        md += "\n## Warnings\n\n" + "".join(f"- {w}\n" for w in cautions)
     plot_path = plot(models, run_dir / "comparison.png", title=heading)
     with atomic_path(run_dir / "report.md") as tmp:
         tmp.write_text(md)
@@ -193,6 +207,7 @@ def publish(
         "models": models,
         "unlearning": {"method": config.unlearn.method, **unlearned.model_dump(exclude={"n_train"})},
         "artifacts": {k: paths(v) for k, v in listed.items()},
+        "warnings": cautions,
         "metrics_parquet": paths(listed["metrics"]),
         "report_md": str(run_dir / "report.md"),
         "plot_png": str(plot_path),

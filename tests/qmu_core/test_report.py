@@ -1,0 +1,23 @@
+"""The report repeats every warning of the run: the config's and every artifact's (cached too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from qmu_core import artifacts, report
+from qmu_core.artifacts import Output
+from qmu_core.presets import preset
+
+
+def test_run_warnings_collect_config_and_artifact_warnings(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"model_id": ["m"], "phase": ["before"], "metric": ["acc"], "value": [1.0]})
+    ref = artifacts.plan("metrics", {"seed": 1}, root=tmp_path)
+    artifacts.write_output(Output(frame, warnings=("3 records have a constant image",)), ref, {"seed": 1})
+    assert artifacts.read_metadata(ref).warnings == ["3 records have a constant image"]
+    small_pool = preset("tiny", data={"n_shadow_pool": 10})
+    found = report.run_warnings(small_pool, {"metrics": ref, "outputs": {"before": ref}})
+    assert found[-1] == "3 records have a constant image" and len(found) == 2  # listed once
+    assert "shadow" in found[0]
+    assert report.run_warnings(preset("tiny"), {"metrics": ref}) == ["3 records have a constant image"]
