@@ -39,6 +39,7 @@ __all__ = [
     "read",
     "read_facts",
     "read_metadata",
+    "read_path",
     "seal",
     "stage_key",
     "verify",
@@ -411,6 +412,18 @@ def read_facts(ref: ArtifactRef, kind: type[F]) -> F:
             f"{ref.path} does not record {kind.__name__} facts ({exc}). It was written by other code; "
             "re-run the flow to rebuild it."
         ) from exc
+
+
+def read_path(path: Path | str) -> pd.DataFrame:
+    """Any QMU Parquet file as a DataFrame, for scripts (no stage or version check).
+
+    Reads through pyarrow's own file layer. With pandas < 3.1, ``pd.read_parquet(path)`` hands
+    pyarrow a Python file object, and pyarrow (17 to 26.0.1 at least) may then abort the
+    interpreter at exit ("terminate called without an active exception", exit 134) in a few
+    percent of runs; this function, ``pq.read_table(path).to_pandas()`` or
+    ``pd.read_parquet(path, filesystem=pyarrow.fs.LocalFileSystem())`` do not.
+    """
+    return pq.read_table(Path(path)).to_pandas()
 
 
 def read(ref: ArtifactRef) -> pd.DataFrame:

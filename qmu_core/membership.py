@@ -53,7 +53,7 @@ def true_members(outputs: pd.DataFrame) -> np.ndarray:
     """
     members = (outputs["role"] == "target_train").to_numpy()
     if str(outputs["model_id"].iloc[0]) == "oracle":
-        members &= ~outputs["is_forget"].to_numpy()
+        members = members & ~outputs["is_forget"].to_numpy()  # to_numpy() may be read-only (pandas 3)
     return members
 
 
