@@ -80,6 +80,7 @@ def _template() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qmu" / f"prefect-{prefect.__version__}"
     if (cache / "prefect.db").is_file():
         return cache
+    print(f"qmu: preparing an empty Prefect database in {cache} (once; about 15 s)", file=sys.stderr, flush=True)
     build = Path(tempfile.mkdtemp(prefix="qmu-prefect-template-"))
     try:
         with _server_in(build):
