@@ -60,7 +60,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "outputs": 1,
     "attack_model": 1,
     "mia_scores": 1,
-    "metrics": 1,
+    "metrics": 2,  # v2: CIs, TPR at 0.1 % FPR, forget AUC, the correct-classification baseline
 }
 
 _F32_LIST = pa.list_(pa.float32())

@@ -48,6 +48,14 @@ LABELS = {
     "mia_tpr_at_1pct_fpr": "MIA TPR @ 1% FPR",
     "mia_forget_success": "MIA forget success",
     "mia_forget_control": "MIA forget control (non-members)",
+    "mia_auc_ci_low": "MIA AUC 95% CI low",
+    "mia_auc_ci_high": "MIA AUC 95% CI high",
+    "mia_tpr_at_0_1pct_fpr": "MIA TPR @ 0.1% FPR",
+    "mia_forget_auc": "MIA forget AUC (forget set vs held-out forget class)",
+    "mia_forget_auc_ci_low": "MIA forget AUC 95% CI low",
+    "mia_forget_auc_ci_high": "MIA forget AUC 95% CI high",
+    "gap_balanced_acc": "baseline (member = correct) balanced acc",
+    "gap_auc": "baseline (member = correct) AUC",
 }
 
 
@@ -55,7 +63,11 @@ def compare(outputs: Mapping[str, pd.DataFrame], scores: Mapping[str, pd.DataFra
     """The `metrics` stage: a long table with one row per (phase, metric)."""
     rows = []
     for phase, out in outputs.items():
-        values = metrics.accuracy_metrics(out) | metrics.membership_metrics(scores[phase], threshold=threshold)
+        values = (
+            metrics.accuracy_metrics(out)
+            | metrics.membership_metrics(scores[phase], threshold=threshold)
+            | metrics.gap_metrics(out)
+        )
         model_id = str(out["model_id"].iloc[0])
         rows += [{"model_id": model_id, "phase": phase, "metric": k, "value": float(v)} for k, v in values.items()]
     return Output(pd.DataFrame(rows))

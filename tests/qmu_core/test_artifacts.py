@@ -20,7 +20,8 @@ def test_key_depends_on_inputs_not_on_root(tmp_path: Path) -> None:
     b = artifacts.plan("metrics", {"train": TrainConfig(), "seed": 0}, root=tmp_path / "b")
     c = artifacts.plan("metrics", {"train": TrainConfig(epochs=2), "seed": 0}, root=tmp_path)
     assert a.key == b.key != c.key
-    assert a.key.startswith("metrics-v1-") and len(a.key) == len("metrics-v1-") + 12
+    prefix = f"metrics-v{artifacts.STAGE_VERSIONS['metrics']}-"
+    assert a.key.startswith(prefix) and len(a.key) == len(prefix) + 12
     assert a.path == tmp_path / "a" / "metrics" / f"{a.key}.parquet"
 
 
@@ -43,8 +44,9 @@ def test_write_read_roundtrip_with_provenance(tmp_path: Path) -> None:
 
 def test_version_bump_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ref = artifacts.write(_metrics_frame(), artifacts.plan("metrics", {}, root=tmp_path), {})
-    monkeypatch.setitem(artifacts.STAGE_VERSIONS, "metrics", 2)
-    with pytest.raises(ArtifactError, match="v1, but this code reads 'metrics' v2"):
+    v = artifacts.STAGE_VERSIONS["metrics"]
+    monkeypatch.setitem(artifacts.STAGE_VERSIONS, "metrics", v + 1)
+    with pytest.raises(ArtifactError, match=f"v{v}, but this code reads 'metrics' v{v + 1}"):
         artifacts.read(ref)
 
 

@@ -45,3 +45,37 @@ def test_membership_metrics_on_a_known_case() -> None:
     assert m["mia_balanced_acc"] == pytest.approx(0.5 * (3 / 4 + 3 / 4))
     # 0.9, 0.8 and 0.7 beat all four non-members, 0.2 beats only 0.1: 13 of 16 pairs
     assert m["mia_auc"] == pytest.approx(13 / 16)
+
+
+def test_bootstrap_interval_covers_the_true_auc() -> None:
+    from scipy.stats import norm
+
+    shift = 0.5
+    true_auc = float(norm.cdf(shift / np.sqrt(2)))  # members ~ N(shift, 1), non-members ~ N(0, 1)
+    rng = np.random.default_rng(0)
+    hits, widths = 0, []
+    for rep in range(40):
+        y = np.r_[np.ones(150, bool), np.zeros(150, bool)]
+        s = np.r_[rng.normal(shift, 1, 150), rng.normal(0, 1, 150)]
+        low, high = metrics.bootstrap_ci(y, s, n_boot=200, seed=rep)
+        hits += low <= true_auc <= high
+        widths.append(high - low)
+    assert hits >= 34  # nominal 95 % of 40 = 38; allow for 200 resamples and chance
+    assert 0.05 < float(np.mean(widths)) < 0.2
+
+
+def test_forget_auc_and_the_baseline_on_a_known_case() -> None:
+    scores = pd.DataFrame(
+        {
+            "role": ["target_train"] * 4 + ["target_holdout"] * 4,
+            "is_forget": [True, True, False, False, True, True, False, False],
+            "score": [0.9, 0.8, 0.1, 0.2, 0.3, 0.85, 0.7, 0.6],
+        }
+    )
+    m = metrics.membership_metrics(scores, threshold=0.5)
+    assert m["mia_forget_auc"] == pytest.approx(0.75)  # 0.9 beats both, 0.8 beats only 0.3
+    assert m["mia_forget_auc_ci_low"] <= 0.75 <= m["mia_forget_auc_ci_high"]
+    outputs = scores.assign(correct=[True, True, True, False, False, True, False, False])
+    gap = metrics.gap_metrics(outputs)
+    assert gap["gap_balanced_acc"] == pytest.approx(0.5 * (3 / 4 + 3 / 4))
+    assert gap["gap_auc"] == pytest.approx(0.75)
