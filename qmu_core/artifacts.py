@@ -51,8 +51,9 @@ F = TypeVar("F", bound=Facts)
 
 CORE_VERSION = "0.1.0"  # = qmu_core.__version__
 
-# Bump a stage's version whenever the meaning or schema of its output changes: Prefect's
-# TASK_SOURCE does not see changes inside qmu_core, and a bump changes every downstream key.
+# Bump a stage's version whenever the meaning or schema of its output changes: the integrity
+# record's code digest covers the stage body in tasks/ only, not qmu_core, and a bump changes
+# every downstream key.
 STAGE_VERSIONS: dict[str, int] = {
     "splits": 4,  # v4: float64 features (v3: typed facts; the feature_map is its companion)
     "feature_map": 3,  # v3: float64 PCA, bounds from the same projection as the features
