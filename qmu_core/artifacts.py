@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ __all__ = [
     "read_path",
     "seal",
     "stage_key",
+    "temp_owner",
     "verify",
     "write",
     "write_output",
@@ -260,6 +262,15 @@ def write_output(output: Output, ref: ArtifactRef, inputs: Mapping[str, Any], *,
 # --------------------------------------------------------------------------- integrity
 
 TMP_SUFFIX = ".tmp"
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
+
+
+def temp_owner(path: Path) -> int | None:
+    """The process id that wrote temporary file `path` (`atomic_path`'s naming), else None."""
+    match = _TMP_NAME.match(path.name)
+    return int(match.group("pid")) if match else None
+
+
 SEAL_SUFFIX = ".seal.json"
 
 
@@ -430,4 +441,4 @@ def read_path(path: Path | str) -> pd.DataFrame:
 def read(ref: ArtifactRef) -> pd.DataFrame:
     """Read an artifact written by `write`, checking its stage and version first."""
     read_metadata(ref)
-    return pq.read_table(ref.path).to_pandas()
+    return read_path(ref.path)

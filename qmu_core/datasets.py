@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qmu_core.artifacts import sha256_file
 from qmu_core.config import DataConfig, derive_seed
 from qmu_core.errors import DataError
 
@@ -191,13 +192,9 @@ def fingerprint(data: DataConfig) -> str:
     where = _mnist_location(data.mnist_path)
     if where is None:
         return "mnist:keras-download"
-    digest = hashlib.sha256()
-    for file in [where] if where.is_file() else _mnist_files(where):
-        digest.update(file.name.encode())
-        with open(file, "rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-    return f"mnist:{digest.hexdigest()[:16]}"
+    files = [where] if where.is_file() else _mnist_files(where)
+    listing = "\n".join(f"{f.name} {sha256_file(f)}" for f in files)
+    return f"mnist:{hashlib.sha256(listing.encode()).hexdigest()[:16]}"
 
 
 def _load_mnist(path: str | None) -> Dataset:

@@ -17,16 +17,13 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from qmu_core.artifacts import SEAL_SUFFIX, STAGE_VERSIONS, TMP_SUFFIX
+from qmu_core.artifacts import SEAL_SUFFIX, STAGE_VERSIONS, TMP_SUFFIX, temp_owner
 
 __all__ = ["collect_garbage", "listing", "referenced", "remove_own_temp_files"]
-
-_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
 
 
 def _summaries(root: Path) -> list[Path]:
@@ -102,7 +99,7 @@ def listing(root: Path) -> str:
         mb = sum(f.stat().st_size for f in files) / 1e6
         lines.append(f"| {folder.name} | {len(files)} | {mb:.2f} | {used} | {len(files) - used} |")
     runs = _summaries(root)
-    temps = [p for d in _stage_dirs(root) for p in d.iterdir() if _TMP.match(p.name)]
+    temps = [p for d in _stage_dirs(root) for p in d.iterdir() if temp_owner(p) is not None]
     lines += ["", f"runs: {len(runs)} ({', '.join(s.parent.name for s in runs[-5:])}{' ...' if len(runs) > 5 else ''})"]
     lines.append(f"temporary files: {len(temps)}")
     if (root / ".prefect").exists():
@@ -122,9 +119,9 @@ def collect_garbage(root: Path, *, dry_run: bool = False) -> list[Path]:
         for path in sorted(folder.iterdir()):
             if not path.is_file():
                 continue
-            tmp = _TMP.match(path.name)
-            if tmp:
-                if not _pid_alive(int(tmp.group("pid"))):
+            owner = temp_owner(path)
+            if owner is not None:
+                if not _pid_alive(owner):
                     doomed.append(path)
             elif path.name.endswith(".lock"):
                 if _lock_free(path):
@@ -145,14 +142,13 @@ def collect_garbage(root: Path, *, dry_run: bool = False) -> list[Path]:
 
 def remove_own_temp_files(root: Path) -> list[Path]:
     """Delete this process's temporary files under `root` (after an interrupt)."""
-    mine = str(os.getpid())
+    mine = os.getpid()
     removed = []
     for folder in [*_stage_dirs(root), root / "runs"]:
         if not folder.is_dir():
             continue
         for path in folder.rglob(f".*{TMP_SUFFIX}"):
-            match = _TMP.match(path.name)
-            if match and match.group("pid") == mine:
+            if temp_owner(path) == mine:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed

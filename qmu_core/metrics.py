@@ -66,6 +66,12 @@ def bootstrap_ci(
     return float(np.quantile(values, tail)), float(np.quantile(values, 1.0 - tail))
 
 
+def _members_vs_nonmembers(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows every membership metric compares, and which are target members."""
+    rows = frame[frame["role"].isin(["target_train", "target_holdout"])]
+    return rows, (rows["role"] == "target_train").to_numpy()
+
+
 def accuracy_metrics(outputs: pd.DataFrame) -> dict[str, float]:
     """Accuracy on retain/forget records of the test set and of the target's training set."""
     out: dict[str, float] = {}
@@ -93,8 +99,7 @@ def membership_metrics(scores: pd.DataFrame, *, threshold: float) -> dict[str, f
       held-out records of the forget class: the leak specific to the forget set, 0.5 when the
       model holds nothing about it.
     """
-    rows = scores[scores["role"].isin(["target_train", "target_holdout"])]
-    y = (rows["role"] == "target_train").to_numpy()
+    rows, y = _members_vs_nonmembers(scores)
     s = rows["score"].to_numpy()
     called = s > threshold
     forget = rows["is_forget"].to_numpy()
@@ -121,8 +126,7 @@ def gap_metrics(outputs: pd.DataFrame) -> dict[str, float]:
     On target members (``target_train``) vs non-members (``target_holdout``): ``gap_balanced_acc``
     (mean of TPR and TNR of that rule) and ``gap_auc`` (the correct flag as a score).
     """
-    rows = outputs[outputs["role"].isin(["target_train", "target_holdout"])]
-    y = (rows["role"] == "target_train").to_numpy()
+    rows, y = _members_vs_nonmembers(outputs)
     called = rows["correct"].to_numpy().astype(bool)
     if y.all() or not y.any():
         return {"gap_balanced_acc": float("nan"), "gap_auc": float("nan")}

@@ -31,14 +31,14 @@ def test_one_class_gives_nan() -> None:
     assert math.isnan(metrics.tpr_at_fpr(np.zeros(3), np.arange(3), 0.1))
 
 
+def _scores(is_forget: list[bool], score: list[float]) -> pd.DataFrame:
+    """Four target members, then four non-members."""
+    roles = ["target_train"] * 4 + ["target_holdout"] * 4
+    return pd.DataFrame({"role": roles, "is_forget": is_forget, "score": score})
+
+
 def test_membership_metrics_on_a_known_case() -> None:
-    scores = pd.DataFrame(
-        {
-            "role": ["target_train"] * 4 + ["target_holdout"] * 4,
-            "is_forget": [True, True, False, False, True, False, False, False],
-            "score": [0.9, 0.2, 0.8, 0.7, 0.6, 0.1, 0.3, 0.4],
-        }
-    )
+    scores = _scores([True, True, False, False, True, False, False, False], [0.9, 0.2, 0.8, 0.7, 0.6, 0.1, 0.3, 0.4])
     m = metrics.membership_metrics(scores, threshold=0.5)
     assert m["mia_forget_success"] == 0.5
     assert m["mia_forget_control"] == 1.0
@@ -65,13 +65,7 @@ def test_bootstrap_interval_covers_the_true_auc() -> None:
 
 
 def test_forget_auc_and_the_baseline_on_a_known_case() -> None:
-    scores = pd.DataFrame(
-        {
-            "role": ["target_train"] * 4 + ["target_holdout"] * 4,
-            "is_forget": [True, True, False, False, True, True, False, False],
-            "score": [0.9, 0.8, 0.1, 0.2, 0.3, 0.85, 0.7, 0.6],
-        }
-    )
+    scores = _scores([True, True, False, False, True, True, False, False], [0.9, 0.8, 0.1, 0.2, 0.3, 0.85, 0.7, 0.6])
     m = metrics.membership_metrics(scores, threshold=0.5)
     assert m["mia_forget_auc"] == pytest.approx(0.75)  # 0.9 beats both, 0.8 beats only 0.3
     assert m["mia_forget_auc_ci_low"] <= 0.75 <= m["mia_forget_auc_ci_high"]
