@@ -34,7 +34,10 @@ def _task_states(flow_run_id: object, expected: int) -> dict[str, str]:
     with get_client(sync_client=True) as client:
         while True:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            states = {r.name: r.state.name for r in runs if r.state is not None}
+            states: dict[str, str] = {}
+            for r in runs:  # Prefect's 3-hex name suffixes can collide: keep every run
+                if r.state is not None:
+                    states[r.name if r.name not in states else f"{r.name}~{r.id.hex[:8]}"] = r.state.name
             if (
                 len(states) >= expected and all(r.state and r.state.is_final() for r in runs)
             ) or time.monotonic() > deadline:
