@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from qmu_core import artifacts, attacks
+from qmu_core import artifacts
+from qmu_core.attacks import paper as attacks
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import AttackConfig
 from tasks._log import info

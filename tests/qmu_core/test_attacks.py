@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qmu_core import attacks
+from qmu_core.attacks import paper as attacks
 from qmu_core.config import AttackConfig
 from qmu_core.errors import ConfigError
 

@@ -1,0 +1,1 @@
+"""Membership inference attacks, one module per attack behind `base.Attack`."""
