@@ -4,6 +4,7 @@
     qmu config show [--preset NAME] [--set ...]
     qmu config schema | reference
     qmu export RUN_OR_MODEL DIR [--phase before|after_ga|oracle]
+    qmu audit RUN_OR_MODEL [--set attack.field=value ...] [--refresh]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
 Errors print one message and exit 2 (bad input, missing data) or 1 (anything unexpected);
@@ -22,6 +23,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Before Prefect or TensorFlow are imported: no telemetry (it logs an ERROR offline), quiet TF.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -96,6 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         choices=["before", "after_ga", "oracle"],
         help="Which model of a run to export (ignored for a .parquet).",
     )
+    aud = sub.add_parser(
+        "audit",
+        help="Membership-audit a run's models or one model artifact, reusing the cached reference models.",
+    )
+    aud.add_argument("source", help="A run directory, its summary.json, or a model .parquet (trained or unlearned).")
+    aud.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.FIELD=VALUE",
+        help="Override a field of the recovered config, e.g. attack.threat_model=labels; repeatable.",
+    )
+    aud.add_argument("--refresh", action="store_true", help="Recompute every stage, ignoring the cache.")
     cfg = sub.add_parser("config", help="Show the resolved config or its JSON schema.")
     cfg.add_argument("what", choices=["show", "schema", "reference"])
     _add_config_args(cfg)
@@ -141,16 +155,36 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _export(args)
     if args.command == "artifacts":
         return _artifacts(args)
+    if args.command == "audit":
+        return _audit(args)
     return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
     """`qmu run`: validate, connect to (or start) the Prefect API, run the flow."""
     config = _config(args)
+    from flows.pipeline import qmu_pipeline
+
+    return _flow(args, config, qmu_pipeline, config)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """`qmu audit`: recover the config and models from a run or a model artifact, audit them."""
+    from qmu_core.attacks.subjects import resolve
+
+    subject = resolve(Path(args.source))
+    config = apply_overrides(subject.config, args.set or [])
+    check_artifact_root(config.run.artifact_root)
+    from flows.audit import qmu_audit
+
+    return _flow(args, config, qmu_audit, config, subject.models)
+
+
+def _flow(args: argparse.Namespace, config: QMUConfig, flow: Any, *params: Any) -> int:
+    """Run `flow(*params)` against a Prefect API; print the summary path it returns."""
     _ACTIVE_ROOTS.append(Path(config.run.artifact_root))
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
-    from flows.pipeline import qmu_pipeline
     from flows.server import prefect_api
 
     with (
@@ -158,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
         temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: bool(args.refresh)}),
         _console_without_known_errors(debug=args.debug),
     ):
-        summary = qmu_pipeline(config)
+        summary = flow(*params)
     print(summary)
     return 0
 

@@ -57,13 +57,14 @@ CORE_VERSION = "0.1.0"  # = qmu_core.__version__
 # record's code digest covers the stage body in tasks/ only, not qmu_core, and a bump changes
 # every downstream key.
 STAGE_VERSIONS: dict[str, int] = {
-    "splits": 4,  # v4: float64 features (v3: typed facts; the feature_map is its companion)
+    "splits": 5,  # v5: roles stratified by class (v4: float64 features; v3: typed facts)
     "feature_map": 3,  # v3: float64 PCA, bounds from the same projection as the features
     "model": 1,
-    "outputs": 1,
-    "attack_model": 1,
-    "mia_scores": 1,
-    "metrics": 2,  # v2: CIs, TPR at 0.1 % FPR, forget AUC, the correct-classification baseline
+    "outputs": 2,  # v2: the <Z> read-out per record (`z`)
+    "membership": 1,
+    "mia_scores": 2,  # v2: every attack fitted once, every audited model in one table
+    "metrics": 3,  # v3: per-attack metrics (`attack` column) with CIs; ROC points as its companion
+    "roc": 1,
 }
 
 _F32_LIST = pa.list_(pa.float32())
@@ -96,15 +97,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("label", pa.int64()),
             ("is_forget", pa.bool_()),
             ("prob", _F32_LIST),
+            ("z", _F32_LIST),
             ("loss", pa.float64()),
             ("correct", pa.bool_()),
         ]
     ),
-    "attack_model": pa.schema(
-        [("name", pa.string()), ("shape", pa.list_(pa.int64())), ("values", pa.list_(pa.float64()))]
-    ),
+    "membership": pa.schema([("model_id", pa.string()), ("sample_id", pa.int64()), ("is_member", pa.bool_())]),
     "mia_scores": pa.schema(
         [
+            ("phase", pa.string()),
             ("model_id", pa.string()),
             ("sample_id", pa.int64()),
             ("role", pa.string()),
@@ -118,10 +119,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         [
             ("model_id", pa.string()),
             ("phase", pa.string()),
+            ("attack", pa.string()),
             ("metric", pa.string()),
             ("value", pa.float64()),
         ]
     ),
+    "roc": pa.schema([("phase", pa.string()), ("attack", pa.string()), ("fpr", pa.float64()), ("tpr", pa.float64())]),
 }
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from qmu_core.errors import ConfigError
 
 __all__ = [
+    "ATTACK_NAMES",
     "AttackConfig",
     "DataConfig",
     "FeatureSpec",
@@ -50,6 +51,13 @@ class RunConfig(Section):
     """Where a run writes and which root seed it derives every other seed from."""
 
     seed: int = Field(0, strict=True, ge=0, description="Root seed; every model and stage derives its own.")
+    workers: int = Field(
+        0,
+        strict=True,
+        ge=0,
+        le=64,
+        description="Processes that train models side by side (TensorFlow does not scale in threads); 0: one per core.",
+    )
     artifact_root: Path = Field(
         Path("data/artifacts"),
         description="Directory that receives every artifact of the run (Parquet, JSON, plots).",
@@ -207,15 +215,69 @@ class TrainConfig(Section):
     )
 
 
-class AttackConfig(Section):
-    """The gray-box shadow-model membership inference attack."""
+ATTACK_NAMES = ("gap", "paper", "loss", "lira_offline", "lira_online", "rmia")
+"""Every membership attack QMU runs (`qmu_core.attacks`), in report order."""
 
-    n_shadow: int = Field(4, strict=True, ge=1, le=64, description="Shadow models, each on half the pool.")
-    classifier: Literal["mlp", "logistic"] = Field(
-        "mlp", description="`mlp`: 64-64 ReLU network (the paper's attack); `logistic` regression."
+
+class AttackConfig(Section):
+    """The membership audit: reference models, threat model and the attacks' settings."""
+
+    n_shadow: int = Field(
+        8, strict=True, ge=1, le=64, description="Reference (shadow) models; each is its own cached training."
     )
-    max_iter: int = Field(1000, strict=True, ge=10, description="Attack classifier training iterations.")
-    threshold: float = Field(0.5, strict=True, gt=0, lt=1, description="Score above which a record is 'member'.")
+    reference: Literal["disjoint", "population"] = Field(
+        "population",
+        description=(
+            "What reference models train on. `disjoint` (the paper's gray-box setting): random halves of "
+            "the attacker's own pool, never an audited record, so only offline attacks apply. "
+            "`population` (LiRA's setting): random halves of every candidate record (target members, "
+            "non-members and the pool), so online LiRA and RMIA see models trained with and without "
+            "each audited record."
+        ),
+    )
+    threat_model: Literal["probs", "expectations", "labels"] = Field(
+        "probs",
+        description=(
+            "What the attacker observes per record: `probs`, the class probabilities and the true label "
+            "(gray-box, the paper's); `expectations`, the circuit's raw <Z> read-out and the label; "
+            "`labels`, only whether the prediction is right."
+        ),
+    )
+    headline: Literal["gap", "paper", "loss", "lira_offline", "lira_online", "rmia"] = Field(
+        "lira_online",
+        description="The attack behind the top-level `mia_*` numbers of the summary and the plot.",
+    )
+    protocol: Literal["shadow", "paper"] = Field(
+        "shadow",
+        description=(
+            "How the `paper` attack's MLP is trained: `shadow`, on the reference models' outputs (sound); "
+            "`paper`, on the target's own members and non-members (80% of them), as the paper did, so "
+            "its numbers can be reproduced (most audited records are then in the attack's training set)."
+        ),
+    )
+    classifier: Literal["mlp", "logistic"] = Field(
+        "mlp", description="`paper` attack: `mlp`, the 64-64 ReLU network (the paper's); `logistic` regression."
+    )
+    max_iter: int = Field(1000, strict=True, ge=10, description="`paper` attack: classifier training iterations.")
+    threshold: float = Field(
+        0.5, strict=True, gt=0, lt=1, description="`paper` attack: score above which a record is 'member'."
+    )
+    lira_fixed_variance: bool = Field(
+        True,
+        strict=True,
+        description=(
+            "LiRA: one variance shared by all records (Carlini et al.'s choice for few reference models) "
+            "instead of one per record."
+        ),
+    )
+    rmia_gamma: float = Field(1.0, strict=True, gt=0, le=100, description="RMIA: likelihood-ratio bar gamma.")
+    rmia_offline_a: float = Field(
+        0.3,
+        strict=True,
+        ge=0,
+        le=1,
+        description="RMIA without IN models: Pr(x) = ((1+a) Pr_OUT(x) + (1-a)) / 2 (Zarifzadeh et al.).",
+    )
 
 
 class UnlearnConfig(Section):

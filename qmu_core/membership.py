@@ -2,9 +2,14 @@
 
 * ``target``: all ``target_train`` rows; every model derived from it (unlearned) keeps that set;
 * ``oracle``: ``target_train`` rows outside the forget set (retrain from scratch);
-* ``shadow-<i>``: a seeded random half of ``shadow_pool`` (independent per i).
+* ``shadow-<i>`` (``attack.reference=disjoint``): a seeded random half of ``shadow_pool``;
+* ``ref-<i>`` (``attack.reference=population``): a seeded random half of every candidate record
+  (``target_train``, ``target_holdout`` and ``shadow_pool``), as in the LiRA paper.
 
-`shadow_warnings` says, from the config alone, when the pool is too small for the shadows.
+Each reference model's half depends only on the root seed and its own name, so raising
+``attack.n_shadow`` from 8 to 16 keeps the first 8 models (and their cached training) and adds 8.
+`membership_matrix` is the models x records table the attacks read. `shadow_warnings` says,
+from the config alone, when the reference models' training sets are too small.
 """
 
 from __future__ import annotations
@@ -17,15 +22,37 @@ import pandas as pd
 from qmu_core.config import AttackConfig, DataConfig, derive_seed
 from qmu_core.errors import ConfigError
 
-__all__ = ["MIN_SHADOW_PER_CLASS", "member_mask", "shadow_names", "shadow_rows", "shadow_warnings", "true_members"]
+__all__ = [
+    "MIN_SHADOW_PER_CLASS",
+    "REFERENCE_ROLES",
+    "member_mask",
+    "membership_matrix",
+    "reference_names",
+    "reference_rows",
+    "shadow_rows",
+    "shadow_warnings",
+    "true_members",
+]
+
+# Roles a reference model draws its training half from, per `attack.reference`.
+REFERENCE_ROLES = {
+    "disjoint": ("shadow_pool",),
+    "population": ("target_train", "target_holdout", "shadow_pool"),
+}
+_PREFIX = {"disjoint": "shadow", "population": "ref"}
 
 # Below this many training records per class (on average), a shadow model cannot learn each class.
 MIN_SHADOW_PER_CLASS = 2
 
 
-def shadow_names(n_shadow: int) -> list[str]:
-    """Names of the shadow models: ``shadow-00``, ``shadow-01``, ..."""
-    return [f"shadow-{i:02d}" for i in range(n_shadow)]
+def reference_names(attack: AttackConfig) -> list[str]:
+    """Names of the reference models: ``shadow-00``, ... (disjoint) or ``ref-00``, ... (population)."""
+    return [f"{_PREFIX[attack.reference]}-{i:02d}" for i in range(attack.n_shadow)]
+
+
+def reference_rows(splits: pd.DataFrame, reference: str) -> np.ndarray:
+    """Boolean mask of the rows reference models of kind `reference` draw their halves from."""
+    return splits["role"].isin(REFERENCE_ROLES[reference]).to_numpy()
 
 
 def member_mask(splits: pd.DataFrame, which: str, *, seed: int) -> np.ndarray:
@@ -35,14 +62,32 @@ def member_mask(splits: pd.DataFrame, which: str, *, seed: int) -> np.ndarray:
         return role == "target_train"
     if which == "oracle":
         return (role == "target_train") & ~splits["is_forget"].to_numpy()
-    if which.startswith("shadow-"):
-        pool = np.flatnonzero(role == "shadow_pool")
-        rng = np.random.default_rng(derive_seed(seed, "shadow-members", which))
-        chosen = rng.choice(pool, size=len(pool) // 2, replace=False)
-        mask = np.zeros(len(splits), dtype=bool)
-        mask[chosen] = True
-        return mask
-    raise ConfigError(f"Unknown model name {which!r}; use target, oracle or shadow-<i>.")
+    for reference, prefix in _PREFIX.items():
+        if which.startswith(prefix + "-"):
+            pool = np.flatnonzero(reference_rows(splits, reference))
+            rng = np.random.default_rng(derive_seed(seed, "shadow-members", which))
+            chosen = rng.choice(pool, size=len(pool) // 2, replace=False)
+            mask = np.zeros(len(splits), dtype=bool)
+            mask[chosen] = True
+            return mask
+    raise ConfigError(f"Unknown model name {which!r}; use target, oracle, shadow-<i> or ref-<i>.")
+
+
+def membership_matrix(splits: pd.DataFrame, names: Sequence[str], *, seed: int) -> pd.DataFrame:
+    """The models x records membership table (long form: ``model_id``, ``sample_id``, ``is_member``).
+
+    One row per (reference model, record of the split), in the split's record order.
+    """
+    ids = splits["sample_id"].to_numpy()
+    return pd.DataFrame(
+        {
+            "model_id": np.repeat(np.asarray(list(names), dtype=object), len(ids)),
+            "sample_id": np.tile(ids, len(names)),
+            "is_member": np.concatenate([member_mask(splits, n, seed=seed) for n in names])
+            if names
+            else np.zeros(0, bool),
+        }
+    )
 
 
 def true_members(outputs: pd.DataFrame) -> np.ndarray:
@@ -58,30 +103,38 @@ def true_members(outputs: pd.DataFrame) -> np.ndarray:
 
 
 def shadow_rows(splits: pd.DataFrame, shadow_outputs: Sequence[pd.DataFrame], *, seed: int) -> pd.DataFrame:
-    """The attack's training rows: every shadow model's outputs on the pool, with ``is_member``."""
+    """The attack's training rows: every reference model's outputs on the rows it drew its half
+    from (the pool, or every candidate record), with ``is_member``."""
     parts = []
     for out in shadow_outputs:
         which = str(out["model_id"].iloc[0])
+        reference = "disjoint" if which.startswith("shadow-") else "population"
         out = out.assign(is_member=member_mask(splits, which, seed=seed))
-        parts.append(out[out["role"] == "shadow_pool"])
+        parts.append(out[reference_rows(splits, reference)])
     return pd.concat(parts, ignore_index=True)
 
 
 def shadow_warnings(data: DataConfig, attack: AttackConfig) -> list[str]:
     """Warnings (allowed but suspicious) about the shadow models' training sets.
 
-    Each of the `attack.n_shadow` shadows trains on ``n_shadow_pool // 2`` records. The rule:
+    Each of the `attack.n_shadow` reference models trains on half of the rows it draws from (the
+    pool, or every candidate record under ``population``). The rule:
 
     * fewer than `MIN_SHADOW_PER_CLASS` records per class (on average): the shadows cannot learn
       every class, so their outputs, and the attack fitted on them, mean little;
     * otherwise, fewer than half as many records as the target trains on: shadows trained on much
       less data overfit differently from the target, so the attack is miscalibrated for it.
     """
-    per_shadow = data.n_shadow_pool // 2
+    if attack.reference == "disjoint":
+        drawn, source = data.n_shadow_pool, f"data.n_shadow_pool={data.n_shadow_pool}"
+    else:
+        drawn = data.n_target_train + data.n_target_holdout + data.n_shadow_pool
+        source = f"the {drawn} candidate records (attack.reference=population)"
+    per_shadow = drawn // 2
     n_classes = len(data.classes)
     head = (
-        f"each of the attack.n_shadow={attack.n_shadow} shadow models trains on {per_shadow} records "
-        f"(half of data.n_shadow_pool={data.n_shadow_pool})"
+        f"each of the attack.n_shadow={attack.n_shadow} reference models trains on {per_shadow} records "
+        f"(half of {source})"
     )
     if per_shadow < MIN_SHADOW_PER_CLASS * n_classes:
         return [

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FACTS", "AttackFacts", "Facts", "ModelFacts", "Provenance", "SplitFacts"]
+__all__ = ["FACTS", "AuditFacts", "Facts", "ModelFacts", "Provenance", "SplitFacts"]
 
 
 class Facts(BaseModel):
@@ -50,16 +50,22 @@ class ModelFacts(Facts):
     reached_stop: bool | None = Field(None, description="Whether unlearning reached its stop rule.")
 
 
-class AttackFacts(Facts):
-    """Facts of the `attack_model` stage."""
+class AuditFacts(Facts):
+    """Facts of the `mia_scores` stage: how the attacks were set up and what they decided."""
 
-    shadow_train_acc: float = Field(description="Accuracy of the attack on its own shadow training rows.")
-    n_rows: int = Field(0, description="Shadow rows the attack was fitted on.")
-    classifier: str = Field("", description="The attack classifier.")
+    threat_model: str = Field(description="What the attacker observes: probs, expectations or labels.")
+    reference: str = Field(description="Reference models: disjoint (pool halves) or population (candidate halves).")
+    n_reference: int = Field(description="Reference models the attacks were fitted on.")
+    protocol: str = Field(description="How the `paper` attack's MLP was trained: shadow or paper.")
+    thresholds: dict[str, float] = Field(description="Per attack: the 'member' threshold fixed on reference data.")
+    not_applicable: dict[str, str] = Field(description="Attacks that did not run, and why.")
+    paper_train_acc: float | None = Field(None, description="Accuracy of the `paper` MLP on its own training rows.")
 
     def describe(self) -> str:
-        return (
-            f"attack ({self.classifier}) fitted on {self.n_rows} shadow records; train acc {self.shadow_train_acc:.3f}"
+        ran = ", ".join(f"{k} (threshold {v:.3g})" for k, v in self.thresholds.items())
+        skipped = "; ".join(f"{k}: {v}" for k, v in self.not_applicable.items())
+        return f"{self.n_reference} {self.reference} reference models, threat model {self.threat_model}: {ran}" + (
+            f"; not applicable: {skipped}" if skipped else ""
         )
 
 
@@ -68,8 +74,8 @@ FACTS: dict[str, type[Facts] | None] = {
     "feature_map": None,
     "model": ModelFacts,
     "outputs": None,
-    "attack_model": AttackFacts,
-    "mia_scores": None,
+    "membership": None,
+    "mia_scores": AuditFacts,
     "metrics": None,
 }
 """The facts type of each stage (None: the stage records no facts)."""

@@ -13,14 +13,18 @@ import pandas as pd
 
 from qmu_core import metrics
 from qmu_core.artifacts import ArtifactRef, Output, atomic_path, companion, read_metadata
-from qmu_core.config import QMUConfig
+from qmu_core.config import QMUConfig, derive_seed
 from qmu_core.membership import shadow_warnings
-from qmu_core.provenance import ModelFacts
+from qmu_core.provenance import AuditFacts, ModelFacts
+from qmu_core.rocplot import roc_plot
 
 __all__ = [
+    "ATTACK_LABELS",
     "HEADLINE",
+    "HEADLINE_KEYS",
     "LABELS",
     "Report",
+    "attack_tables",
     "compare",
     "markdown",
     "models_summary",
@@ -59,30 +63,153 @@ LABELS = {
 }
 
 
-def compare(outputs: Mapping[str, pd.DataFrame], scores: Mapping[str, pd.DataFrame], *, threshold: float) -> Output:
-    """The `metrics` stage: a long table with one row per (phase, metric)."""
-    rows = []
-    for phase, out in outputs.items():
-        values = (
-            metrics.accuracy_metrics(out)
-            | metrics.membership_metrics(scores[phase], threshold=threshold)
-            | metrics.gap_metrics(out)
-        )
-        model_id = str(out["model_id"].iloc[0])
-        rows += [{"model_id": model_id, "phase": phase, "metric": k, "value": float(v)} for k, v in values.items()]
-    return Output(pd.DataFrame(rows))
+ATTACK_LABELS = {
+    "gap": "gap (member = correct)",
+    "paper": "paper (MLP)",
+    "loss": "loss threshold",
+    "lira_offline": "LiRA offline",
+    "lira_online": "LiRA online",
+    "rmia": "RMIA",
+}
+
+# Per-attack metrics (`metrics.attack_metrics`) and the top-level `mia_*` key each one fills
+# for the headline attack (`attack.headline`).
+HEADLINE_KEYS = {
+    "auc": "mia_auc",
+    "auc_ci_low": "mia_auc_ci_low",
+    "auc_ci_high": "mia_auc_ci_high",
+    "balanced_acc": "mia_balanced_acc",
+    "tpr_at_1pct_fpr": "mia_tpr_at_1pct_fpr",
+    "tpr_at_0_1pct_fpr": "mia_tpr_at_0_1pct_fpr",
+    "forget_success": "mia_forget_success",
+    "forget_control": "mia_forget_control",
+    "forget_auc": "mia_forget_auc",
+    "forget_auc_ci_low": "mia_forget_auc_ci_low",
+    "forget_auc_ci_high": "mia_forget_auc_ci_high",
+}
 
 
-def models_summary(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
-    """``{phase: {metric: value}}`` with NaN as None (valid JSON)."""
-    out: dict[str, dict[str, float | None]] = {}
-    for phase, metric, raw in zip(table["phase"], table["metric"], table["value"], strict=True):
-        value = None if math.isnan(float(raw)) else float(raw)
-        out.setdefault(str(phase), {})[str(metric)] = value
+def _flat(values: Mapping[str, float | tuple[float, float]]) -> dict[str, float]:
+    """``{"auc_ci": (lo, hi)}`` as ``{"auc_ci_low": lo, "auc_ci_high": hi}``."""
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        if isinstance(value, tuple):
+            out[f"{key}_low"], out[f"{key}_high"] = float(value[0]), float(value[1])
+        else:
+            out[key] = float(value)
     return out
 
 
-def markdown(summary: Mapping[str, Mapping[str, float | None]], *, title: str, notes: list[str]) -> str:
+def compare(outputs: Mapping[str, pd.DataFrame], scores: pd.DataFrame, audit: AuditFacts, *, headline: str) -> Output:
+    """The `metrics` stage: one row per (phase, attack, metric); ROC points as the ``roc`` companion.
+
+    Rows with ``attack == ""`` are model-level: accuracies, the correct-classification baseline
+    (``gap_*``) and the headline attack's numbers under their historical ``mia_*`` names.
+    Every attack is judged on target members vs non-members (`qmu_core.metrics.attack_metrics`)
+    at its threshold fixed on reference data.
+    """
+    rows: list[dict[str, Any]] = []
+    roc: list[pd.DataFrame] = []
+    for phase, out in outputs.items():
+        model_id = str(out["model_id"].iloc[0])
+
+        def add(attack: str, values: Mapping[str, float], model_id: str = model_id, phase: str = phase) -> None:
+            rows.extend(
+                {"model_id": model_id, "phase": phase, "attack": attack, "metric": k, "value": float(v)}
+                for k, v in values.items()
+            )
+
+        add("", metrics.accuracy_metrics(out) | metrics.gap_metrics(out))
+        mine = scores[scores["phase"] == phase]
+        for attack, part in mine.groupby("attack", sort=False):
+            is_member = (part["role"] == "target_train").to_numpy()
+            score = part["score"].to_numpy()
+            threshold = audit.thresholds[str(attack)]
+            values = _flat(
+                metrics.attack_metrics(
+                    score,
+                    is_member,
+                    part["is_forget"].to_numpy(),
+                    threshold,
+                    seed=derive_seed(0, "bootstrap", phase, str(attack)),
+                )
+            )
+            add(str(attack), values | {"threshold": threshold})
+            if attack == headline:
+                add("", {HEADLINE_KEYS[k]: v for k, v in values.items() if k in HEADLINE_KEYS})
+            fpr, tpr = metrics.roc_points(score, is_member)
+            roc.append(pd.DataFrame({"phase": phase, "attack": str(attack), "fpr": fpr, "tpr": tpr}))
+    roc_frame = pd.concat(roc, ignore_index=True) if roc else pd.DataFrame(columns=["phase", "attack", "fpr", "tpr"])
+    return Output(pd.DataFrame(rows), companions={"roc": roc_frame})
+
+
+Summary = dict[str, Any]
+
+
+def models_summary(table: pd.DataFrame) -> dict[str, Summary]:
+    """``{phase: {metric: value, "attacks": {attack: {metric: value, "<m>_ci": [low, high]}}}}``.
+
+    NaN becomes None (valid JSON).
+    """
+    out: dict[str, Summary] = {}
+    attack_col = table["attack"] if "attack" in table else pd.Series([""] * len(table))
+    for phase, attack, metric, raw in zip(table["phase"], attack_col, table["metric"], table["value"], strict=True):
+        value = None if math.isnan(float(raw)) else float(raw)
+        entry = out.setdefault(str(phase), {})
+        if not attack:
+            entry[str(metric)] = value
+            continue
+        slot = entry.setdefault("attacks", {}).setdefault(str(attack), {})
+        name = str(metric)
+        if name.endswith("_ci_low") or name.endswith("_ci_high"):
+            base, end = name.rsplit("_", 1)
+            pair = slot.setdefault(base, [None, None])
+            pair[0 if end == "low" else 1] = value
+        else:
+            slot[name] = value
+    return out
+
+
+def _cell(value: Any, ci: Any = None) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:.3f}"
+    if ci and None not in ci:
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
+
+
+def attack_tables(models: Mapping[str, Summary], audit: AuditFacts) -> list[str]:
+    """Markdown: one table per model of every attack's metrics (AUC and forget AUC with 95% CIs)."""
+    lines = [
+        "## Membership attacks",
+        "",
+        f"Threat model: **{audit.threat_model}**; {audit.n_reference} **{audit.reference}** reference models; "
+        f"`paper` attack trained under the **{audit.protocol}** protocol. Members are the target's training "
+        "records, non-members its held-out records (same class mix); forget success is the share of "
+        "forget-set training records called member at a threshold fixed on reference data, forget control "
+        "the same rate on held-out forget-class records, forget AUC separates the two.",
+        "",
+    ]
+    for name, reason in audit.not_applicable.items():
+        lines.append(f"- `{name}` not applicable: {reason}.")
+    head = (
+        "| attack | AUC [95% CI] | balanced acc | TPR @ 1% FPR | TPR @ 0.1% FPR | forget success "
+        "| forget control | forget AUC [95% CI] |"
+    )
+    for phase, entry in models.items():
+        lines += ["", f"### {phase}", "", head, "|---|" + "---:|" * 7]
+        for attack, m in entry.get("attacks", {}).items():
+            lines.append(
+                f"| {ATTACK_LABELS.get(attack, attack)} | {_cell(m.get('auc'), m.get('auc_ci'))} "
+                f"| {_cell(m.get('balanced_acc'))} | {_cell(m.get('tpr_at_1pct_fpr'))} "
+                f"| {_cell(m.get('tpr_at_0_1pct_fpr'))} | {_cell(m.get('forget_success'))} "
+                f"| {_cell(m.get('forget_control'))} | {_cell(m.get('forget_auc'), m.get('forget_auc_ci'))} |"
+            )
+    return lines
+
+
+def markdown(summary: Mapping[str, Mapping[str, Any]], *, title: str, notes: list[str]) -> str:
     """A Markdown report: the comparison table and what it means."""
     phases = list(summary)
     lines = [f"# {title}", "", "| metric | " + " | ".join(phases) + " |", "|---|" + "---:|" * len(phases)]
@@ -93,7 +220,7 @@ def markdown(summary: Mapping[str, Mapping[str, float | None]], *, title: str, n
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: Mapping[str, Mapping[str, float | None]], path: Path, *, title: str) -> Path:
+def plot(summary: Mapping[str, Mapping[str, Any]], path: Path, *, title: str) -> Path:
     """Grouped bar chart of the headline numbers per phase (PNG)."""
     import matplotlib
 
@@ -122,6 +249,13 @@ def plot(summary: Mapping[str, Mapping[str, float | None]], path: Path, *, title
     return path
 
 
+def _with_auc(roc: pd.DataFrame, models: Mapping[str, Summary]) -> pd.DataFrame:
+    """`roc` with each (phase, attack)'s AUC from the metrics, for the plot's legend."""
+    auc = {(p, a): m.get("auc") for p, e in models.items() for a, m in e.get("attacks", {}).items()}
+    values = [auc.get((p, a)) for p, a in zip(roc["phase"], roc["attack"], strict=True)]
+    return roc.assign(auc=[float("nan") if v is None else v for v in values])
+
+
 def write_summary(path: Path, summary: Mapping[str, Any]) -> Path:
     """Write `summary` as JSON atomically."""
     with atomic_path(path) as tmp:
@@ -144,11 +278,14 @@ def title(config: QMUConfig) -> str:
     return f"QMU {m.kind} ({m.encoding}) on {d.dataset}: forget class {d.forget_class}"
 
 
-def notes(unlearned: ModelFacts) -> list[str]:
+def notes(unlearned: ModelFacts | None, audit: AuditFacts, *, headline: str) -> list[str]:
     """What the table's rows and columns mean (Markdown bullets)."""
+    passes = f"{unlearned.passes} passes" if unlearned else "not part of this audit"
     return [
+        f"- The MIA rows come from the **{ATTACK_LABELS.get(headline, headline)}** attack (`attack.headline`), "
+        f"threat model **{audit.threat_model}**; every attack is in the section below.",
         f"- **before**: the target model; **after_ga**: after gradient ascent on the forget set "
-        f"({unlearned.passes} passes); **oracle**: retrained from scratch without the forget set.",
+        f"({passes}); **oracle**: retrained from scratch without the forget set.",
         "- *MIA forget success*: share of forget-set training records the attack calls member "
         "(the paper's headline). *MIA forget control*: the same call rate on held-out records of "
         "the forget class, which were never trained on.",
@@ -156,7 +293,7 @@ def notes(unlearned: ModelFacts) -> list[str]:
     ]
 
 
-def table_rows(models: Mapping[str, Mapping[str, float | None]]) -> list[dict[str, Any]]:
+def table_rows(models: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The comparison as rows ``{metric, phase...}`` (for a UI table)."""
     return [{"metric": LABELS[k], **{p: models[p].get(k) for p in models}} for k in LABELS]
 
@@ -177,7 +314,9 @@ def publish(
     run_name: str,
     root: Path,
     config: QMUConfig,
-    unlearned: ModelFacts,
+    unlearned: ModelFacts | None,
+    audit: AuditFacts,
+    roc: pd.DataFrame,
     artifacts: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]],
     wall_time_s: float,
 ) -> Report:
@@ -188,7 +327,9 @@ def publish(
         run_name: The run's name (directory name).
         root: The artifact root.
         config: The run's config (stored in the summary).
-        unlearned: Facts of the unlearned model.
+        unlearned: Facts of the unlearned model (None for an audit of given models).
+        audit: Facts of the `mia_scores` stage (threat model, thresholds, attacks not run).
+        roc: The ROC points (``phase``, ``attack``, ``fpr``, ``tpr``), plotted per model.
         artifacts: Every artifact of the run, by name; a mapping value groups several
             (``{"outputs": {"before": ref, ...}}``).
         wall_time_s: Seconds since the run started.
@@ -197,10 +338,13 @@ def publish(
     run_dir = Path(root) / "runs" / run_name
     heading = title(config)
     cautions = run_warnings(config, artifacts)
-    md = markdown(models, title=heading, notes=notes(unlearned))
+    headline = config.attack.headline
+    md = markdown(models, title=heading, notes=notes(unlearned, audit, headline=headline))
+    md += "\n" + "\n".join(attack_tables(models, audit)) + "\n"
     if cautions:
         md += "\n## Warnings\n\n" + "".join(f"- {w}\n" for w in cautions)
     plot_path = plot(models, run_dir / "comparison.png", title=heading)
+    roc_path = roc_plot(_with_auc(roc, models), run_dir / "roc.png", title=f"{heading}: membership ROC (log-log)")
     with atomic_path(run_dir / "report.md") as tmp:
         tmp.write_text(md)
 
@@ -213,16 +357,24 @@ def publish(
     splits = listed.get("splits")
     if isinstance(splits, ArtifactRef):
         listed["feature_map"] = companion(splits, "feature_map")
+    table_ref = listed.get("metrics")
+    if isinstance(table_ref, ArtifactRef):
+        listed["roc"] = companion(table_ref, "roc")
     summary = {
         "run": {"name": run_name, "seed": config.run.seed, "wall_time_s": round(wall_time_s, 2)},
         "config": config.model_dump(mode="json"),
+        "mia_attack": headline,
+        "audit": audit.model_dump(),
         "models": models,
-        "unlearning": {"method": config.unlearn.method, **unlearned.model_dump(exclude={"n_train"})},
+        "unlearning": (
+            {"method": config.unlearn.method, **unlearned.model_dump(exclude={"n_train"})} if unlearned else None
+        ),
         "artifacts": {k: paths(v) for k, v in listed.items()},
         "warnings": cautions,
         "metrics_parquet": paths(listed["metrics"]),
         "report_md": str(run_dir / "report.md"),
         "plot_png": str(plot_path),
+        "roc_png": str(roc_path),
     }
     path = write_summary(run_dir / "summary.json", summary)
     return Report(path, md, table_rows(models), heading)

@@ -79,7 +79,7 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
     rng = np.random.default_rng(derive_seed(seed, "split"))
     chosen = rng.choice(keep, size=need, replace=False)
     sizes = [data.n_target_train, data.n_target_holdout, data.n_shadow_pool, data.n_test]
-    roles = np.repeat(np.array(ROLES), sizes)
+    chosen, roles = _stratify(chosen, ds.labels[chosen], sizes)
     labels = ds.labels[chosen]
     flat = ds.images[chosen].reshape(need, -1)
     train_rows = roles == "target_train"
@@ -109,6 +109,23 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
     return Output(
         frame, facts, companions={"feature_map": fmap.to_frame()}, warnings=_constant_images(flat, chosen, ds.source)
     )
+
+
+def _stratify(chosen: np.ndarray, labels: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Order the drawn records so every role gets the same class mix (up to one record per class).
+
+    Records are dealt in label order, each class spread evenly over the positions 0..N-1 (its
+    k-th record at the centre of its k-th share), and the roles take consecutive position
+    ranges, so each role holds each class in proportion to its size. Members and non-members
+    then have the same class mix, and a membership score cannot ride on class frequency.
+    """
+    n = len(chosen)
+    position = np.empty(n)
+    for label in np.unique(labels):
+        where = np.flatnonzero(labels == label)
+        position[where] = (np.arange(len(where)) + 0.5) * n / len(where)
+    order = np.argsort(position, kind="stable")
+    return chosen[order], np.repeat(np.array(ROLES), sizes)
 
 
 def _constant_images(flat: np.ndarray, sample_ids: np.ndarray, source: str) -> tuple[str, ...]:

@@ -1,25 +1,34 @@
-"""Attack stages: fit the shadow-model attack, score a model's outputs."""
+"""Audit stages: the membership matrix, every attack fitted once and scored on every model."""
 
 from __future__ import annotations
 
-from qmu_core import artifacts
-from qmu_core.attacks import paper as attacks
+from qmu_core import artifacts, membership
 from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.attacks.audit import audit
 from qmu_core.config import AttackConfig
 from tasks._log import info
 from tasks._stage import stage
 
 
-@stage("attack_model")
-def fit_attack(shadow_outputs: list[ArtifactRef], splits: ArtifactRef, attack: AttackConfig, seed: int) -> Output:
-    """Fit the membership classifier on every shadow model's pool records (in vs out)."""
-    shadows = [artifacts.read(ref) for ref in shadow_outputs]
-    out = attacks.fit_shadow_attack(artifacts.read(splits), shadows, attack, seed=seed)
-    info(out.facts.describe() if out.facts else "attack fitted")
-    return out
+@stage("membership")
+def membership_matrix(splits: ArtifactRef, names: tuple[str, ...], seed: int) -> Output:
+    """Which reference model trained on which record (models x records, long form)."""
+    return Output(membership.membership_matrix(artifacts.read(splits), names, seed=seed))
 
 
 @stage("mia_scores")
-def score_membership(attack_model: ArtifactRef, outputs: ArtifactRef) -> Output:
-    """Apply the frozen attack to one model's outputs on every record."""
-    return attacks.score(artifacts.read(attack_model), artifacts.read(outputs))
+def audit_models(
+    splits: ArtifactRef,
+    membership: ArtifactRef,
+    reference_outputs: list[ArtifactRef],
+    audited: dict[str, ArtifactRef],
+    attack: AttackConfig,
+    classes: tuple[int, ...],
+    seed: int,
+) -> Output:
+    """Fit every attack on the reference models once; score every audited model's records."""
+    refs = [artifacts.read(ref) for ref in reference_outputs]
+    models = {phase: artifacts.read(ref) for phase, ref in audited.items()}
+    out = audit(artifacts.read(splits), artifacts.read(membership), refs, models, attack, classes, seed=seed)
+    info(out.facts.describe() if out.facts else "audit scored")
+    return out

@@ -12,19 +12,17 @@ from prefect.runtime import flow_run
 from qmu_core import artifacts, report
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import AttackConfig, QMUConfig
-from qmu_core.provenance import ModelFacts
+from qmu_core.provenance import AuditFacts, ModelFacts
 from tasks._log import info
 from tasks._stage import stage
 
 
 @stage("metrics")
-def evaluate(outputs: dict[str, ArtifactRef], scores: dict[str, ArtifactRef], attack: AttackConfig) -> Output:
-    """Accuracy and membership metrics for every phase (before, after_ga, oracle)."""
-    return report.compare(
-        {k: artifacts.read(v) for k, v in outputs.items()},
-        {k: artifacts.read(v) for k, v in scores.items()},
-        threshold=attack.threshold,
-    )
+def evaluate(outputs: dict[str, ArtifactRef], scores: ArtifactRef, attack: AttackConfig) -> Output:
+    """Accuracy, and every attack's metrics with CIs, for every phase (before, after_ga, oracle)."""
+    audit = artifacts.read_facts(scores, AuditFacts)
+    tables = {k: artifacts.read(v) for k, v in outputs.items()}
+    return report.compare(tables, artifacts.read(scores), audit, headline=attack.headline)
 
 
 @task(name="publish_report", cache_policy=None, persist_result=False)
@@ -35,14 +33,16 @@ def publish_report(
 
     Returns the path of ``summary.json``.
     """
-    metrics, unlearned = artifact_refs["metrics"], artifact_refs["after_ga"]
-    assert isinstance(metrics, ArtifactRef) and isinstance(unlearned, ArtifactRef)
+    metrics, scores, unlearned = (artifact_refs.get(k) for k in ("metrics", "mia_scores", "after_ga"))
+    assert isinstance(metrics, ArtifactRef) and isinstance(scores, ArtifactRef)
     published = report.publish(
         artifacts.read(metrics),
+        audit=artifacts.read_facts(scores, AuditFacts),
+        roc=artifacts.read(artifacts.companion(metrics, "roc")),
         run_name=str(flow_run.get_name() or time.strftime("run-%Y%m%d-%H%M%S")),
         root=metrics.root,
         config=config,
-        unlearned=artifacts.read_facts(unlearned, ModelFacts),
+        unlearned=artifacts.read_facts(unlearned, ModelFacts) if isinstance(unlearned, ArtifactRef) else None,
         artifacts=artifact_refs,
         wall_time_s=time.time() - started,
     )

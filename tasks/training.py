@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qmu_core import artifacts
+from qmu_core import artifacts, workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig
 from qmu_core.splits import read_splits
@@ -14,12 +14,12 @@ from tasks._stage import stage
 def train_model(
     splits: ArtifactRef, model: ModelConfig, train: TrainConfig, classes: tuple[int, ...], which: str, seed: int
 ) -> Output:
-    """Train model `which` (target, oracle or shadow-<i>) from scratch on its member rows."""
+    """Train model `which` (target, oracle, shadow-<i> or ref-<i>) from scratch on its member rows,
+    in a worker process (`qmu_core.workers`), so models train side by side on separate cores."""
     from qmu_core.qnn import jobs  # TensorFlow loads only when a stage really runs
 
-    return jobs.train(
-        read_splits(splits), model, train, classes, which=which, seed=seed, progress=progress(f"train {which}")
-    )
+    report = progress(f"train {which}")
+    return workers.run(jobs.train_split, splits, model, train, classes, which=which, seed=seed, progress=report)
 
 
 @stage("outputs")

@@ -39,6 +39,7 @@ __all__ = [
     "Observations",
     "Reference",
     "ThreatModel",
+    "balanced_threshold",
     "logit_confidence",
     "true_class_prob",
 ]
@@ -194,3 +195,43 @@ class Attack(ABC):
     @abstractmethod
     def score(self, target: Observations) -> np.ndarray:
         """``(R,)`` membership scores of one model's observations; higher = more likely member."""
+
+
+def balanced_threshold(scores: np.ndarray, is_member: np.ndarray) -> float:
+    """The threshold ``t`` maximising balanced accuracy ``(TPR + TNR) / 2`` of the call ``score > t``.
+
+    Every cut between two consecutive distinct scores is tried, plus "everyone is a member" and
+    "no one is"; a cut between two scores sits at their midpoint. Ties between equally good cuts
+    go to the lowest threshold.
+
+    Args:
+        scores: Finite scores, any shape.
+        is_member: Bool membership of each score, same shape.
+
+    Raises:
+        ValueError: If a score is not finite or one membership class is empty (balanced accuracy
+            is then undefined).
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(is_member, dtype=bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"{s.size} scores for {y.size} membership flags.")
+    if not np.isfinite(s).all():
+        raise ValueError("balanced_threshold needs finite scores.")
+    n_in, n_out = int(y.sum()), int((~y).sum())
+    if n_in == 0 or n_out == 0:
+        raise ValueError("balanced_threshold needs both members and non-members.")
+    values, inverse = np.unique(s, return_inverse=True)
+    ins = np.bincount(inverse, weights=y.astype(np.float64), minlength=len(values))
+    outs = np.bincount(inverse, weights=(~y).astype(np.float64), minlength=len(values))
+    # Cut k (k = 0..K) calls the values[k:] members: TPR = members at or above values[k].
+    tpr = np.concatenate([np.cumsum(ins[::-1])[::-1], [0.0]]) / n_in
+    tnr = np.concatenate([[0.0], np.cumsum(outs)]) / n_out
+    k = int(np.argmax(tpr + tnr))
+    if k == 0:
+        return float(np.nextafter(values[0], -np.inf))
+    if k == len(values):
+        return float(values[-1])
+    lo, hi = values[k - 1], values[k]
+    mid = lo + (hi - lo) / 2.0
+    return float(mid if lo <= mid < hi else lo)

@@ -1,44 +1,55 @@
-"""The gray-box shadow-model membership inference attack (the paper's features).
+"""The paper's attack: an MLP on per-record output features (``paper``).
 
-The attacker sees each record's class-probability vector and knows its true label. From these
-it builds the paper's features: the probabilities, the max probability, a correct-prediction
-flag and the per-record loss. An attack classifier is fitted on shadow models' outputs (members
-vs non-members of each shadow's training half) and then scores any model's outputs.
+Features per threat model (`features`):
 
-The fitted attack is stored as Parquet (scaler and layer weights), never pickled, and scored
-with a small NumPy forward pass that the tests check against scikit-learn.
+* ``probs``: the paper's 13 for 10 classes: the probabilities, the max probability, a
+  correct-prediction flag and the per-record cross-entropy ``-log p(y)``;
+* ``expectations``: the ⟨Z⟩ read-out and the one-hot true label;
+* ``labels``: the correct-prediction flag alone.
+
+Two protocols (``attack.protocol``):
+
+* ``shadow`` (sound): fitted on the reference models' outputs, members vs non-members of each
+  model's training half, on the rows those halves were drawn from;
+* ``paper`` (to reproduce the paper's numbers): fitted on the target's own outputs, target
+  members vs target non-members, on a seeded 80 % of them; most audited records are then in the
+  attack's training set, the paper's weakness (../shared/PAPER.md).
+
+The classifier (``attack.classifier``) is the paper's 64-64 ReLU MLP or logistic regression from
+scikit-learn; `AttackModel` keeps its weights and scores with a small NumPy forward pass that
+the tests check against scikit-learn. The "member" call is ``score > attack.threshold`` (0.5).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from qmu_core import frames
-from qmu_core.artifacts import Output
-from qmu_core.config import AttackConfig, derive_seed
+from qmu_core.attacks.base import Attack, Observations, Reference, true_class_prob
+from qmu_core.config import AttackConfig
 from qmu_core.errors import ConfigError
-from qmu_core.membership import shadow_rows, true_members
 from qmu_core.numeric import safe_divisor
-from qmu_core.provenance import AttackFacts
 
-__all__ = ["AttackModel", "attack_features", "fit_attack", "fit_shadow_attack", "score", "score_outputs"]
+__all__ = ["AttackModel", "PaperAttack", "features", "fit_classifier"]
 
 
-def attack_features(outputs: pd.DataFrame) -> np.ndarray:
-    """Features (N, n_classes + 3): probabilities, max probability, correct flag, loss."""
-    probs = frames.stack(outputs["prob"], np.float64)
-    return np.column_stack(
-        [
-            probs,
-            probs.max(axis=1),
-            outputs["correct"].to_numpy().astype(np.float64),
-            outputs["loss"].to_numpy().astype(np.float64),
-        ]
-    )
+def features(obs: Observations) -> np.ndarray:
+    """The attack's input features per record under the observation's threat model (module doc)."""
+    if obs.threat_model == "probs":
+        assert obs.probs is not None and obs.correct is not None
+        return np.column_stack(
+            [obs.probs, obs.probs.max(axis=1), obs.correct.astype(np.float64), -np.log(true_class_prob(obs))]
+        )
+    if obs.threat_model == "expectations":
+        assert obs.z is not None
+        n_classes = int(obs.label.max()) + 1 if obs.n_records else 0
+        return np.column_stack([obs.z, np.eye(max(n_classes, 1))[obs.label]])
+    assert obs.correct is not None
+    return obs.correct.astype(np.float64)[:, None]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -47,7 +58,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AttackModel:
-    """A fitted attack: standardization, then ReLU layers and a sigmoid output."""
+    """A fitted classifier: standardization, then ReLU layers and a sigmoid output."""
 
     kind: str
     mean: np.ndarray
@@ -55,15 +66,15 @@ class AttackModel:
     weights: tuple[np.ndarray, ...]
     biases: tuple[np.ndarray, ...]
 
-    def score(self, features: np.ndarray) -> np.ndarray:
+    def score(self, x: np.ndarray) -> np.ndarray:
         """Membership score in [0, 1] per row; higher means more likely a member."""
-        h = (features - self.mean) / self.scale
+        h = (x - self.mean) / self.scale
         for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
             h = np.maximum(h @ w + b, 0.0)
         return _sigmoid(h @ self.weights[-1] + self.biases[-1]).ravel()
 
     def to_frame(self) -> pd.DataFrame:
-        """Long form for the `attack_model` artifact."""
+        """Long form (name, shape, values) for storing the fitted classifier."""
         items = {"kind:" + self.kind: np.zeros(0), "mean": self.mean, "scale": self.scale}
         items |= {f"w{i}": w for i, w in enumerate(self.weights)}
         items |= {f"b{i}": b for i, b in enumerate(self.biases)}
@@ -84,32 +95,26 @@ class AttackModel:
         )
 
 
-def fit_attack(shadow_outputs: pd.DataFrame, attack: AttackConfig, *, seed: int) -> tuple[AttackModel, object]:
-    """Fit the membership classifier on shadow models' outputs.
-
-    Args:
-        shadow_outputs: One row per (shadow model, record); needs ``is_member`` and the
-            columns `attack_features` reads.
-        attack: Classifier choice and iterations.
-        seed: Seed of the classifier's initialization and solver.
+def fit_classifier(x: np.ndarray, y: np.ndarray, attack: AttackConfig, *, seed: int) -> tuple[AttackModel, object]:
+    """Fit the membership classifier on features `x` and membership `y`.
 
     Returns:
         ``(AttackModel, fitted scikit-learn estimator)``; the estimator is for cross-checks.
 
     Raises:
-        ConfigError: If the shadow outputs hold only members or only non-members.
+        ConfigError: If `y` holds only members or only non-members.
     """
-    y = shadow_outputs["is_member"].to_numpy().astype(int)
-    if y.min() == y.max():
+    y = np.asarray(y).astype(int)
+    if len(y) == 0 or y.min() == y.max():
         raise ConfigError(
-            "The shadow outputs hold only one membership class, so no attack can be fitted; "
+            "The attack's training rows hold only one membership class, so no attack can be fitted; "
             "check attack.n_shadow >= 1 and data.n_shadow_pool >= 8."
         )
-    x = attack_features(shadow_outputs)
     mean = x.mean(axis=0)
     scale = safe_divisor(x.std(axis=0))
     xs = (x - mean) / scale
     if attack.classifier == "mlp":
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPClassifier
 
         est = MLPClassifier(
@@ -119,10 +124,6 @@ def fit_attack(shadow_outputs: pd.DataFrame, attack: AttackConfig, *, seed: int)
             max_iter=attack.max_iter,
             random_state=seed % (2**32),
         )
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             est.fit(xs, y)
@@ -137,34 +138,35 @@ def fit_attack(shadow_outputs: pd.DataFrame, attack: AttackConfig, *, seed: int)
     return AttackModel(attack.classifier, mean, scale, weights, biases), est
 
 
-def score_outputs(model: AttackModel, outputs: pd.DataFrame, *, members: np.ndarray) -> pd.DataFrame:
-    """Score every row of a model's outputs (the `mia_scores` artifact)."""
-    return pd.DataFrame(
-        {
-            "model_id": outputs["model_id"].to_numpy(),
-            "sample_id": outputs["sample_id"].to_numpy(),
-            "role": outputs["role"].to_numpy(),
-            "is_forget": outputs["is_forget"].to_numpy(),
-            "attack": f"shadow_{model.kind}",
-            "score": model.score(attack_features(outputs)),
-            "is_member": members,
-        }
-    )
+class PaperAttack(Attack):
+    """The paper's MLP attack (module doc).
 
+    Args:
+        config: Classifier, iterations and threshold.
+        rows: ``(R,)`` bool, the records whose (model, record) pairs train the classifier: the
+            rows the reference models drew their halves from (``shadow``), or the 80 % subset
+            of the target's members and non-members (``paper``).
+        seed: Seed of the classifier.
+    """
 
-def fit_shadow_attack(
-    splits: pd.DataFrame, shadow_outputs: Sequence[pd.DataFrame], attack: AttackConfig, *, seed: int
-) -> Output:
-    """The `attack_model` stage: fit the classifier on every shadow model's pool records."""
-    rows = shadow_rows(splits, shadow_outputs, seed=seed)
-    model, _ = fit_attack(rows, attack, seed=derive_seed(seed, "attack"))
-    called = model.score(attack_features(rows)) > attack.threshold
-    train_acc = float((called == rows["is_member"].to_numpy()).mean())
-    facts = AttackFacts(shadow_train_acc=train_acc, n_rows=len(rows), classifier=attack.classifier)
-    return Output(model.to_frame(), facts)
+    name = "paper"
 
+    def __init__(self, config: AttackConfig, rows: np.ndarray, *, seed: int) -> None:
+        self.config = config
+        self.rows = np.asarray(rows, dtype=bool)
+        self.seed = seed
+        self.threshold = config.threshold
+        self.model: AttackModel | None = None
+        self.train_acc = float("nan")
 
-def score(attack_model: pd.DataFrame, outputs: pd.DataFrame) -> Output:
-    """The `mia_scores` stage: the frozen attack applied to one model's outputs."""
-    model = AttackModel.from_frame(attack_model)
-    return Output(score_outputs(model, outputs, members=true_members(outputs)))
+    def fit(self, reference: Reference) -> PaperAttack:
+        x = np.concatenate([features(obs)[self.rows] for obs in reference.models])
+        y = np.concatenate([m[self.rows] for m in reference.membership])
+        self.model, _ = fit_classifier(x, y, self.config, seed=self.seed)
+        self.train_acc = float(((self.model.score(x) > self.threshold) == y).mean())
+        return self
+
+    def score(self, target: Observations) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("PaperAttack.score before fit.")
+        return self.model.score(features(target))

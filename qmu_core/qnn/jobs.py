@@ -10,16 +10,16 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from qmu_core.artifacts import Output
+from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig, derive_seed
 from qmu_core.membership import member_mask
 from qmu_core.progress import Progress
 from qmu_core.provenance import ModelFacts
 from qmu_core.qnn import training
 from qmu_core.qnn.models import QNN
-from qmu_core.splits import SplitTable
+from qmu_core.splits import SplitTable, read_splits
 
-__all__ = ["load_model", "outputs", "train", "unlearn"]
+__all__ = ["load_model", "outputs", "train", "train_split", "unlearn"]
 
 
 def train(
@@ -49,6 +49,20 @@ def train(
         progress=progress,
     )
     return Output(qnn.weights_frame(which), ModelFacts(which=which, n_train=len(rows), history=history))
+
+
+def train_split(
+    splits: ArtifactRef,
+    model: ModelConfig,
+    train_cfg: TrainConfig,
+    classes: Sequence[int],
+    *,
+    which: str,
+    seed: int,
+    progress: Progress | None = None,
+) -> Output:
+    """`train` on the split stored at `splits` (what a worker process runs: it reads the table itself)."""
+    return train(read_splits(splits), model, train_cfg, classes, which=which, seed=seed, progress=progress)
 
 
 def load_model(weights: pd.DataFrame, splits: SplitTable, model: ModelConfig, classes: Sequence[int]) -> QNN:

@@ -119,14 +119,18 @@ class QNN:
         return self.head(self.expectations(inputs))
 
     @tf.autograph.experimental.do_not_convert
+    def predict_expectations(self, inputs: tf.Tensor) -> tf.Tensor:
+        """⟨Z_i⟩ per qubit without gradients (inference), shape (B, n_qubits)."""
+        inputs = tf.convert_to_tensor(inputs, tf.float32)
+        return tf.stop_gradient(self.backend.predict(self.front_end(inputs), self.variables["theta"]))
+
+    @tf.autograph.experimental.do_not_convert
     def predict_probs(self, inputs: tf.Tensor) -> tf.Tensor:
         """Class probabilities without gradients (inference), shape (B, n_classes).
 
         Same numbers as `__call__`, through the backend's inference route.
         """
-        inputs = tf.convert_to_tensor(inputs, tf.float32)
-        z = self.backend.predict(self.front_end(inputs), self.variables["theta"])
-        return tf.stop_gradient(self.head(z))
+        return tf.stop_gradient(self.head(self.predict_expectations(inputs)))
 
     # ------------------------------------------------------------------ weights I/O
 

@@ -81,6 +81,12 @@ def predict_proba(model: QNN, x: np.ndarray, *, batch_size: int = 500) -> np.nda
     return np.concatenate(out) if out else np.zeros((0, model.n_classes), np.float32)
 
 
+def predict_expectations(model: QNN, x: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
+    """⟨Z⟩ per qubit (N, n_qubits) as float32."""
+    out = [model.predict_expectations(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.n_qubits), np.float32)
+
+
 def fit(
     model: QNN,
     x: np.ndarray,
@@ -143,7 +149,8 @@ def predict_outputs(
     """Per-record outputs of `model` on every row of `splits` (the `outputs` artifact)."""
     x = model_inputs(splits, model_cfg)
     y = class_index(splits["label"].to_numpy(), classes)
-    probs = predict_proba(model, x)
+    z = predict_expectations(model, x)
+    probs = model.head(tf.constant(z)).numpy()
     losses = per_record_loss(tf.constant(probs), tf.constant(y), loss).numpy()
     return pd.DataFrame(
         {
@@ -153,6 +160,7 @@ def predict_outputs(
             "label": splits["label"].to_numpy(),
             "is_forget": splits["is_forget"].to_numpy(),
             "prob": list(probs.astype(np.float32)),
+            "z": list(z.astype(np.float32)),
             "loss": losses.astype(np.float64),
             "correct": probs.argmax(axis=1) == y,
         }

@@ -49,9 +49,8 @@ def _run(cfg: QMUConfig) -> tuple[dict, dict[str, str]]:
     state = qmu_pipeline(cfg, return_state=True)
     assert state.is_completed(), state.message
     summary = json.loads(Path(state.result()).read_text())
-    expected = (
-        13 + 2 * cfg.attack.n_shadow
-    )  # 1 split, 2 + n train, n + 3 outputs, attack, unlearn, 3 scores, evaluate, report
+    # 1 split, 2 + n train, membership, unlearn, n + 3 outputs, audit, evaluate, report
+    expected = 10 + 2 * cfg.attack.n_shadow
     return summary, _task_states(state.state_details.flow_run_id, expected)
 
 
@@ -81,8 +80,8 @@ def test_first_run_trains_real_models_and_writes_the_summary(first: tuple[dict, 
     assert all(s == "Completed" for s in states.values()), states
     # every file of the run lives under the artifact root
     listed = [p for v in summary["artifacts"].values() for p in (v.values() if isinstance(v, dict) else [v])]
-    assert len(listed) == len(set(listed)) == 7 + 2 * 2 + 3 + 3  # every artifact of the run, once
-    for path in [*listed, summary["metrics_parquet"], summary["plot_png"], summary["report_md"]]:
+    assert len(listed) == len(set(listed)) == 7 + 2 * 2 + 3 + 2  # every artifact of the run, once
+    for path in [*listed, summary["metrics_parquet"], summary["plot_png"], summary["roc_png"], summary["report_md"]]:
         assert Path(path).is_file() and Path(path).resolve().is_relative_to(root.resolve())
 
 
@@ -90,7 +89,7 @@ def test_second_identical_run_is_fully_cached(first: tuple[dict, dict[str, str]]
     files = sorted(root.rglob("*.parquet"))
     summary, states = _run(preset("tiny", run={"artifact_root": str(root)}))
     stages = {k: v for k, v in states.items() if not k.startswith("publish_report")}
-    assert len(stages) == 12 + 2 * 2 and set(stages.values()) == {"Cached"}, states
+    assert len(stages) == 9 + 2 * 2 and set(stages.values()) == {"Cached"}, states
     assert summary["models"] == first[0]["models"]
     assert sorted(root.rglob("*.parquet")) == files
 
@@ -99,17 +98,17 @@ def test_changing_unlearning_recomputes_only_what_follows(first: tuple[dict, dic
     cfg = apply_overrides(preset("tiny", run={"artifact_root": str(root)}), ["unlearn.learning_rate=0.8"])
     summary, states = _run(cfg)
     fresh = sorted(k.rsplit("-", 1)[0] for k, v in states.items() if v != "Cached")
-    assert fresh == ["evaluate", "model_outputs", "publish_report", "score_membership", "unlearn"], states
+    assert fresh == ["audit_models", "evaluate", "model_outputs", "publish_report", "unlearn"], states
     assert summary["models"]["before"] == first[0]["models"]["before"]
     assert summary["models"]["oracle"] == first[0]["models"]["oracle"]
 
 
 def test_a_deleted_artifact_is_rebuilt_not_dangling(first: tuple[dict, dict[str, str]], root: Path) -> None:
-    attack = next((root / "attack_model").glob("*.parquet"))
-    attack.unlink()
+    matrix = next((root / "membership").glob("*.parquet"))
+    matrix.unlink()
     summary, states = _run(preset("tiny", run={"artifact_root": str(root)}))
-    assert attack.is_file()
-    assert states[next(k for k in states if k.startswith("fit_attack"))] == "Completed"
+    assert matrix.is_file()
+    assert states[next(k for k in states if k.startswith("membership_matrix"))] == "Completed"
     assert summary["models"] == first[0]["models"]
 
 

@@ -8,11 +8,13 @@ import pytest
 from qmu_core import artifacts
 from qmu_core.config import TrainConfig
 from qmu_core.errors import ArtifactError
-from qmu_core.provenance import AttackFacts, SplitFacts
+from qmu_core.provenance import AuditFacts, SplitFacts
 
 
 def _metrics_frame() -> pd.DataFrame:
-    return pd.DataFrame({"model_id": ["target"], "phase": ["before"], "metric": ["acc"], "value": [0.5]})
+    return pd.DataFrame(
+        {"model_id": ["target"], "phase": ["before"], "attack": [""], "metric": ["acc"], "value": [0.5]}
+    )
 
 
 def test_key_depends_on_inputs_not_on_root(tmp_path: Path) -> None:
@@ -61,11 +63,34 @@ def test_wrong_columns_are_rejected(tmp_path: Path) -> None:
         artifacts.write(pd.DataFrame({"x": [1]}), artifacts.plan("metrics", {}, root=tmp_path), {})
 
 
+def _scores_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "phase": ["before"],
+            "model_id": ["target"],
+            "sample_id": [3],
+            "role": ["target_train"],
+            "is_forget": [False],
+            "attack": ["loss"],
+            "score": [-0.1],
+            "is_member": [True],
+        }
+    )
+
+
 def test_facts_are_typed_and_checked_per_stage(tmp_path: Path) -> None:
-    facts = AttackFacts(shadow_train_acc=0.75, n_rows=8, classifier="mlp")
-    frame = pd.DataFrame({"name": ["mean"], "shape": [[1]], "values": [[0.0]]})
-    ref = artifacts.write(frame, artifacts.plan("attack_model", {}, root=tmp_path), {}, facts=facts)
-    assert artifacts.read_facts(ref, AttackFacts) == facts
+    facts = AuditFacts(
+        threat_model="probs",
+        reference="population",
+        n_reference=8,
+        protocol="shadow",
+        thresholds={"loss": -0.25},
+        not_applicable={"gap": "why not"},
+    )
+    frame = pd.DataFrame({"model_id": ["ref-00"], "sample_id": [3], "is_member": [True]})
+    ref = artifacts.write(frame, artifacts.plan("membership", {}, root=tmp_path), {})
+    ref = artifacts.write(_scores_frame(), artifacts.plan("mia_scores", {}, root=tmp_path), {}, facts=facts)
+    assert artifacts.read_facts(ref, AuditFacts) == facts
     with pytest.raises(ArtifactError, match="SplitFacts"):
         artifacts.read_facts(ref, SplitFacts)
     with pytest.raises(ArtifactError, match="records facts of type None"):

@@ -164,17 +164,23 @@ def test_ordinary_splits_have_no_warnings() -> None:
 
 
 def test_too_small_a_shadow_pool_is_a_warning() -> None:
-    cfg = apply_overrides(preset("tiny"), ["data.n_shadow_pool=10"])
+    cfg = apply_overrides(preset("tiny"), ["data.n_shadow_pool=10", "attack.reference=disjoint"])
     (message,) = shadow_warnings(cfg.data, cfg.attack)
-    assert message.startswith("each of the attack.n_shadow=2 shadow models trains on 5 records")
+    assert message.startswith("each of the attack.n_shadow=2 reference models trains on 5 records")
     assert "1.2 per class for 4 classes" in message and "Raise data.n_shadow_pool to at least 16" in message
 
 
 def test_shadows_much_smaller_than_the_target_are_a_warning() -> None:
     data = DataConfig(n_target_train=1000, n_shadow_pool=700)
-    (message,) = shadow_warnings(data, AttackConfig())
+    (message,) = shadow_warnings(data, AttackConfig(reference="disjoint"))
     assert "under half of the target's data.n_target_train=1000" in message
     assert "Raise data.n_shadow_pool to at least 1000" in message
+
+
+def test_population_reference_models_draw_from_every_candidate() -> None:
+    data = DataConfig(n_target_train=1000, n_target_holdout=500, n_shadow_pool=100)
+    assert shadow_warnings(data, AttackConfig(reference="population")) == []  # 800 records each
+    assert shadow_warnings(data, AttackConfig(reference="disjoint"))  # 50 records each
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -14,7 +14,9 @@ from qmu_core.artifacts import Output
 
 
 def _metrics(root: Path, seed: int) -> artifacts.ArtifactRef:
-    frame = pd.DataFrame({"model_id": ["m"], "phase": ["before"], "metric": ["acc"], "value": [float(seed)]})
+    frame = pd.DataFrame(
+        {"model_id": ["m"], "phase": ["before"], "attack": [""], "metric": ["acc"], "value": [float(seed)]}
+    )
     fmap = pd.DataFrame({"name": ["mean"], "row": [0], "values": [[0.5]]})
     ref = artifacts.plan("metrics", {"seed": seed}, root=root)
     return artifacts.write_output(Output(frame, companions={"feature_map": fmap}), ref, {"seed": seed})

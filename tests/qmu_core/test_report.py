@@ -12,7 +12,7 @@ from qmu_core.presets import preset
 
 
 def test_run_warnings_collect_config_and_artifact_warnings(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"model_id": ["m"], "phase": ["before"], "metric": ["acc"], "value": [1.0]})
+    frame = pd.DataFrame({"model_id": ["m"], "phase": ["before"], "attack": [""], "metric": ["acc"], "value": [1.0]})
     ref = artifacts.plan("metrics", {"seed": 1}, root=tmp_path)
     artifacts.write_output(Output(frame, warnings=("3 records have a constant image",)), ref, {"seed": 1})
     assert artifacts.read_metadata(ref).warnings == ["3 records have a constant image"]

@@ -14,11 +14,11 @@ from qmu_core.config import TrainConfig
 from qmu_core.errors import ArtifactError
 from qmu_core.presets import preset
 from qmu_core.provenance import ModelFacts, SplitFacts
-from tasks import evaluate, fit_attack, model_outputs, score_membership, split_data, train_model, unlearn
+from tasks import audit_models, evaluate, membership_matrix, model_outputs, split_data, train_model, unlearn
 from tasks._stage import Stage
 
 TASKS = Path(__file__).resolve().parents[2] / "tasks"
-STAGES = [split_data, train_model, model_outputs, unlearn, fit_attack, score_membership, evaluate]
+STAGES = [split_data, train_model, model_outputs, unlearn, membership_matrix, audit_models, evaluate]
 
 
 def _split_params(root: Path, **data: object) -> dict:
@@ -157,7 +157,9 @@ def test_output_warnings_reach_the_log(tmp_path: Path, caplog: pytest.LogCapture
     import pandas as pd
 
     def noisy(root: Path) -> Output:
-        table = pd.DataFrame({"model_id": ["m"], "phase": ["before"], "metric": ["acc"], "value": [1.0]})
+        table = pd.DataFrame(
+            {"model_id": ["m"], "phase": ["before"], "attack": [""], "metric": ["acc"], "value": [1.0]}
+        )
         return Output(table, warnings=("only 3 shadow records: the attack is weak",))
 
     with caplog.at_level("WARNING"):

@@ -1,0 +1,95 @@
+"""Cost of the reference (shadow) models against one target training, on this machine.
+
+    python bench/shadow_speed.py                       # the default preset, 8 reference models
+    python bench/shadow_speed.py --preset paper --set attack.reference=disjoint --n-shadow 8
+
+Measures, in this order and with nothing cached (a fresh temporary artifact root):
+
+1. ``target_s``: one target training, in this process (what a single model costs);
+2. ``references_s``: `n_shadow` reference models through `qmu_core.workers` (one process per
+   core, as the pipeline trains them), wall time from the first submit to the last result,
+   including the workers' start-up (importing TensorFlow);
+3. ``ratio = references_s / target_s`` (the issue's target: about 4 or less for 8 models on
+   2 cores), and ``references_sequential_estimate_s``: the sum of the per-model training times
+   the workers report, i.e. what one process would have needed.
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    parser.add_argument("--n-shadow", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=0, help="Worker processes (0: one per core).")
+    args = parser.parse_args()
+
+    from qmu_core import artifacts, workers
+    from qmu_core.membership import reference_names
+    from qmu_core.overrides import apply_overrides
+    from qmu_core.presets import preset
+    from qmu_core.qnn import jobs
+    from qmu_core.splits import read_splits, split_roles
+
+    cfg = apply_overrides(preset(args.preset), [*args.set, f"attack.n_shadow={args.n_shadow}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = split_roles(cfg.data, cfg.model.feature_spec, seed=cfg.run.seed)
+        ref = artifacts.plan("splits", {"bench": 1}, root=Path(tmp))
+        artifacts.write_output(out, ref, {})
+        table = read_splits(ref)
+
+        t0 = time.perf_counter()
+        target = jobs.train(table, cfg.model, cfg.train, cfg.data.classes, which="target", seed=cfg.run.seed)
+        target_s = time.perf_counter() - t0
+
+        workers.configure(args.workers)
+        names = reference_names(cfg.attack)
+
+        def one(name: str) -> float:
+            start = time.perf_counter()
+            workers.run(jobs.train_split, ref, cfg.model, cfg.train, cfg.data.classes, which=name, seed=cfg.run.seed)
+            return time.perf_counter() - start
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max(1, len(names))) as pool:
+            per_model = list(pool.map(one, names))
+        references_s = time.perf_counter() - t0
+        workers.shutdown()
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "overrides": args.set,
+                "n_shadow": len(names),
+                "reference": cfg.attack.reference,
+                "workers": workers.n_workers(args.workers),
+                "cpus": os.cpu_count(),
+                "target_records": target.facts.n_train if target.facts else None,
+                "target_s": round(target_s, 2),
+                "references_s": round(references_s, 2),
+                "ratio": round(references_s / target_s, 2),
+                "per_model_wall_s": [round(s, 2) for s in per_model],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The membership audit: fit every attack once on the reference models, score every model.
+
+`audit` is what the ``mia_scores`` stage does. It builds the attacker's `Reference` from the
+reference models' outputs and the membership matrix, fits each attack of `ATTACK_NAMES` that
+applies under the configured threat model and reference kind, and scores every audited model
+(``before``, every ``after_*``, ``oracle``, or any model given to ``qmu audit``) with the same
+frozen attacks. Its table has one row per (phase, attack, audited record): the target's members
+(``target_train``) and non-members (``target_holdout``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from qmu_core.artifacts import Output
+from qmu_core.attacks.base import Attack, Observations, Reference
+from qmu_core.attacks.gap import GapAttack
+from qmu_core.attacks.lira import LiraOffline, LiraOnline
+from qmu_core.attacks.loss import LossAttack
+from qmu_core.attacks.paper import PaperAttack
+from qmu_core.attacks.rmia import Rmia
+from qmu_core.config import ATTACK_NAMES, AttackConfig, derive_seed
+from qmu_core.errors import ArtifactError
+from qmu_core.membership import reference_rows, true_members
+from qmu_core.provenance import AuditFacts
+
+__all__ = ["AUDITED_ROLES", "audit", "build", "paper_protocol_rows"]
+
+# The records every attack is scored and judged on: target members and non-members.
+AUDITED_ROLES = ("target_train", "target_holdout")
+
+# Share of the target's members and non-members the `paper` protocol trains its MLP on.
+PAPER_TRAIN_SHARE = 0.8
+
+
+def build(name: str, config: AttackConfig, splits: pd.DataFrame, *, seed: int) -> Attack:
+    """The unfitted attack `name` with its settings from `config`."""
+    if name == "gap":
+        return GapAttack()
+    if name == "loss":
+        return LossAttack()
+    if name == "lira_offline":
+        return LiraOffline(fixed_variance=config.lira_fixed_variance)
+    if name == "lira_online":
+        return LiraOnline(fixed_variance=config.lira_fixed_variance)
+    if name == "rmia":
+        return Rmia(gamma=config.rmia_gamma, a=config.rmia_offline_a)
+    if name == "paper":
+        rows = (
+            paper_protocol_rows(splits, seed=seed)
+            if config.protocol == "paper"
+            else reference_rows(splits, config.reference)
+        )
+        return PaperAttack(config, rows, seed=derive_seed(seed, "attack"))
+    raise ValueError(f"unknown attack {name!r}; known: {', '.join(ATTACK_NAMES)}")
+
+
+def paper_protocol_rows(splits: pd.DataFrame, *, seed: int) -> np.ndarray:
+    """The `paper` protocol's training rows: a seeded 80 % of the target's members and non-members."""
+    audited = np.flatnonzero(splits["role"].isin(AUDITED_ROLES).to_numpy())
+    rng = np.random.default_rng(derive_seed(seed, "paper-protocol"))
+    chosen = rng.choice(audited, size=int(round(PAPER_TRAIN_SHARE * len(audited))), replace=False)
+    mask = np.zeros(len(splits), dtype=bool)
+    mask[chosen] = True
+    return mask
+
+
+def _in_split_order(outputs: pd.DataFrame, ids: np.ndarray, what: str) -> pd.DataFrame:
+    if not np.array_equal(outputs["sample_id"].to_numpy(), ids):
+        raise ArtifactError(
+            f"The outputs of {what} do not cover the split's records in its order; they were computed on "
+            "another split. Recompute them (`PREFECT_TASKS_REFRESH_CACHE=true`)."
+        )
+    return outputs
+
+
+def reference_set(
+    splits: pd.DataFrame,
+    membership: pd.DataFrame,
+    reference_outputs: Sequence[pd.DataFrame],
+    config: AttackConfig,
+    classes: Sequence[int],
+) -> Reference:
+    """The attacker's `Reference`: every reference model's observations and the membership matrix."""
+    ids = splits["sample_id"].to_numpy()
+    names = [str(out["model_id"].iloc[0]) for out in reference_outputs]
+    wide = membership.pivot(index="model_id", columns="sample_id", values="is_member")
+    missing = [n for n in names if n not in wide.index]
+    if missing:
+        raise ArtifactError(f"The membership matrix has no rows for reference models {missing}.")
+    matrix = wide.loc[names, ids].to_numpy().astype(bool)
+    models = tuple(
+        Observations.from_outputs(_in_split_order(out, ids, name), classes, config.threat_model)
+        for out, name in zip(reference_outputs, names, strict=True)
+    )
+    return Reference(models, matrix, (splits["role"] == "shadow_pool").to_numpy())
+
+
+def audit(
+    splits: pd.DataFrame,
+    membership: pd.DataFrame,
+    reference_outputs: Sequence[pd.DataFrame],
+    audited: Mapping[str, pd.DataFrame],
+    config: AttackConfig,
+    classes: Sequence[int],
+    *,
+    seed: int,
+) -> Output:
+    """Fit every applicable attack once and score every audited model (module doc).
+
+    Args:
+        splits: The split table (record order and roles).
+        membership: The reference models' membership matrix (long form).
+        reference_outputs: Each reference model's `outputs` table.
+        audited: ``{phase: outputs}`` of the models to audit; the `paper` protocol fits on
+            ``audited["before"]`` (the target).
+        config: The attack section.
+        classes: The model's class labels, in output order.
+        seed: Root seed.
+
+    Returns:
+        The per-record scores (``phase``, ``model_id``, ``sample_id``, ``role``, ``is_forget``,
+        ``attack``, ``score``, ``is_member``) and `AuditFacts` (thresholds, attacks that do not
+        apply and why).
+    """
+    ids = splits["sample_id"].to_numpy()
+    reference = reference_set(splits, membership, reference_outputs, config, classes)
+    fitted: dict[str, Attack] = {}
+    reasons: dict[str, str] = {}
+    for name in ATTACK_NAMES:
+        attack = build(name, config, splits, seed=seed)
+        reason = attack.applicable(reference)
+        if reason:
+            reasons[name] = reason
+            continue
+        if name == "paper" and config.protocol == "paper":
+            if "before" not in audited:
+                raise ArtifactError("attack.protocol=paper fits on the target's outputs: audit the `before` model too.")
+            target = _in_split_order(audited["before"], ids, "the target")
+            own = Reference(
+                (Observations.from_outputs(target, classes, config.threat_model),),
+                true_members(target)[None, :],
+                reference.population,
+            )
+            fitted[name] = attack.fit(own)
+        else:
+            fitted[name] = attack.fit(reference)
+    keep = splits["role"].isin(AUDITED_ROLES).to_numpy()
+    parts = []
+    for phase, outputs in audited.items():
+        outputs = _in_split_order(outputs, ids, phase)
+        obs = Observations.from_outputs(outputs, classes, config.threat_model)
+        members = true_members(outputs)[keep]
+        for name, attack in fitted.items():
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "phase": phase,
+                        "model_id": outputs["model_id"].to_numpy()[keep],
+                        "sample_id": ids[keep],
+                        "role": outputs["role"].to_numpy()[keep],
+                        "is_forget": outputs["is_forget"].to_numpy()[keep],
+                        "attack": name,
+                        "score": np.asarray(attack.score(obs), dtype=np.float64)[keep],
+                        "is_member": members,
+                    }
+                )
+            )
+    paper = fitted.get("paper")
+    facts = AuditFacts(
+        threat_model=config.threat_model,
+        reference=config.reference,
+        n_reference=reference.n_models,
+        protocol=config.protocol,
+        thresholds={name: float(a.threshold) for name, a in fitted.items()},
+        not_applicable=reasons,
+        paper_train_acc=float(paper.train_acc) if isinstance(paper, PaperAttack) else None,
+    )
+    return Output(pd.concat(parts, ignore_index=True), facts)

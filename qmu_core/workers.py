@@ -1,0 +1,198 @@
+"""Worker processes for TensorFlow-bound jobs (model training), which do not scale in threads.
+
+TensorFlow and TFQ hold one process's cores with their own thread pools, and Python threads
+that each train a model mostly wait on each other. Independent models (target, oracle, every
+reference model) therefore train in a pool of worker processes, one per core by default, each
+with its share of the cores for TensorFlow's thread pools. The pool starts on first use and
+lives for the whole process, so TensorFlow is imported once per worker, not once per model.
+
+* `run(fn, *args, progress=..., **kwargs)` calls ``fn(*args, progress=<proxy>, **kwargs)`` in a
+  worker and returns its result; the proxy forwards every progress call to the caller's
+  `progress` callback (a queue drained by one thread here), so epochs still show up live.
+* `configure(n)` sets the number of workers (``run.workers``; 0 means one per core). A change
+  restarts the pool on next use.
+* Workers exit when this process exits, even when it is killed (each polls its parent).
+* A worker that dies (out of memory, killed) fails the job with `WorkerError`, which says so,
+  and the pool is rebuilt for the next job.
+
+`fn` must be importable by name (a module-level function): it is pickled by reference.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import multiprocessing as mp
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from qmu_core.errors import QMUError
+from qmu_core.progress import Progress
+
+__all__ = ["WorkerError", "configure", "n_workers", "run", "shutdown"]
+
+T = TypeVar("T")
+
+# Environment every worker needs before TensorFlow is imported.
+_WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+class WorkerError(QMUError):
+    """A worker process died while running a job."""
+
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_size = 0
+_requested = 0
+_queue: Any = None
+_listeners: dict[int, Progress] = {}
+_finished: dict[int, threading.Event] = {}
+_tokens = itertools.count()
+
+# In a worker: the queue progress messages go to.
+_worker_queue: Any = None
+
+
+def n_workers(requested: int = 0) -> int:
+    """Workers for `requested` (0: one per CPU this process may use, at least 1)."""
+    if requested > 0:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def configure(workers: int) -> None:
+    """Use `workers` processes from the next job on (0: one per core)."""
+    global _requested
+    with _lock:
+        _requested = workers
+
+
+def _watch_parent(parent: int) -> None:
+    import time
+
+    while True:
+        if os.getppid() != parent:
+            os._exit(0)
+        time.sleep(1.0)
+
+
+def _init_worker(queue: Any, parent: int, threads: int) -> None:
+    """Worker start-up: environment, TensorFlow's thread share, the parent watch."""
+    global _worker_queue
+    _worker_queue = queue
+    for key, value in _WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="qmu-parent-watch").start()
+
+
+def _call(token: int | None, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    """In a worker: run `fn`, forwarding its progress calls to the parent."""
+    if token is None:
+        return fn(*args, **kwargs)
+
+    def forward(step: int, steps: int, values: dict[str, float]) -> None:
+        _worker_queue.put((token, step, steps, dict(values)))
+
+    try:
+        return fn(*args, **kwargs, progress=forward)
+    finally:
+        _worker_queue.put((token, None, None, None))  # the end mark: every line before it is sent
+
+
+def _drain(queue: Any) -> None:
+    """In the parent: hand progress messages to their listeners until the pool stops."""
+    while True:
+        item = queue.get()
+        if item is None:
+            return
+        token, step, steps, values = item
+        if step is None:
+            done = _finished.get(token)
+            if done is not None:
+                done.set()
+            continue
+        listener = _listeners.get(token)
+        if listener is not None:
+            with contextlib.suppress(Exception):  # a progress line must never kill the drain
+                listener(step, steps, values)
+
+
+def _ensure_pool() -> ProcessPoolExecutor:
+    global _pool, _size, _queue
+    with _lock:
+        size = n_workers(_requested)
+        if _pool is not None and size == _size:
+            return _pool
+        _stop_locked()
+        ctx = mp.get_context("spawn")
+        _queue = ctx.Queue()
+        threading.Thread(target=_drain, args=(_queue,), daemon=True, name="qmu-worker-progress").start()
+        threads = max(1, n_workers(0) // size)
+        _pool = ProcessPoolExecutor(
+            size, mp_context=ctx, initializer=_init_worker, initargs=(_queue, os.getpid(), threads)
+        )
+        _size = size
+        return _pool
+
+
+def _stop_locked() -> None:
+    global _pool, _queue
+    if _pool is not None:
+        _pool.shutdown(wait=True, cancel_futures=True)
+        _pool = None
+    if _queue is not None:
+        _queue.put(None)
+        _queue = None
+
+
+def shutdown() -> None:
+    """Stop the workers (also runs at exit)."""
+    with _lock:
+        _stop_locked()
+
+
+atexit.register(shutdown)
+
+
+def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a worker process; its progress calls reach `progress` here.
+
+    Raises:
+        WorkerError: If the worker died during the job (the pool is rebuilt for the next one).
+        Exception: Whatever `fn` raised, unchanged.
+    """
+    global _pool
+    pool = _ensure_pool()
+    token = next(_tokens) if progress is not None else None
+    if token is not None and progress is not None:
+        _listeners[token] = progress
+        _finished[token] = threading.Event()
+    try:
+        result = pool.submit(_call, token, fn, args, kwargs).result()
+        if token is not None:
+            _finished[token].wait(timeout=10.0)  # let the last progress lines through first
+        return result
+    except BrokenProcessPool as exc:
+        with _lock:
+            if _pool is pool:
+                _pool = None
+        raise WorkerError(
+            f"The worker process running {getattr(fn, '__name__', fn)} died (killed, or out of memory). "
+            "Run again (finished models are cached); if it repeats, lower run.workers to use fewer "
+            "processes at once."
+        ) from exc
+    finally:
+        if token is not None:
+            _listeners.pop(token, None)
+            _finished.pop(token, None)
