@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from qmu_core.errors import QMUError
 from qmu_core.progress import Progress
 
-__all__ = ["WorkerError", "configure", "n_workers", "run", "shutdown"]
+__all__ = ["WorkerError", "configure", "n_workers", "ping", "run", "shutdown"]
 
 T = TypeVar("T")
 
@@ -113,7 +113,10 @@ def _call(token: int | None, fn: Callable[..., T], args: tuple[Any, ...], kwargs
 def _drain(queue: Any) -> None:
     """In the parent: hand progress messages to their listeners until the pool stops."""
     while True:
-        item = queue.get()
+        try:
+            item = queue.get()
+        except Exception:  # noqa: BLE001 - the queue closed under us (interpreter exit): stop quietly
+            return
         if item is None:
             return
         token, step, steps, values = item
@@ -186,7 +189,7 @@ def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kw
     except BrokenProcessPool as exc:
         with _lock:
             if _pool is pool:
-                _pool = None
+                _stop_locked()
         raise WorkerError(
             f"The worker process running {getattr(fn, '__name__', fn)} died (killed, or out of memory). "
             "Run again (finished models are cached); if it repeats, lower run.workers to use fewer "
@@ -196,3 +199,11 @@ def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kw
         if token is not None:
             _listeners.pop(token, None)
             _finished.pop(token, None)
+
+
+def ping(steps: int = 1, *, progress: Progress | None = None) -> int:
+    """A health check: report `steps` progress calls, return the worker's process id."""
+    for step in range(1, steps + 1):
+        if progress is not None:
+            progress(step, steps, {"step": float(step)})
+    return os.getpid()
