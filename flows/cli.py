@@ -4,7 +4,7 @@
     qmu config show [--preset NAME] [--set ...]
     qmu config schema | reference
     qmu export RUN_OR_MODEL DIR [--phase before|after_ga|oracle]
-    qmu audit RUN_OR_MODEL [--set attack.field=value ...] [--refresh]
+    qmu audit RUN_OR_MODEL [--preset NAME] [--set attack.field=value ...] [--refresh]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
 Errors print one message and exit 2 (bad input, missing data) or 1 (anything unexpected);
@@ -104,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     aud.add_argument("source", help="A run directory, its summary.json, or a model .parquet (trained or unlearned).")
     aud.add_argument(
+        "--preset",
+        default="default",
+        choices=sorted(PRESETS),
+        help="For a model artifact: the preset whose `attack` section to use (a run keeps its own).",
+    )
+    aud.add_argument(
         "--set",
         action="append",
         metavar="SECTION.FIELD=VALUE",
@@ -172,7 +178,7 @@ def _audit(args: argparse.Namespace) -> int:
     """`qmu audit`: recover the config and models from a run or a model artifact, audit them."""
     from qmu_core.attacks.subjects import resolve
 
-    subject = resolve(Path(args.source))
+    subject = resolve(Path(args.source), attack=preset(args.preset).attack)
     config = apply_overrides(subject.config, args.set or [])
     check_artifact_root(config.run.artifact_root)
     from flows.audit import qmu_audit

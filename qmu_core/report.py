@@ -12,8 +12,9 @@ from typing import Any
 import pandas as pd
 
 from qmu_core import metrics
-from qmu_core.artifacts import ArtifactRef, Output, atomic_path, companion, read_metadata
+from qmu_core.artifacts import ArtifactRef, Output, atomic_path, companion, read, read_facts, read_metadata
 from qmu_core.config import QMUConfig, derive_seed
+from qmu_core.errors import ArtifactError
 from qmu_core.membership import shadow_warnings
 from qmu_core.provenance import AuditFacts, ModelFacts
 from qmu_core.rocplot import roc_plot
@@ -24,6 +25,7 @@ __all__ = [
     "HEADLINE_KEYS",
     "LABELS",
     "Report",
+    "attack_rows",
     "attack_tables",
     "compare",
     "markdown",
@@ -306,36 +308,45 @@ class Report:
     markdown: str
     rows: list[dict[str, Any]]
     title: str
+    attack_rows: list[dict[str, Any]]
+    plots: dict[str, Path]
+
+
+def attack_rows(models: Mapping[str, Summary]) -> list[dict[str, Any]]:
+    """Every attack's metrics on every model as flat rows (for a UI table)."""
+    rows = []
+    for phase, entry in models.items():
+        for attack, m in entry.get("attacks", {}).items():
+            flat = {k: (f"[{v[0]}, {v[1]}]" if isinstance(v, list) else v) for k, v in m.items()}
+            rows.append({"phase": phase, "attack": attack, **flat})
+    return rows
 
 
 def publish(
-    table: pd.DataFrame,
+    artifacts: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]],
     *,
     run_name: str,
-    root: Path,
     config: QMUConfig,
-    unlearned: ModelFacts | None,
-    audit: AuditFacts,
-    roc: pd.DataFrame,
-    artifacts: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]],
     wall_time_s: float,
 ) -> Report:
-    """Write ``<root>/runs/<run_name>/`` summary.json, report.md and comparison.png.
+    """Write ``<root>/runs/<run_name>/`` summary.json, report.md, comparison.png and roc.png.
 
     Args:
-        table: The `metrics` table.
-        run_name: The run's name (directory name).
-        root: The artifact root.
-        config: The run's config (stored in the summary).
-        unlearned: Facts of the unlearned model (None for an audit of given models).
-        audit: Facts of the `mia_scores` stage (threat model, thresholds, attacks not run).
-        roc: The ROC points (``phase``, ``attack``, ``fpr``, ``tpr``), plotted per model.
         artifacts: Every artifact of the run, by name; a mapping value groups several
-            (``{"outputs": {"before": ref, ...}}``).
+            (``{"outputs": {"before": ref, ...}}``). Needs ``metrics`` and ``mia_scores``;
+            ``after_ga`` (the unlearned model) when the run unlearned.
+        run_name: The run's name (directory name).
+        config: The run's config (stored in the summary).
         wall_time_s: Seconds since the run started.
     """
-    models = models_summary(table)
-    run_dir = Path(root) / "runs" / run_name
+    table_ref, scores_ref, unlearned_ref = (artifacts.get(k) for k in ("metrics", "mia_scores", "after_ga"))
+    if not isinstance(table_ref, ArtifactRef) or not isinstance(scores_ref, ArtifactRef):
+        raise ArtifactError("publish needs the run's `metrics` and `mia_scores` artifacts.")
+    audit = read_facts(scores_ref, AuditFacts)
+    unlearned = read_facts(unlearned_ref, ModelFacts) if isinstance(unlearned_ref, ArtifactRef) else None
+    roc_ref = companion(table_ref, "roc")
+    models = models_summary(read(table_ref))
+    run_dir = Path(table_ref.root) / "runs" / run_name
     heading = title(config)
     cautions = run_warnings(config, artifacts)
     headline = config.attack.headline
@@ -343,8 +354,12 @@ def publish(
     md += "\n" + "\n".join(attack_tables(models, audit)) + "\n"
     if cautions:
         md += "\n## Warnings\n\n" + "".join(f"- {w}\n" for w in cautions)
-    plot_path = plot(models, run_dir / "comparison.png", title=heading)
-    roc_path = roc_plot(_with_auc(roc, models), run_dir / "roc.png", title=f"{heading}: membership ROC (log-log)")
+    plots = {
+        "qmu-comparison-plot": plot(models, run_dir / "comparison.png", title=heading),
+        "qmu-roc-plot": roc_plot(
+            _with_auc(read(roc_ref), models), run_dir / "roc.png", title=f"{heading}: membership ROC (log-log)"
+        ),
+    }
     with atomic_path(run_dir / "report.md") as tmp:
         tmp.write_text(md)
 
@@ -353,13 +368,10 @@ def publish(
             return str(value.path)
         return {k: str(v.path) for k, v in value.items()}
 
-    listed = dict(artifacts)
+    listed = {**artifacts, "roc": roc_ref}
     splits = listed.get("splits")
     if isinstance(splits, ArtifactRef):
         listed["feature_map"] = companion(splits, "feature_map")
-    table_ref = listed.get("metrics")
-    if isinstance(table_ref, ArtifactRef):
-        listed["roc"] = companion(table_ref, "roc")
     summary = {
         "run": {"name": run_name, "seed": config.run.seed, "wall_time_s": round(wall_time_s, 2)},
         "config": config.model_dump(mode="json"),
@@ -371,10 +383,12 @@ def publish(
         ),
         "artifacts": {k: paths(v) for k, v in listed.items()},
         "warnings": cautions,
-        "metrics_parquet": paths(listed["metrics"]),
+        "metrics_parquet": str(table_ref.path),
+        "scores_parquet": str(scores_ref.path),
+        "roc_parquet": str(roc_ref.path),
         "report_md": str(run_dir / "report.md"),
-        "plot_png": str(plot_path),
-        "roc_png": str(roc_path),
+        "plot_png": str(plots["qmu-comparison-plot"]),
+        "roc_png": str(plots["qmu-roc-plot"]),
     }
     path = write_summary(run_dir / "summary.json", summary)
-    return Report(path, md, table_rows(models), heading)
+    return Report(path, md, table_rows(models), heading, attack_rows(models), plots)

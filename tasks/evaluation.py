@@ -6,13 +6,13 @@ import time
 from collections.abc import Mapping
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from qmu_core import artifacts, report
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import AttackConfig, QMUConfig
-from qmu_core.provenance import AuditFacts, ModelFacts
+from qmu_core.provenance import AuditFacts
 from tasks._log import info
 from tasks._stage import stage
 
@@ -29,24 +29,16 @@ def evaluate(outputs: dict[str, ArtifactRef], scores: ArtifactRef, attack: Attac
 def publish_report(
     artifact_refs: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]], config: QMUConfig, started: float
 ) -> str:
-    """Write summary.json, report.md and a plot; publish table and Markdown artifacts.
+    """Write summary.json, report.md and the plots; publish tables, Markdown and plot links.
 
     Returns the path of ``summary.json``.
     """
-    metrics, scores, unlearned = (artifact_refs.get(k) for k in ("metrics", "mia_scores", "after_ga"))
-    assert isinstance(metrics, ArtifactRef) and isinstance(scores, ArtifactRef)
-    published = report.publish(
-        artifacts.read(metrics),
-        audit=artifacts.read_facts(scores, AuditFacts),
-        roc=artifacts.read(artifacts.companion(metrics, "roc")),
-        run_name=str(flow_run.get_name() or time.strftime("run-%Y%m%d-%H%M%S")),
-        root=metrics.root,
-        config=config,
-        unlearned=artifacts.read_facts(unlearned, ModelFacts) if isinstance(unlearned, ArtifactRef) else None,
-        artifacts=artifact_refs,
-        wall_time_s=time.time() - started,
-    )
+    run_name = str(flow_run.get_name() or time.strftime("run-%Y%m%d-%H%M%S"))
+    published = report.publish(artifact_refs, run_name=run_name, config=config, wall_time_s=time.time() - started)
     create_table_artifact(published.rows, key="qmu-comparison", description=published.title)
+    create_table_artifact(published.attack_rows, key="qmu-attacks", description="Every attack on every model")
     create_markdown_artifact(published.markdown, key="qmu-report", description=published.title)
+    for key, path in published.plots.items():
+        create_link_artifact(path.resolve().as_uri(), link_text=path.name, key=key, description=published.title)
     info("\n" + published.markdown)
     return str(published.summary_path)

@@ -20,7 +20,7 @@ from typing import Any
 
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef
-from qmu_core.config import QMUConfig
+from qmu_core.config import AttackConfig, QMUConfig
 from qmu_core.errors import ArtifactError
 from qmu_core.export import resolve_model_ref
 from qmu_core.overrides import validate
@@ -45,8 +45,10 @@ def phase_name(which: str) -> str:
     return which
 
 
-def resolve(source: Path) -> Subject:
+def resolve(source: Path, *, attack: AttackConfig | None = None) -> Subject:
     """The `Subject` a path names (module doc).
+
+    `attack` is the attack section for a model artifact (a run keeps its own); default `AttackConfig()`.
 
     Raises:
         ArtifactError: If the path is neither a run nor a model artifact, or its provenance is
@@ -57,7 +59,8 @@ def resolve(source: Path) -> Subject:
     if summary.suffix == ".json":
         return _run(summary)
     ref = resolve_model_ref(source)
-    return Subject(_config_of(ref), {phase_name(_which(ref)): ref})
+    config = _config_of(ref)
+    return Subject(config.model_copy(update={"attack": attack or AttackConfig()}), {phase_name(_which(ref)): ref})
 
 
 def _run(summary: Path) -> Subject:

@@ -50,7 +50,7 @@ def _run(cfg: QMUConfig) -> tuple[dict, dict[str, str]]:
     assert state.is_completed(), state.message
     summary = json.loads(Path(state.result()).read_text())
     # 1 split, 2 + n train, membership, unlearn, n + 3 outputs, audit, evaluate, report
-    expected = 10 + 2 * cfg.attack.n_shadow
+    expected = 11 + 2 * cfg.attack.n_shadow
     return summary, _task_states(state.state_details.flow_run_id, expected)
 
 
@@ -89,7 +89,7 @@ def test_second_identical_run_is_fully_cached(first: tuple[dict, dict[str, str]]
     files = sorted(root.rglob("*.parquet"))
     summary, states = _run(preset("tiny", run={"artifact_root": str(root)}))
     stages = {k: v for k, v in states.items() if not k.startswith("publish_report")}
-    assert len(stages) == 9 + 2 * 2 and set(stages.values()) == {"Cached"}, states
+    assert len(stages) == 10 + 2 * 2 and set(stages.values()) == {"Cached"}, states
     assert summary["models"] == first[0]["models"]
     assert sorted(root.rglob("*.parquet")) == files
 
@@ -120,6 +120,30 @@ def test_cli_prints_the_summary_path_last(
     assert code == 0
     summary = json.loads(Path(out[-1]).read_text())
     assert summary["models"] == first[0]["models"]
+
+
+def test_audit_of_a_run_reuses_its_models_under_another_threat_model(
+    first: tuple[dict, dict[str, str]], root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = sorted((root / "model").glob("*.parquet"))
+    run_dir = Path(first[0]["report_md"]).parent
+    assert main(["audit", str(run_dir), "--set", "attack.threat_model=labels"]) == 0
+    summary = json.loads(Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text())
+    assert summary["audit"]["threat_model"] == "labels" and "loss" in summary["audit"]["not_applicable"]
+    assert set(summary["models"]) == {"before", "after_ga", "oracle"}
+    assert set(summary["models"]["before"]["attacks"]) == {"gap", "paper", "lira_offline", "lira_online", "rmia"}
+    assert sorted((root / "model").glob("*.parquet")) == models  # no model trained again
+
+
+def test_audit_of_one_model_artifact_recovers_its_config(
+    first: tuple[dict, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", first[0]["artifacts"]["after_ga"], "--preset", "tiny"]) == 0
+    summary = json.loads(Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text())
+    assert list(summary["models"]) == ["after_ga"]
+    assert summary["config"]["data"] == first[0]["config"]["data"]
+    # the same frozen attacks as in the run, on the same records: the same numbers
+    assert summary["models"]["after_ga"]["attacks"] == first[0]["models"]["after_ga"]["attacks"]
 
 
 def test_cli_rejects_bad_input_with_a_remedy(capsys: pytest.CaptureFixture[str]) -> None:
