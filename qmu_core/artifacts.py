@@ -57,8 +57,8 @@ CORE_VERSION = "0.1.0"  # = qmu_core.__version__
 # record's code digest covers the stage body in tasks/ only, not qmu_core, and a bump changes
 # every downstream key.
 STAGE_VERSIONS: dict[str, int] = {
-    "splits": 5,  # v5: roles stratified by class (v4: float64 features; v3: typed facts)
-    "feature_map": 3,  # v3: float64 PCA, bounds from the same projection as the features
+    "splits": 6,  # v6: no zero-variance PCA directions; v5: roles stratified by class (v4: float64 features)
+    "feature_map": 4,  # v4: zero-variance directions dropped (v3: float64 PCA, bounds from the same projection)
     "model": 1,
     "outputs": 2,  # v2: the <Z> read-out per record (`z`)
     "membership": 1,

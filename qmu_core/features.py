@@ -11,7 +11,10 @@ import pandas as pd
 from qmu_core.config import FeatureSpec
 from qmu_core.numeric import safe_divisor
 
-__all__ = ["FeatureMap"]
+__all__ = ["VARIANCE_FLOOR", "FeatureMap"]
+
+VARIANCE_FLOOR = 1e-10
+"""PCA components explaining less than this share of the largest component's variance are dropped."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,17 @@ class FeatureMap:
         x = np.asarray(pixels, dtype=np.float64)
         k = min(spec.n_components, x.shape[0], x.shape[1])
         pca = PCA(n_components=k, svd_solver="full").fit(x)
+        # Directions without variance (pixels that never change, e.g. the digits' borders) are
+        # arbitrary: the BLAS kernel picks them. They carry nothing, so they are dropped (their
+        # features stay 0) and the features are the same on every CPU.
+        variance = pca.explained_variance_
+        kept = variance > VARIANCE_FLOOR * max(float(variance.max(initial=0.0)), np.finfo(np.float64).tiny)
         fitted = cls(
             encoding=spec.encoding,
             mean=pca.mean_.astype(np.float64),
-            components=pca.components_.astype(np.float64),
-            lo=np.zeros(k),
-            hi=np.ones(k),
+            components=pca.components_[kept].astype(np.float64),
+            lo=np.zeros(int(kept.sum())),
+            hi=np.ones(int(kept.sum())),
             n_out=spec.n_components,
         )
         z = fitted.project(x)

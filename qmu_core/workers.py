@@ -25,9 +25,11 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import os
+import queue
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -51,8 +53,7 @@ _pool: ProcessPoolExecutor | None = None
 _size = 0
 _requested = 0
 _queue: Any = None
-_listeners: dict[int, Progress] = {}
-_finished: dict[int, threading.Event] = {}
+_inboxes: dict[int, queue.Queue[tuple[Any, ...]]] = {}
 _tokens = itertools.count()
 
 # In a worker: the queue progress messages go to.
@@ -77,8 +78,6 @@ def configure(workers: int) -> None:
 
 
 def _watch_parent(parent: int) -> None:
-    import time
-
     while True:
         if os.getppid() != parent:
             os._exit(0)
@@ -111,7 +110,11 @@ def _call(token: int | None, fn: Callable[..., T], args: tuple[Any, ...], kwargs
 
 
 def _drain(queue: Any) -> None:
-    """In the parent: hand progress messages to their listeners until the pool stops."""
+    """In the parent: route progress messages to the inbox of the job they belong to.
+
+    Only routing happens here: the caller's own thread calls its progress callback (`run`), so
+    the callback runs in the caller's context (a Prefect task run's logger and API settings).
+    """
     while True:
         try:
             item = queue.get()
@@ -119,16 +122,9 @@ def _drain(queue: Any) -> None:
             return
         if item is None:
             return
-        token, step, steps, values = item
-        if step is None:
-            done = _finished.get(token)
-            if done is not None:
-                done.set()
-            continue
-        listener = _listeners.get(token)
-        if listener is not None:
-            with contextlib.suppress(Exception):  # a progress line must never kill the drain
-                listener(step, steps, values)
+        inbox = _inboxes.get(item[0])
+        if inbox is not None:
+            inbox.put(item[1:])
 
 
 def _ensure_pool() -> ProcessPoolExecutor:
@@ -175,17 +171,16 @@ def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kw
         WorkerError: If the worker died during the job (the pool is rebuilt for the next one).
         Exception: Whatever `fn` raised, unchanged.
     """
-    global _pool
     pool = _ensure_pool()
-    token = next(_tokens) if progress is not None else None
-    if token is not None and progress is not None:
-        _listeners[token] = progress
-        _finished[token] = threading.Event()
+    token = next(_tokens)
+    inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+    if progress is not None:
+        _inboxes[token] = inbox
     try:
-        result = pool.submit(_call, token, fn, args, kwargs).result()
-        if token is not None:
-            _finished[token].wait(timeout=10.0)  # let the last progress lines through first
-        return result
+        future = pool.submit(_call, token if progress is not None else None, fn, args, kwargs)
+        if progress is not None:
+            _relay(inbox, future, progress)
+        return future.result()
     except BrokenProcessPool as exc:
         with _lock:
             if _pool is pool:
@@ -196,9 +191,28 @@ def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kw
             "processes at once."
         ) from exc
     finally:
-        if token is not None:
-            _listeners.pop(token, None)
-            _finished.pop(token, None)
+        _inboxes.pop(token, None)
+
+
+def _relay(inbox: queue.Queue[tuple[Any, ...]], future: Future[Any], progress: Progress) -> None:
+    """Call `progress` in this thread for every message of the job, until its end mark (or the
+    job failed without one)."""
+    deadline = None
+    while True:
+        try:
+            step, steps, values = inbox.get(timeout=0.2)
+        except queue.Empty:
+            if future.done():
+                if future.cancelled() or future.exception() is not None:
+                    return
+                deadline = deadline or time.monotonic() + 10.0  # done: the end mark is on its way
+                if time.monotonic() > deadline:
+                    return
+            continue
+        if step is None:
+            return
+        with contextlib.suppress(Exception):  # a progress line must never fail the job
+            progress(step, steps, values)
 
 
 def ping(steps: int = 1, *, progress: Progress | None = None) -> int:

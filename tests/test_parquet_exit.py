@@ -46,6 +46,7 @@ def _outputs_frame(n: int = 300, n_classes: int = 4) -> pd.DataFrame:
             "label": rng.integers(0, n_classes, size=n).astype(np.int64),
             "is_forget": rng.random(n) < 0.25,
             "prob": list(prob),
+            "z": list(rng.uniform(-1, 1, (n, 4)).astype(np.float32)),
             "loss": rng.random(n),
             "correct": rng.random(n) < 0.7,
         }

@@ -89,9 +89,19 @@ def test_set_of_a_section_object_keeps_the_presets_other_fields(capsys: pytest.C
 
 
 def test_a_too_small_shadow_pool_warns(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["config", "show", "--preset", "tiny", "--set", "data.n_shadow_pool=10"]) == 0
+    args = [
+        "config",
+        "show",
+        "--preset",
+        "tiny",
+        "--set",
+        "data.n_shadow_pool=10",
+        "--set",
+        "attack.reference=disjoint",
+    ]
+    assert cli.main(args) == 0
     err = capsys.readouterr().err
-    assert err.startswith("qmu: WARNING: each of the attack.n_shadow=2 shadow models trains on 5 records")
+    assert err.startswith("qmu: WARNING: each of the attack.n_shadow=2 reference models trains on 5 records")
     assert "Raise data.n_shadow_pool to at least 16" in err
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = 16  # tiny: split, 4 trainings, unlearn, 5 outputs, attack, 3 scores, evaluate
+STAGES = 14  # tiny: split, 4 trainings, membership, unlearn, 5 outputs, audit, evaluate
 
 
 def _env(home: Path) -> dict[str, str]:

@@ -16,8 +16,8 @@ def test_run_warnings_collect_config_and_artifact_warnings(tmp_path: Path) -> No
     ref = artifacts.plan("metrics", {"seed": 1}, root=tmp_path)
     artifacts.write_output(Output(frame, warnings=("3 records have a constant image",)), ref, {"seed": 1})
     assert artifacts.read_metadata(ref).warnings == ["3 records have a constant image"]
-    small_pool = preset("tiny", data={"n_shadow_pool": 10})
+    small_pool = preset("tiny", data={"n_shadow_pool": 10}, attack={"reference": "disjoint"})
     found = report.run_warnings(small_pool, {"metrics": ref, "outputs": {"before": ref}})
     assert found[-1] == "3 records have a constant image" and len(found) == 2  # listed once
-    assert "shadow" in found[0]
+    assert "reference models" in found[0]
     assert report.run_warnings(preset("tiny"), {"metrics": ref}) == ["3 records have a constant image"]
