@@ -75,7 +75,8 @@ class FeatureMap:
         # arbitrary: the BLAS kernel picks them. They carry nothing, so they are dropped (their
         # features stay 0) and the features are the same on every CPU.
         variance = pca.explained_variance_
-        kept = variance > VARIANCE_FLOOR * max(float(variance.max(initial=0.0)), np.finfo(np.float64).tiny)
+        largest = float(variance.max(initial=0.0))
+        kept = variance > VARIANCE_FLOOR * max(largest, float(np.finfo(np.float64).tiny))
         fitted = cls(
             encoding=spec.encoding,
             mean=pca.mean_.astype(np.float64),
