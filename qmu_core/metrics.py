@@ -25,7 +25,6 @@ __all__ = [
     "balanced_accuracy",
     "bootstrap_ci",
     "gap_metrics",
-    "membership_metrics",
     "roc_auc",
     "roc_points",
     "tpr_at_fpr",
@@ -301,43 +300,6 @@ def accuracy_metrics(outputs: pd.DataFrame) -> dict[str, float]:
             part = rows[rows["is_forget"] == flag]
             out[f"{name}_{prefix}_acc"] = float(part["correct"].mean()) if len(part) else float("nan")
     return out
-
-
-def membership_metrics(scores: pd.DataFrame, *, threshold: float) -> dict[str, float]:
-    """Attack metrics on target members vs non-members, and on the forget set.
-
-    * ``mia_auc``: ROC AUC of the score, target members vs target non-members;
-    * ``mia_balanced_acc``: mean of TPR and TNR at `threshold`;
-    * ``mia_tpr_at_1pct_fpr``: TPR at 1 % FPR;
-    * ``mia_forget_success``: fraction of forget-set training records called "member"
-      (the paper's headline number);
-    * ``mia_forget_control``: the same rate on held-out records of the forget class
-      (non-members; what "member" calls cost when nothing was learned);
-    * ``mia_auc_ci_low`` / ``_high``: bootstrap 95 % interval of ``mia_auc``;
-    * ``mia_tpr_at_0_1pct_fpr``: TPR at 0.1 % FPR;
-    * ``mia_forget_auc`` (and its interval): AUC separating forget-set training records from
-      held-out records of the forget class: the leak specific to the forget set, 0.5 when the
-      model holds nothing about it.
-    """
-    rows, y = _members_vs_nonmembers(scores)
-    s = rows["score"].to_numpy()
-    called = s > threshold
-    forget = rows["is_forget"].to_numpy()
-    auc_low, auc_high = bootstrap_ci(y, s)
-    forget_low, forget_high = bootstrap_ci(y[forget], s[forget])
-    return {
-        "mia_auc": roc_auc(y, s),
-        "mia_auc_ci_low": auc_low,
-        "mia_auc_ci_high": auc_high,
-        "mia_tpr_at_0_1pct_fpr": tpr_at_fpr(y, s, 0.001),
-        "mia_forget_auc": roc_auc(y[forget], s[forget]),
-        "mia_forget_auc_ci_low": forget_low,
-        "mia_forget_auc_ci_high": forget_high,
-        "mia_balanced_acc": float(0.5 * (called[y].mean() + (~called[~y]).mean())),
-        "mia_tpr_at_1pct_fpr": tpr_at_fpr(y, s, 0.01),
-        "mia_forget_success": float(called[y & forget].mean()) if (y & forget).any() else float("nan"),
-        "mia_forget_control": float(called[~y & forget].mean()) if (~y & forget).any() else float("nan"),
-    }
 
 
 def gap_metrics(outputs: pd.DataFrame) -> dict[str, float]:

@@ -188,6 +188,12 @@ class Attack(ABC):
             return "needs reference models trained on the audited records (attack.reference=population)"
         return None
 
+    def require(self, reference: Reference) -> None:
+        """Raise `ConfigError` if this attack cannot run on `reference` (`applicable` says why)."""
+        reason = self.applicable(reference)
+        if reason is not None:
+            raise ConfigError(f"Attack {self.name!r} cannot run: {reason}.")
+
     @abstractmethod
     def fit(self, reference: Reference) -> Attack:
         """Learn from the reference models; sets `threshold`. Returns self."""

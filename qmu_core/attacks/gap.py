@@ -13,7 +13,6 @@ from typing import ClassVar
 import numpy as np
 
 from qmu_core.attacks.base import Attack, Observations, Reference
-from qmu_core.errors import ConfigError
 
 __all__ = ["GapAttack"]
 
@@ -26,9 +25,7 @@ class GapAttack(Attack):
 
     def fit(self, reference: Reference) -> GapAttack:
         """Check the threat model; the threshold is always 0.5."""
-        reason = self.applicable(reference)
-        if reason is not None:
-            raise ConfigError(f"Attack {self.name!r} cannot run: {reason}.")
+        self.require(reference)
         self.threshold = 0.5
         return self
 

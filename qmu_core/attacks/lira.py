@@ -58,7 +58,6 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from qmu_core.attacks.base import Attack, Observations, Reference, ThreatModel, balanced_threshold, logit_confidence
-from qmu_core.errors import ConfigError
 
 __all__ = ["VAR_FLOOR_ABS", "VAR_FLOOR_REL", "LiraOffline", "LiraOnline", "lira_statistic"]
 
@@ -181,9 +180,7 @@ class _Lira(Attack):
         Raises:
             ConfigError: If the attack does not apply to `reference` (`applicable`).
         """
-        reason = self.applicable(reference)
-        if reason is not None:
-            raise ConfigError(f"Attack {self.name!r} cannot run: {reason}.")
+        self.require(reference)
         stats = np.stack([lira_statistic(obs) for obs in reference.models])
         member = np.asarray(reference.membership, dtype=bool)
         ins, outs = _Sums.of(stats, member), _Sums.of(stats, ~member)

@@ -33,9 +33,7 @@ class LossAttack(Attack):
             ConfigError: If the reference is not under ``probs`` or holds only members or only
                 non-members.
         """
-        reason = self.applicable(reference)
-        if reason is not None:
-            raise ConfigError(f"Attack {self.name!r} cannot run: {reason}.")
+        self.require(reference)
         if reference.membership.all() or not reference.membership.any():
             raise ConfigError(f"Attack {self.name!r} needs reference members and non-members to set its threshold.")
         scores = np.stack([self.score(obs) for obs in reference.models])

@@ -85,9 +85,7 @@ class Rmia(Attack):
         Raises:
             ConfigError: If the attack does not apply to `reference` (`applicable`).
         """
-        reason = self.applicable(reference)
-        if reason is not None:
-            raise ConfigError(f"Attack {self.name!r} cannot run: {reason}.")
+        self.require(reference)
         lik = np.stack([record_likelihood(obs) for obs in reference.models])  # (M, R)
         member = np.asarray(reference.membership, dtype=bool)
         population = np.asarray(reference.population, dtype=bool)

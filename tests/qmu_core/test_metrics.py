@@ -37,14 +37,19 @@ def _scores(is_forget: list[bool], score: list[float]) -> pd.DataFrame:
     return pd.DataFrame({"role": roles, "is_forget": is_forget, "score": score})
 
 
-def test_membership_metrics_on_a_known_case() -> None:
+def _attack_metrics(scores: pd.DataFrame) -> dict:
+    member = (scores["role"] == "target_train").to_numpy()
+    return metrics.attack_metrics(scores["score"].to_numpy(), member, scores["is_forget"].to_numpy(), 0.5)
+
+
+def test_attack_metrics_on_a_known_case() -> None:
     scores = _scores([True, True, False, False, True, False, False, False], [0.9, 0.2, 0.8, 0.7, 0.6, 0.1, 0.3, 0.4])
-    m = metrics.membership_metrics(scores, threshold=0.5)
-    assert m["mia_forget_success"] == 0.5
-    assert m["mia_forget_control"] == 1.0
-    assert m["mia_balanced_acc"] == pytest.approx(0.5 * (3 / 4 + 3 / 4))
+    m = _attack_metrics(scores)
+    assert m["forget_success"] == 0.5
+    assert m["forget_control"] == 1.0
+    assert m["balanced_acc"] == pytest.approx(0.5 * (3 / 4 + 3 / 4))
     # 0.9, 0.8 and 0.7 beat all four non-members, 0.2 beats only 0.1: 13 of 16 pairs
-    assert m["mia_auc"] == pytest.approx(13 / 16)
+    assert m["auc"] == pytest.approx(13 / 16)
 
 
 def test_bootstrap_interval_covers_the_true_auc() -> None:
@@ -66,9 +71,9 @@ def test_bootstrap_interval_covers_the_true_auc() -> None:
 
 def test_forget_auc_and_the_baseline_on_a_known_case() -> None:
     scores = _scores([True, True, False, False, True, True, False, False], [0.9, 0.8, 0.1, 0.2, 0.3, 0.85, 0.7, 0.6])
-    m = metrics.membership_metrics(scores, threshold=0.5)
-    assert m["mia_forget_auc"] == pytest.approx(0.75)  # 0.9 beats both, 0.8 beats only 0.3
-    assert m["mia_forget_auc_ci_low"] <= 0.75 <= m["mia_forget_auc_ci_high"]
+    m = _attack_metrics(scores)
+    assert m["forget_auc"] == pytest.approx(0.75)  # 0.9 beats both, 0.8 beats only 0.3
+    assert m["forget_auc_ci"][0] <= 0.75 <= m["forget_auc_ci"][1]
     outputs = scores.assign(correct=[True, True, True, False, False, True, False, False])
     gap = metrics.gap_metrics(outputs)
     assert gap["gap_balanced_acc"] == pytest.approx(0.5 * (3 / 4 + 3 / 4))
