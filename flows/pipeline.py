@@ -11,6 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.steps import membership_audit, reference_models, split
 from qmu_core import workers
 from qmu_core.config import QMUConfig
+from qmu_core.presets import preset
 from tasks import model_outputs, publish_report, train_model, unlearn
 
 # Stages wait in threads; model training itself runs in worker processes (`qmu_core.workers`,
@@ -19,7 +20,7 @@ WORKERS = max(4, 2 * (os.cpu_count() or 2))
 
 
 @flow(name="qmu-pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
-def qmu_pipeline(config: QMUConfig = QMUConfig()) -> str:  # noqa: B008 - pydantic default
+def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - the form starts from `default`
     """Membership leakage before and after class-wise unlearning. Returns summary.json's path."""
     started = time.time()
     workers.configure(config.run.workers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from qmu_core.config import QMUConfig
@@ -27,13 +28,33 @@ def test_every_deployment_resolves_and_validates() -> None:
             assert len(sched["cron"].split()) == 5
 
 
-def test_smoke_deployment_is_the_tiny_preset() -> None:
+@pytest.mark.parametrize(("index", "name"), [(0, "tiny"), (1, "default")])
+def test_deployments_are_their_presets(index: int, name: str) -> None:
     from qmu_core.presets import preset
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    smoke = QMUConfig.model_validate(spec["deployments"][0]["parameters"]["config"])
-    tiny = preset("tiny")
-    assert smoke.model_dump(exclude={"run"}) == tiny.model_dump(exclude={"run"})
+    deployed = QMUConfig.model_validate(spec["deployments"][index]["parameters"]["config"])
+    assert deployed.model_dump(exclude={"run"}) == preset(name).model_dump(exclude={"run"})
+
+
+def test_paper_deployment_is_the_paper_preset_without_the_data_path() -> None:
+    from qmu_core.presets import preset
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployed = QMUConfig.model_validate(spec["deployments"][2]["parameters"]["config"])
+    paper = preset("paper")
+    assert deployed.model_dump(exclude={"run", "data"}) == paper.model_dump(exclude={"run", "data"})
+    assert deployed.data == paper.data
+
+
+def test_the_flow_form_starts_from_the_default_preset() -> None:
+    import inspect
+
+    from flows.pipeline import qmu_pipeline
+    from qmu_core.presets import preset
+
+    default = inspect.signature(qmu_pipeline.fn).parameters["config"].default
+    assert default == preset("default")
 
 
 def test_flow_parameter_schema_is_the_config_form() -> None:
