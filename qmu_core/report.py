@@ -36,6 +36,7 @@ __all__ = [
     "run_warnings",
     "table_rows",
     "title",
+    "unlearning_warnings",
     "write_summary",
 ]
 
@@ -274,6 +275,31 @@ def run_warnings(config: QMUConfig, artifacts: Mapping[str, ArtifactRef | Mappin
     return list(dict.fromkeys(found))
 
 
+RETAIN_TOLERANCE = 0.10
+"""An unlearned model whose retained-test accuracy falls more than this below the oracle's is flagged."""
+
+
+def unlearning_warnings(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Warnings for unlearned models (``after_*``) that damaged the retained classes.
+
+    The standard is the oracle (retrained without the forget set): an unlearned model whose
+    retained-test accuracy is more than `RETAIN_TOLERANCE` below the oracle's did not only forget.
+    """
+    oracle = models.get("oracle", {}).get("retain_test_acc")
+    found = []
+    for phase, entry in models.items():
+        value = entry.get("retain_test_acc")
+        if not phase.startswith("after_") or value is None or oracle is None:
+            continue
+        if value < oracle - RETAIN_TOLERANCE:
+            found.append(
+                f"{phase}: retained-test accuracy {value:.3f} is {oracle - value:.3f} below the oracle's "
+                f"{oracle:.3f} (tolerance {RETAIN_TOLERANCE}): unlearning also destroyed what it should keep. "
+                "Read its MIA numbers with that in mind; try a smaller unlearn.learning_rate."
+            )
+    return found
+
+
 def title(config: QMUConfig) -> str:
     """The report's title line."""
     m, d = config.model, config.data
@@ -348,7 +374,7 @@ def publish(
     models = models_summary(read(table_ref))
     run_dir = Path(table_ref.root) / "runs" / run_name
     heading = title(config)
-    cautions = run_warnings(config, artifacts)
+    cautions = run_warnings(config, artifacts) + unlearning_warnings(models)
     headline = config.attack.headline
     md = markdown(models, title=heading, notes=notes(unlearned, audit, headline=headline))
     md += "\n" + "\n".join(attack_tables(models, audit)) + "\n"

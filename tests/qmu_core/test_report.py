@@ -21,3 +21,15 @@ def test_run_warnings_collect_config_and_artifact_warnings(tmp_path: Path) -> No
     assert found[-1] == "3 records have a constant image" and len(found) == 2  # listed once
     assert "reference models" in found[0]
     assert report.run_warnings(preset("tiny"), {"metrics": ref}) == ["3 records have a constant image"]
+
+
+def test_an_unlearned_model_that_lost_the_retained_classes_is_flagged() -> None:
+    models = {
+        "before": {"retain_test_acc": 0.90},
+        "after_ga": {"retain_test_acc": 0.20},
+        "after_ok": {"retain_test_acc": 0.85},
+        "oracle": {"retain_test_acc": 0.92},
+    }
+    (message,) = report.unlearning_warnings(models)
+    assert message.startswith("after_ga: retained-test accuracy 0.200 is 0.720 below the oracle's 0.920")
+    assert report.unlearning_warnings({"after_ga": {"retain_test_acc": 0.2}}) == []  # no oracle, no verdict
