@@ -295,7 +295,8 @@ def unlearning_warnings(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
             found.append(
                 f"{phase}: retained-test accuracy {value:.3f} is {oracle - value:.3f} below the oracle's "
                 f"{oracle:.3f} (tolerance {RETAIN_TOLERANCE}): unlearning also destroyed what it should keep. "
-                "Read its MIA numbers with that in mind; try a smaller unlearn.learning_rate."
+                "Read its MIA numbers with that in mind: plain gradient ascent tends to do this once it breaks a "
+                "saturated model, and a smaller unlearn.learning_rate or unlearn.max_epochs trades forgetting for it."
             )
     return found
 
