@@ -284,6 +284,14 @@ class UnlearnConfig(Section):
     """Gradient ascent on the forget set (the retrain oracle uses `train`)."""
 
     method: Literal["ga"] = Field("ga", description="`ga`: gradient ascent on the forget set.")
+    objective: Literal["ascent", "complement"] = Field(
+        "ascent",
+        description=(
+            "GA's objective: `ascent`, ascend the training loss (the paper's rule; its gradient vanishes on "
+            "a saturated model); `complement`, descend on -log(1 - p(y)) = softplus(logit margin), whose "
+            "gradient stays near 1 when p(y) is near 1."
+        ),
+    )
     learning_rate: float = Field(0.05, strict=True, gt=0, le=10, description="Ascent step size.")
     batch_size: int = Field(32, strict=True, ge=1, le=4096, description="Forget records per ascent step.")
     max_epochs: int = Field(10, strict=True, ge=1, le=500, description="Upper bound on passes over the forget set.")

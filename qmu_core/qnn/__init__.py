@@ -4,7 +4,7 @@
 * `backends`: how ⟨Z_i⟩ of a circuit is computed for a batch (TFQ plain, TFQ packed, dense
   reference), behind one `ExpectationBackend` interface;
 * `models`: `QNN`, the classical front end + a backend + the dense softmax head;
-* `training`: training, inference and gradient-ascent loops;
+* `training`: training and inference loops (unlearning lives in `qmu_core.unlearning`);
 * `jobs`: what the pipeline's model stages call (train, outputs, unlearn) on split tables.
 
 Importing this package does not import TensorFlow; `models`, `training`, `jobs` and `backends`

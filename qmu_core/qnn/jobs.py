@@ -18,6 +18,7 @@ from qmu_core.provenance import ModelFacts
 from qmu_core.qnn import training
 from qmu_core.qnn.models import QNN
 from qmu_core.splits import SplitTable, read_splits
+from qmu_core.unlearning import ga
 
 __all__ = ["load_model", "outputs", "train", "train_split", "unlearn"]
 
@@ -99,7 +100,7 @@ def unlearn(
     qnn = load_model(weights, splits, model, classes)
     frame = splits.frame
     forget = frame[(frame["role"] == "target_train") & frame["is_forget"]]
-    history = training.gradient_ascent(
+    history = ga.gradient_ascent(
         qnn,
         training.model_inputs(forget, model),
         training.class_index(forget["label"].to_numpy(), classes),
@@ -117,7 +118,8 @@ def unlearn(
         else (
             f"{unlearn.method}: forget-set accuracy is still {history[-1]['forget_acc']:.3f} after "
             f"{len(history)} passes (target <= {unlearn.stop_forget_acc}); the model did not forget. A "
-            "saturated model has near-zero loss gradients: raise unlearn.learning_rate or unlearn.max_epochs.",
+            "saturated model has near-zero loss gradients: set unlearn.objective=complement, or raise "
+            "unlearn.learning_rate or unlearn.max_epochs.",
         )
     )
     return Output(qnn.weights_frame(model_id), facts, warnings=warnings)

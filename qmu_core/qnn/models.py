@@ -109,9 +109,18 @@ class QNN:
         """
         return self.backend.expectations(self.front_end(inputs), self.variables["theta"])
 
+    def head_logits(self, z: tf.Tensor) -> tf.Tensor:
+        """The head's logits from ⟨Z⟩: ``z @ head_w + head_b``."""
+        return z @ self.variables["head_w"] + self.variables["head_b"]
+
     def head(self, z: tf.Tensor) -> tf.Tensor:
         """Class probabilities from ⟨Z⟩: ``softmax(z @ head_w + head_b)``."""
-        return tf.nn.softmax(z @ self.variables["head_w"] + self.variables["head_b"])
+        return tf.nn.softmax(self.head_logits(z))
+
+    @tf.autograph.experimental.do_not_convert
+    def logits(self, inputs: tf.Tensor) -> tf.Tensor:
+        """The head's logits, shape (B, n_classes) (differentiable)."""
+        return self.head_logits(self.expectations(inputs))
 
     @tf.autograph.experimental.do_not_convert
     def __call__(self, inputs: tf.Tensor) -> tf.Tensor:

@@ -13,15 +13,15 @@ import pandas as pd
 
 from qmu_core import frames
 from qmu_core._tf import tf, tf_keras
-from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig
+from qmu_core.config import ModelConfig, TrainConfig
 from qmu_core.errors import ConfigError
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN, build_model
 
 __all__ = [
+    "batches",
     "class_index",
     "fit",
-    "gradient_ascent",
     "model_for",
     "model_inputs",
     "per_record_loss",
@@ -70,7 +70,7 @@ def model_for(model: ModelConfig, classes: Sequence[int], *, seed: int, image_si
     return build_model(model, n_classes=len(classes), image_side=image_side, seed=seed)
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
@@ -126,7 +126,7 @@ def fit(
     history: list[dict[str, float]] = []
     for epoch in range(train.epochs):
         total, hits = 0.0, 0.0
-        for idx in _batches(len(x), train.batch_size, rng):
+        for idx in batches(len(x), train.batch_size, rng):
             loss, h = step(tf.constant(x[idx]), tf.constant(y[idx]))
             total += float(loss) * len(idx)
             hits += float(h)
@@ -165,49 +165,3 @@ def predict_outputs(
             "correct": probs.argmax(axis=1) == y,
         }
     )
-
-
-def gradient_ascent(
-    model: QNN,
-    x_forget: np.ndarray,
-    y_forget: np.ndarray,
-    unlearn: UnlearnConfig,
-    *,
-    loss: str,
-    seed: int,
-    progress: Progress | None = None,
-) -> list[dict[str, float]]:
-    """Unlearn by ascending the training loss on the forget set (plain SGD steps).
-
-    After each pass over the forget set the forget-set accuracy is measured; ascent stops as
-    soon as it is at or below ``unlearn.stop_forget_acc`` (or after ``unlearn.max_epochs``).
-    Only forget records are touched, as GA needs nothing else.
-
-    Returns:
-        One dict per pass: mean ascent ``loss`` and forget-set ``acc`` after the pass.
-    """
-    opt = tf_keras.optimizers.SGD(learning_rate=unlearn.learning_rate)
-    variables = model.trainable_variables
-
-    @tf.function(reduce_retracing=True)
-    def ascend(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss_value = tf.reduce_mean(per_record_loss(model(xb), yb, loss))
-        grads = tape.gradient(loss_value, variables)
-        opt.apply_gradients(zip([-g for g in grads], variables, strict=True))
-        return loss_value
-
-    rng = np.random.default_rng(seed)
-    history: list[dict[str, float]] = []
-    for epoch in range(unlearn.max_epochs):
-        total = 0.0
-        for idx in _batches(len(x_forget), unlearn.batch_size, rng):
-            total += float(ascend(tf.constant(x_forget[idx]), tf.constant(y_forget[idx]))) * len(idx)
-        acc = float(np.mean(predict_proba(model, x_forget).argmax(axis=1) == y_forget))
-        record = {"loss": total / len(x_forget), "forget_acc": acc}
-        history.append(record)
-        if progress is not None:
-            progress(epoch + 1, unlearn.max_epochs, record)
-        if acc <= unlearn.stop_forget_acc:
-            break
-    return history

@@ -13,6 +13,7 @@ from qmu_core.qnn import training
 from qmu_core.qnn.backends.base import symbol_values
 from qmu_core.qnn.backends.plain import PlainTFQBackend
 from qmu_core.qnn.models import build_model
+from qmu_core.unlearning import ga
 from tests.support import MODEL_CASES, cirq_expectations, random_inputs
 
 
@@ -138,7 +139,7 @@ def test_gradient_ascent_forgets_and_stops_at_the_threshold() -> None:
     training.fit(qnn, x, y, TrainConfig(epochs=6, batch_size=16, learning_rate=0.1), seed=1)
     forget = y == 1
     before = float(np.mean(training.predict_proba(qnn, x[forget]).argmax(1) == 1))
-    history = training.gradient_ascent(
+    history = ga.gradient_ascent(
         qnn,
         x[forget],
         y[forget],
@@ -151,6 +152,37 @@ def test_gradient_ascent_forgets_and_stops_at_the_threshold() -> None:
     assert history[-1]["forget_acc"] == pytest.approx(after)
     assert len(history) < 30
     assert all(h["forget_acc"] > 0.1 for h in history[:-1])
+
+
+def test_the_complement_objective_moves_a_saturated_model_where_the_papers_rule_cannot() -> None:
+    from qmu_core.config import UnlearnConfig
+
+    x = random_inputs(_model()[1], 32)
+    result = {}
+    for objective in ("ascent", "complement"):
+        qnn, _ = _model(seed=5)
+        qnn.variables["head_w"].assign(qnn.variables["head_w"] * 400.0)  # a saturated softmax
+        y = training.predict_proba(qnn, x).argmax(1).astype(np.int32)  # the model is right and sure
+
+        def forget_loss(qnn=qnn, y=y) -> float:  # type: ignore[no-untyped-def]
+            probs = tf.constant(training.predict_proba(qnn, x))
+            return float(tf.reduce_mean(training.per_record_loss(probs, tf.constant(y), "cross_entropy")))
+
+        assert forget_loss() < 1e-3
+        cfg = UnlearnConfig(objective=objective, learning_rate=0.01, max_epochs=3, stop_forget_acc=0.0)
+        history = ga.gradient_ascent(qnn, x, y, cfg, loss="cross_entropy", seed=0)  # the paper's HQNN lr
+        result[objective] = (forget_loss(), history[-1]["forget_acc"])
+    assert result["ascent"][0] < 0.01 and result["ascent"][1] == 1.0, result  # the paper's rule: stuck
+    assert result["complement"][0] > 1.0 and result["complement"][1] < 0.5, result  # the surrogate forgets
+
+
+def test_complement_loss_is_minus_log_one_minus_p() -> None:
+    logits = tf.constant([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0], [30.0, -5.0, 1.0]], tf.float64)
+    y = tf.constant([0, 2, 0])
+    p = tf.nn.softmax(logits).numpy()[np.arange(3), y.numpy()]
+    expected = -np.log1p(-p[:2])
+    np.testing.assert_allclose(ga.complement_loss(logits, y).numpy()[:2], expected, rtol=1e-12)
+    assert np.isfinite(ga.complement_loss(logits, y).numpy()[2]) and ga.complement_loss(logits, y).numpy()[2] > 25
 
 
 def test_predict_outputs_has_one_row_per_record() -> None:

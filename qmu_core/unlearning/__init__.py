@@ -1,0 +1,1 @@
+"""Unlearning methods, one module per method (`ga` so far)."""
