@@ -285,11 +285,11 @@ class UnlearnConfig(Section):
 
     method: Literal["ga"] = Field("ga", description="`ga`: gradient ascent on the forget set.")
     objective: Literal["ascent", "complement"] = Field(
-        "ascent",
+        "complement",
         description=(
-            "GA's objective: `ascent`, ascend the training loss (the paper's rule; its gradient vanishes on "
-            "a saturated model); `complement`, descend on -log(1 - p(y)) = softplus(logit margin), whose "
-            "gradient stays near 1 when p(y) is near 1."
+            "GA's objective: `complement` (our default), descend on -log(1 - p(y)) = softplus(logit margin), "
+            "whose gradient stays near 1 when p(y) is near 1; `ascent`, ascend the training loss (the paper's "
+            "rule, kept by the paper presets; its gradient vanishes on a saturated model)."
         ),
     )
     learning_rate: float = Field(0.05, strict=True, gt=0, le=10, description="Ascent step size.")

@@ -69,7 +69,7 @@ def _paper() -> dict[str, Any]:
             "loss": "bce_sum",
         },
         "attack": {"n_shadow": 8},
-        "unlearn": {"learning_rate": 0.05, "batch_size": 32},
+        "unlearn": {"learning_rate": 0.05, "batch_size": 32, "objective": "ascent"},
     }
 
 
@@ -89,7 +89,7 @@ def _paper_hqnn() -> dict[str, Any]:
         "optimizer": "sgd",
         "loss": "cross_entropy",
     }
-    cfg["unlearn"] = {"learning_rate": 0.01, "batch_size": 16, "max_epochs": 6}
+    cfg["unlearn"] = {"learning_rate": 0.01, "batch_size": 16, "max_epochs": 6, "objective": "ascent"}
     return cfg
 
 
