@@ -192,13 +192,17 @@ def _flow(args: argparse.Namespace, config: QMUConfig, flow: Any, *params: Any) 
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
     from flows.server import prefect_api
+    from qmu_core import workers
 
-    with (
-        prefect_api(),
-        temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: bool(args.refresh)}),
-        _console_without_known_errors(debug=args.debug),
-    ):
-        summary = flow(*params)
+    try:
+        with (
+            prefect_api(),
+            temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: bool(args.refresh)}),
+            _console_without_known_errors(debug=args.debug),
+        ):
+            summary = flow(*params)
+    finally:
+        workers.shutdown()  # nothing left running when the summary path is printed
     print(summary)
     return 0
 

@@ -11,7 +11,8 @@ lives for the whole process, so TensorFlow is imported once per worker, not once
   `progress` callback (a queue drained by one thread here), so epochs still show up live.
 * `configure(n)` sets the number of workers (``run.workers``; 0 means one per core). A change
   restarts the pool on next use.
-* Workers exit when this process exits, even when it is killed (each polls its parent).
+* Workers exit when this process exits, even when it is killed (each polls its parent);
+  `shutdown()` stops them at once (the CLI calls it when a flow has finished).
 * A worker that dies (out of memory, killed) fails the job with `WorkerError`, which says so,
   and the pool is rebuilt for the next job.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import itertools
 import multiprocessing as mp
 import os
@@ -53,6 +55,7 @@ _pool: ProcessPoolExecutor | None = None
 _size = 0
 _requested = 0
 _queue: Any = None
+_drainer: threading.Thread | None = None
 _inboxes: dict[int, queue.Queue[tuple[Any, ...]]] = {}
 _tokens = itertools.count()
 
@@ -128,7 +131,7 @@ def _drain(queue: Any) -> None:
 
 
 def _ensure_pool() -> ProcessPoolExecutor:
-    global _pool, _size, _queue
+    global _pool, _size, _queue, _drainer
     with _lock:
         size = n_workers(_requested)
         if _pool is not None and size == _size:
@@ -136,7 +139,8 @@ def _ensure_pool() -> ProcessPoolExecutor:
         _stop_locked()
         ctx = mp.get_context("spawn")
         _queue = ctx.Queue()
-        threading.Thread(target=_drain, args=(_queue,), daemon=True, name="qmu-worker-progress").start()
+        _drainer = threading.Thread(target=_drain, args=(_queue,), daemon=True, name="qmu-worker-progress")
+        _drainer.start()
         threads = max(1, n_workers(0) // size)
         _pool = ProcessPoolExecutor(
             size, mp_context=ctx, initializer=_init_worker, initargs=(_queue, os.getpid(), threads)
@@ -146,13 +150,20 @@ def _ensure_pool() -> ProcessPoolExecutor:
 
 
 def _stop_locked() -> None:
-    global _pool, _queue
+    """Stop the workers and release the progress queue now, not at interpreter exit: named
+    semaphores still alive then race the resource tracker, which prints warnings after our output."""
+    global _pool, _queue, _drainer
     if _pool is not None:
         _pool.shutdown(wait=True, cancel_futures=True)
         _pool = None
     if _queue is not None:
         _queue.put(None)
-        _queue = None
+        if _drainer is not None:
+            _drainer.join(timeout=5.0)
+        _queue.close()
+        _queue.join_thread()
+        _queue, _drainer = None, None
+        gc.collect()  # run the semaphores' finalizers (unlink and unregister) here
 
 
 def shutdown() -> None:
