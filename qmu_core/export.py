@@ -104,12 +104,21 @@ def _model_in_summary(summary: Path, phase: str) -> Path:
     return found
 
 
-def _lineage(ref: ArtifactRef) -> dict[str, Any]:
-    """Model config, classes and splits key of a model, following unlearning back to training."""
-    meta = artifacts.read_metadata(ref)
-    inputs = meta.inputs
+def model_inputs(ref: ArtifactRef) -> dict[str, Any]:
+    """The inputs a model artifact was made from (its provenance), checked to be a model stage's.
+
+    Raises:
+        ArtifactError: If the artifact has no model/splits provenance.
+    """
+    inputs = artifacts.read_metadata(ref).inputs
     if "model" not in inputs or "splits" not in inputs:
         raise ArtifactError(f"{ref.path} has no model/splits provenance; it was not written by QMU's model stages.")
+    return inputs
+
+
+def _lineage(ref: ArtifactRef) -> dict[str, Any]:
+    """Model config, classes and splits key of a model, following unlearning back to training."""
+    inputs = model_inputs(ref)
     return {"model": inputs["model"], "classes": inputs["classes"], "splits": inputs["splits"]}
 
 

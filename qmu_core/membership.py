@@ -29,7 +29,6 @@ __all__ = [
     "membership_matrix",
     "reference_names",
     "reference_rows",
-    "shadow_rows",
     "shadow_warnings",
     "true_members",
 ]
@@ -100,18 +99,6 @@ def true_members(outputs: pd.DataFrame) -> np.ndarray:
     if str(outputs["model_id"].iloc[0]) == "oracle":
         members = members & ~outputs["is_forget"].to_numpy()  # to_numpy() may be read-only (pandas 3)
     return members
-
-
-def shadow_rows(splits: pd.DataFrame, shadow_outputs: Sequence[pd.DataFrame], *, seed: int) -> pd.DataFrame:
-    """The attack's training rows: every reference model's outputs on the rows it drew its half
-    from (the pool, or every candidate record), with ``is_member``."""
-    parts = []
-    for out in shadow_outputs:
-        which = str(out["model_id"].iloc[0])
-        reference = "disjoint" if which.startswith("shadow-") else "population"
-        out = out.assign(is_member=member_mask(splits, which, seed=seed))
-        parts.append(out[reference_rows(splits, reference)])
-    return pd.concat(parts, ignore_index=True)
 
 
 def shadow_warnings(data: DataConfig, attack: AttackConfig) -> list[str]:

@@ -22,7 +22,7 @@ from qmu_core.rocplot import roc_plot
 __all__ = [
     "ATTACK_LABELS",
     "HEADLINE",
-    "HEADLINE_KEYS",
+    "HEADLINE_METRICS",
     "LABELS",
     "Report",
     "attack_rows",
@@ -75,21 +75,21 @@ ATTACK_LABELS = {
     "rmia": "RMIA",
 }
 
-# Per-attack metrics (`metrics.attack_metrics`) and the top-level `mia_*` key each one fills
-# for the headline attack (`attack.headline`).
-HEADLINE_KEYS = {
-    "auc": "mia_auc",
-    "auc_ci_low": "mia_auc_ci_low",
-    "auc_ci_high": "mia_auc_ci_high",
-    "balanced_acc": "mia_balanced_acc",
-    "tpr_at_1pct_fpr": "mia_tpr_at_1pct_fpr",
-    "tpr_at_0_1pct_fpr": "mia_tpr_at_0_1pct_fpr",
-    "forget_success": "mia_forget_success",
-    "forget_control": "mia_forget_control",
-    "forget_auc": "mia_forget_auc",
-    "forget_auc_ci_low": "mia_forget_auc_ci_low",
-    "forget_auc_ci_high": "mia_forget_auc_ci_high",
-}
+# Per-attack metrics (`metrics.attack_metrics`) the headline attack (`attack.headline`) also
+# reports at model level, as ``mia_<metric>``.
+HEADLINE_METRICS = (
+    "auc",
+    "auc_ci_low",
+    "auc_ci_high",
+    "balanced_acc",
+    "tpr_at_1pct_fpr",
+    "tpr_at_0_1pct_fpr",
+    "forget_success",
+    "forget_control",
+    "forget_auc",
+    "forget_auc_ci_low",
+    "forget_auc_ci_high",
+)
 
 
 def _flat(values: Mapping[str, float | tuple[float, float]]) -> dict[str, float]:
@@ -139,7 +139,7 @@ def compare(outputs: Mapping[str, pd.DataFrame], scores: pd.DataFrame, audit: Au
             )
             add(str(attack), values | {"threshold": threshold})
             if attack == headline:
-                add("", {HEADLINE_KEYS[k]: v for k, v in values.items() if k in HEADLINE_KEYS})
+                add("", {f"mia_{k}": values[k] for k in HEADLINE_METRICS})
             fpr, tpr = metrics.roc_points(score, is_member)
             roc.append(pd.DataFrame({"phase": phase, "attack": str(attack), "fpr": fpr, "tpr": tpr}))
     roc_frame = pd.concat(roc, ignore_index=True) if roc else pd.DataFrame(columns=["phase", "attack", "fpr", "tpr"])
@@ -155,8 +155,9 @@ def models_summary(table: pd.DataFrame) -> dict[str, Summary]:
     NaN becomes None (valid JSON).
     """
     out: dict[str, Summary] = {}
-    attack_col = table["attack"] if "attack" in table else pd.Series([""] * len(table))
-    for phase, attack, metric, raw in zip(table["phase"], attack_col, table["metric"], table["value"], strict=True):
+    for phase, attack, metric, raw in zip(
+        table["phase"], table["attack"], table["metric"], table["value"], strict=True
+    ):
         value = None if math.isnan(float(raw)) else float(raw)
         entry = out.setdefault(str(phase), {})
         if not attack:

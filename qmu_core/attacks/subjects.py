@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import AttackConfig, QMUConfig
 from qmu_core.errors import ArtifactError
-from qmu_core.export import resolve_model_ref
+from qmu_core.export import model_inputs, resolve_model_ref
 from qmu_core.overrides import validate
 
 __all__ = ["Subject", "phase_name", "resolve"]
@@ -72,25 +71,18 @@ def _run(summary: Path) -> Subject:
     return Subject(config, {p: resolve_model_ref(summary, phase=p) for p in phases})
 
 
-def _inputs(ref: ArtifactRef) -> dict[str, Any]:
-    inputs = artifacts.read_metadata(ref).inputs
-    if "model" not in inputs or "splits" not in inputs:
-        raise ArtifactError(f"{ref.path} has no model/splits provenance; it was not written by QMU's model stages.")
-    return inputs
-
-
 def _which(ref: ArtifactRef) -> str:
     return str(artifacts.read(ref)["model_id"].iloc[0])
 
 
 def _config_of(ref: ArtifactRef) -> QMUConfig:
     """The config a model artifact was made with, from provenance (module doc)."""
-    inputs = _inputs(ref)
+    inputs = model_inputs(ref)
     trained = inputs
     while "train" not in trained:  # unlearned: follow `weights` back to the trained model
         if "weights" not in trained:
             raise ArtifactError(f"{ref.path}: cannot trace the model back to its training run.")
-        trained = _inputs(ArtifactRef(stage="model", key=str(trained["weights"]), root=ref.root))
+        trained = model_inputs(ArtifactRef(stage="model", key=str(trained["weights"]), root=ref.root))
     split = artifacts.read_metadata(ArtifactRef(stage="splits", key=str(inputs["splits"]), root=ref.root)).inputs
     raw = {
         "run": {"seed": trained["seed"], "artifact_root": str(ref.root)},
