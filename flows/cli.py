@@ -3,7 +3,7 @@
     qmu run --preset tiny [--set section.field=value ...] [--config file.json] [--refresh]
     qmu config show [--preset NAME] [--set ...]
     qmu config schema | reference
-    qmu export RUN_OR_MODEL DIR [--phase before|after_ga|oracle]
+    qmu export RUN_OR_MODEL DIR [--phase before|after_<method>|oracle]
     qmu audit RUN_OR_MODEL [--preset NAME] [--set attack.field=value ...] [--refresh]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
@@ -30,7 +30,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from qmu_core.config import QMUConfig, check_artifact_root
+from qmu_core.config import UNLEARN_METHODS, QMUConfig, check_artifact_root
 from qmu_core.docs import reference_markdown
 from qmu_core.errors import QMUError
 from qmu_core.membership import shadow_warnings
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument(
         "--phase",
         default="before",
-        choices=["before", "after_ga", "oracle"],
+        choices=["before", *(f"after_{m}" for m in UNLEARN_METHODS), "oracle"],
         help="Which model of a run to export (ignored for a .parquet).",
     )
     aud = sub.add_parser(

@@ -1,4 +1,5 @@
-"""Steps both flows compose: the split, the reference models, the membership audit."""
+"""Steps the flows compose: the split, the reference models, the membership audit, and the
+unlearning methods of one repeat judged against its oracle."""
 
 from __future__ import annotations
 
@@ -7,10 +8,21 @@ from typing import Any
 from prefect.futures import PrefectFuture
 
 from qmu_core.artifacts import ArtifactRef
-from qmu_core.config import QMUConfig
+from qmu_core.config import QMUConfig, derive_seed
 from qmu_core.datasets import fingerprint
 from qmu_core.membership import reference_names
-from tasks import audit_models, evaluate, membership_matrix, model_outputs, split_data, train_model
+from qmu_core.unlearning.compare import phase_name
+from tasks import (
+    audit_models,
+    compare_unlearning,
+    evaluate,
+    membership_matrix,
+    model_outputs,
+    relearn,
+    split_data,
+    train_model,
+    unlearn,
+)
 
 Ref = ArtifactRef | PrefectFuture[ArtifactRef]
 
@@ -61,3 +73,59 @@ def membership_audit(
         "metrics": metrics,
         "reference_outputs": dict(zip(models, reference_outputs, strict=True)),
     }
+
+
+def repeat_seed(config: QMUConfig, repeat: int) -> int:
+    """Seed of repeat `repeat` of the unlearning comparison (repeat 0: ``run.seed`` itself)."""
+    return config.run.seed if repeat == 0 else derive_seed(config.run.seed, "repeat", repeat)
+
+
+def train_and_unlearn(config: QMUConfig, splits: ArtifactRef, repeat: int) -> dict[str, Ref]:
+    """One repeat, by audit phase: the original model (``before``), the oracle retrained without
+    the deletion request, and the original model after each unlearning method (``after_<m>``)."""
+    seed, train = repeat_seed(config, repeat), config.train
+    common = {"model": config.model, "classes": config.data.classes}
+    target = train_model.submit(splits=splits, train=train, which="target", seed=seed, **common)
+    oracle = train_model.submit(splits=splits, train=train, which="oracle", seed=seed, **common)
+    models: dict[str, Ref] = {phase_name(repeat, "before"): target, phase_name(repeat, "oracle"): oracle}
+    for method in config.unlearn.methods:
+        models[phase_name(repeat, f"after_{method}")] = unlearn.submit(
+            weights=target,
+            splits=splits,
+            train=train,
+            unlearn=config.unlearn.for_stage(method),
+            method=method,
+            seed=seed,
+            **common,
+        )
+    return models
+
+
+def judge_against_oracle(
+    config: QMUConfig, splits: ArtifactRef, models: dict[str, Ref], outputs: dict[str, Ref], audit: dict[str, Any]
+) -> dict[str, Any]:
+    """Relearn time of every unlearned model and oracle, then every method against the oracle."""
+    common = {"model": config.model, "classes": config.data.classes, "train": config.train}
+    relearned = {}
+    for repeat in range(config.unlearn.seeds):
+        before = models[phase_name(repeat, "before")]
+        for name in ("oracle", *(f"after_{m}" for m in config.unlearn.methods)):
+            phase = phase_name(repeat, name)
+            relearned[phase] = relearn.submit(
+                weights=models[phase],
+                before=before,
+                splits=splits,
+                unlearn=config.unlearn.for_stage("relearn"),
+                seed=repeat_seed(config, repeat),
+                **common,
+            )
+    comparison = compare_unlearning(
+        metrics=audit["metrics"],
+        scores=audit["mia_scores"],
+        outputs=outputs,
+        models=models,
+        relearned=relearned,
+        methods=tuple(config.unlearn.methods),
+        repeats=config.unlearn.seeds,
+    )
+    return {"comparison": comparison, "relearn": relearned}

@@ -59,12 +59,14 @@ CORE_VERSION = "0.1.0"  # = qmu_core.__version__
 STAGE_VERSIONS: dict[str, int] = {
     "splits": 6,  # v6: no zero-variance PCA directions; v5: roles stratified by class (v4: float64 features)
     "feature_map": 4,  # v4: zero-variance directions dropped (v3: float64 PCA, bounds from the same projection)
-    "model": 1,
+    "model": 1,  # facts gained optional wall_s, circuit_evals, method, stop_acc (None in older artifacts)
     "outputs": 2,  # v2: the <Z> read-out per record (`z`)
     "membership": 1,
     "mia_scores": 2,  # v2: every attack fitted once, every audited model in one table
     "metrics": 3,  # v3: per-attack metrics (`attack` column) with CIs; ROC points as its companion
     "roc": 1,
+    "relearn": 1,
+    "comparison": 1,
 }
 
 _F32_LIST = pa.list_(pa.float32())
@@ -125,6 +127,17 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     "roc": pa.schema([("phase", pa.string()), ("attack", pa.string()), ("fpr", pa.float64()), ("tpr", pa.float64())]),
+    "relearn": pa.schema([("model_id", pa.string()), ("step", pa.int64()), ("forget_acc", pa.float64())]),
+    "comparison": pa.schema(
+        [
+            ("repeat", pa.int64()),
+            ("method", pa.string()),
+            ("metric", pa.string()),
+            ("value", pa.float64()),
+            ("oracle", pa.float64()),
+            ("gap", pa.float64()),
+        ]
+    ),
 }
 
 

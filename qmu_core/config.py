@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,7 +97,23 @@ class DataConfig(Section):
     classes: tuple[StrictInt, ...] = Field(
         tuple(range(10)), min_length=2, description="Labels kept; the model has one output each."
     )
-    forget_class: int = Field(4, strict=True, description="Training records with this label form the forget set.")
+    forget: Literal["class", "samples"] = Field(
+        "class",
+        description=(
+            "The deletion request: `class`, every training record of `forget_class` (the paper's setting); "
+            '`samples`, the training records listed in `forget_ids` ("delete these users").'
+        ),
+    )
+    forget_class: int = Field(
+        4, strict=True, description="Class requests: training records with this label form the forget set."
+    )
+    forget_ids: tuple[StrictInt, ...] = Field(
+        (),
+        description=(
+            "Sample requests: the `sample_id`s to delete (dataset indices of target training records; a run's "
+            "splits Parquet lists them with role `target_train`)."
+        ),
+    )
     n_target_train: int = Field(500, strict=True, ge=8, description="Target members: the target's training set.")
     n_target_holdout: int = Field(
         250, strict=True, ge=4, description="Target non-members: held out, the attack's negative control."
@@ -113,6 +130,21 @@ class DataConfig(Section):
                 f"data.forget_class={self.forget_class} is not in data.classes="
                 f"{list(self.classes)}; pick one of those labels or add it to `data.classes`."
             )
+        if self.forget == "samples" and not self.forget_ids:
+            raise ValueError(
+                "data.forget='samples' is an empty deletion request: data.forget_ids lists no sample_id. List "
+                "the target training records to delete, e.g. data.forget_ids=[12, 345], or use data.forget='class'."
+            )
+        if self.forget == "class" and self.forget_ids:
+            raise ValueError(
+                f"data.forget_ids lists {len(self.forget_ids)} sample_ids but data.forget='class' deletes class "
+                f"{self.forget_class}: set data.forget='samples' to delete those records, or clear data.forget_ids."
+            )
+        repeated = sorted(i for i, n in Counter(self.forget_ids).items() if n > 1)
+        if repeated:
+            raise ValueError(f"data.forget_ids repeats sample_ids {repeated[:10]}; list each record once.")
+        if any(i < 0 for i in self.forget_ids):
+            raise ValueError("data.forget_ids has negative sample_ids; sample_ids are dataset indices 0, 1, 2, ...")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"data.classes={list(self.classes)} repeats a label; list each once.")
         negative = [c for c in self.classes if c < 0]
@@ -280,28 +312,157 @@ class AttackConfig(Section):
     )
 
 
-class UnlearnConfig(Section):
-    """Gradient ascent on the forget set (the retrain oracle uses `train`)."""
+UNLEARN_METHODS = ("ga", "ssd", "rga", "salun", "finetune")
+"""Unlearning methods (`qmu_core.unlearning`), in report order. The retrain oracle and the
+no-op baseline (the model before unlearning) are always part of the comparison."""
 
-    method: Literal["ga"] = Field("ga", description="`ga`: gradient ascent on the forget set.")
+
+class UnlearnConfig(Section):
+    """The unlearning methods compared against the retrain oracle, and their hyperparameters.
+
+    Stopping rule, fixed before any method runs: the iterative methods (GA, RGA, SalUn) stop
+    after the first pass whose forget-set training accuracy is at or below the request's target
+    (`stop_forget_acc` for a class; the model's own accuracy on held-out records for a list of
+    sample_ids), or after `max_epochs` passes. SSD is one dampening step, fine-tune a fixed
+    number of epochs; all report whether they reached the target.
+    """
+
+    methods: tuple[Literal["ga", "ssd", "rga", "salun", "finetune"], ...] = Field(
+        UNLEARN_METHODS,  # type: ignore[arg-type]
+        min_length=1,
+        description=(
+            "Methods to run, each from the trained model: `ga` gradient ascent; `ssd` selective synaptic "
+            "dampening (Fisher importance); `rga` relative gradient ascent (importance-weighted ascent on the "
+            "forget set plus descent on the retained set); `salun` saliency-masked random-label unlearning; "
+            "`finetune` training on the retained set only. The retrain oracle and the no-op baseline always run."
+        ),
+    )
+    seeds: int = Field(
+        1,
+        strict=True,
+        ge=1,
+        le=20,
+        description=(
+            "Repeats of the comparison. Repeat k > 0 retrains the target and the oracle from another seed and "
+            "unlearns again (the split and the attacks stay fixed); the report gives means with 95% CIs."
+        ),
+    )
     objective: Literal["ascent", "complement"] = Field(
         "complement",
         description=(
-            "GA's objective: `complement` (our default), descend on -log(1 - p(y)) = softplus(logit margin), "
-            "whose gradient stays near 1 when p(y) is near 1; `ascent`, ascend the training loss (the paper's "
-            "rule, kept by the paper presets; its gradient vanishes on a saturated model)."
+            "The forget-set objective of `ga` and `rga`: `complement` (our default), descend on "
+            "-log(1 - p(y)) = softplus(logit margin), whose gradient stays near 1 when p(y) is near 1; "
+            "`ascent`, ascend the training loss (the paper's rule, kept by the paper presets; its gradient "
+            "vanishes on a saturated model)."
         ),
     )
-    learning_rate: float = Field(0.05, strict=True, gt=0, le=10, description="Ascent step size.")
-    batch_size: int = Field(32, strict=True, ge=1, le=4096, description="Forget records per ascent step.")
-    max_epochs: int = Field(10, strict=True, ge=1, le=500, description="Upper bound on passes over the forget set.")
+    learning_rate: float = Field(
+        0.05, strict=True, gt=0, le=10, description="SGD step size of `ga` (and of `rga`, `salun` unless set)."
+    )
+    batch_size: int = Field(
+        32,
+        strict=True,
+        ge=1,
+        le=4096,
+        description="Forget records per step (`ga`, `rga`, `salun`); retained "
+        "records per step of `rga`/`salun` and per batch of the Fisher importances.",
+    )
+    max_epochs: int = Field(
+        10, strict=True, ge=1, le=500, description="Upper bound on passes over the forget set (`ga`, `rga`, `salun`)."
+    )
     stop_forget_acc: float = Field(
         0.05,
         strict=True,
         ge=0,
         le=1,
-        description="Stop once accuracy on the forget set falls to this (checked after each pass).",
+        description=(
+            "Class requests: stop once accuracy on the forget set falls to this (checked after each pass). "
+            "Sample requests stop at the model's accuracy on held-out records instead."
+        ),
     )
+    ssd_alpha: float = Field(
+        10.0,
+        strict=True,
+        gt=0,
+        description="SSD: dampen parameters whose forget importance exceeds alpha x the full-set one.",
+    )
+    ssd_lambda: float = Field(
+        1.0, strict=True, gt=0, description="SSD: dampened parameters are scaled by min(lambda x I_D / I_U, 1)."
+    )
+    ssd_importance: Literal["fisher", "qfi"] = Field(
+        "qfi",
+        description=(
+            "SSD importance of the circuit weights: `qfi` (default), the diagonal of the circuit's quantum "
+            "Fisher information averaged over records; `fisher`, the diagonal empirical Fisher (squared "
+            "mini-batch gradients of the log-likelihood), as for every classical parameter. Circuit weights are "
+            "rotation angles: dampening one towards 0 is not switching it off, and with `fisher` SSD wrecked "
+            "the default model (README)."
+        ),
+    )
+    rga_learning_rate: float | None = Field(
+        None, gt=0, le=10, description="RGA's SGD step size; empty: `learning_rate`."
+    )
+    rga_retain_weight: float = Field(
+        1.0,
+        strict=True,
+        ge=0,
+        description="RGA: weight of the descent step on a retained batch beside the forget step (0: ascent only).",
+    )
+    salun_learning_rate: float | None = Field(
+        None, gt=0, le=10, description="SalUn's SGD step size; empty: `learning_rate`."
+    )
+    salun_sparsity: float = Field(
+        0.5,
+        strict=True,
+        gt=0,
+        le=1,
+        description="SalUn: fraction of parameters (largest forget-gradient magnitude) the mask lets change.",
+    )
+    finetune_epochs: int = Field(
+        5,
+        strict=True,
+        ge=1,
+        le=500,
+        description="Fine-tune: epochs on the retained set (the train optimizer).",
+    )
+    finetune_learning_rate: float = Field(
+        0.01, strict=True, gt=0, le=10, description="Fine-tune: step size on the retained set."
+    )
+    relearn_max_steps: int = Field(
+        200,
+        strict=True,
+        ge=1,
+        le=100000,
+        description=(
+            "Relearn time: fine-tuning steps on the forget set (train optimizer, `batch_size` records) until "
+            "the original forget accuracy returns; counting stops here."
+        ),
+    )
+
+    def step_size(self, method: str) -> float:
+        """The SGD step size of `method`: its own (``rga_learning_rate``, ...) or `learning_rate`."""
+        own: float | None = getattr(self, f"{method}_learning_rate", None)
+        return self.learning_rate if own is None else own
+
+    def for_stage(self, name: str) -> UnlearnConfig:
+        """This section with only the fields stage `name` reads (a method, or ``relearn``); the rest
+        at their defaults. Stages are keyed by this, so tuning SSD never re-runs GA, and adding a
+        method or a repeat reuses every finished one."""
+        keep = _UNLEARN_READS[name]
+        return UnlearnConfig(methods=(name,) if name in UNLEARN_METHODS else UNLEARN_METHODS).model_copy(
+            update={k: getattr(self, k) for k in keep}
+        )
+
+
+_ITERATIVE = {"objective", "learning_rate", "batch_size", "max_epochs", "stop_forget_acc"}
+_UNLEARN_READS: dict[str, set[str]] = {
+    "ga": _ITERATIVE,
+    "rga": _ITERATIVE | {"rga_retain_weight", "rga_learning_rate"},
+    "salun": _ITERATIVE | {"salun_sparsity", "salun_learning_rate"},
+    "ssd": {"batch_size", "stop_forget_acc", "ssd_alpha", "ssd_lambda", "ssd_importance"},
+    "finetune": {"stop_forget_acc", "finetune_epochs", "finetune_learning_rate"},
+    "relearn": {"batch_size", "relearn_max_steps"},
+}
 
 
 class QMUConfig(Section):

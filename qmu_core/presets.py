@@ -47,7 +47,13 @@ def _default() -> dict[str, Any]:
         "data": {"n_target_train": 150, "n_target_holdout": 100, "n_shadow_pool": 50, "n_test": 300},
         "model": {"kind": "hqnn", "encoding": "amplitude", "n_qubits": 8, "layers": 1, "init": "uniform_pi"},
         "train": {"epochs": 60, "batch_size": 16, "learning_rate": 0.01, "optimizer": "adam"},
-        "unlearn": {"learning_rate": 1.0, "batch_size": 32, "max_epochs": 20},
+        "unlearn": {
+            "learning_rate": 1.0,
+            "batch_size": 32,
+            "max_epochs": 20,
+            "rga_retain_weight": 3.0,
+            "salun_learning_rate": 0.3,
+        },
     }
 
 

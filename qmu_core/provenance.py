@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FACTS", "AuditFacts", "Facts", "ModelFacts", "Provenance", "SplitFacts"]
+__all__ = ["FACTS", "AuditFacts", "Facts", "ModelFacts", "Provenance", "RelearnFacts", "SplitFacts"]
 
 
 class Facts(BaseModel):
@@ -31,13 +31,15 @@ class SplitFacts(Facts):
     image_side: int = Field(description="Image height (= width) in pixels.")
     counts: dict[str, int] = Field(description="Records per role.")
     forget_in_train: int = Field(description="Target training records of the forget class (the forget set).")
-    forget_class: int = Field(description="The forget class label.")
+    forget_class: int = Field(description="The forget class label (class requests).")
+    request: str = Field("class", description="The deletion request: class or samples.")
+    forget_ids_sha256: str | None = Field(
+        None, description="SHA-256 of the deleted sample_ids, sorted and comma-joined."
+    )
 
     def describe(self) -> str:
-        return (
-            f"{self.source}: {self.counts}; forget set = {self.forget_in_train} target_train records "
-            f"of class {self.forget_class}"
-        )
+        what = f"of class {self.forget_class}" if self.request == "class" else "requested by sample_id"
+        return f"{self.source}: {self.counts}; forget set = {self.forget_in_train} target_train records {what}"
 
 
 class ModelFacts(Facts):
@@ -48,6 +50,22 @@ class ModelFacts(Facts):
     history: list[dict[str, float]] = Field(default_factory=list, description="One record per epoch / pass.")
     passes: int | None = Field(None, description="Unlearning passes made (unlearned models).")
     reached_stop: bool | None = Field(None, description="Whether unlearning reached its stop rule.")
+    method: str | None = Field(None, description="Unlearning method (unlearned models).")
+    stop_acc: float | None = Field(None, description="The forget-set accuracy the stopping rule aimed at.")
+    note: str = Field("", description="What the method did, in words (e.g. parameters dampened).")
+    wall_s: float | None = Field(None, description="Seconds spent training or unlearning (model load excluded).")
+    circuit_evals: int | None = Field(
+        None, description="Circuit simulations of one record spent (an adjoint gradient counts two)."
+    )
+
+
+class RelearnFacts(Facts):
+    """Facts of a `relearn` artifact: how fast a model regains the original forget accuracy."""
+
+    which: str = Field(description="The model fine-tuned on the forget set.")
+    target_acc: float = Field(description="The forget-set accuracy of the model before unlearning.")
+    steps: int | None = Field(description="Fine-tuning steps until it was regained; None: not within max_steps.")
+    max_steps: int = Field(description="Where counting stopped.")
 
 
 class AuditFacts(Facts):
@@ -77,6 +95,8 @@ FACTS: dict[str, type[Facts] | None] = {
     "membership": None,
     "mia_scores": AuditFacts,
     "metrics": None,
+    "relearn": RelearnFacts,
+    "comparison": None,
 }
 """The facts type of each stage (None: the stage records no facts)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,9 @@ from qmu_core.errors import ArtifactError
 from qmu_core.membership import shadow_warnings
 from qmu_core.provenance import AuditFacts, ModelFacts
 from qmu_core.rocplot import roc_plot
+from qmu_core.splits import request_hash
+from qmu_core.unlearning.compare import row_phases
+from qmu_core.unlearning.report import Deletion, deletion_markdown, deletion_plot, deletion_summary, record_scores
 
 __all__ = [
     "ATTACK_LABELS",
@@ -308,14 +311,30 @@ def title(config: QMUConfig) -> str:
     return f"QMU {m.kind} ({m.encoding}) on {d.dataset}: forget class {d.forget_class}"
 
 
-def notes(unlearned: ModelFacts | None, audit: AuditFacts, *, headline: str) -> list[str]:
+METHOD_NAMES = {
+    "ga": "gradient ascent",
+    "ssd": "selective synaptic dampening",
+    "rga": "relative gradient ascent",
+    "salun": "SalUn (saliency-masked random labels)",
+    "finetune": "fine-tuning on the retained set",
+}
+
+
+def notes(unlearned: Mapping[str, ModelFacts], audit: AuditFacts, *, headline: str) -> list[str]:
     """What the table's rows and columns mean (Markdown bullets)."""
-    passes = f"{unlearned.passes} passes" if unlearned else "not part of this audit"
+    done = "; ".join(
+        f"**after_{m}**: {METHOD_NAMES.get(m, m)} ({f.passes} pass{'es' if f.passes != 1 else ''}"
+        + ("" if f.reached_stop in (True, None) else ", **did not reach its stopping rule**")
+        + ")"
+        for m, f in unlearned.items()
+    )
     return [
         f"- The MIA rows come from the **{ATTACK_LABELS.get(headline, headline)}** attack (`attack.headline`), "
         f"threat model **{audit.threat_model}**; every attack is in the section below.",
-        f"- **before**: the target model; **after_ga**: after gradient ascent on the forget set "
-        f"({passes}); **oracle**: retrained from scratch without the forget set.",
+        "- **before**: the target model; "
+        + (done + "; " if done else "")
+        + "**oracle**: retrained from scratch without the deleted records. deletion.md judges every method "
+        "against the oracle.",
         "- *MIA forget success*: share of forget-set training records the attack calls member "
         "(the paper's headline). *MIA forget control*: the same call rate on held-out records of "
         "the forget class, which were never trained on.",
@@ -338,6 +357,7 @@ class Report:
     title: str
     attack_rows: list[dict[str, Any]]
     plots: dict[str, Path]
+    deletion_markdown: str | None = None
 
 
 def attack_rows(models: Mapping[str, Summary]) -> list[dict[str, Any]]:
@@ -350,6 +370,67 @@ def attack_rows(models: Mapping[str, Summary]) -> list[dict[str, Any]]:
     return rows
 
 
+def _deletion(splits_ref: ArtifactRef, config: QMUConfig) -> Deletion:
+    """The deletion request as the split artifact recorded it."""
+    frame = read(splits_ref)
+    ids = frame.loc[(frame["role"] == "target_train") & frame["is_forget"], "sample_id"].to_numpy()
+    kind = config.data.forget
+    return Deletion(
+        kind=kind,
+        count=len(ids),
+        sha256=request_hash(ids),
+        forget_class=config.data.forget_class if kind == "class" else None,
+        sample_ids=tuple(sorted(int(i) for i in ids)) if kind == "samples" else (),
+    )
+
+
+def _stop_rule(config: QMUConfig) -> str:
+    u = config.unlearn
+    if config.data.forget == "class":
+        target = f"forget-set training accuracy at or below {u.stop_forget_acc} (`unlearn.stop_forget_acc`)"
+    else:
+        target = "forget-set training accuracy at or below the model's own accuracy on held-out records"
+    return (
+        f"GA, RGA and SalUn stop after the first pass with {target}, or after {u.max_epochs} passes "
+        f"(`unlearn.max_epochs`); SSD dampens once, fine-tune trains {u.finetune_epochs} epochs; "
+        "all report whether they reached the target."
+    )
+
+
+def _unlearned_facts(artifacts: Mapping[str, Any], phases: Sequence[str]) -> dict[str, ModelFacts]:
+    """ModelFacts of every unlearned model (``after_*`` phases, every repeat), by phase."""
+    out = {}
+    for phase in phases:
+        ref = artifacts.get(phase)
+        if isinstance(ref, ArtifactRef) and phase.split("/")[-1].startswith("after_"):
+            out[phase] = read_facts(ref, ModelFacts)
+    return out
+
+
+def _model_extras(models: dict[str, Summary], comparison: pd.DataFrame | None, methods: Sequence[str]) -> None:
+    """Add ``wall_s``, ``gap_to_oracle`` and the comparison's other numbers to summary models (repeat 0)."""
+    if comparison is None:
+        return
+    first = comparison[comparison["repeat"] == 0]
+    names = row_phases(methods)
+    for name, phase in names.items():
+        if phase not in models:
+            continue
+        part = first[first["method"] == name]
+        got = dict(zip(part["metric"], part["value"], strict=True))
+        gaps = dict(zip(part["metric"], part["gap"], strict=True))
+        entry = models[phase]
+        for key in ("wall_s", "circuit_evals", "relearn_steps", "js_to_oracle", "reached_stop"):
+            if key in got:
+                value = got[key]
+                entry[key] = None if math.isnan(value) else (bool(value) if key == "reached_stop" else float(value))
+        entry["gap_to_oracle"] = {
+            k: (None if math.isnan(float(g)) else float(g))
+            for k, g in gaps.items()
+            if k not in ("reached_stop", "passes")
+        }
+
+
 def publish(
     artifacts: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]],
     *,
@@ -357,37 +438,84 @@ def publish(
     config: QMUConfig,
     wall_time_s: float,
 ) -> Report:
-    """Write ``<root>/runs/<run_name>/`` summary.json, report.md, comparison.png and roc.png.
+    """Write ``<root>/runs/<run_name>/`` summary.json, report.md, comparison.png and roc.png, and
+    (when the run unlearned) deletion.md and deletion.png.
 
     Args:
         artifacts: Every artifact of the run, by name; a mapping value groups several
             (``{"outputs": {"before": ref, ...}}``). Needs ``metrics`` and ``mia_scores``;
-            ``after_ga`` (the unlearned model) when the run unlearned.
+            the unlearned models as ``after_<method>`` (``r<k>/after_<method>`` for repeats),
+            ``comparison`` and ``splits`` when the run unlearned.
         run_name: The run's name (directory name).
         config: The run's config (stored in the summary).
         wall_time_s: Seconds since the run started.
     """
-    table_ref, scores_ref, unlearned_ref = (artifacts.get(k) for k in ("metrics", "mia_scores", "after_ga"))
+    table_ref, scores_ref, comparison_ref = (artifacts.get(k) for k in ("metrics", "mia_scores", "comparison"))
     if not isinstance(table_ref, ArtifactRef) or not isinstance(scores_ref, ArtifactRef):
         raise ArtifactError("publish needs the run's `metrics` and `mia_scores` artifacts.")
     audit = read_facts(scores_ref, AuditFacts)
-    unlearned = read_facts(unlearned_ref, ModelFacts) if isinstance(unlearned_ref, ArtifactRef) else None
     roc_ref = companion(table_ref, "roc")
-    models = models_summary(read(table_ref))
+    everything = models_summary(read(table_ref))
+    models = {p: v for p, v in everything.items() if "/" not in p}  # repeat 0; repeats k > 0 are "r<k>/<phase>"
+    repeats = {p: v for p, v in everything.items() if "/" in p}
+    unlearned = _unlearned_facts(artifacts, list(everything))
+    methods = [p.removeprefix("after_") for p in models if p.startswith("after_")]
+    comparison = read(comparison_ref) if isinstance(comparison_ref, ArtifactRef) else None
+    _model_extras(models, comparison, methods)
     run_dir = Path(table_ref.root) / "runs" / run_name
     heading = title(config)
     cautions = run_warnings(config, artifacts) + unlearning_warnings(models)
     headline = config.attack.headline
-    md = markdown(models, title=heading, notes=notes(unlearned, audit, headline=headline))
+    first = {p.removeprefix("after_"): f for p, f in unlearned.items() if "/" not in p}
+    md = markdown(models, title=heading, notes=notes(first, audit, headline=headline))
     md += "\n" + "\n".join(attack_tables(models, audit)) + "\n"
     if cautions:
         md += "\n## Warnings\n\n" + "".join(f"- {w}\n" for w in cautions)
+    roc = read(roc_ref)
     plots = {
         "qmu-comparison-plot": plot(models, run_dir / "comparison.png", title=heading),
         "qmu-roc-plot": roc_plot(
-            _with_auc(read(roc_ref), models), run_dir / "roc.png", title=f"{heading}: membership ROC (log-log)"
+            _with_auc(roc[roc["phase"].isin(list(models))], models),
+            run_dir / "roc.png",
+            title=f"{heading}: membership ROC (log-log)",
         ),
     }
+    deletion_section = None
+    deletion_md = None
+    splits_ref = artifacts.get("splits")
+    if comparison is not None and isinstance(splits_ref, ArtifactRef):
+        deletion = _deletion(splits_ref, config)
+        not_reached = {
+            p.split("/")[-1].removeprefix("after_") + (f" (repeat {p.split('/')[0][1:]})" if "/" in p else ""): (
+                f"forget-set accuracy {f.history[-1].get('forget_acc', float('nan')):.3f} after {f.passes} pass(es), "
+                f"target <= {f.stop_acc if f.stop_acc is not None else float('nan'):.3f}"
+                + (f"; {f.note}" if f.note else "")
+            )
+            for p, f in unlearned.items()
+            if f.reached_stop is False and f.history
+        }
+        records = None
+        if deletion.kind == "samples":
+            cols = {"before": "before", **{m: f"after_{m}" for m in methods}, "oracle": "oracle"}
+            records = record_scores(read(scores_ref), headline=headline, phases=cols, sample_ids=deletion.sample_ids)
+            labels = read(splits_ref).set_index("sample_id")["label"]
+            records.insert(1, "label", records["sample_id"].map(labels))
+        deletion_md = deletion_markdown(
+            comparison,
+            deletion,
+            headline=headline,
+            attacks=list(audit.thresholds),
+            not_reached=not_reached,
+            stop_rule=_stop_rule(config),
+            records=records,
+        )
+        plots["qmu-deletion-plot"] = deletion_plot(
+            comparison, run_dir / "deletion.png", title=f"{heading}: before / after / oracle"
+        )
+        with atomic_path(run_dir / "deletion.md") as tmp:
+            tmp.write_text(deletion_md)
+        deletion_section = deletion_summary(comparison, deletion, not_reached=list(not_reached), headline=headline)
+        md += "\nThe deletion report (every method against the oracle, with verdicts) is deletion.md.\n"
     with atomic_path(run_dir / "report.md") as tmp:
         tmp.write_text(md)
 
@@ -397,26 +525,37 @@ def publish(
         return {k: str(v.path) for k, v in value.items()}
 
     listed = {**artifacts, "roc": roc_ref}
-    splits = listed.get("splits")
-    if isinstance(splits, ArtifactRef):
-        listed["feature_map"] = companion(splits, "feature_map")
+    if isinstance(splits_ref, ArtifactRef):
+        listed["feature_map"] = companion(splits_ref, "feature_map")
+    ga = first.get("ga") or next(iter(first.values()), None)
     summary = {
         "run": {"name": run_name, "seed": config.run.seed, "wall_time_s": round(wall_time_s, 2)},
         "config": config.model_dump(mode="json"),
         "mia_attack": headline,
         "audit": audit.model_dump(),
         "models": models,
+        "repeats": repeats,
         "unlearning": (
-            {"method": config.unlearn.method, **unlearned.model_dump(exclude={"n_train"})} if unlearned else None
+            {
+                "method": ga.method or "ga",
+                **ga.model_dump(exclude={"n_train"}),
+                "methods": {m: f.model_dump(exclude={"n_train"}) for m, f in first.items()},
+            }
+            if ga
+            else None
         ),
+        "deletion": deletion_section,
         "artifacts": {k: paths(v) for k, v in listed.items()},
         "warnings": cautions,
         "metrics_parquet": str(table_ref.path),
         "scores_parquet": str(scores_ref.path),
         "roc_parquet": str(roc_ref.path),
+        "comparison_parquet": str(comparison_ref.path) if isinstance(comparison_ref, ArtifactRef) else None,
         "report_md": str(run_dir / "report.md"),
+        "deletion_md": str(run_dir / "deletion.md") if deletion_md else None,
         "plot_png": str(plots["qmu-comparison-plot"]),
         "roc_png": str(plots["qmu-roc-plot"]),
+        "deletion_png": str(plots["qmu-deletion-plot"]) if "qmu-deletion-plot" in plots else None,
     }
     path = write_summary(run_dir / "summary.json", summary)
-    return Report(path, md, table_rows(models), heading, attack_rows(models), plots)
+    return Report(path, md, table_rows(models), heading, attack_rows(models), plots, deletion_md)

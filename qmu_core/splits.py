@@ -7,13 +7,15 @@ Roles (the README's vocabulary):
 * ``shadow_pool``: disjoint records the attacker trains shadow models on;
 * ``test``: records for retain / forget accuracy.
 
-The forget set is the ``target_train`` rows whose label is ``data.forget_class``. The table's
+The forget set is the ``target_train`` rows of the deletion request (``data.forget``): the
+class ``data.forget_class``, or the sample_ids ``data.forget_ids`` (`_forget_rows`). The table's
 ``x`` column holds the model features (`qmu_core.features.FeatureMap`), ``pixels`` the flattened
 image scaled to [-1, 1] (``2 * p - 1`` for ``p`` in [0, 1]).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +29,7 @@ from qmu_core.errors import DataError
 from qmu_core.features import FeatureMap
 from qmu_core.provenance import SplitFacts
 
-__all__ = ["ROLES", "SplitTable", "feature_map_ref", "read_splits", "split_roles"]
+__all__ = ["ROLES", "SplitTable", "feature_map_ref", "read_splits", "request_hash", "split_roles"]
 
 ROLES = ("target_train", "target_holdout", "shadow_pool", "test")
 
@@ -83,18 +85,14 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
     labels = ds.labels[chosen]
     flat = ds.images[chosen].reshape(need, -1)
     train_rows = roles == "target_train"
-    if not np.any(labels[train_rows] == data.forget_class):
-        raise DataError(
-            f"No target_train record has the forget class {data.forget_class}; raise "
-            "data.n_target_train or change data.forget_class."
-        )
+    is_forget = _forget_rows(data, chosen, labels, roles)
     fmap = FeatureMap.fit(flat[train_rows], spec)
     frame = pd.DataFrame(
         {
             "sample_id": chosen.astype(np.int64),
             "label": labels,
             "role": roles,
-            "is_forget": labels == data.forget_class,
+            "is_forget": is_forget,
             "x": list(fmap.transform(flat)),
             "pixels": list((flat * 2.0 - 1.0).astype(np.float32)),
         }
@@ -103,12 +101,78 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
         source=ds.source,
         image_side=ds.side,
         counts={r: int(n) for r, n in zip(ROLES, sizes, strict=True)},
-        forget_in_train=int(np.sum(labels[train_rows] == data.forget_class)),
+        forget_in_train=int(np.sum(is_forget & train_rows)),
         forget_class=data.forget_class,
+        request=data.forget,
+        forget_ids_sha256=request_hash(chosen[is_forget & train_rows]),
     )
     return Output(
         frame, facts, companions={"feature_map": fmap.to_frame()}, warnings=_constant_images(flat, chosen, ds.source)
     )
+
+
+def request_hash(sample_ids: np.ndarray) -> str:
+    """SHA-256 of the sorted deleted sample_ids (``"1,5,9"``): names a request without listing it."""
+    text = ",".join(str(int(i)) for i in sorted(int(v) for v in sample_ids))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _forget_rows(data: DataConfig, chosen: np.ndarray, labels: np.ndarray, roles: np.ndarray) -> np.ndarray:
+    """``is_forget`` per drawn record for the deletion request (`data.forget`).
+
+    A class request marks every record of the forget class (in every role: the forget set is the
+    ``target_train`` part, held-out and test records of the class are its controls). A sample
+    request marks the requested ``target_train`` records and, as the attacks' non-member
+    control, the ``target_holdout`` records of the requested records' classes.
+
+    Raises:
+        DataError: If the request deletes no training record or all of them, or names
+            sample_ids that are not target training records of this split.
+    """
+    train_rows = roles == "target_train"
+    if data.forget == "class":
+        is_forget = labels == data.forget_class
+        if not np.any(is_forget & train_rows):
+            raise DataError(
+                f"No target_train record has the forget class {data.forget_class}; raise "
+                "data.n_target_train or change data.forget_class."
+            )
+    else:
+        requested = np.array(data.forget_ids, dtype=np.int64)
+        position = {int(i): k for k, i in enumerate(chosen)}
+        not_drawn = [int(i) for i in requested if int(i) not in position]
+        elsewhere = {int(i): str(roles[position[int(i)]]) for i in requested if int(i) in position}
+        elsewhere = {i: r for i, r in elsewhere.items() if r != "target_train"}
+        if not_drawn or elsewhere:
+            problems = []
+            if not_drawn:
+                problems.append(f"{len(not_drawn)} are not in this split at all ({_shown(not_drawn)})")
+            if elsewhere:
+                problems.append(
+                    f"{len(elsewhere)} are not training records ("
+                    + ", ".join(f"{i}: {r}" for i, r in list(elsewhere.items())[:10])
+                    + (", ..." if len(elsewhere) > 10 else "")
+                    + ")"
+                )
+            raise DataError(
+                f"data.forget_ids asks to delete {len(requested)} records, but " + "; ".join(problems) + ". "
+                "Only the target's training records can be deleted; with this data config and run.seed they "
+                f"are sample_ids such as {_shown(sorted(int(i) for i in chosen[train_rows])[:8])} (the splits "
+                "Parquet of a run lists them all, role == 'target_train')."
+            )
+        forget_train = train_rows & np.isin(chosen, requested)
+        control = (roles == "target_holdout") & np.isin(labels, labels[forget_train])
+        is_forget = forget_train | control
+    if np.all(is_forget[train_rows]):
+        raise DataError(
+            f"The deletion request covers all {int(train_rows.sum())} target training records: nothing would be "
+            "retained and the oracle would have no data. Delete fewer records, or raise data.n_target_train."
+        )
+    return is_forget
+
+
+def _shown(ids: list[int]) -> str:
+    return ", ".join(str(i) for i in ids[:8]) + (", ..." if len(ids) > 8 else "")
 
 
 def _stratify(chosen: np.ndarray, labels: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:

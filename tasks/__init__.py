@@ -2,16 +2,18 @@
 
 from tasks.attacks import audit_models, membership_matrix
 from tasks.data import split_data
-from tasks.evaluation import evaluate, publish_report
+from tasks.evaluation import compare_unlearning, evaluate, publish_report
 from tasks.training import model_outputs, train_model
-from tasks.unlearning import unlearn
+from tasks.unlearning import relearn, unlearn
 
 __all__ = [
     "audit_models",
+    "compare_unlearning",
     "evaluate",
     "membership_matrix",
     "model_outputs",
     "publish_report",
+    "relearn",
     "split_data",
     "train_model",
     "unlearn",

@@ -12,7 +12,8 @@ from prefect.runtime import flow_run
 from qmu_core import artifacts, report
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import AttackConfig, QMUConfig
-from qmu_core.provenance import AuditFacts
+from qmu_core.provenance import AuditFacts, ModelFacts, RelearnFacts
+from qmu_core.unlearning import compare
 from tasks._log import info
 from tasks._stage import stage
 
@@ -38,7 +39,38 @@ def publish_report(
     create_table_artifact(published.rows, key="qmu-comparison", description=published.title)
     create_table_artifact(published.attack_rows, key="qmu-attacks", description="Every attack on every model")
     create_markdown_artifact(published.markdown, key="qmu-report", description=published.title)
+    if published.deletion_markdown:
+        create_markdown_artifact(published.deletion_markdown, key="qmu-deletion", description="Deletion report")
     for key, path in published.plots.items():
         create_link_artifact(path.resolve().as_uri(), link_text=path.name, key=key, description=published.title)
     info("\n" + published.markdown)
     return str(published.summary_path)
+
+
+@stage("comparison")
+def compare_unlearning(
+    metrics: ArtifactRef,
+    scores: ArtifactRef,
+    outputs: dict[str, ArtifactRef],
+    models: dict[str, ArtifactRef],
+    relearned: dict[str, ArtifactRef],
+    methods: tuple[str, ...],
+    repeats: int,
+) -> Output:
+    """Every unlearning method against the oracle, per repeat (`qmu_core.unlearning.compare`)."""
+    audit = artifacts.read_facts(scores, AuditFacts)
+    phases = compare.row_phases(methods)
+    runs = []
+    for k in range(repeats):
+        names = {name: compare.phase_name(k, base) for name, base in phases.items()}
+        runs.append(
+            compare.Repeat(
+                outputs={n: artifacts.read(outputs[p]) for n, p in names.items()},
+                facts={n: artifacts.read_facts(models[p], ModelFacts) for n, p in names.items()},
+                relearn={
+                    n: artifacts.read_facts(relearned[p], RelearnFacts) for n, p in names.items() if p in relearned
+                },
+            )
+        )
+    table = compare.compare_methods(artifacts.read(metrics), runs, phases=phases, attacks=tuple(audit.thresholds))
+    return Output(table)

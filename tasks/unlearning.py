@@ -1,11 +1,10 @@
-"""Unlearning stage: make the trained model forget the forget set."""
+"""Unlearning stages: make the trained model forget a deletion request; measure relearn time."""
 
 from __future__ import annotations
 
-from qmu_core import artifacts
+from qmu_core import workers
 from qmu_core.artifacts import ArtifactRef, Output
-from qmu_core.config import ModelConfig, UnlearnConfig
-from qmu_core.splits import read_splits
+from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig
 from tasks._log import progress
 from tasks._stage import stage
 
@@ -16,13 +15,32 @@ def unlearn(
     splits: ArtifactRef,
     model: ModelConfig,
     classes: tuple[int, ...],
-    loss: str,
+    train: TrainConfig,
+    unlearn: UnlearnConfig,
+    method: str,
+    seed: int,
+) -> Output:
+    """Unlearn the split's forget set from `weights` with `method`, in a worker process."""
+    from qmu_core.qnn import jobs  # TensorFlow loads only when a stage really runs
+
+    report = progress(f"unlearn {method}")
+    return workers.run(
+        jobs.unlearn_split, weights, splits, model, classes, unlearn, train, method=method, seed=seed, progress=report
+    )
+
+
+@stage("relearn")
+def relearn(
+    weights: ArtifactRef,
+    before: ArtifactRef,
+    splits: ArtifactRef,
+    model: ModelConfig,
+    classes: tuple[int, ...],
+    train: TrainConfig,
     unlearn: UnlearnConfig,
     seed: int,
 ) -> Output:
-    """Unlearn with `unlearn.method`; returns the unlearned weights."""
-    from qmu_core.qnn import jobs  # TensorFlow loads only when a stage really runs
+    """Fine-tuning steps on the forget set until `weights` regains the forget accuracy of `before`."""
+    from qmu_core.qnn import jobs
 
-    report = progress(f"unlearn {unlearn.method}")
-    weights_table, table = artifacts.read(weights), read_splits(splits)
-    return jobs.unlearn(weights_table, table, model, classes, unlearn, loss=loss, seed=seed, progress=report)
+    return workers.run(jobs.relearn_split, weights, before, splits, model, classes, unlearn, train, seed=seed)

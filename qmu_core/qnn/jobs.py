@@ -6,21 +6,34 @@ the stage to write; nothing here knows about Prefect or files.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
+from qmu_core import artifacts, unlearning
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig, derive_seed
 from qmu_core.membership import member_mask
 from qmu_core.progress import Progress
-from qmu_core.provenance import ModelFacts
+from qmu_core.provenance import ModelFacts, RelearnFacts
 from qmu_core.qnn import training
 from qmu_core.qnn.models import QNN
 from qmu_core.splits import SplitTable, read_splits
-from qmu_core.unlearning import ga
+from qmu_core.unlearning import relearn
+from qmu_core.unlearning.base import Evals, Request, accuracy
 
-__all__ = ["load_model", "outputs", "train", "train_split", "unlearn"]
+__all__ = [
+    "deletion_request",
+    "load_model",
+    "outputs",
+    "relearn_split",
+    "train",
+    "train_split",
+    "unlearn",
+    "unlearn_split",
+]
 
 
 def train(
@@ -41,6 +54,7 @@ def train(
     rows = splits.frame[member_mask(splits.frame, which, seed=seed)]
     model_seed = derive_seed(seed, "target" if which == "oracle" else which)
     qnn = training.model_for(model, classes, seed=model_seed, image_side=splits.image_side)
+    started = time.perf_counter()
     history = training.fit(
         qnn,
         training.model_inputs(rows, model),
@@ -49,7 +63,14 @@ def train(
         seed=derive_seed(model_seed, "batches"),
         progress=progress,
     )
-    return Output(qnn.weights_frame(which), ModelFacts(which=which, n_train=len(rows), history=history))
+    facts = ModelFacts(
+        which=which,
+        n_train=len(rows),
+        history=history,
+        wall_s=round(time.perf_counter() - started, 3),
+        circuit_evals=2 * train.epochs * len(rows),
+    )
+    return Output(qnn.weights_frame(which), facts)
 
 
 def train_split(
@@ -82,44 +103,152 @@ def outputs(
     return Output(frame)
 
 
+def deletion_request(
+    splits: SplitTable, qnn: QNN, model: ModelConfig, classes: Sequence[int], unlearn: UnlearnConfig
+) -> tuple[Request, int]:
+    """The `Request` a method reads, and the circuit evaluations its stopping target cost.
+
+    Forget set: the ``target_train`` rows marked ``is_forget``; retained set: the other
+    ``target_train`` rows. Stopping target (`qmu_core.unlearning.base`): ``stop_forget_acc`` for a
+    class request; for a sample request, `qnn`'s accuracy on the ``target_holdout`` records.
+    """
+    frame = splits.frame
+    train_rows = frame["role"] == "target_train"
+    forget, retain = frame[train_rows & frame["is_forget"]], frame[train_rows & ~frame["is_forget"]]
+    kind = splits.facts.request
+    evals = Evals()
+    if kind == "class":
+        stop = unlearn.stop_forget_acc
+    else:
+        held = frame[frame["role"] == "target_holdout"]
+        stop = accuracy(
+            qnn, training.model_inputs(held, model), training.class_index(held["label"].to_numpy(), classes), evals
+        )
+
+    def xy(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return training.model_inputs(rows, model), training.class_index(rows["label"].to_numpy(), classes)
+
+    request = Request(kind, *xy(forget), *xy(retain), stop_acc=stop)
+    return request, evals.count
+
+
 def unlearn(
     weights: pd.DataFrame,
     splits: SplitTable,
     model: ModelConfig,
     classes: Sequence[int],
     unlearn: UnlearnConfig,
+    train_cfg: TrainConfig,
     *,
-    loss: str,
+    method: str,
     seed: int,
     progress: Progress | None = None,
 ) -> Output:
-    """Make a trained model forget the forget set (``target_train`` rows of the forget class).
+    """Make a trained model forget the deletion request's records with `method`.
 
-    Returns the unlearned weights; ``facts.reached_stop`` says whether the stop rule was met.
+    Returns the unlearned weights; the facts say whether the method reached its stopping
+    target, its wall time and its circuit evaluations; a warning if it did not reach it.
     """
     qnn = load_model(weights, splits, model, classes)
-    frame = splits.frame
-    forget = frame[(frame["role"] == "target_train") & frame["is_forget"]]
-    history = ga.gradient_ascent(
-        qnn,
-        training.model_inputs(forget, model),
-        training.class_index(forget["label"].to_numpy(), classes),
-        unlearn,
-        loss=loss,
-        seed=derive_seed(seed, "unlearn", unlearn.method),
-        progress=progress,
+    request, spent = deletion_request(splits, qnn, model, classes, unlearn)
+    impl = unlearning.method(method, unlearn, train_cfg)
+    started = time.perf_counter()
+    result = impl.run(qnn, request, seed=derive_seed(seed, "unlearn", method), progress=progress)
+    wall = time.perf_counter() - started
+    model_id = f"unlearned-{method}"
+    last = result.history[-1]["forget_acc"] if result.history else float("nan")
+    facts = ModelFacts(
+        which=model_id,
+        method=method,
+        passes=len(result.history),
+        reached_stop=result.reached_stop,
+        history=result.history,
+        stop_acc=request.stop_acc,
+        note=result.note,
+        wall_s=round(wall, 3),
+        circuit_evals=result.circuit_evals + spent,
     )
-    model_id = f"unlearned-{unlearn.method}"
-    reached = history[-1]["forget_acc"] <= unlearn.stop_forget_acc
-    facts = ModelFacts(which=model_id, passes=len(history), reached_stop=reached, history=history)
     warnings = (
         ()
-        if reached
+        if result.reached_stop
         else (
-            f"{unlearn.method}: forget-set accuracy is still {history[-1]['forget_acc']:.3f} after "
-            f"{len(history)} passes (target <= {unlearn.stop_forget_acc}); the model did not forget. A "
-            "saturated model has near-zero loss gradients: set unlearn.objective=complement, or raise "
-            "unlearn.learning_rate or unlearn.max_epochs.",
+            f"{method}: forget-set accuracy is still {last:.3f} after {len(result.history)} pass(es) (stopping "
+            f"target <= {request.stop_acc:.3f}): the method did not reach its stopping rule. "
+            + _NOT_REACHED.get(method, ""),
         )
     )
     return Output(qnn.weights_frame(model_id), facts, warnings=warnings)
+
+
+_NOT_REACHED = {
+    "ga": "A saturated model has near-zero loss gradients under unlearn.objective=ascent: use complement, or raise "
+    "unlearn.learning_rate or unlearn.max_epochs.",
+    "rga": "Raise unlearn.learning_rate or unlearn.max_epochs, or lower unlearn.rga_retain_weight.",
+    "salun": "Raise unlearn.learning_rate, unlearn.max_epochs or unlearn.salun_sparsity.",
+    "ssd": "SSD dampens once: lower unlearn.ssd_alpha (more parameters dampened) or unlearn.ssd_lambda (stronger).",
+    "finetune": "Fine-tuning on the retained set forgets only slowly: raise unlearn.finetune_epochs.",
+}
+
+
+def unlearn_split(
+    weights: ArtifactRef,
+    splits: ArtifactRef,
+    model: ModelConfig,
+    classes: Sequence[int],
+    unlearn_cfg: UnlearnConfig,
+    train_cfg: TrainConfig,
+    *,
+    method: str,
+    seed: int,
+    progress: Progress | None = None,
+) -> Output:
+    """`unlearn` on stored artifacts (what a worker process runs)."""
+    table = read_splits(splits)
+    return unlearn(
+        artifacts.read(weights),
+        table,
+        model,
+        classes,
+        unlearn_cfg,
+        train_cfg,
+        method=method,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def relearn_split(
+    weights: ArtifactRef,
+    before: ArtifactRef,
+    splits: ArtifactRef,
+    model: ModelConfig,
+    classes: Sequence[int],
+    unlearn_cfg: UnlearnConfig,
+    train_cfg: TrainConfig,
+    *,
+    seed: int,
+) -> Output:
+    """Relearn time of the model at `weights` (`qmu_core.unlearning.relearn`), against the
+    forget accuracy of the model at `before`."""
+    table = read_splits(splits)
+    frame = table.frame
+    forget = frame[(frame["role"] == "target_train") & frame["is_forget"]]
+    x, y = training.model_inputs(forget, model), training.class_index(forget["label"].to_numpy(), classes)
+    original = load_model(artifacts.read(before), table, model, classes)
+    target = relearn.RELEARN_SHARE * accuracy(original, x, y, Evals())
+    weights_table = artifacts.read(weights)
+    qnn = load_model(weights_table, table, model, classes)
+    steps, curve = relearn.relearn_steps(
+        qnn,
+        x,
+        y,
+        train_cfg,
+        target_acc=target,
+        batch_size=unlearn_cfg.batch_size,
+        max_steps=unlearn_cfg.relearn_max_steps,
+        seed=derive_seed(seed, "relearn"),
+    )
+    model_id = str(weights_table["model_id"].iloc[0])
+    frame_out = pd.DataFrame({"model_id": model_id, "step": np.arange(len(curve), dtype=np.int64), "forget_acc": curve})
+    facts = RelearnFacts(which=model_id, target_acc=target, steps=steps, max_steps=unlearn_cfg.relearn_max_steps)
+    return Output(frame_out, facts)

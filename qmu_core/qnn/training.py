@@ -24,6 +24,7 @@ __all__ = [
     "fit",
     "model_for",
     "model_inputs",
+    "optimizer",
     "per_record_loss",
     "predict_outputs",
     "predict_proba",
@@ -49,6 +50,11 @@ def _optimizer(kind: str, lr: float, momentum: float) -> tf_keras.optimizers.Opt
     if kind == "adam":
         return tf_keras.optimizers.Adam(learning_rate=lr)
     return tf_keras.optimizers.SGD(learning_rate=lr, momentum=momentum, nesterov=kind == "nesterov")
+
+
+def optimizer(train: TrainConfig) -> tf_keras.optimizers.Optimizer:
+    """A fresh optimizer of the train section's kind, step size and momentum."""
+    return _optimizer(train.optimizer, train.learning_rate, train.momentum)
 
 
 def class_index(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:

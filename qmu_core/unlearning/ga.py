@@ -9,22 +9,23 @@
   computed from the logits (no clipping), and its gradient with respect to ``m`` is
   ``sigmoid(m)`` ∈ (0, 1): bounded, and close to 1, not 0, exactly when the model is saturated.
 
-Both use plain SGD steps on the forget set only. After each pass the forget-set accuracy is
-measured; the run stops as soon as it is at or below ``unlearn.stop_forget_acc`` (a rule fixed
-in advance), or after ``unlearn.max_epochs`` passes.
+Both use plain SGD steps (``unlearn.learning_rate``, ``unlearn.batch_size``) on the forget set
+only, pass after pass, under the shared stopping rule (`qmu_core.unlearning.base`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from qmu_core._tf import tf, tf_keras
-from qmu_core.config import UnlearnConfig
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
-from qmu_core.qnn.training import batches, per_record_loss, predict_proba
+from qmu_core.qnn.training import batches, per_record_loss
+from qmu_core.unlearning.base import Evals, Method, Request, Result
 
-__all__ = ["complement_loss", "gradient_ascent"]
+__all__ = ["GradientAscent", "complement_loss", "forget_objective", "forget_step"]
 
 
 def complement_loss(logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -36,49 +37,48 @@ def complement_loss(logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return tf.nn.softplus(true_logit - others)
 
 
-def gradient_ascent(
-    model: QNN,
-    x_forget: np.ndarray,
-    y_forget: np.ndarray,
-    unlearn: UnlearnConfig,
-    *,
-    loss: str,
-    seed: int,
-    progress: Progress | None = None,
-) -> list[dict[str, float]]:
-    """Unlearn the forget set in place with `unlearn.objective` (module doc).
+class GradientAscent(Method):
+    """GA on the forget set with ``unlearn.objective`` (module doc). Reads U only."""
 
-    Returns:
-        One dict per pass: the mean objective ``loss`` (the ascended training loss, or the
-        complement loss descended) and the forget-set ``forget_acc`` after the pass.
-    """
-    opt = tf_keras.optimizers.SGD(learning_rate=unlearn.learning_rate)
+    name = "ga"
+    reads = "U"
+
+    def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
+        opt = tf_keras.optimizers.SGD(learning_rate=self.cfg.learning_rate)
+        step = forget_step(model, opt, self.cfg.objective, self.train.loss)
+        evals = Evals()
+        x, y = request.x_forget, request.y_forget
+
+        def one_pass(rng: np.random.Generator) -> float:
+            total = 0.0
+            for idx in batches(len(x), self.cfg.batch_size, rng):
+                total += float(step(tf.constant(x[idx]), tf.constant(y[idx]))) * len(idx)
+                evals.gradient(len(idx))
+            return total / len(x)
+
+        return self.passes(model, request, evals, one_pass, seed=seed, progress=progress)
+
+
+def forget_objective(model: QNN, xb: tf.Tensor, yb: tf.Tensor, objective: str, loss: str) -> tf.Tensor:
+    """The mean forget-set objective to *descend*: the complement loss, or minus the training loss."""
+    if objective == "complement":
+        return tf.reduce_mean(complement_loss(model.logits(xb), yb))
+    return -tf.reduce_mean(per_record_loss(model(xb), yb, loss))
+
+
+def forget_step(
+    model: QNN, opt: tf_keras.optimizers.Optimizer, objective: str, loss: str
+) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """A compiled SGD step on a forget batch; returns the batch's objective (the ascended loss
+    itself for ``ascent``, the complement loss for ``complement``)."""
     variables = model.trainable_variables
-    complement = unlearn.objective == "complement"
+    sign = 1.0 if objective == "complement" else -1.0
 
     @tf.function(reduce_retracing=True)
     def step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            if complement:
-                value = tf.reduce_mean(complement_loss(model.logits(xb), yb))
-            else:
-                value = tf.reduce_mean(per_record_loss(model(xb), yb, loss))
-        grads = tape.gradient(value, variables)
-        sign = 1.0 if complement else -1.0  # descend on the complement, ascend on the loss
-        opt.apply_gradients(zip([sign * g for g in grads], variables, strict=True))
-        return value
+            value = forget_objective(model, xb, yb, objective, loss)
+        opt.apply_gradients(zip(tape.gradient(value, variables), variables, strict=True))
+        return sign * value
 
-    rng = np.random.default_rng(seed)
-    history: list[dict[str, float]] = []
-    for epoch in range(unlearn.max_epochs):
-        total = 0.0
-        for idx in batches(len(x_forget), unlearn.batch_size, rng):
-            total += float(step(tf.constant(x_forget[idx]), tf.constant(y_forget[idx]))) * len(idx)
-        acc = float(np.mean(predict_proba(model, x_forget).argmax(axis=1) == y_forget))
-        record = {"loss": total / len(x_forget), "forget_acc": acc}
-        history.append(record)
-        if progress is not None:
-            progress(epoch + 1, unlearn.max_epochs, record)
-        if acc <= unlearn.stop_forget_acc:
-            break
-    return history
+    return step

@@ -1,0 +1,198 @@
+"""Every unlearning method against the oracle, per repeat (the `comparison` stage), and the
+means over repeats. Pure pandas/NumPy: no TensorFlow.
+
+Rows are named by method: ``noop`` (the model before unlearning), each of
+``unlearn.methods``, and ``retrain`` (the oracle). Metrics per row:
+
+* accuracies: ``retain_train_acc``, ``retain_test_acc``, ``forget_train_acc``,
+  ``forget_test_acc`` (forget-class test records; NaN for a sample request);
+* every attack of the audit on the forget set: ``<attack>:forget_success`` (forget-set members
+  called member), ``<attack>:forget_control`` (the same rate on the non-member control),
+  ``<attack>:forget_auc`` (members vs control), and the headline attack's as ``mia_*``;
+* ``js_to_oracle``: mean Jensen-Shannon divergence (base 2, in [0, 1]) between the method's and
+  the oracle's class probabilities on the forget-set training records;
+* cost: ``wall_s`` (unlearning, or the oracle's training), ``circuit_evals``, and
+  ``relearn_steps`` (`qmu_core.unlearning.relearn`; NaN if not regained within the limit);
+* ``reached_stop`` (1 or 0) and ``passes``.
+
+Each row carries the oracle's value of the same repeat and the gap ``value - oracle``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from qmu_core.provenance import ModelFacts, RelearnFacts
+
+__all__ = [
+    "ACCURACIES",
+    "COST",
+    "TOLERANCE",
+    "Repeat",
+    "aggregate",
+    "compare_methods",
+    "js_divergence",
+    "phase_name",
+    "row_phases",
+    "within",
+]
+
+ACCURACIES = ("retain_train_acc", "retain_test_acc", "forget_train_acc", "forget_test_acc")
+COST = ("wall_s", "circuit_evals", "relearn_steps")
+FORGET_ATTACK_METRICS = ("forget_success", "forget_control", "forget_auc")
+HEADLINE = ("mia_forget_success", "mia_forget_control", "mia_forget_auc")
+
+TOLERANCE = {
+    "retain_train_acc": 0.05,
+    "retain_test_acc": 0.05,
+    "forget_train_acc": 0.05,
+    "forget_test_acc": 0.05,
+    "forget_success": 0.05,
+    "forget_auc": 0.05,
+    "js_to_oracle": 0.05,
+}
+"""A method matches the oracle on a metric when |value - oracle| is at most this (for an
+attack's metric, the entry of its suffix). The same numbers are stated in every report."""
+
+
+def phase_name(repeat: int, name: str) -> str:
+    """The audit phase of model `name` (``before``, ``oracle``, ``after_<m>``) in repeat `repeat`."""
+    return name if repeat == 0 else f"r{repeat}/{name}"
+
+
+def row_phases(methods: Sequence[str]) -> dict[str, str]:
+    """Row name -> phase in repeat 0: ``noop`` -> ``before``, a method -> ``after_<m>``, ``retrain`` -> ``oracle``."""
+    return {"noop": "before", **{m: f"after_{m}" for m in methods}, "retrain": "oracle"}
+
+
+def tolerance(metric: str) -> float | None:
+    """The tolerance of `metric` (`TOLERANCE`), None for metrics without a verdict (cost)."""
+    return TOLERANCE.get(metric.split(":")[-1].removeprefix("mia_"))
+
+
+def within(metric: str, gap: float) -> bool | None:
+    """Whether `gap` to the oracle is within `metric`'s tolerance; None if no verdict applies."""
+    tol = tolerance(metric)
+    if tol is None or gap is None or math.isnan(gap):
+        return None
+    return abs(gap) <= tol + 1e-12
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence per row of two probability tables, base 2 (in [0, 1])."""
+    p = np.clip(np.asarray(p, np.float64), 0, None)
+    q = np.clip(np.asarray(q, np.float64), 0, None)
+    p, q = p / p.sum(axis=1, keepdims=True), q / q.sum(axis=1, keepdims=True)
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(a > 0, a * np.log2(a / b), 0.0)
+        return terms.sum(axis=1)
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """One repeat's models, by row name (``noop``, methods, ``retrain``): outputs and facts."""
+
+    outputs: Mapping[str, pd.DataFrame]
+    facts: Mapping[str, ModelFacts]
+    relearn: Mapping[str, RelearnFacts]
+
+
+def _forget_probs(outputs: pd.DataFrame) -> pd.Series:
+    rows = outputs[(outputs["role"] == "target_train") & outputs["is_forget"]]
+    return rows.set_index("sample_id")["prob"]
+
+
+def compare_methods(
+    metrics: pd.DataFrame, repeats: Sequence[Repeat], *, phases: Mapping[str, str], attacks: Sequence[str]
+) -> pd.DataFrame:
+    """The `comparison` table (module doc): one row per (repeat, method, metric).
+
+    Args:
+        metrics: The run's `metrics` table (model-level rows have ``attack == ""``).
+        repeats: Per repeat, the models' outputs and facts by row name.
+        phases: Row name -> phase name in repeat 0 (``noop`` -> ``before``, ``ga`` -> ``after_ga``,
+            ``retrain`` -> ``oracle``); repeat k uses `phase_name`.
+        attacks: The audit's attacks, in report order.
+    """
+    values = {
+        (str(p), str(a), str(m)): float(v)
+        for p, a, m, v in metrics[["phase", "attack", "metric", "value"]].itertuples(index=False)
+    }
+    rows: list[dict[str, object]] = []
+    for k, rep in enumerate(repeats):
+        oracle_probs = _forget_probs(rep.outputs["retrain"])
+        table: dict[str, dict[str, float]] = {}
+        for name, base in phases.items():
+            phase = phase_name(k, base)
+            got: dict[str, float] = {m: values.get((phase, "", m), math.nan) for m in (*ACCURACIES, *HEADLINE)}
+            for attack in attacks:
+                for m in FORGET_ATTACK_METRICS:
+                    got[f"{attack}:{m}"] = values.get((phase, attack, m), math.nan)
+            probs = _forget_probs(rep.outputs[name]).reindex(oracle_probs.index)
+            got["js_to_oracle"] = float(np.mean(js_divergence(np.stack(list(probs)), np.stack(list(oracle_probs)))))
+            facts = rep.facts.get(name)
+            relearn = rep.relearn.get(name)
+            got["wall_s"] = _num(facts.wall_s if facts else None) if name != "noop" else 0.0
+            got["circuit_evals"] = _num(facts.circuit_evals if facts else None) if name != "noop" else 0.0
+            got["relearn_steps"] = _num(relearn.steps if relearn else None) if name != "noop" else 0.0
+            if facts is not None and facts.reached_stop is not None:
+                got["reached_stop"] = float(facts.reached_stop)
+                got["passes"] = float(facts.passes or 0)
+            table[name] = got
+        oracle = table["retrain"]
+        for name, got in table.items():
+            for metric, value in got.items():
+                ref = oracle.get(metric, math.nan)
+                rows.append(
+                    {
+                        "repeat": k,
+                        "method": name,
+                        "metric": metric,
+                        "value": value,
+                        "oracle": ref,
+                        "gap": value - ref,
+                    }
+                )
+    return pd.DataFrame(rows, columns=["repeat", "method", "metric", "value", "oracle", "gap"])
+
+
+def _num(value: float | int | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def aggregate(table: pd.DataFrame) -> pd.DataFrame:
+    """Means over repeats with 95% Student-t CIs, per (method, metric).
+
+    Columns: ``method``, ``metric``, ``n`` (repeats with a value), ``mean``, ``ci_low``,
+    ``ci_high``, ``oracle`` (mean), ``gap`` (mean of the per-repeat gaps), ``gap_ci_low``,
+    ``gap_ci_high``. With one repeat the CIs are NaN.
+    """
+    out = []
+    for (method, metric), part in table.groupby(["method", "metric"], sort=False):
+        row: dict[str, object] = {"method": method, "metric": metric}
+        for col, prefix in (("value", ""), ("gap", "gap_")):
+            v = part[col].to_numpy(dtype=np.float64)
+            v = v[~np.isnan(v)]
+            mean = float(v.mean()) if len(v) else math.nan
+            half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+            key = "mean" if col == "value" else "gap"
+            row[key] = mean
+            row[f"{prefix}ci_low"], row[f"{prefix}ci_high"] = mean - half, mean + half
+            if col == "value":
+                row["n"] = len(v)
+        o = part["oracle"].to_numpy(dtype=np.float64)
+        o = o[~np.isnan(o)]
+        row["oracle"] = float(o.mean()) if len(o) else math.nan
+        out.append(row)
+    return pd.DataFrame(out)

@@ -1,0 +1,61 @@
+"""Fine-tuning (FT) on the retained set only: the forget set is never read for training.
+
+Training continues from the trained model on R for ``unlearn.finetune_epochs`` epochs with the
+train section's recipe (optimizer kind, momentum, loss, batch size) at
+``unlearn.finetune_learning_rate``, through `qmu_core.qnn.training.fit` (one optimizer for the
+whole run, so Adam's moments and the batch order carry over between epochs). Forgetting comes only
+from what fine-tuning overwrites (catastrophic forgetting). After every epoch the forget-set
+accuracy is measured for the history (next to ``fit``'s mean training loss and running accuracy
+on the retained batches of that epoch, ``loss`` and ``retain_acc``); it does not stop the run
+(a fixed number of epochs, no stopping rule). ``reached_stop`` says whether the final forget
+accuracy is at or below the request's target. Circuit evaluations: two per retained record per
+epoch (the gradient steps), one per forget record per epoch (the accuracy check).
+"""
+
+from __future__ import annotations
+
+from qmu_core.progress import Progress
+from qmu_core.qnn.models import QNN
+from qmu_core.qnn.training import fit
+from qmu_core.unlearning.base import Evals, Method, Request, Result, accuracy
+
+__all__ = ["FineTune"]
+
+
+class FineTune(Method):
+    """Fine-tune on R (module doc). Reads R only (U only for the reported forget accuracy)."""
+
+    name = "finetune"
+    reads = "R"
+
+    def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
+        evals = Evals()
+        epochs = self.cfg.finetune_epochs
+        xr, yr = request.x_retain, request.y_retain
+        if len(xr) == 0:
+            acc = accuracy(model, request.x_forget, request.y_forget, evals)
+            return Result(
+                [{"loss": float("nan"), "forget_acc": acc}],
+                acc <= request.stop_acc,
+                evals.count,
+                note="no retained records: nothing to fine-tune on, the model is unchanged",
+            )
+        train = self.train.model_copy(update={"epochs": epochs, "learning_rate": self.cfg.finetune_learning_rate})
+        history: list[dict[str, float]] = []
+
+        def after_epoch(epoch: int, total: int, metrics: dict[str, float]) -> None:
+            evals.gradient(len(xr))
+            acc = accuracy(model, request.x_forget, request.y_forget, evals)
+            record = {"loss": metrics["loss"], "retain_acc": metrics["acc"], "forget_acc": acc}
+            history.append(record)
+            if progress is not None:
+                progress(epoch, total, record)
+
+        fit(model, xr, yr, train, seed=seed, progress=after_epoch)
+        final = history[-1]["forget_acc"]
+        return Result(
+            history,
+            bool(final <= request.stop_acc),
+            evals.count,
+            note=f"{epochs} epochs on the retained set at learning rate {self.cfg.finetune_learning_rate:g}",
+        )
