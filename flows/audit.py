@@ -23,8 +23,8 @@ def qmu_audit(config: QMUConfig, models: dict[str, ArtifactRef]) -> str:
     common = {"model": config.model, "classes": config.data.classes, "loss": config.train.loss}
 
     # The same split and reference models as the run that made the models (cached).
-    splits = split(config)
-    references = reference_models(config, splits)
+    base, splits = split(config)
+    references = reference_models(config, base)
 
     # Every attack fitted once on the references, then scored on each audited model.
     outputs = {k: model_outputs.submit(weights=w, splits=splits, **common) for k, w in models.items()}

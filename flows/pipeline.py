@@ -30,16 +30,16 @@ def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - 
 
     # Data: members, non-members, the attacker's pool and test records; the deletion request
     # (a class, or a list of sample_ids) marks the forget set.
-    splits = split(config)
+    base, splits = split(config)
 
     # Per repeat: the original model A_o on all training records, the oracle A_t retrained without
     # the deletion request, and A_o after each unlearning method (GA, SSD, RGA, SalUn, fine-tune).
     # The attacker's reference models, each on its own random half (the membership matrix).
     # Independent models train side by side in worker processes.
-    models = train_and_unlearn(config, splits, 0)
-    references = reference_models(config, splits)
+    models = train_and_unlearn(config, base, splits, 0)
+    references = reference_models(config, base)
     for repeat in range(1, config.unlearn.seeds):
-        models |= train_and_unlearn(config, splits, repeat)
+        models |= train_and_unlearn(config, base, splits, repeat)
 
     # The audit: every attack fitted once on the reference models' outputs, then the same
     # frozen attacks score every model: before, each method's result and the oracle.

@@ -11,6 +11,7 @@ from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig, derive_seed
 from qmu_core.datasets import fingerprint
 from qmu_core.membership import reference_names
+from qmu_core.splits import base_data
 from qmu_core.unlearning.compare import phase_name
 from tasks import (
     audit_models,
@@ -19,6 +20,7 @@ from tasks import (
     membership_matrix,
     model_outputs,
     relearn,
+    request_split,
     split_data,
     train_model,
     unlearn,
@@ -27,17 +29,24 @@ from tasks import (
 Ref = ArtifactRef | PrefectFuture[ArtifactRef]
 
 
-def split(config: QMUConfig) -> ArtifactRef:
-    """Members, non-members, the attacker's pool and test records; the forget set is class U."""
+def split(config: QMUConfig) -> tuple[ArtifactRef, ArtifactRef]:
+    """Members, non-members, the attacker's pool and test records, then the deletion request.
+
+    Returns ``(base, splits)``: the split the target and the reference models train on, and the
+    same records with the request's forget set marked (the same ref for a class request). A
+    sample request that names records outside the target's training set fails here, before any
+    model trains.
+    """
     data = config.data
     source = fingerprint(data)  # the input files by content, so changed bytes recompute
-    return split_data(
-        data=data,
+    base = split_data(
+        data=base_data(data),
         features=config.model.feature_spec,
         seed=config.run.seed,
         source=source,
         root=config.run.artifact_root,
     )
+    return base, (base if data.forget == "class" else request_split(splits=base, data=data))
 
 
 def reference_models(config: QMUConfig, splits: ArtifactRef) -> dict[str, Any]:
@@ -80,12 +89,13 @@ def repeat_seed(config: QMUConfig, repeat: int) -> int:
     return config.run.seed if repeat == 0 else derive_seed(config.run.seed, "repeat", repeat)
 
 
-def train_and_unlearn(config: QMUConfig, splits: ArtifactRef, repeat: int) -> dict[str, Ref]:
-    """One repeat, by audit phase: the original model (``before``), the oracle retrained without
-    the deletion request, and the original model after each unlearning method (``after_<m>``)."""
+def train_and_unlearn(config: QMUConfig, base: ArtifactRef, splits: ArtifactRef, repeat: int) -> dict[str, Ref]:
+    """One repeat, by audit phase: the original model (``before``, on the `base` split, so every
+    request of one data config shares it), the oracle retrained without the deletion request,
+    and the original model after each unlearning method (``after_<m>``)."""
     seed, train = repeat_seed(config, repeat), config.train
     common = {"model": config.model, "classes": config.data.classes}
-    target = train_model.submit(splits=splits, train=train, which="target", seed=seed, **common)
+    target = train_model.submit(splits=base, train=train, which="target", seed=seed, **common)
     oracle = train_model.submit(splits=splits, train=train, which="oracle", seed=seed, **common)
     models: dict[str, Ref] = {phase_name(repeat, "before"): target, phase_name(repeat, "oracle"): oracle}
     for method in config.unlearn.methods:

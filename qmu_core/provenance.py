@@ -52,6 +52,8 @@ class ModelFacts(Facts):
     reached_stop: bool | None = Field(None, description="Whether unlearning reached its stop rule.")
     method: str | None = Field(None, description="Unlearning method (unlearned models).")
     stop_acc: float | None = Field(None, description="The forget-set accuracy the stopping rule aimed at.")
+    stop_loss: float | None = Field(None, description="Sample requests: the forget-set loss the rule aimed at.")
+    stop_target: str = Field("", description="The stopping target in words.")
     note: str = Field("", description="What the method did, in words (e.g. parameters dampened).")
     wall_s: float | None = Field(None, description="Seconds spent training or unlearning (model load excluded).")
     circuit_evals: int | None = Field(

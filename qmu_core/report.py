@@ -389,7 +389,10 @@ def _stop_rule(config: QMUConfig) -> str:
     if config.data.forget == "class":
         target = f"forget-set training accuracy at or below {u.stop_forget_acc} (`unlearn.stop_forget_acc`)"
     else:
-        target = "forget-set training accuracy at or below the model's own accuracy on held-out records"
+        target = (
+            "a forget-set mean -log p(y|x) at or above the model's own mean on held-out records (the deleted records "
+            "then look never-trained; their accuracy need not fall, the oracle's does not)"
+        )
     return (
         f"GA, RGA and SalUn stop after the first pass with {target}, or after {u.max_epochs} passes "
         f"(`unlearn.max_epochs`); SSD dampens once, fine-tune trains {u.finetune_epochs} epochs; "
@@ -487,9 +490,9 @@ def publish(
         deletion = _deletion(splits_ref, config)
         not_reached = {
             p.split("/")[-1].removeprefix("after_") + (f" (repeat {p.split('/')[0][1:]})" if "/" in p else ""): (
-                f"forget-set accuracy {f.history[-1].get('forget_acc', float('nan')):.3f} after {f.passes} pass(es), "
-                f"target <= {f.stop_acc if f.stop_acc is not None else float('nan'):.3f}"
-                + (f"; {f.note}" if f.note else "")
+                f"forget-set accuracy {f.history[-1].get('forget_acc', float('nan')):.3f}, loss "
+                f"{f.history[-1].get('forget_loss', float('nan')):.3f} after {f.passes} pass(es); target: "
+                f"{f.stop_target or f'forget-set accuracy <= {f.stop_acc}'}" + (f"; {f.note}" if f.note else "")
             )
             for p, f in unlearned.items()
             if f.reached_stop is False and f.history

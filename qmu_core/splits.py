@@ -8,7 +8,8 @@ Roles (the README's vocabulary):
 * ``test``: records for retain / forget accuracy.
 
 The forget set is the ``target_train`` rows of the deletion request (``data.forget``): the
-class ``data.forget_class``, or the sample_ids ``data.forget_ids`` (`_forget_rows`). The table's
+class ``data.forget_class``, or the sample_ids ``data.forget_ids`` (`apply_request`, on top of
+the split of `base_data`, so a sample request changes no record, role or feature). The table's
 ``x`` column holds the model features (`qmu_core.features.FeatureMap`), ``pixels`` the flattened
 image scaled to [-1, 1] (``2 * p - 1`` for ``p`` in [0, 1]).
 """
@@ -29,7 +30,16 @@ from qmu_core.errors import DataError
 from qmu_core.features import FeatureMap
 from qmu_core.provenance import SplitFacts
 
-__all__ = ["ROLES", "SplitTable", "feature_map_ref", "read_splits", "request_hash", "split_roles"]
+__all__ = [
+    "ROLES",
+    "SplitTable",
+    "apply_request",
+    "base_data",
+    "feature_map_ref",
+    "read_splits",
+    "request_hash",
+    "split_roles",
+]
 
 ROLES = ("target_train", "target_holdout", "shadow_pool", "test")
 
@@ -85,7 +95,12 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
     labels = ds.labels[chosen]
     flat = ds.images[chosen].reshape(need, -1)
     train_rows = roles == "target_train"
-    is_forget = _forget_rows(data, chosen, labels, roles)
+    is_forget = labels == data.forget_class
+    if not np.any(is_forget & train_rows):
+        raise DataError(
+            f"No target_train record has the forget class {data.forget_class}; raise "
+            "data.n_target_train or change data.forget_class."
+        )
     fmap = FeatureMap.fit(flat[train_rows], spec)
     frame = pd.DataFrame(
         {
@@ -103,12 +118,22 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
         counts={r: int(n) for r, n in zip(ROLES, sizes, strict=True)},
         forget_in_train=int(np.sum(is_forget & train_rows)),
         forget_class=data.forget_class,
-        request=data.forget,
+        request="class",
         forget_ids_sha256=request_hash(chosen[is_forget & train_rows]),
     )
-    return Output(
+    out = Output(
         frame, facts, companions={"feature_map": fmap.to_frame()}, warnings=_constant_images(flat, chosen, ds.source)
     )
+    return out if data.forget == "class" else apply_request(out, data)
+
+
+def base_data(data: DataConfig) -> DataConfig:
+    """`data` without a sample request: what the records, roles and features depend on.
+
+    The target and the reference models train on the split of `base_data` (a class request is
+    its own base), so a sample request reuses them; `apply_request` then marks the request.
+    """
+    return data.model_copy(update={"forget": "class", "forget_ids": ()})
 
 
 def request_hash(sample_ids: np.ndarray) -> str:
@@ -117,58 +142,64 @@ def request_hash(sample_ids: np.ndarray) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _forget_rows(data: DataConfig, chosen: np.ndarray, labels: np.ndarray, roles: np.ndarray) -> np.ndarray:
-    """``is_forget`` per drawn record for the deletion request (`data.forget`).
+def apply_request(base: Output, data: DataConfig) -> Output:
+    """The split `base` (of `base_data`) with the sample request ``data.forget_ids`` marked.
 
-    A class request marks every record of the forget class (in every role: the forget set is the
-    ``target_train`` part, held-out and test records of the class are its controls). A sample
-    request marks the requested ``target_train`` records and, as the attacks' non-member
-    control, the ``target_holdout`` records of the requested records' classes.
+    ``is_forget`` then marks the requested ``target_train`` records and, as the attacks'
+    non-member control, the ``target_holdout`` records of the requested records' classes; rows,
+    features and the feature map are those of `base`. A class request returns `base` unchanged.
 
     Raises:
-        DataError: If the request deletes no training record or all of them, or names
-            sample_ids that are not target training records of this split.
+        DataError: If the request names sample_ids that are not target training records of this
+            split, or deletes every training record.
     """
-    train_rows = roles == "target_train"
     if data.forget == "class":
-        is_forget = labels == data.forget_class
-        if not np.any(is_forget & train_rows):
-            raise DataError(
-                f"No target_train record has the forget class {data.forget_class}; raise "
-                "data.n_target_train or change data.forget_class."
+        return base
+    frame = base.frame
+    roles, chosen, labels = frame["role"].to_numpy(), frame["sample_id"].to_numpy(), frame["label"].to_numpy()
+    train_rows = roles == "target_train"
+    requested = np.array(data.forget_ids, dtype=np.int64)
+    position = {int(i): k for k, i in enumerate(chosen)}
+    not_drawn = [int(i) for i in requested if int(i) not in position]
+    elsewhere = {int(i): str(roles[position[int(i)]]) for i in requested if int(i) in position}
+    elsewhere = {i: r for i, r in elsewhere.items() if r != "target_train"}
+    if not_drawn or elsewhere:
+        problems = []
+        if not_drawn:
+            problems.append(f"{len(not_drawn)} are not in this split at all ({_shown(not_drawn)})")
+        if elsewhere:
+            problems.append(
+                f"{len(elsewhere)} are not training records ("
+                + ", ".join(f"{i}: {r}" for i, r in list(elsewhere.items())[:10])
+                + (", ..." if len(elsewhere) > 10 else "")
+                + ")"
             )
-    else:
-        requested = np.array(data.forget_ids, dtype=np.int64)
-        position = {int(i): k for k, i in enumerate(chosen)}
-        not_drawn = [int(i) for i in requested if int(i) not in position]
-        elsewhere = {int(i): str(roles[position[int(i)]]) for i in requested if int(i) in position}
-        elsewhere = {i: r for i, r in elsewhere.items() if r != "target_train"}
-        if not_drawn or elsewhere:
-            problems = []
-            if not_drawn:
-                problems.append(f"{len(not_drawn)} are not in this split at all ({_shown(not_drawn)})")
-            if elsewhere:
-                problems.append(
-                    f"{len(elsewhere)} are not training records ("
-                    + ", ".join(f"{i}: {r}" for i, r in list(elsewhere.items())[:10])
-                    + (", ..." if len(elsewhere) > 10 else "")
-                    + ")"
-                )
-            raise DataError(
-                f"data.forget_ids asks to delete {len(requested)} records, but " + "; ".join(problems) + ". "
-                "Only the target's training records can be deleted; with this data config and run.seed they "
-                f"are sample_ids such as {_shown(sorted(int(i) for i in chosen[train_rows])[:8])} (the splits "
-                "Parquet of a run lists them all, role == 'target_train')."
-            )
-        forget_train = train_rows & np.isin(chosen, requested)
-        control = (roles == "target_holdout") & np.isin(labels, labels[forget_train])
-        is_forget = forget_train | control
-    if np.all(is_forget[train_rows]):
+        raise DataError(
+            f"data.forget_ids asks to delete {len(requested)} records, but " + "; ".join(problems) + ". "
+            "Only the target's training records can be deleted; with this data config and run.seed they "
+            f"are sample_ids such as {_shown(sorted(int(i) for i in chosen[train_rows])[:8])} (the splits "
+            "Parquet of a run lists them all, role == 'target_train')."
+        )
+    forget_train = train_rows & np.isin(chosen, requested)
+    if np.all(forget_train[train_rows]):
         raise DataError(
             f"The deletion request covers all {int(train_rows.sum())} target training records: nothing would be "
             "retained and the oracle would have no data. Delete fewer records, or raise data.n_target_train."
         )
-    return is_forget
+    control = (roles == "target_holdout") & np.isin(labels, labels[forget_train])
+    facts = base.facts
+    if not isinstance(facts, SplitFacts):
+        raise DataError("apply_request needs a split with its SplitFacts.")
+    facts = facts.model_copy(
+        update={
+            "forget_in_train": int(forget_train.sum()),
+            "request": "samples",
+            "forget_ids_sha256": request_hash(chosen[forget_train]),
+        }
+    )
+    return Output(
+        frame.assign(is_forget=forget_train | control), facts, companions=dict(base.companions), warnings=base.warnings
+    )
 
 
 def _shown(ids: list[int]) -> str:

@@ -1,7 +1,7 @@
 """Thin cached Prefect tasks: read artifact refs, call qmu_core, write, return a ref."""
 
 from tasks.attacks import audit_models, membership_matrix
-from tasks.data import split_data
+from tasks.data import request_split, split_data
 from tasks.evaluation import compare_unlearning, evaluate, publish_report
 from tasks.training import model_outputs, train_model
 from tasks.unlearning import relearn, unlearn
@@ -14,6 +14,7 @@ __all__ = [
     "model_outputs",
     "publish_report",
     "relearn",
+    "request_split",
     "split_data",
     "train_model",
     "unlearn",

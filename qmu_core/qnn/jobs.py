@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from qmu_core.qnn import training
 from qmu_core.qnn.models import QNN
 from qmu_core.splits import SplitTable, read_splits
 from qmu_core.unlearning import relearn
-from qmu_core.unlearning.base import Evals, Request, accuracy
+from qmu_core.unlearning.base import Evals, Request, accuracy, forget_state
 
 __all__ = [
     "deletion_request",
@@ -110,25 +111,22 @@ def deletion_request(
 
     Forget set: the ``target_train`` rows marked ``is_forget``; retained set: the other
     ``target_train`` rows. Stopping target (`qmu_core.unlearning.base`): ``stop_forget_acc`` for a
-    class request; for a sample request, `qnn`'s accuracy on the ``target_holdout`` records.
+    class request; for a sample request, `qnn`'s mean loss on the ``target_holdout`` records.
     """
     frame = splits.frame
     train_rows = frame["role"] == "target_train"
     forget, retain = frame[train_rows & frame["is_forget"]], frame[train_rows & ~frame["is_forget"]]
     kind = splits.facts.request
     evals = Evals()
-    if kind == "class":
-        stop = unlearn.stop_forget_acc
-    else:
-        held = frame[frame["role"] == "target_holdout"]
-        stop = accuracy(
-            qnn, training.model_inputs(held, model), training.class_index(held["label"].to_numpy(), classes), evals
-        )
 
     def xy(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return training.model_inputs(rows, model), training.class_index(rows["label"].to_numpy(), classes)
 
-    request = Request(kind, *xy(forget), *xy(retain), stop_acc=stop)
+    request = Request(kind, *xy(forget), *xy(retain), stop_acc=unlearn.stop_forget_acc)
+    if kind == "samples":  # the held-out records' mean loss (`qmu_core.unlearning.base`)
+        held = Request(kind, *xy(frame[frame["role"] == "target_holdout"]), *xy(retain), stop_acc=0.0)
+        state = forget_state(qnn, held, evals)
+        request = replace(request, stop_acc=state["forget_acc"], stop_loss=state["forget_loss"])
     return request, evals.count
 
 
@@ -156,7 +154,12 @@ def unlearn(
     result = impl.run(qnn, request, seed=derive_seed(seed, "unlearn", method), progress=progress)
     wall = time.perf_counter() - started
     model_id = f"unlearned-{method}"
-    last = result.history[-1]["forget_acc"] if result.history else float("nan")
+    last = result.history[-1] if result.history else {}
+    now = (
+        f"forget-set loss is {last.get('forget_loss', float('nan')):.3f}"
+        if request.stop_loss is not None
+        else f"forget-set accuracy is still {last.get('forget_acc', float('nan')):.3f}"
+    )
     facts = ModelFacts(
         which=model_id,
         method=method,
@@ -164,6 +167,8 @@ def unlearn(
         reached_stop=result.reached_stop,
         history=result.history,
         stop_acc=request.stop_acc,
+        stop_loss=request.stop_loss,
+        stop_target=request.target(),
         note=result.note,
         wall_s=round(wall, 3),
         circuit_evals=result.circuit_evals + spent,
@@ -172,9 +177,8 @@ def unlearn(
         ()
         if result.reached_stop
         else (
-            f"{method}: forget-set accuracy is still {last:.3f} after {len(result.history)} pass(es) (stopping "
-            f"target <= {request.stop_acc:.3f}): the method did not reach its stopping rule. "
-            + _NOT_REACHED.get(method, ""),
+            f"{method}: {now} after {len(result.history)} pass(es) (stopping target: {request.target()}): the "
+            "method did not reach its stopping rule. " + _NOT_REACHED.get(method, ""),
         )
     )
     return Output(qnn.weights_frame(model_id), facts, warnings=warnings)

@@ -6,10 +6,11 @@ target) and changes the model's variables in place. It returns a `Result`: its p
 history, whether it reached its stopping target, and how many circuit evaluations it spent.
 
 Stopping target (fixed before a method runs, never picked by looking at test data): for a
-class request the forget-set training accuracy ``unlearn.stop_forget_acc``; for a sample
-request, the accuracy the model itself scores on held-out records (what a model that never
-saw the deleted records would score on them). The iterative methods stop at the first pass
-that reaches it, or after ``unlearn.max_epochs`` passes.
+class request, forget-set training accuracy at or below ``unlearn.stop_forget_acc`` (a model that
+never saw the class cannot predict it); for a sample request, a forget-set mean ``-log p(y|x)``
+at or above the model's own mean on held-out records (the deleted records then look like records
+it never trained on; their accuracy need not fall, and the oracle's does not). The iterative
+methods stop at the first pass that reaches it, or after ``unlearn.max_epochs`` passes.
 
 Circuit evaluations count simulations of one record's circuit: a forward pass counts one, an
 adjoint gradient two (the forward and the backward sweep).
@@ -30,7 +31,7 @@ from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
 from qmu_core.qnn.training import predict_proba
 
-__all__ = ["Evals", "Method", "PassFn", "Request", "Result", "accuracy", "log_likelihood_loss"]
+__all__ = ["Evals", "Method", "PassFn", "Request", "Result", "accuracy", "forget_state", "log_likelihood_loss"]
 
 PassFn = Callable[[np.random.Generator], float]
 """One pass over the forget set (given the batch-order generator); returns the mean objective."""
@@ -44,7 +45,9 @@ class Request:
         kind: ``class`` or ``samples``.
         x_forget, y_forget: The forget set U (model inputs, head indices).
         x_retain, y_retain: The retained set R (the target's other training records).
-        stop_acc: Forget-set accuracy at or below which the stopping rule is met.
+        stop_acc: Forget-set accuracy at or below which the stopping rule is met (class requests).
+        stop_loss: For sample requests: the forget set's mean ``-log p(y|x)`` at or above which the
+            rule is met instead (the model's mean on held-out records); None for class requests.
     """
 
     kind: str
@@ -53,6 +56,19 @@ class Request:
     x_retain: np.ndarray
     y_retain: np.ndarray
     stop_acc: float
+    stop_loss: float | None = None
+
+    def reached(self, state: dict[str, float]) -> bool:
+        """Whether a `forget_state` meets the stopping rule."""
+        if self.stop_loss is not None:
+            return state["forget_loss"] >= self.stop_loss
+        return state["forget_acc"] <= self.stop_acc
+
+    def target(self) -> str:
+        """The stopping target in words."""
+        if self.stop_loss is not None:
+            return f"forget-set loss >= {self.stop_loss:.3f} (held-out records' mean)"
+        return f"forget-set accuracy <= {self.stop_acc:.3f}"
 
 
 @dataclass
@@ -87,6 +103,19 @@ def accuracy(model: QNN, x: np.ndarray, y: np.ndarray, evals: Evals) -> float:
         return float("nan")
     evals.forward(len(x))
     return float(np.mean(predict_proba(model, x).argmax(axis=1) == y))
+
+
+def forget_state(model: QNN, request: Request, evals: Evals) -> dict[str, float]:
+    """The forget set's accuracy and mean ``-log p(y|x)`` (one forward evaluation per record)."""
+    if len(request.x_forget) == 0:
+        return {"forget_acc": float("nan"), "forget_loss": float("nan")}
+    evals.forward(len(request.x_forget))
+    probs = predict_proba(model, request.x_forget).astype(np.float64)
+    p_true = probs[np.arange(len(probs)), request.y_forget]
+    return {
+        "forget_acc": float(np.mean(probs.argmax(axis=1) == request.y_forget)),
+        "forget_loss": float(np.mean(-np.log(np.clip(p_true, 1e-12, 1.0)))),
+    }
 
 
 def log_likelihood_loss(model: QNN, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -128,12 +157,11 @@ class Method(ABC):
         reached = False
         for epoch in range(self.cfg.max_epochs):
             objective = one_pass(rng)
-            acc = accuracy(model, request.x_forget, request.y_forget, evals)
-            record = {"loss": objective, "forget_acc": acc}
+            record = {"loss": objective, **forget_state(model, request, evals)}
             history.append(record)
             if progress is not None:
                 progress(epoch + 1, self.cfg.max_epochs, record)
-            if acc <= request.stop_acc:
+            if request.reached(record):
                 reached = True
                 break
         return Result(history, reached, evals.count)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
 from qmu_core.qnn.training import fit
-from qmu_core.unlearning.base import Evals, Method, Request, Result, accuracy
+from qmu_core.unlearning.base import Evals, Method, Request, Result, forget_state
 
 __all__ = ["FineTune"]
 
@@ -33,10 +33,10 @@ class FineTune(Method):
         epochs = self.cfg.finetune_epochs
         xr, yr = request.x_retain, request.y_retain
         if len(xr) == 0:
-            acc = accuracy(model, request.x_forget, request.y_forget, evals)
+            state = forget_state(model, request, evals)
             return Result(
-                [{"loss": float("nan"), "forget_acc": acc}],
-                acc <= request.stop_acc,
+                [{"loss": float("nan"), **state}],
+                request.reached(state),
                 evals.count,
                 note="no retained records: nothing to fine-tune on, the model is unchanged",
             )
@@ -45,17 +45,15 @@ class FineTune(Method):
 
         def after_epoch(epoch: int, total: int, metrics: dict[str, float]) -> None:
             evals.gradient(len(xr))
-            acc = accuracy(model, request.x_forget, request.y_forget, evals)
-            record = {"loss": metrics["loss"], "retain_acc": metrics["acc"], "forget_acc": acc}
+            record = {"loss": metrics["loss"], "retain_acc": metrics["acc"], **forget_state(model, request, evals)}
             history.append(record)
             if progress is not None:
                 progress(epoch, total, record)
 
         fit(model, xr, yr, train, seed=seed, progress=after_epoch)
-        final = history[-1]["forget_acc"]
         return Result(
             history,
-            bool(final <= request.stop_acc),
+            request.reached(history[-1]),
             evals.count,
             note=f"{epochs} epochs on the retained set at learning rate {self.cfg.finetune_learning_rate:g}",
         )

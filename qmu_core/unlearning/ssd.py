@@ -42,7 +42,7 @@ import numpy as np
 
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
-from qmu_core.unlearning.base import Evals, Method, Request, Result, accuracy
+from qmu_core.unlearning.base import Evals, Method, Request, Result, forget_state
 from qmu_core.unlearning.importance import batch_fisher
 from qmu_core.unlearning.qfi import qfi_diagonal
 
@@ -122,7 +122,7 @@ class SelectiveSynapticDampening(Method):
             if mask.any():
                 var.assign(new)
                 n_dampened += int(mask.sum())
-        acc = accuracy(model, request.x_forget, request.y_forget, evals)
+        state = forget_state(model, request, evals)
         n_u = len(request.x_forget)
         bound = (n_u + len(request.x_retain)) / n_u if n_u else float("inf")
         hint = (
@@ -130,12 +130,12 @@ class SelectiveSynapticDampening(Method):
             if alpha >= bound and self.cfg.ssd_importance == "qfi"
             else ""
         )
-        record = {"forget_acc": acc, "dampened": float(n_dampened)}
+        record = {**state, "dampened": float(n_dampened)}
         if progress is not None:
             progress(1, 1, record)
         return Result(
             history=[record],
-            reached_stop=acc <= request.stop_acc,
+            reached_stop=request.reached(state),
             circuit_evals=evals.count,
             note=f"dampened {n_dampened} of {n_params} parameters (alpha={alpha:g}, lambda={lam:g}, "
             f"importance={self.cfg.ssd_importance}){hint}",

@@ -49,8 +49,10 @@ def _run(cfg: QMUConfig) -> tuple[dict, dict[str, str]]:
     state = qmu_pipeline(cfg, return_state=True)
     assert state.is_completed(), state.message
     summary = json.loads(Path(state.result()).read_text())
-    # 1 split, 2 + n train, membership, unlearn, n + 3 outputs, audit, evaluate, report
-    expected = 11 + 2 * cfg.attack.n_shadow
+    # 1 split, 2 + n train, membership, m unlearn, n + m + 2 outputs, audit, evaluate, m + 1 relearn,
+    # compare, report (m methods)
+    m = len(cfg.unlearn.methods)
+    expected = 9 + 3 * m + 2 * cfg.attack.n_shadow
     return summary, _task_states(state.state_details.flow_run_id, expected)
 
 
@@ -74,13 +76,29 @@ def test_first_run_trains_real_models_and_writes_the_summary(first: tuple[dict, 
     before, after, oracle = (summary["models"][p] for p in ("before", "after_ga", "oracle"))
     assert before["retain_test_acc"] > 0.5  # a trained model, not chance (4 classes)
     assert before["forget_test_acc"] > 0.0 and oracle["forget_test_acc"] <= 0.1
-    assert summary["unlearning"]["reached_stop"] is True
+    assert summary["unlearning"]["reached_stop"] is True  # GA
+    methods = {f"after_{m}" for m in ("ga", "ssd", "rga", "salun", "finetune")}
+    assert set(summary["models"]) == {"before", "oracle", *methods}
+    for phase in (*methods, "oracle"):
+        entry = summary["models"][phase]
+        assert entry["wall_s"] > 0 and entry["circuit_evals"] > 0, (phase, entry)
+        gaps = entry["gap_to_oracle"]
+        assert gaps["retain_test_acc"] == pytest.approx(entry["retain_test_acc"] - oracle["retain_test_acc"])
+    assert all(g in (0.0, None) for g in summary["models"]["oracle"]["gap_to_oracle"].values())
+    deletion = summary["deletion"]
+    assert deletion["request"]["kind"] == "class" and deletion["request"]["count"] > 0
+    assert set(deletion["methods"]) == {"noop", "ga", "ssd", "rga", "salun", "finetune", "retrain"}
+    assert deletion["methods"]["ga"]["forget_train_acc"]["within_tolerance"] is True
+    text = Path(summary["deletion_md"]).read_text()
+    assert deletion["request"]["sha256"] in text and "| GA |" in text and Path(summary["deletion_png"]).is_file()
     assert after["forget_train_acc"] <= 0.05 < before["forget_train_acc"]
     assert after["retain_test_acc"] >= before["retain_test_acc"] - 0.1
     assert all(s == "Completed" for s in states.values()), states
     # every file of the run lives under the artifact root
     listed = [p for v in summary["artifacts"].values() for p in (v.values() if isinstance(v, dict) else [v])]
-    assert len(listed) == len(set(listed)) == 7 + 2 * 2 + 3 + 2  # every artifact of the run, once
+    # splits, membership, mia_scores, metrics, comparison, 7 models; 2 x 2 reference; 7 outputs; 6 relearn;
+    # roc and feature_map: every artifact of the run, once
+    assert len(listed) == len(set(listed)) == 12 + 2 * 2 + 7 + 6 + 2
     for path in [*listed, summary["metrics_parquet"], summary["plot_png"], summary["roc_png"], summary["report_md"]]:
         assert Path(path).is_file() and Path(path).resolve().is_relative_to(root.resolve())
 
@@ -89,7 +107,7 @@ def test_second_identical_run_is_fully_cached(first: tuple[dict, dict[str, str]]
     files = sorted(root.rglob("*.parquet"))
     summary, states = _run(preset("tiny", run={"artifact_root": str(root)}))
     stages = {k: v for k, v in states.items() if not k.startswith("publish_report")}
-    assert len(stages) == 10 + 2 * 2 and set(stages.values()) == {"Cached"}, states
+    assert len(stages) == 8 + 3 * 5 + 2 * 2 and set(stages.values()) == {"Cached"}, states
     assert summary["models"] == first[0]["models"]
     assert sorted(root.rglob("*.parquet")) == files
 
@@ -98,7 +116,10 @@ def test_changing_unlearning_recomputes_only_what_follows(first: tuple[dict, dic
     cfg = apply_overrides(preset("tiny", run={"artifact_root": str(root)}), ["unlearn.learning_rate=0.8"])
     summary, states = _run(cfg)
     fresh = sorted(k.rsplit("-", 1)[0] for k, v in states.items() if v != "Cached")
-    assert fresh == ["audit_models", "evaluate", "model_outputs", "publish_report", "unlearn"], states
+    # the step size of GA, RGA and SalUn: those three unlearn, their outputs and relearn; not SSD,
+    # fine-tune, the target, the oracle or the reference models
+    three = ["model_outputs"] * 3 + ["publish_report"] + ["relearn"] * 3 + ["unlearn"] * 3
+    assert fresh == sorted(["audit_models", "compare_unlearning", "evaluate", *three]), states
     assert summary["models"]["before"] == first[0]["models"]["before"]
     assert summary["models"]["oracle"] == first[0]["models"]["oracle"]
 
@@ -130,7 +151,7 @@ def test_audit_of_a_run_reuses_its_models_under_another_threat_model(
     assert main(["audit", str(run_dir), "--set", "attack.threat_model=labels"]) == 0
     summary = json.loads(Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text())
     assert summary["audit"]["threat_model"] == "labels" and "loss" in summary["audit"]["not_applicable"]
-    assert set(summary["models"]) == {"before", "after_ga", "oracle"}
+    assert set(summary["models"]) == set(first[0]["models"])
     assert set(summary["models"]["before"]["attacks"]) == {"gap", "paper", "lira_offline", "lira_online", "rmia"}
     assert sorted((root / "model").glob("*.parquet")) == models  # no model trained again
 
@@ -144,6 +165,28 @@ def test_audit_of_one_model_artifact_recovers_its_config(
     assert summary["config"]["data"] == first[0]["config"]["data"]
     # the same frozen attacks as in the run, on the same records: the same numbers
     assert summary["models"]["after_ga"]["attacks"] == first[0]["models"]["after_ga"]["attacks"]
+
+
+def test_a_sample_request_reuses_the_target_and_reports_each_record(
+    first: tuple[dict, dict[str, str]], root: Path
+) -> None:
+    import pandas as pd
+
+    frame = pd.read_parquet(first[0]["artifacts"]["splits"])
+    ids = sorted(int(i) for i in frame.loc[frame["role"] == "target_train", "sample_id"].iloc[::12])
+    cfg = preset("tiny", run={"artifact_root": str(root)}, data={"forget": "samples", "forget_ids": ids})
+    summary, states = _run(cfg)
+    trained = {k: v for k, v in states.items() if k.startswith("train_model")}
+    assert sorted(trained.values()).count("Completed") == 1, trained  # only the oracle: target and references reused
+    assert summary["models"]["before"]["retain_test_acc"] == first[0]["models"]["before"]["retain_test_acc"]
+    request = summary["deletion"]["request"]
+    assert request["kind"] == "samples" and request["sample_ids"] == ids and request["count"] == len(ids)
+    assert summary["models"]["before"]["forget_test_acc"] is None  # no forget class: no forget-class test records
+    text = Path(summary["deletion_md"]).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert [int(r.split("|")[1]) for r in rows] == ids  # one row per deleted record, with its scores
+    oracle = pd.read_parquet(summary["artifacts"]["splits"])
+    assert set(oracle.loc[oracle["is_forget"] & (oracle["role"] == "target_train"), "sample_id"]) == set(ids)
 
 
 def test_cli_rejects_bad_input_with_a_remedy(capsys: pytest.CaptureFixture[str]) -> None:

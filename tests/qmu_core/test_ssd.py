@@ -13,7 +13,7 @@ from qmu_core.qnn import circuits
 from qmu_core.qnn.backends.base import symbol_values
 from qmu_core.qnn.models import QNN, build_model
 from qmu_core.qnn.training import fit
-from qmu_core.unlearning.base import Evals, Request, accuracy
+from qmu_core.unlearning.base import Evals, Request, accuracy, forget_state
 from qmu_core.unlearning.importance import batch_fisher
 from qmu_core.unlearning.qfi import qfi_diagonal
 from qmu_core.unlearning.ssd import SelectiveSynapticDampening, dampen
@@ -134,7 +134,9 @@ def test_ssd_dampens_exactly_the_selected_parameters(kw: dict, importance: str) 
     assert f"dampened {n_dampened} of {n_params} parameters" in result.note
 
     acc = accuracy(model, request.x_forget, request.y_forget, Evals())
-    assert result.history == [{"forget_acc": acc, "dampened": float(n_dampened)}]
+    state = forget_state(model, request, Evals())
+    assert state["forget_acc"] == acc
+    assert result.history == [{**state, "dampened": float(n_dampened)}]
     assert seen == [(1, 1, result.history[0])]
     assert result.reached_stop == (acc <= request.stop_acc)
     n_u, n_d = len(request.x_forget), len(x_all)

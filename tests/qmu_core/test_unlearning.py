@@ -239,3 +239,14 @@ def test_relearn_counts_steps_until_the_forget_accuracy_is_back() -> None:
     never, _ = _small(seed=11)
     steps, curve = relearn.relearn_steps(never, x, y, train, target_acc=1.01, batch_size=16, max_steps=3, seed=0)
     assert steps is None and len(curve) == 4
+
+
+def test_a_sample_request_stops_on_the_held_out_loss_a_class_request_on_accuracy() -> None:
+    x, y = np.zeros((2, 3), np.float32), np.zeros(2, np.int32)
+    by_class = Request("class", x, y, x, y, stop_acc=0.05)
+    assert by_class.reached({"forget_acc": 0.05, "forget_loss": 0.0})
+    assert not by_class.reached({"forget_acc": 0.10, "forget_loss": 9.0})
+    by_ids = Request("samples", x, y, x, y, stop_acc=0.9, stop_loss=0.4)
+    assert by_ids.reached({"forget_acc": 1.0, "forget_loss": 0.41})  # still right, but no longer member-like
+    assert not by_ids.reached({"forget_acc": 0.0, "forget_loss": 0.39})
+    assert "held-out" in by_ids.target() and "accuracy" in by_class.target()
