@@ -490,8 +490,9 @@ def publish(
         deletion = _deletion(splits_ref, config)
         not_reached = {
             p.split("/")[-1].removeprefix("after_") + (f" (repeat {p.split('/')[0][1:]})" if "/" in p else ""): (
-                f"forget-set accuracy {f.history[-1].get('forget_acc', float('nan')):.3f}, loss "
-                f"{f.history[-1].get('forget_loss', float('nan')):.3f} after {f.passes} pass(es); target: "
+                f"forget-set accuracy {f.history[-1].get('forget_acc', float('nan')):.3f}"
+                + (f", loss {f.history[-1]['forget_loss']:.3f}" if "forget_loss" in f.history[-1] else "")
+                + f" after {f.passes} pass(es); target: "
                 f"{f.stop_target or f'forget-set accuracy <= {f.stop_acc}'}" + (f"; {f.note}" if f.note else "")
             )
             for p, f in unlearned.items()

@@ -52,7 +52,7 @@ def _run(cfg: QMUConfig) -> tuple[dict, dict[str, str]]:
     # 1 split, 2 + n train, membership, m unlearn, n + m + 2 outputs, audit, evaluate, m + 1 relearn,
     # compare, report (m methods)
     m = len(cfg.unlearn.methods)
-    expected = 9 + 3 * m + 2 * cfg.attack.n_shadow
+    expected = 11 + 3 * m + 2 * cfg.attack.n_shadow
     return summary, _task_states(state.state_details.flow_run_id, expected)
 
 
@@ -107,7 +107,7 @@ def test_second_identical_run_is_fully_cached(first: tuple[dict, dict[str, str]]
     files = sorted(root.rglob("*.parquet"))
     summary, states = _run(preset("tiny", run={"artifact_root": str(root)}))
     stages = {k: v for k, v in states.items() if not k.startswith("publish_report")}
-    assert len(stages) == 8 + 3 * 5 + 2 * 2 and set(stages.values()) == {"Cached"}, states
+    assert len(stages) == 10 + 3 * 5 + 2 * 2 and set(stages.values()) == {"Cached"}, states
     assert summary["models"] == first[0]["models"]
     assert sorted(root.rglob("*.parquet")) == files
 
@@ -178,7 +178,7 @@ def test_a_sample_request_reuses_the_target_and_reports_each_record(
     summary, states = _run(cfg)
     trained = {k: v for k, v in states.items() if k.startswith("train_model")}
     assert sorted(trained.values()).count("Completed") == 1, trained  # only the oracle: target and references reused
-    assert summary["models"]["before"]["retain_test_acc"] == first[0]["models"]["before"]["retain_test_acc"]
+    assert summary["artifacts"]["before"] == first[0]["artifacts"]["before"]  # the very same target model
     request = summary["deletion"]["request"]
     assert request["kind"] == "samples" and request["sample_ids"] == ids and request["count"] == len(ids)
     assert summary["models"]["before"]["forget_test_acc"] is None  # no forget class: no forget-class test records
