@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qmu_core import workers
+from qmu_core import unlearning, workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig
 from tasks._log import progress
@@ -19,8 +19,11 @@ def unlearn(
     unlearn: UnlearnConfig,
     method: str,
     seed: int,
+    revision: int = unlearning.REVISION,
 ) -> Output:
-    """Unlearn the split's forget set from `weights` with `method`, in a worker process."""
+    """Unlearn the split's forget set from `weights` with `method`, in a worker process.
+
+    `revision` (`qmu_core.unlearning.REVISION`) enters the key, so a changed method recomputes."""
     from qmu_core.qnn import jobs  # TensorFlow loads only when a stage really runs
 
     report = progress(f"unlearn {method}")

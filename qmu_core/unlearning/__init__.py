@@ -18,7 +18,11 @@ from qmu_core.errors import ConfigError
 if TYPE_CHECKING:
     from qmu_core.unlearning.base import Method
 
-__all__ = ["IMPLEMENTATIONS", "method"]
+__all__ = ["IMPLEMENTATIONS", "REVISION", "method"]
+
+REVISION = 2
+"""Part of every unlearned model's key (`tasks.unlearning.unlearn`): bump it when a method or the
+stopping rule changes what unlearning computes (2: sample requests stop on the held-out loss)."""
 
 IMPLEMENTATIONS = {
     "ga": ("qmu_core.unlearning.ga", "GradientAscent"),
