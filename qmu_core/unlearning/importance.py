@@ -9,54 +9,62 @@ forget set and of the full set are on the same scale whatever their sizes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from qmu_core._tf import tf
 from qmu_core.qnn.models import QNN
 from qmu_core.unlearning.base import Evals, log_likelihood_loss
 
-__all__ = ["batch_fisher", "fisher_diagonal", "gradients"]
+__all__ = ["PerRecord", "batch_fisher", "fisher_diagonal", "gradients"]
 
 
-def gradients(model: QNN, x: np.ndarray, y: np.ndarray, evals: Evals, *, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Gradient of the mean ``-log p(y|x)`` over (x, y), per variable name (not squared)."""
+PerRecord = Callable[[QNN, tf.Tensor, tf.Tensor], tf.Tensor]
+"""A per-record objective ``(model, x, y) -> (B,)`` (default: ``-log p(y|x)``)."""
+
+
+def gradients(
+    model: QNN,
+    x: np.ndarray,
+    y: np.ndarray,
+    evals: Evals,
+    *,
+    batch_size: int = 64,
+    objective: PerRecord = log_likelihood_loss,
+) -> dict[str, np.ndarray]:
+    """Gradient of the mean `objective` over (x, y), per variable name (not squared)."""
     names = sorted(model.variables)
     variables = [model.variables[k] for k in names]
     total = {k: np.zeros(model.variables[k].shape, np.float64) for k in names}
     for i in range(0, len(x), batch_size):
         xb, yb = tf.constant(x[i : i + batch_size]), tf.constant(y[i : i + batch_size])
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(log_likelihood_loss(model, xb, yb))
-        for k, g in zip(names, tape.gradient(loss, variables), strict=True):
+            loss = tf.reduce_sum(objective(model, xb, yb))
+        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        for k, g in zip(names, grads, strict=True):
             total[k] += g.numpy()
         evals.gradient(len(xb))
     return {k: v / max(len(x), 1) for k, v in total.items()}
 
 
 def fisher_diagonal(model: QNN, x: np.ndarray, y: np.ndarray, evals: Evals) -> dict[str, np.ndarray]:
-    """Diagonal empirical Fisher per variable name: mean over records of squared per-record gradients."""
-    names = sorted(model.variables)
-    variables = [model.variables[k] for k in names]
-
-    @tf.function(reduce_retracing=True)
-    def squared(xb: tf.Tensor, yb: tf.Tensor) -> list[tf.Tensor]:
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(log_likelihood_loss(model, xb, yb))
-        return [tf.square(g) for g in tape.gradient(loss, variables)]
-
-    total = {k: np.zeros(model.variables[k].shape, np.float64) for k in names}
-    for i in range(len(x)):
-        for k, g in zip(names, squared(tf.constant(x[i : i + 1]), tf.constant(y[i : i + 1])), strict=True):
-            total[k] += g.numpy()
-    evals.gradient(len(x))
-    return {k: v / max(len(x), 1) for k, v in total.items()}
+    """Diagonal empirical Fisher per variable name: mean over records of squared per-record gradients
+    (`batch_fisher` with batches of one record)."""
+    return batch_fisher(model, x, y, evals, batch_size=1)
 
 
 def batch_fisher(
-    model: QNN, x: np.ndarray, y: np.ndarray, evals: Evals, *, batch_size: int, rng: np.random.Generator
+    model: QNN,
+    x: np.ndarray,
+    y: np.ndarray,
+    evals: Evals,
+    *,
+    batch_size: int,
+    rng: np.random.Generator | None = None,
 ) -> dict[str, np.ndarray]:
     """Diagonal Fisher as SSD's reference code computes it: the mean over mini-batches (records in
-    a random order from `rng`) of the squared gradient of the batch's mean ``-log p(y|x)``.
+    a random order from `rng`, else in order) of the squared gradient of the batch's mean ``-log p(y|x)``.
 
     Unlike `fisher_diagonal`, gradients average within a batch before squaring: records that pull
     a parameter the same way (one class) add up, records that disagree (a mix of classes) cancel.
@@ -71,7 +79,7 @@ def batch_fisher(
             loss = tf.reduce_mean(log_likelihood_loss(model, xb, yb))
         return [tf.square(g) for g in tape.gradient(loss, variables)]
 
-    order = rng.permutation(len(x))
+    order = rng.permutation(len(x)) if rng is not None else np.arange(len(x))
     total = {k: np.zeros(model.variables[k].shape, np.float64) for k in names}
     n_batches = 0
     for i in range(0, len(x), batch_size):

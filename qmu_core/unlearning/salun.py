@@ -57,18 +57,11 @@ def complement_gradients(
     model: QNN, x: np.ndarray, y: np.ndarray, evals: Evals, *, batch_size: int = 64
 ) -> dict[str, np.ndarray]:
     """Gradient of the mean complement loss ``-log(1 - p(y))`` over (x, y), per variable name."""
-    names = sorted(model.variables)
-    variables = [model.variables[k] for k in names]
-    total = {k: np.zeros(model.variables[k].shape, np.float64) for k in names}
-    for i in range(0, len(x), batch_size):
-        xb, yb = tf.constant(x[i : i + batch_size]), tf.constant(y[i : i + batch_size])
-        with tf.GradientTape() as tape:
-            value = tf.reduce_sum(complement_loss(model.logits(xb), yb))
-        grads = tape.gradient(value, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        for k, g in zip(names, grads, strict=True):
-            total[k] += g.numpy()
-        evals.gradient(len(xb))
-    return {k: v / max(len(x), 1) for k, v in total.items()}
+
+    def complement(m: QNN, xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
+        return complement_loss(m.logits(xb), yb)
+
+    return gradients(model, x, y, evals, batch_size=batch_size, objective=complement)
 
 
 def saliency_mask(grads: Mapping[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
