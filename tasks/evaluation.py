@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 from qmu_core import artifacts, report
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import AttackConfig, QMUConfig
-from qmu_core.provenance import AuditFacts, ModelFacts, RelearnFacts
+from qmu_core.provenance import AuditFacts
 from qmu_core.unlearning import compare
 from tasks._log import info
 from tasks._stage import stage
@@ -58,19 +58,4 @@ def compare_unlearning(
     repeats: int,
 ) -> Output:
     """Every unlearning method against the oracle, per repeat (`qmu_core.unlearning.compare`)."""
-    audit = artifacts.read_facts(scores, AuditFacts)
-    phases = compare.row_phases(methods)
-    runs = []
-    for k in range(repeats):
-        names = {name: compare.phase_name(k, base) for name, base in phases.items()}
-        runs.append(
-            compare.Repeat(
-                outputs={n: artifacts.read(outputs[p]) for n, p in names.items()},
-                facts={n: artifacts.read_facts(models[p], ModelFacts) for n, p in names.items()},
-                relearn={
-                    n: artifacts.read_facts(relearned[p], RelearnFacts) for n, p in names.items() if p in relearned
-                },
-            )
-        )
-    table = compare.compare_methods(artifacts.read(metrics), runs, phases=phases, attacks=tuple(audit.thresholds))
-    return Output(table)
+    return compare.compare_artifacts(metrics, scores, outputs, models, relearned, methods=methods, repeats=repeats)

@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from qmu_core.provenance import ModelFacts, RelearnFacts
+from qmu_core import artifacts
+from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.provenance import AuditFacts, ModelFacts, RelearnFacts
 
 __all__ = [
     "ACCURACIES",
@@ -36,6 +38,7 @@ __all__ = [
     "TOLERANCE",
     "Repeat",
     "aggregate",
+    "compare_artifacts",
     "compare_methods",
     "js_divergence",
     "phase_name",
@@ -196,3 +199,31 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
         row["oracle"] = float(o.mean()) if len(o) else math.nan
         out.append(row)
     return pd.DataFrame(out)
+
+
+def compare_artifacts(
+    metrics: ArtifactRef,
+    scores: ArtifactRef,
+    outputs: Mapping[str, ArtifactRef],
+    models: Mapping[str, ArtifactRef],
+    relearned: Mapping[str, ArtifactRef],
+    *,
+    methods: Sequence[str],
+    repeats: int,
+) -> Output:
+    """`compare_methods` on a run's artifacts (the `comparison` stage): refs by audit phase."""
+    audit = artifacts.read_facts(scores, AuditFacts)
+    phases = row_phases(methods)
+    runs = []
+    for k in range(repeats):
+        names = {name: phase_name(k, base) for name, base in phases.items()}
+        runs.append(
+            Repeat(
+                outputs={n: artifacts.read(outputs[p]) for n, p in names.items()},
+                facts={n: artifacts.read_facts(models[p], ModelFacts) for n, p in names.items()},
+                relearn={
+                    n: artifacts.read_facts(relearned[p], RelearnFacts) for n, p in names.items() if p in relearned
+                },
+            )
+        )
+    return Output(compare_methods(artifacts.read(metrics), runs, phases=phases, attacks=tuple(audit.thresholds)))
