@@ -267,7 +267,12 @@ def deletion_plot(comparison: pd.DataFrame, path: Path, *, title: str) -> Path:
             lo, hi = c.get("ci_low", math.nan), c.get("ci_high", math.nan)
             errs.append(0.0 if lo is None or math.isnan(lo) else (hi - lo) / 2)
         xs = [j + i * width for j in range(len(PLOTTED))]
-        bars = ax.bar(xs, vals, width, yerr=errs if any(errs) else None, label=ROW_LABELS.get(m, m), capsize=2)
+        # every plotted metric is a fraction: whiskers stop at 0 and 1
+        yerr = [
+            [min(e, v) for v, e in zip(vals, errs, strict=True)],
+            [min(e, 1 - v) for v, e in zip(vals, errs, strict=True)],
+        ]
+        bars = ax.bar(xs, vals, width, yerr=yerr if any(errs) else None, label=ROW_LABELS.get(m, m), capsize=2)
         ax.bar_label(bars, fmt="%.2f", fontsize=6)
     ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(PLOTTED))])
     ax.set_xticklabels([MAIN_COLUMNS[k] for k in PLOTTED], fontsize=8)
