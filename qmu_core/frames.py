@@ -13,7 +13,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["array", "arrays", "stack", "tensor_rows"]
+from qmu_core.errors import ConfigError
+
+__all__ = ["array", "arrays", "class_index", "stack", "tensor_rows"]
 
 
 def stack(column: pd.Series, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
@@ -41,3 +43,12 @@ def tensor_rows(tensors: Mapping[str, Any], name: str = "variable", dtype: npt.D
             "values": [a.astype(dtype).ravel() for _, a in items],
         }
     )
+
+
+def class_index(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Map dataset labels to head indices (position in `classes`), int32."""
+    lookup = {int(c): i for i, c in enumerate(classes)}
+    unknown = sorted({int(v) for v in labels} - set(lookup))
+    if unknown:
+        raise ConfigError(f"Labels {unknown} are not among the model's classes {list(classes)}.")
+    return np.array([lookup[int(v)] for v in labels], dtype=np.int32)

@@ -14,7 +14,7 @@ import pandas as pd
 from qmu_core import frames
 from qmu_core._tf import tf, tf_keras
 from qmu_core.config import ModelConfig, TrainConfig
-from qmu_core.errors import ConfigError
+from qmu_core.frames import class_index
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN, build_model
 
@@ -55,15 +55,6 @@ def _optimizer(kind: str, lr: float, momentum: float) -> tf_keras.optimizers.Opt
 def optimizer(train: TrainConfig) -> tf_keras.optimizers.Optimizer:
     """A fresh optimizer of the train section's kind, step size and momentum."""
     return _optimizer(train.optimizer, train.learning_rate, train.momentum)
-
-
-def class_index(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-    """Map dataset labels to head indices (position in `classes`)."""
-    lookup = {c: i for i, c in enumerate(classes)}
-    unknown = sorted({int(v) for v in labels} - set(lookup))
-    if unknown:
-        raise ConfigError(f"Labels {unknown} are not among the model's classes {list(classes)}.")
-    return np.array([lookup[int(v)] for v in labels], dtype=np.int32)
 
 
 def model_inputs(splits: pd.DataFrame, model: ModelConfig) -> np.ndarray:
