@@ -370,9 +370,8 @@ def attack_rows(models: Mapping[str, Summary]) -> list[dict[str, Any]]:
     return rows
 
 
-def _deletion(splits_ref: ArtifactRef, config: QMUConfig) -> Deletion:
-    """The deletion request as the split artifact recorded it."""
-    frame = read(splits_ref)
+def _deletion(frame: pd.DataFrame, config: QMUConfig) -> Deletion:
+    """The deletion request as the split table (`frame`) records it."""
     ids = frame.loc[(frame["role"] == "target_train") & frame["is_forget"], "sample_id"].to_numpy()
     kind = config.data.forget
     return Deletion(
@@ -487,7 +486,8 @@ def publish(
     deletion_md = None
     splits_ref = artifacts.get("splits")
     if comparison is not None and isinstance(splits_ref, ArtifactRef):
-        deletion = _deletion(splits_ref, config)
+        split_frame = read(splits_ref)
+        deletion = _deletion(split_frame, config)
         not_reached = {
             p.split("/")[-1].removeprefix("after_") + (f" (repeat {p.split('/')[0][1:]})" if "/" in p else ""): (
                 f"forget-set accuracy {f.history[-1].get('forget_acc', float('nan')):.3f}"
@@ -502,7 +502,7 @@ def publish(
         if deletion.kind == "samples":
             cols = {"before": "before", **{m: f"after_{m}" for m in methods}, "oracle": "oracle"}
             records = record_scores(read(scores_ref), headline=headline, phases=cols, sample_ids=deletion.sample_ids)
-            labels = read(splits_ref).set_index("sample_id")["label"]
+            labels = split_frame.set_index("sample_id")["label"]
             records.insert(1, "label", records["sample_id"].map(labels))
         deletion_md = deletion_markdown(
             comparison,

@@ -23,7 +23,7 @@ from qmu_core.qnn import training
 from qmu_core.qnn.models import QNN
 from qmu_core.splits import SplitTable, read_splits
 from qmu_core.unlearning import relearn
-from qmu_core.unlearning.base import Evals, Request, accuracy, forget_state
+from qmu_core.unlearning.base import Evals, Request, acc_and_loss, accuracy
 
 __all__ = [
     "deletion_request",
@@ -124,9 +124,8 @@ def deletion_request(
 
     request = Request(kind, *xy(forget), *xy(retain), stop_acc=unlearn.stop_forget_acc)
     if kind == "samples":  # the held-out records' mean loss (`qmu_core.unlearning.base`)
-        held = Request(kind, *xy(frame[frame["role"] == "target_holdout"]), *xy(retain), stop_acc=0.0)
-        state = forget_state(qnn, held, evals)
-        request = replace(request, stop_acc=state["forget_acc"], stop_loss=state["forget_loss"])
+        held_acc, held_loss = acc_and_loss(qnn, *xy(frame[frame["role"] == "target_holdout"]), evals)
+        request = replace(request, stop_acc=held_acc, stop_loss=held_loss)
     return request, evals.count
 
 

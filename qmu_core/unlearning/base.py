@@ -31,7 +31,17 @@ from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
 from qmu_core.qnn.training import predict_proba
 
-__all__ = ["Evals", "Method", "PassFn", "Request", "Result", "accuracy", "forget_state", "log_likelihood_loss"]
+__all__ = [
+    "Evals",
+    "Method",
+    "PassFn",
+    "Request",
+    "Result",
+    "acc_and_loss",
+    "accuracy",
+    "forget_state",
+    "log_likelihood_loss",
+]
 
 PassFn = Callable[[np.random.Generator], float]
 """One pass over the forget set (given the batch-order generator); returns the mean objective."""
@@ -97,25 +107,25 @@ class Result:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+def acc_and_loss(model: QNN, x: np.ndarray, y: np.ndarray, evals: Evals) -> tuple[float, float]:
+    """Accuracy and mean ``-log p(y|x)`` of `model` on (x, y), one forward evaluation per record."""
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    evals.forward(len(x))
+    probs = predict_proba(model, x).astype(np.float64)
+    p_true = probs[np.arange(len(probs)), y]
+    return float(np.mean(probs.argmax(axis=1) == y)), float(np.mean(-np.log(np.clip(p_true, 1e-12, 1.0))))
+
+
 def accuracy(model: QNN, x: np.ndarray, y: np.ndarray, evals: Evals) -> float:
     """Accuracy of `model` on (x, y), counted as forward evaluations."""
-    if len(x) == 0:
-        return float("nan")
-    evals.forward(len(x))
-    return float(np.mean(predict_proba(model, x).argmax(axis=1) == y))
+    return acc_and_loss(model, x, y, evals)[0]
 
 
 def forget_state(model: QNN, request: Request, evals: Evals) -> dict[str, float]:
     """The forget set's accuracy and mean ``-log p(y|x)`` (one forward evaluation per record)."""
-    if len(request.x_forget) == 0:
-        return {"forget_acc": float("nan"), "forget_loss": float("nan")}
-    evals.forward(len(request.x_forget))
-    probs = predict_proba(model, request.x_forget).astype(np.float64)
-    p_true = probs[np.arange(len(probs)), request.y_forget]
-    return {
-        "forget_acc": float(np.mean(probs.argmax(axis=1) == request.y_forget)),
-        "forget_loss": float(np.mean(-np.log(np.clip(p_true, 1e-12, 1.0)))),
-    }
+    acc, loss = acc_and_loss(model, request.x_forget, request.y_forget, evals)
+    return {"forget_acc": acc, "forget_loss": loss}
 
 
 def log_likelihood_loss(model: QNN, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
