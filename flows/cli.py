@@ -5,6 +5,8 @@
     qmu config schema | reference
     qmu export RUN_OR_MODEL DIR [--phase before|after_<method>|oracle]
     qmu audit RUN_OR_MODEL [--preset NAME] [--set attack.field=value ...] [--refresh]
+    qmu hardware --preset paper --set model.encoding=angle [--set hardware.sampler.kind=...]
+    qmu shots --preset paper --set model.encoding=angle [--set hardware.shots=[10,100,1000]]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
 Errors print one message and exit 2 (bad input, missing data) or 1 (anything unexpected);
@@ -116,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         help="Override a field of the recovered config, e.g. attack.threat_model=labels; repeatable.",
     )
     aud.add_argument("--refresh", action="store_true", help="Recompute every stage, ignoring the cache.")
+    hw = sub.add_parser(
+        "hardware",
+        help="Measure the run's models (before, unlearned, oracle) through hardware.sampler with finite shots.",
+    )
+    _add_config_args(hw)
+    hw.add_argument("--refresh", action="store_true", help="Recompute every stage, ignoring the cache.")
+    shots = sub.add_parser("shots", help="Shot-count study: the audit against the shots per record (hardware.shots).")
+    _add_config_args(shots)
+    shots.add_argument("--refresh", action="store_true", help="Recompute every stage, ignoring the cache.")
     cfg = sub.add_parser("config", help="Show the resolved config or its JSON schema.")
     cfg.add_argument("what", choices=["show", "schema", "reference"])
     _add_config_args(cfg)
@@ -163,6 +174,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _artifacts(args)
     if args.command == "audit":
         return _audit(args)
+    if args.command in ("hardware", "shots"):
+        return _hardware(args)
     return _run(args)
 
 
@@ -172,6 +185,18 @@ def _run(args: argparse.Namespace) -> int:
     from flows.pipeline import qmu_pipeline
 
     return _flow(args, config, qmu_pipeline, config)
+
+
+def _hardware(args: argparse.Namespace) -> int:
+    """`qmu hardware` / `qmu shots`: the run's models measured through a sampler."""
+    config = _config(args)
+    check_artifact_root(config.run.artifact_root)
+    from qmu_core.hardware.evaluate import check_model
+
+    check_model(config.model)
+    from flows.hardware import qmu_hardware, qmu_shots
+
+    return _flow(args, config, qmu_hardware if args.command == "hardware" else qmu_shots, config)
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -67,6 +67,12 @@ STAGE_VERSIONS: dict[str, int] = {
     "roc": 1,
     "relearn": 1,
     "comparison": 1,
+    "hw_records": 1,  # the records a hardware run measures
+    "circuits": 1,  # prepared circuits (Cirq JSON) per record
+    "distribution": 1,  # exact output distribution per record under a noise model (the emulator)
+    "shots": 1,  # raw measurements, one integer per shot
+    "hw_outputs": 1,  # outputs with the measured records' rows from shots (or the exact distribution)
+    "hw_metrics": 1,  # accuracy and attack metrics over the measured records, per source
 }
 
 _F32_LIST = pa.list_(pa.float32())
@@ -138,7 +144,40 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("gap", pa.float64()),
         ]
     ),
+    "hw_records": pa.schema(
+        [
+            ("sample_id", pa.int64()),
+            ("role", pa.string()),
+            ("label", pa.int64()),
+            ("is_forget", pa.bool_()),
+            ("x", _F32_LIST),
+        ]
+    ),
+    "circuits": pa.schema(
+        [
+            ("sample_id", pa.int64()),
+            ("target", pa.string()),
+            ("circuit_json", pa.large_string()),
+            ("depth_before", pa.int64()),
+            ("depth_after", pa.int64()),
+            ("two_qubit_before", pa.int64()),
+            ("two_qubit_after", pa.int64()),
+        ]
+    ),
+    "distribution": pa.schema([("sample_id", pa.int64()), ("prob", pa.list_(pa.float64()))]),
+    "shots": pa.schema([("sample_id", pa.int64()), ("shots", pa.list_(pa.uint16()))]),
+    "hw_metrics": pa.schema(
+        [
+            ("source", pa.string()),
+            ("model_id", pa.string()),
+            ("phase", pa.string()),
+            ("attack", pa.string()),
+            ("metric", pa.string()),
+            ("value", pa.float64()),
+        ]
+    ),
 }
+SCHEMAS["hw_outputs"] = SCHEMAS["outputs"]
 
 
 class ArtifactRef(BaseModel):

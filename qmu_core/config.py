@@ -17,7 +17,7 @@ import hashlib
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
@@ -27,9 +27,20 @@ __all__ = [
     "ATTACK_NAMES",
     "AttackConfig",
     "DataConfig",
+    "EmulatorSampler",
     "FeatureSpec",
+    "GoogleEngineSampler",
+    "GoogleNoisyQVMSampler",
+    "GoogleVirtualSampler",
+    "HardwareConfig",
     "ModelConfig",
+    "PROCESSORS",
     "QMUConfig",
+    "QsimNoisySampler",
+    "QsimSampler",
+    "SAMPLER_CLASSES",
+    "SAMPLER_KINDS",
+    "SamplerConfig",
     "RunConfig",
     "Section",
     "TrainConfig",
@@ -465,6 +476,156 @@ _UNLEARN_READS: dict[str, set[str]] = {
 }
 
 
+PROCESSORS = ("rainbow", "weber", "willow_pink")
+"""Google processors QMU knows offline (device spec and median calibration; `qmu_core.hardware.processors`)."""
+
+Processor = Literal["rainbow", "weber", "willow_pink"]
+
+
+class QsimSampler(Section):
+    """Noiseless shots from qsim's state-vector simulator (seeded, every core)."""
+
+    kind: Literal["qsim"] = Field("qsim", description="Sampler kind (picks this variant).")
+
+
+class QsimNoisySampler(Section):
+    """qsim with a simple noise model: trajectories, one per shot."""
+
+    kind: Literal["qsim_noisy"] = Field("qsim_noisy", description="Sampler kind (picks this variant).")
+    depolarizing: float = Field(
+        0.001, strict=True, ge=0, lt=1, description="Depolarizing probability after every gate, on its qubits."
+    )
+    amplitude_damping: float = Field(
+        0.0005, strict=True, ge=0, lt=1, description="Amplitude-damping rate gamma per qubit and moment."
+    )
+    readout_error: float = Field(0.01, strict=True, ge=0, lt=1, description="Bit-flip probability before read-out.")
+
+
+class GoogleVirtualSampler(Section):
+    """A processor's noiseless virtual engine: device-validated circuits, qsim underneath."""
+
+    kind: Literal["google_virtual"] = Field("google_virtual", description="Sampler kind (picks this variant).")
+    processor: Processor = Field("willow_pink", description="The processor whose device the circuits compile for.")
+
+
+class GoogleNoisyQVMSampler(Section):
+    """cirq-google's noisy quantum virtual machine: the processor's median-calibration noise, qsim trajectories."""
+
+    kind: Literal["google_noisy_qvm"] = Field("google_noisy_qvm", description="Sampler kind (picks this variant).")
+    processor: Processor = Field("willow_pink", description="The processor whose device and noise are used.")
+
+
+class GoogleEngineSampler(Section):
+    """The real Google Quantum Engine. The project id comes from the environment only
+    (`GOOGLE_CLOUD_PROJECT`, or the Prefect Secret block `qmu-google-cloud-project`)."""
+
+    kind: Literal["google_engine"] = Field("google_engine", description="Sampler kind (picks this variant).")
+    processor_id: str = Field("willow_pink", min_length=1, description="Engine processor id (as the Engine lists it).")
+    run_name: str = Field(
+        "", description="Automation run holding the device configuration; empty (with `device_config_name`): default."
+    )
+    device_config_name: str = Field(
+        "", description="Device configuration of that run (qubits, gates); empty: the processor's default."
+    )
+
+    @model_validator(mode="after")
+    def _run_and_config_together(self) -> GoogleEngineSampler:
+        if bool(self.run_name) != bool(self.device_config_name):
+            raise ValueError(
+                "hardware.sampler: the Engine takes `run_name` and `device_config_name` together; set both "
+                f"(got run_name={self.run_name!r}, device_config_name={self.device_config_name!r}) or neither."
+            )
+        return self
+
+
+class EmulatorSampler(Section):
+    """Exact noisy output distributions (batched density matrices), then the requested shots.
+
+    Agrees in distribution with the noisy QVM and is orders of magnitude faster: the default for
+    noisy studies. `noise` picks whose noise model: a processor's median calibration, the
+    `qsim_noisy` rates below, or none."""
+
+    kind: Literal["emulator"] = Field("emulator", description="Sampler kind (picks this variant).")
+    noise: Literal["processor", "qsim_noisy", "none"] = Field(
+        "processor", description="`processor`: the calibration noise of `processor`; `qsim_noisy`: the rates below."
+    )
+    processor: Processor = Field(
+        "willow_pink", description="`noise=processor`: the processor whose device and noise are emulated."
+    )
+    depolarizing: float = Field(0.001, strict=True, ge=0, lt=1, description="`noise=qsim_noisy`: as in `qsim_noisy`.")
+    amplitude_damping: float = Field(0.0005, strict=True, ge=0, lt=1, description="`noise=qsim_noisy`: as there.")
+    readout_error: float = Field(0.01, strict=True, ge=0, lt=1, description="`noise=qsim_noisy`: as in `qsim_noisy`.")
+
+
+SamplerConfig = Annotated[
+    QsimSampler
+    | QsimNoisySampler
+    | GoogleVirtualSampler
+    | GoogleNoisyQVMSampler
+    | GoogleEngineSampler
+    | EmulatorSampler,
+    Field(discriminator="kind"),
+]
+"""Which `cirq.Sampler` measures the circuits: one of the kinds above, chosen by `kind`."""
+
+SAMPLER_CLASSES: dict[str, type[Section]] = {
+    "qsim": QsimSampler,
+    "qsim_noisy": QsimNoisySampler,
+    "google_virtual": GoogleVirtualSampler,
+    "google_noisy_qvm": GoogleNoisyQVMSampler,
+    "google_engine": GoogleEngineSampler,
+    "emulator": EmulatorSampler,
+}
+SAMPLER_KINDS = tuple(SAMPLER_CLASSES)
+
+
+def _any_of(schema: dict[str, Any]) -> None:
+    """Render the sampler union as `anyOf` (Prefect's form picks a variant from it)."""
+    if "oneOf" in schema:
+        schema["anyOf"] = schema.pop("oneOf")
+    schema.pop("discriminator", None)
+
+
+class HardwareConfig(Section):
+    """Re-evaluation of trained models through a `cirq.Sampler` with finite shots (`qmu hardware`)."""
+
+    sampler: SamplerConfig = Field(
+        EmulatorSampler(),
+        description=(
+            "What measures the circuits (`kind`): `qsim`, `qsim_noisy`, `google_virtual`, `google_noisy_qvm`, "
+            "`google_engine` (the real device) or `emulator` (exact noisy distributions, the default)."
+        ),
+        json_schema_extra=_any_of,
+    )
+    repetitions: int = Field(1000, strict=True, ge=1, le=1_000_000, description="Shots per record and model.")
+    records_per_group: int = Field(
+        50,
+        strict=True,
+        ge=1,
+        le=100_000,
+        description=(
+            "Records measured per group (role x forget/retained; target members, non-members, test), drawn at "
+            "random with `run.seed`; fewer if a group is smaller."
+        ),
+    )
+    shots: tuple[StrictInt, ...] = Field(
+        (10, 100, 1000, 10000),
+        min_length=1,
+        description="Shot-count study (`qmu shots`): repetitions to compare, beside the exact (infinite-shot) outputs.",
+    )
+    cpu_threads: int = Field(0, strict=True, ge=0, le=256, description="Simulator threads; 0: every core.")
+
+    @field_validator("shots")
+    @classmethod
+    def _positive_shots(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [v for v in value if v < 1 or v > 1_000_000]
+        if bad or len(set(value)) != len(value):
+            raise ValueError(
+                f"hardware.shots={list(value)}: list distinct repetitions from 1 to 1,000,000, e.g. [10, 100, 1000]."
+            )
+        return tuple(sorted(value))
+
+
 class QMUConfig(Section):
     """Everything one run depends on. It is also the flow's only parameter."""
 
@@ -474,6 +635,7 @@ class QMUConfig(Section):
     train: TrainConfig = TrainConfig()
     attack: AttackConfig = AttackConfig()
     unlearn: UnlearnConfig = UnlearnConfig()
+    hardware: HardwareConfig = HardwareConfig()
 
 
 def check_artifact_root(root: Path | str) -> Path:

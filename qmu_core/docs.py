@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from qmu_core.config import QMUConfig
+from pydantic import BaseModel
+
+from qmu_core.config import SAMPLER_CLASSES, QMUConfig
 
 __all__ = ["reference_markdown"]
 
@@ -19,7 +21,23 @@ def reference_markdown() -> str:
         lines += ["| field | default | meaning |", "|---|---|---|"]
         for name, f in cls.model_fields.items():
             d = f.default
-            text = json.dumps(list(d)) if isinstance(d, tuple) else ("null" if d is None else str(d))
+            if isinstance(d, BaseModel):
+                text = json.dumps(d.model_dump(mode="json"))
+            else:
+                text = json.dumps(list(d)) if isinstance(d, tuple) else ("null" if d is None else str(d))
             text = text if len(text) <= 30 else text[:27] + "..."
             lines.append(f"| `{section}.{name}` | `{text}` | {f.description} |")
+        if section == "hardware":
+            lines += _sampler_tables()
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _sampler_tables() -> list[str]:
+    """One table per `hardware.sampler` kind: its fields beside `kind`."""
+    lines = ["", "`hardware.sampler` is one of these kinds (`--set hardware.sampler.kind=<kind>`):", ""]
+    lines += ["| kind | what | fields (default) |", "|---|---|---|"]
+    for kind, cls in SAMPLER_CLASSES.items():
+        doc = " ".join((cls.__doc__ or "").split())
+        fields = ", ".join(f"`{name}` ({f.default})" for name, f in cls.model_fields.items() if name != "kind")
+        lines.append(f"| `{kind}` | {doc} | {fields or '-'} |")
+    return lines

@@ -25,12 +25,32 @@ _HINTS = {
 }
 
 
+TAGGED_UNIONS = frozenset({"sampler"})
+"""Config fields holding one of several section types chosen by their ``kind``."""
+
+
+def _variant_defaults(kind: Any) -> dict[str, Any]:
+    """The fields of the sampler variant `kind` at their defaults (just ``kind`` if unknown)."""
+    from qmu_core.config import SAMPLER_CLASSES
+
+    cls = SAMPLER_CLASSES.get(kind) if isinstance(kind, str) else None
+    return cls().model_dump(mode="json") if cls is not None else {"kind": kind}
+
+
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `extra` merged in: nested dicts merge key by key, anything else replaces."""
+    """`base` with `extra` merged in: nested dicts merge key by key, anything else replaces.
+
+    A tagged union (`TAGGED_UNIONS`: ``hardware.sampler``) whose new ``kind`` differs from the
+    base's is replaced whole: the old variant's fields do not belong to the new one.
+    """
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        old = out.get(key)
+        switches = key in TAGGED_UNIONS and isinstance(value, dict) and isinstance(old, dict) and "kind" in value
+        if switches and value["kind"] != old.get("kind"):  # type: ignore[union-attr]
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(old, dict):
+            out[key] = deep_merge(old, value)
         else:
             out[key] = value
     return out
@@ -99,7 +119,12 @@ def apply_overrides(config: QMUConfig, assignments: list[str]) -> QMUConfig:
             raise ConfigError(f"--set {item!r}: {path!r} is not a config field. Known here: {known}.")
         parsed = _parse_value(value.strip())
         if isinstance(parsed, dict) and isinstance(node[parts[-1]], dict):
-            node[parts[-1]] = deep_merge(node[parts[-1]], parsed)
+            old = node[parts[-1]]
+            switches = parts[-1] in TAGGED_UNIONS and "kind" in parsed and parsed["kind"] != old.get("kind")
+            node[parts[-1]] = parsed if switches else deep_merge(old, parsed)
+        elif len(parts) > 1 and parts[-2] in TAGGED_UNIONS and parts[-1] == "kind" and node.get("kind") != parsed:
+            node.clear()  # another variant of the union: its own fields at their defaults
+            node.update(_variant_defaults(parsed))
         else:
             node[parts[-1]] = parsed
     return validate(raw, "The config after --set overrides")

@@ -1,4 +1,4 @@
-"""Named starting points for a config: `tiny`, `default`, `paper`, `paper_hqnn`.
+"""Named starting points for a config: `tiny`, `default`, `paper`, `paper_hqnn`, `paper_angle`.
 
 Presets are Python functions returning nested overrides of the defaults, so they stay typed
 and testable; `preset(name)` validates the result.
@@ -79,6 +79,14 @@ def _paper() -> dict[str, Any]:
     }
 
 
+def _paper_angle() -> dict[str, Any]:
+    """The paper's basic QNN with angle encoding: 80 CNOTs on an 8-qubit ring fit a device, where
+    amplitude encoding needs hundreds of routed two-qubit gates (`qmu hardware`, `qmu shots`)."""
+    cfg = _paper()
+    cfg["model"] = {**cfg["model"], "encoding": "angle"}
+    return cfg
+
+
 def _paper_hqnn() -> dict[str, Any]:
     cfg = _paper()
     cfg["model"] = {
@@ -104,6 +112,7 @@ PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
     "default": _default,
     "paper": _paper,
     "paper_hqnn": _paper_hqnn,
+    "paper_angle": _paper_angle,
 }
 
 

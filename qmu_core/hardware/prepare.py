@@ -5,12 +5,13 @@
   ``cirq.LineQubit(0..n-1)``, without measurements (simulate them for exact ⟨Z⟩);
 * `device_ring`: n device qubits forming a cycle of the device's coupling graph;
 * `prepare`: for ``target=None`` the circuits stay on LineQubits (simulators); for a Google
-  processor (``"rainbow"``, ``"weber"``, from cirq-google's offline virtual engine) logical qubit
-  ``i`` goes to ring qubit ``i``, so the model's CNOT ring ``0->1->...->n-1->0`` only couples
-  neighbours (angle encoding), then the circuit is compiled to the √iSWAP gate set (the processors' calibrated
-  two-qubit gate) and validated against the device. Every prepared circuit ends with one
-  measurement ``cirq.measure(*qubits, key="z")`` in *logical* order, so bit ``i`` of a sample is
-  logical qubit ``i`` whatever physical qubit carries it;
+  processor (``"rainbow"``, ``"weber"``, ``"willow_pink"``: `qmu_core.hardware.processors`) logical
+  qubit ``i`` goes to ring qubit ``i``, so the model's CNOT ring ``0->1->...->n-1->0`` only couples
+  neighbours (angle encoding), then the circuit is compiled to the processor's calibrated
+  two-qubit gate (√iSWAP on rainbow and weber, CZ on willow_pink) and validated against the
+  device. Every prepared circuit ends with one measurement ``cirq.measure(*qubits, key="z")`` in
+  *logical* order, so bit ``i`` of a sample is logical qubit ``i`` whatever physical qubit carries it;
+* `prepare_model`: the same for a model and its records, compiling the fixed parts once (fast);
 * `to_frame` / `from_frame`: prepared circuits as rows of Cirq JSON (``cirq.to_json``).
 
 Amplitude encoding's state preparation couples non-neighbouring qubits (CNOTs from qubit
@@ -22,9 +23,8 @@ where routing left it.
 
 from __future__ import annotations
 
-import functools
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ import pandas as pd
 from qmu_core import frames
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError, ConfigError
+from qmu_core.hardware import processors
 from qmu_core.qnn import amplitude, circuits
 
 __all__ = [
@@ -47,17 +48,23 @@ __all__ = [
     "from_frame",
     "input_values",
     "prepare",
+    "prepare_model",
     "resolved_circuits",
     "theta",
     "to_frame",
     "two_qubit_count",
 ]
 
+# cirq 1.5 warns about a 1.6 default for every CircuitOperation its compiler builds internally (nothing
+# QMU can pass); `warnings.catch_warnings` is not thread-safe and stages run in threads, so the filter
+# is set once, for that message only.
+warnings.filterwarnings("ignore", message=".*use_repetition_ids", category=FutureWarning)
+
 MEASUREMENT_KEY = "z"
 """Key of the one measurement every prepared circuit ends with (qubits in logical order)."""
 
-TARGETS: tuple[str, ...] = ("rainbow", "weber")
-"""Google processors of cirq-google's offline virtual engine (latest calibration templates)."""
+TARGETS: tuple[str, ...] = processors.PROCESSORS
+"""Google processors QMU holds offline (`qmu_core.hardware.processors`)."""
 
 
 # ---------------------------------------------------------------------------- resolved circuits
@@ -147,19 +154,15 @@ def resolved_circuits(weights: pd.DataFrame, features: np.ndarray, model: ModelC
 # ---------------------------------------------------------------------------- devices
 
 
-@functools.cache
 def device(target: str) -> Any:
-    """The `cirq_google.GridDevice` of a processor of the offline virtual engine.
+    """The `cirq_google.GridDevice` of a processor of `TARGETS` (`processors.device`).
 
     Raises:
         ConfigError: If `target` is not one of `TARGETS`.
     """
     if target not in TARGETS:
         raise ConfigError(f"Unknown hardware target {target!r}; use one of {list(TARGETS)} or None (simulator).")
-    import cirq_google
-
-    engine = cirq_google.engine.create_noiseless_virtual_engine_from_latest_templates()
-    return engine.get_processor(target).get_device()
+    return processors.device(target)
 
 
 def _graph(dev: Any) -> dict[cirq.Qid, set[cirq.Qid]]:
@@ -236,6 +239,117 @@ def _cycle_from(start: cirq.Qid, n: int, adjacency: dict[cirq.Qid, set[cirq.Qid]
         return False
 
     return path if extend() else None
+
+
+def rings(dev: Any, n: int) -> list[list[cirq.GridQubit]]:
+    """Every cycle of n coupled qubits of `dev`, each once, in ring order (as `device_ring` gives one).
+
+    A cycle is listed once whatever its rotation or direction: it starts at its smallest qubit and
+    runs towards the smaller of that qubit's two ring neighbours (``ring[1] < ring[-1]``). The
+    list is sorted by the rings' qubit sequences, so it is deterministic and ``rings(dev, n)[0]``
+    is ``device_ring(dev, n)``. For ``n = 2`` a ring is one coupled pair ``[a, b]`` with
+    ``a < b`` (the model's two CNOTs act on it). A depth-first search pruned by the distance back
+    to the start: willow_pink (105 qubits) has 401 rings of 8 qubits and 5,292 of 12 (< 1 s).
+
+    Raises:
+        ConfigError: If the device has no such cycle, as `device_ring` raises it.
+    """
+    device_ring(dev, n)  # the same checks and errors; raises when there is no ring at all
+    adjacency = _graph(dev)
+    nodes = sorted(adjacency)
+    if n == 2:
+        return [[a, b] for a in nodes for b in sorted(adjacency[a]) if a < b]
+    return sorted(ring for start in nodes for ring in _cycles_from(start, n, adjacency))
+
+
+def _cycles_from(start: cirq.Qid, n: int, adjacency: dict[cirq.Qid, set[cirq.Qid]]) -> list[list[Any]]:
+    """Every cycle of length n through `start` and qubits greater than it, once (``path[1] < path[-1]``)."""
+    distance = {start: 0}  # graph distance back to `start` through qubits above it
+    frontier = [start]
+    while frontier:
+        step = []
+        for q in frontier:
+            for p in adjacency[q]:
+                if p > start and p not in distance:
+                    distance[p] = distance[q] + 1
+                    step.append(p)
+        frontier = step
+    path = [start]
+    on_path = {start}
+    found: list[list[Any]] = []
+
+    def extend() -> None:
+        if len(path) == n:
+            if start in adjacency[path[-1]] and path[1] < path[-1]:
+                found.append(list(path))
+            return
+        left = n - len(path)  # edges still to walk after the next qubit, the closing edge included
+        for q in sorted(adjacency[path[-1]]):
+            if q > start and q not in on_path and distance.get(q, n) <= left:
+                path.append(q)
+                on_path.add(q)
+                extend()
+                on_path.discard(path.pop())
+
+    extend()
+    return found
+
+
+_BEST_RINGS: dict[tuple[str, int, int], tuple[cirq.GridQubit, ...]] = {}
+
+
+def _ansatz_load(target: str, n: int, layers: int) -> tuple[float, float, float]:
+    """Two-qubit gates per ring edge, single-qubit gates per qubit and duration (ns) of the compiled ansatz.
+
+    The angle-encoded model circuit (`circuits.build_circuit`, n qubits, `layers` layers) with
+    generic fixed angles, compiled to the processor's gate set (`processors.gateset`: a CNOT
+    becomes 1 CZ on willow_pink, 2 √iSWAPs on rainbow and weber), timed moment by moment
+    (`processors.circuit_duration_ns`) without its read-out.
+    """
+    circuit, inputs = circuits.build_circuit(n, layers, encoding="angle")
+    symbols = [str(s) for s in inputs] + [str(s) for s in circuits.weight_symbols(n, layers)]
+    angles = np.random.default_rng(0).uniform(0.1, 3.0, len(symbols))
+    resolved = cirq.resolve_parameters(circuit, dict(zip(symbols, map(float, angles), strict=True)))
+    compiled = _compile(resolved, processors.gateset(target))
+    two = two_qubit_count(compiled)
+    one = sum(1 for op in compiled.all_operations() if cirq.num_qubits(op) == 1)
+    return two / n, one / n, processors.circuit_duration_ns(target, compiled)
+
+
+def best_ring(target: str, n: int, *, layers: int) -> list[cirq.GridQubit]:
+    """The ring of n qubits of `target` with the lowest `processors.ring_cost` for the model's circuit.
+
+    Every ring of `rings` is scored by `processors.ring_cost` with the two-qubit gates per
+    coupler, single-qubit gates per qubit and duration of the angle-encoded circuit of n qubits
+    and `layers` layers compiled for the processor (`_ansatz_load`: n CNOTs per layer on the
+    ring), so the calibration decides: on willow_pink 8 qubits avoid the short-Tphi qubits
+    (0, 8) and (1, 8) of `device_ring`. Equal costs keep the earlier ring of `rings` (when
+    every ring lacks calibration data, that is `device_ring`). The ring is in order: logical
+    qubit ``i`` couples to ``i + 1`` and ``n - 1`` to 0. Cached per (target, n, layers).
+
+    Raises:
+        ConfigError: For an unknown target, a device without a ring of n qubits, or layers that
+            are not a whole number >= 0.
+    """
+    if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or layers < 0:
+        raise ConfigError(f"best_ring(): layers={layers!r}; pass the model's number of layers (an int >= 0).")
+    key = (target, int(n), int(layers))
+    if key not in _BEST_RINGS:
+        dev = device(target)
+        candidates = rings(dev, n)
+        two, one, duration = _ansatz_load(target, n, int(layers))
+        costs = [
+            processors.ring_cost(
+                target,
+                ring,
+                two_qubit_gates_per_edge=two,
+                duration_ns=duration,
+                single_qubit_gates_per_qubit=one,
+            )
+            for ring in candidates
+        ]
+        _BEST_RINGS[key] = tuple(candidates[int(np.argmin(costs))])
+    return list(_BEST_RINGS[key])
 
 
 # ---------------------------------------------------------------------------- preparation
@@ -333,6 +447,7 @@ def prepare(
     qubits: Sequence[cirq.GridQubit] | None = None,
     route: bool = True,
     validate: bool = True,
+    gateset: cirq.CompilationTargetGateset | None = None,
 ) -> Prepared:
     """Place, compile, validate and measure resolved circuits for `target`.
 
@@ -341,13 +456,14 @@ def prepare(
             (`resolved_circuits`), all on the same n qubits.
         target: None (keep LineQubits, no compilation: for simulators) or a processor of
             `TARGETS`: logical qubit ``i`` goes to ``qubits[i]``, the circuit is compiled with
-            ``cirq.optimize_for_target_gateset(..., gateset=cirq.SqrtIswapTargetGateset())``.
+            ``cirq.optimize_for_target_gateset`` to the processor's gate set (`processors.gateset`).
         qubits: The device qubits to use, a ring in order; default `device_ring` of the target.
         route: When the ring placement leaves a two-qubit gate between uncoupled qubits
             (amplitude encoding's state preparation), route the circuit with ``cirq.RouteCQC``
             on the device graph (SWAPs inserted; the read-out follows each logical qubit to where
             it ends). With False such circuits raise `ConfigError`.
         validate: Check every final circuit with the device's ``validate_circuit``.
+        gateset: Compilation target; default the processor's (`processors.gateset`).
 
     Raises:
         ConfigError: For unknown targets, circuits that are not concrete LineQubit circuits, or
@@ -362,7 +478,8 @@ def prepare(
         dev = None
     else:
         dev = device(target)
-        physical = list(qubits) if qubits is not None else list(device_ring(dev, n))
+        layers = max(1, round(two_qubit_count(circuits_[0]) / n))  # CNOTs per ring edge: the ansatz's layers
+        physical = list(qubits) if qubits is not None else best_ring(target, n, layers=layers)
         if len(physical) != n:
             raise ConfigError(f"prepare() got {len(physical)} device qubits for a {n}-qubit circuit.")
     mapping = dict(zip(logical, physical, strict=True))
@@ -378,9 +495,7 @@ def prepare(
             compiled, final_qubits = circuit, tuple(physical)
         else:
             placed, final_qubits = _place(circuit, mapping, edges, dev, route=route, target=target)
-            with warnings.catch_warnings():  # cirq 1.5 warns per CircuitOperation it builds internally
-                warnings.filterwarnings("ignore", message=".*use_repetition_ids", category=FutureWarning)
-                compiled = cirq.optimize_for_target_gateset(placed, gateset=cirq.SqrtIswapTargetGateset())
+            compiled = _compile(placed, gateset or processors.gateset(target))
         if readout_qubits is None:
             readout_qubits = final_qubits
         elif final_qubits != readout_qubits:
@@ -402,6 +517,129 @@ def prepare(
         )
     assert readout_qubits is not None
     return Prepared(circuits=out, qubits=readout_qubits, target=target, stats=stats)
+
+
+def _is_input_op(op: cirq.Operation, inputs: set[str]) -> bool:
+    return bool(cirq.parameter_names(op) & inputs)
+
+
+def _segments(circuit: cirq.Circuit, inputs: set[str]) -> list[cirq.Circuit | list[cirq.Operation]] | None:
+    """The circuit cut into fixed chunks (`cirq.Circuit`) and input moments (lists of operations).
+
+    Every moment is split into its input operations (single-qubit rotations by an input symbol)
+    followed by the rest (they act on other qubits, so the order is free). None when an input
+    symbol sits in a multi-qubit operation (amplitude encoding): then each record compiles alone.
+    """
+    parts: list[cirq.Circuit | list[cirq.Operation]] = []
+    fixed: list[cirq.Moment] = []
+    for moment in circuit:
+        moving = [op for op in moment if _is_input_op(op, inputs)]
+        if any(cirq.num_qubits(op) != 1 for op in moving):
+            return None
+        if moving:
+            if fixed:
+                parts.append(cirq.Circuit(fixed))
+                fixed = []
+            parts.append(moving)
+        rest = [op for op in moment if not _is_input_op(op, inputs)]
+        if rest:
+            fixed.append(cirq.Moment(rest))
+    if fixed:
+        parts.append(cirq.Circuit(fixed))
+    return parts
+
+
+def _phxz(op: cirq.Operation, resolver: cirq.ParamResolver) -> cirq.Operation:
+    """A resolved single-qubit operation as the device-native `cirq.PhasedXZGate` (exact up to global phase)."""
+    resolved = cirq.resolve_parameters(op, resolver)
+    return cirq.PhasedXZGate.from_matrix(cirq.unitary(resolved)).on(*resolved.qubits)
+
+
+def prepare_model(
+    weights: pd.DataFrame,
+    features: np.ndarray,
+    model: ModelConfig,
+    *,
+    target: str | None,
+    qubits: Sequence[cirq.GridQubit] | None = None,
+    gateset: cirq.CompilationTargetGateset | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Prepared:
+    """Every record's circuit of a trained basic QNN, prepared for `target` (module doc).
+
+    The result equals ``prepare(resolved_circuits(weights, features, model), target=...)`` up to
+    how single-qubit gates are grouped, and is much faster for angle encoding on a device: the
+    weights are resolved and the circuit's fixed parts are placed and compiled *once*; each
+    record only adds its input rotations, each as one `cirq.PhasedXZGate` (a device-native gate)
+    in its own moment. Only the first circuit is validated whole; the others differ from it only
+    in those rotations, which are validated one by one. Amplitude encoding (input symbols in
+    multi-qubit gates) compiles every record alone (`prepare`).
+
+    Args:
+        weights, features, model: As for `resolved_circuits`.
+        target: None (LineQubits, no compilation) or a processor of `TARGETS`.
+        qubits: Device qubits, a ring in order; default `device_ring`.
+        gateset: Compilation target; default the processor's (`processors.gateset`).
+        progress: Called as ``progress(done, total)`` while records are prepared.
+    """
+    if model.kind != "basic_qnn" or target is None or model.encoding != "angle":
+        circuits_ = resolved_circuits(weights, features, model)
+        return prepare(circuits_, target=target, qubits=qubits, gateset=gateset)
+    circuit, inputs = circuits.build_circuit(
+        model.n_qubits, model.layers, encoding=model.encoding, reupload=model.reupload
+    )
+    wsyms = [str(s) for s in circuits.weight_symbols(model.n_qubits, model.layers)]
+    fixed = cirq.ParamResolver(dict(zip(wsyms, map(float, theta(weights, model)), strict=True)))
+    template = cirq.resolve_parameters(circuit, fixed)
+    names = [str(s) for s in inputs]
+    parts = _segments(template, set(names))
+    if parts is None:  # pragma: no cover - angle encoding always splits
+        return prepare(resolved_circuits(weights, features, model), target=target, qubits=qubits, gateset=gateset)
+    dev = device(target)
+    logical = sorted(template.all_qubits())
+    physical = list(qubits) if qubits is not None else best_ring(target, len(logical), layers=model.layers)
+    if len(physical) != len(logical):
+        raise ConfigError(f"prepare_model() got {len(physical)} device qubits for a {len(logical)}-qubit circuit.")
+    mapping = dict(zip(logical, physical, strict=True))
+    edges = {frozenset(e) for e in dev.metadata.nx_graph.edges()}
+    compiled_parts: list[cirq.Circuit | list[cirq.Operation]] = []
+    for part in parts:
+        if isinstance(part, cirq.Circuit):
+            placed, _ = _place(part, mapping, edges, dev, route=False, target=target)
+            compiled_parts.append(_compile(placed, gateset or processors.gateset(target)))
+        else:
+            compiled_parts.append([op.transform_qubits(mapping) for op in part])
+    readout = cirq.Moment(cirq.measure(*physical, key=MEASUREMENT_KEY))
+    values = input_values(features, model)
+    before = CircuitStats(len(circuit), 0, two_qubit_count(circuit), 0)
+    out: list[cirq.Circuit] = []
+    stats: list[CircuitStats] = []
+    for k, row in enumerate(values):
+        resolver = cirq.ParamResolver(dict(zip(names, map(float, row), strict=True)))
+        moments: list[cirq.Moment] = []
+        for part in compiled_parts:
+            if isinstance(part, cirq.Circuit):
+                moments.extend(part.moments)
+            else:
+                ops = [_phxz(op, resolver) for op in part]
+                if k > 0:
+                    for op in ops:
+                        dev.validate_operation(op)
+                moments.append(cirq.Moment(ops))
+        body = cirq.Circuit.from_moments(*moments)
+        final = body + readout
+        if k == 0:
+            dev.validate_circuit(final)
+            after = CircuitStats(before.depth_before, len(body), before.two_qubit_before, two_qubit_count(body))
+        out.append(final)
+        stats.append(after)
+        if progress is not None:
+            progress(k + 1, len(values))
+    return Prepared(circuits=out, qubits=tuple(physical), target=target, stats=stats)
+
+
+def _compile(circuit: cirq.Circuit, gateset: cirq.CompilationTargetGateset) -> cirq.Circuit:
+    return cirq.optimize_for_target_gateset(circuit, gateset=gateset)
 
 
 # ---------------------------------------------------------------------------- storage

@@ -229,3 +229,24 @@ def test_hardware_path_imports_no_tensorflow() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("reupload", [False, True])
+def test_prepare_model_compiles_once_and_keeps_every_records_z(reupload: bool) -> None:
+    """The fast path (fixed parts compiled once, inputs as PhasedXZ moments) equals the model."""
+    model = ModelConfig(n_qubits=4, layers=2, reupload=reupload)
+    rng = np.random.default_rng(1)
+    n_theta = 3 * 4 * 2
+    weights = pd.DataFrame({"variable": ["theta"], "shape": [[n_theta]], "values": [rng.normal(size=n_theta)]})
+    x = rng.uniform(0, np.pi, size=(3, 4))
+    logical = hp.resolved_circuits(weights, x, model)
+    seen: list[tuple[int, int]] = []
+    fast = hp.prepare_model(weights, x, model, target="rainbow", progress=lambda k, n: seen.append((k, n)))
+    assert seen[-1] == (3, 3)
+    dev = hp.device("rainbow")
+    for circuit, compiled in zip(logical, fast.circuits, strict=True):
+        dev.validate_circuit(compiled)
+        np.testing.assert_allclose(_z_exact(compiled, fast.qubits), _z_exact(circuit, circuits.qubits(4)), atol=1e-5)
+    # the fixed part is shared: every record's circuit has the same moments after its inputs
+    assert fast.circuits[0][-5:] == fast.circuits[1][-5:]
+    assert fast.stats[0].two_qubit_before == 8 and fast.stats[0].two_qubit_after == 16

@@ -1,0 +1,156 @@
+"""Hardware flows: the run's models measured through a `cirq.Sampler` with finite shots.
+
+`qmu_hardware` re-evaluates the model before unlearning, every unlearned model and the oracle on
+the configured sampler, for a subset of records, and audits the measured outputs beside exact
+simulation. `qmu_shots` repeats the measurement for every shot count of ``hardware.shots``.
+Both reuse the main run's cached models, reference models and attacks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.pipeline import WORKERS
+from flows.steps import membership_audit, reference_models, split, train_and_unlearn
+from qmu_core import workers
+from qmu_core.artifacts import ArtifactRef
+from qmu_core.config import QMUConfig, derive_seed
+from qmu_core.hardware.evaluate import check_model
+from qmu_core.hardware.samplers import target
+from qmu_core.presets import preset
+from tasks import audit_models, model_outputs
+from tasks.hardware import (
+    exact_distribution,
+    hardware_metrics,
+    hardware_outputs,
+    hardware_records,
+    measure_shots,
+    prepare_circuits,
+    publish_hardware,
+)
+
+
+def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
+    """The run's models (repeat 0), their simulated outputs and audit, the measured records and
+    each model's prepared circuits and exact distribution under the sampler's noise."""
+    check_model(config.model)  # before anything trains
+    hw = config.hardware
+    base, splits = split(config)
+    models = train_and_unlearn(config, base, splits, 0)
+    references = reference_models(config, base)
+    common = {"model": config.model, "classes": config.data.classes}
+    loss = config.train.loss
+    simulated = {k: model_outputs.submit(weights=w, splits=splits, loss=loss, **common) for k, w in models.items()}
+    audit = membership_audit(config, splits, references, simulated)
+    records = hardware_records(splits=splits, records_per_group=hw.records_per_group, seed=config.run.seed)
+    compile_for = target(hw.sampler)
+    circuits = {
+        k: prepare_circuits.submit(weights=w, records=records, model=config.model, target=compile_for)
+        for k, w in models.items()
+    }
+    exact = {k: exact_distribution.submit(circuits=c, sampler=hw.sampler) for k, c in circuits.items()}
+    return {
+        "splits": splits,
+        "models": models,
+        "references": references,
+        "simulated": simulated,
+        "audit": audit,
+        "records": records,
+        "circuits": circuits,
+        "exact": exact,
+    }
+
+
+def _measured(config: QMUConfig, s: dict[str, Any], repetitions: int | None) -> dict[str, Any]:
+    """Each model's outputs with the measured records from `repetitions` shots (None: the exact
+    distribution under the sampler's noise)."""
+    hw = config.hardware
+    common = {"model": config.model, "classes": config.data.classes, "loss": config.train.loss}
+    out = {}
+    for phase, weights in s["models"].items():
+        shots = None
+        if repetitions is not None:
+            shots = measure_shots.submit(
+                circuits=s["circuits"][phase],
+                sampler=hw.sampler,
+                repetitions=repetitions,
+                seed=derive_seed(config.run.seed, "shots", phase, repetitions),
+                cpu_threads=hw.cpu_threads,
+                distribution=s["exact"][phase] if hw.sampler.kind == "emulator" else None,
+            )
+        out[phase] = hardware_outputs.submit(
+            exact=s["simulated"][phase],
+            weights=weights,
+            records=s["records"],
+            shots=shots,
+            distribution=None if repetitions is not None else s["exact"][phase],
+            **common,
+        )
+    return out
+
+
+def _judged(config: QMUConfig, s: dict[str, Any], outputs: dict[str, Any], source: str) -> ArtifactRef:
+    """The frozen attacks (fitted on the reference models) scored on `outputs`; metrics over the
+    measured records."""
+    scores = audit_models(
+        splits=s["splits"],
+        membership=s["references"]["membership"],
+        reference_outputs=list(s["audit"]["reference_outputs"].values()),
+        audited=outputs,
+        attack=config.attack,
+        classes=config.data.classes,
+        seed=config.run.seed,
+    )
+    return hardware_metrics(outputs=outputs, scores=scores, records=s["records"], attack=config.attack, source=source)
+
+
+@flow(name="qmu-hardware", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
+def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
+    """Before, every unlearned model and the oracle measured on `hardware.sampler` with
+    `hardware.repetitions` shots; accuracy and the audit beside exact simulation. Returns the
+    report's JSON path."""
+    started = time.time()
+    workers.configure(config.run.workers)
+    s = _models_and_audit(config)
+
+    # Measure: shots through the sampler (the emulator draws them from the exact distribution).
+    measured = _measured(config, s, config.hardware.repetitions)
+    exact = _measured(config, s, None)
+
+    # Audit the measured outputs with the attacks fitted on the reference models; judge the
+    # measured records only, beside the same records in exact simulation and at infinite shots.
+    metrics = {
+        "simulation": _judged(config, s, s["simulated"], "simulation"),
+        "exact": _judged(config, s, exact, "exact"),
+        "measured": _judged(config, s, measured, "measured"),
+    }
+    return publish_hardware(
+        metrics=metrics, circuits=s["circuits"], records=s["records"], config=config, started=started
+    )
+
+
+@flow(name="qmu-shots", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
+def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
+    """The shot-count study: for every repetition count of `hardware.shots`, MIA AUC, TPR at 1 %
+    FPR, forget-set success and AUC, accuracy and the output variance, against shots. Returns
+    the study's JSON path."""
+    started = time.time()
+    workers.configure(config.run.workers)
+    s = _models_and_audit(config)
+    outputs = {"exact": _measured(config, s, None)}
+    for n in config.hardware.shots:
+        outputs[f"shots={n}"] = _measured(config, s, n)
+    metrics = {"simulation": _judged(config, s, s["simulated"], "simulation")}
+    metrics |= {source: _judged(config, s, by_phase, source) for source, by_phase in outputs.items()}
+    return publish_hardware(
+        metrics=metrics,
+        circuits=s["circuits"],
+        records=s["records"],
+        config=config,
+        started=started,
+        outputs=outputs,
+    )

@@ -1,0 +1,226 @@
+"""From a trained model to measured `outputs` and audit metrics on a subset of records.
+
+The pieces the hardware flows chain (each one stage in ``tasks/hardware.py``):
+
+* `choose_records`: the records measured: up to ``records_per_group`` per (role, forget) group
+  of target members, non-members and test records, drawn with the run's seed;
+* `prepare_records`: a model's prepared circuits for those records (`prepare.prepare_model`);
+* `exact_distribution`: every circuit's exact output distribution under a noise model (the
+  emulator; no shots): the infinite-shot limit of any sampler whose noise is known;
+* `measure`: raw shots through any ``cirq.Sampler`` (or drawn from an exact distribution), stored
+  as one integer per shot (bit ``i`` of the logical qubit ``i`` is bit ``n-1-i`` of the integer);
+* `measured_outputs`: ⟨Z⟩ from the shots (or the distribution), the model's classical head, and the
+  `outputs` table of the *whole* split with the measured records' rows replaced, so the audit
+  runs unchanged; `subset_metrics` then judges only the measured records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import cirq
+import numpy as np
+import pandas as pd
+
+from qmu_core import frames, report
+from qmu_core.config import ModelConfig
+from qmu_core.errors import ArtifactError, ConfigError
+from qmu_core.hardware import prepare, sampling
+from qmu_core.hardware.emulator import DensityMatrixEmulator
+from qmu_core.provenance import AuditFacts
+from qmu_core.qnn import circuits
+
+__all__ = [
+    "MEASURED_ROLES",
+    "bits_from_frame",
+    "check_model",
+    "circuit_stats",
+    "choose_records",
+    "exact_distribution",
+    "measure",
+    "measured_outputs",
+    "prepare_records",
+    "subset_metrics",
+    "variance_by_source",
+    "z_from_distribution",
+]
+
+MEASURED_ROLES = ("target_train", "target_holdout", "test")
+"""Roles whose records are measured: members, non-members (the audit) and test records (accuracy)."""
+
+
+def check_model(model: ModelConfig) -> None:
+    """Fail before any training when `model` cannot run on the hardware path.
+
+    Raises:
+        ConfigError: For the HQNN (its CNN front end runs on the CPU).
+    """
+    if model.kind != "basic_qnn":
+        raise ConfigError(
+            f"model.kind={model.kind!r}: the hardware path measures a basic QNN, whose circuit reads the features "
+            "directly (the HQNN's CNN front end runs on the CPU). Use --preset paper --set model.encoding=angle, "
+            "or --set model.kind=basic_qnn."
+        )
+
+
+def choose_records(splits: pd.DataFrame, records_per_group: int, seed: int) -> pd.DataFrame:
+    """Up to `records_per_group` records of every (role, is_forget) group of `MEASURED_ROLES`.
+
+    Returns the split rows (``sample_id``, ``role``, ``label``, ``is_forget``, ``x``) in split order.
+    """
+    if records_per_group < 1:
+        raise ConfigError(f"hardware.records_per_group={records_per_group}: measure at least one record per group.")
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    rows = splits[splits["role"].isin(MEASURED_ROLES)]
+    for _, group in rows.groupby(["role", "is_forget"], sort=True):
+        idx = group.index.to_numpy()
+        keep.extend(rng.choice(idx, size=min(records_per_group, len(idx)), replace=False).tolist())
+    if not keep:
+        raise ArtifactError(f"The split has no records with roles {list(MEASURED_ROLES)} to measure.")
+    chosen = splits.loc[sorted(keep), ["sample_id", "role", "label", "is_forget", "x"]]
+    return chosen.reset_index(drop=True)
+
+
+def prepare_records(
+    weights: pd.DataFrame,
+    records: pd.DataFrame,
+    model: ModelConfig,
+    target: str | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """The prepared-circuits table (`prepare.to_frame`) of `records` under `weights`."""
+    from qmu_core.hardware import processors
+
+    x = frames.stack(records["x"], np.float64)
+    gateset = None if target is None else processors.gateset(target)
+    prepared = prepare.prepare_model(weights, x, model, target=target, gateset=gateset, progress=progress)
+    return prepare.to_frame(prepared, records["sample_id"].to_numpy())
+
+
+def exact_distribution(circuits_frame: pd.DataFrame, noise: cirq.NoiseModel | None) -> pd.DataFrame:
+    """``sample_id`` and ``prob`` (the 2^n outcome probabilities, big-endian over logical qubits)."""
+    prepared = prepare.from_frame(circuits_frame)
+    probs = DensityMatrixEmulator(noise).probabilities(prepared.circuits)
+    return pd.DataFrame({"sample_id": circuits_frame["sample_id"].to_numpy(), "prob": list(probs)})
+
+
+def _pack(bits: np.ndarray) -> np.ndarray:
+    n = bits.shape[-1]
+    weights = (1 << np.arange(n - 1, -1, -1)).astype(np.int64)
+    return (bits.astype(np.int64) * weights).sum(axis=-1)
+
+
+def bits_from_frame(frame: pd.DataFrame, n_qubits: int) -> np.ndarray:
+    """``(records, repetitions, n)`` uint8 bits of a `measure` table."""
+    shots = frames.stack(frame["shots"], np.int64)
+    return ((shots[..., None] >> np.arange(n_qubits - 1, -1, -1)) & 1).astype(np.uint8)
+
+
+def measure(
+    circuits_frame: pd.DataFrame,
+    sampler: cirq.Sampler | None,
+    repetitions: int,
+    *,
+    distribution: pd.DataFrame | None = None,
+    seed: int = 0,
+    batch: int = 100,
+) -> pd.DataFrame:
+    """Shots of every prepared circuit: ``sample_id`` and ``shots`` (one integer per shot).
+
+    With `distribution` (an `exact_distribution` table of the same circuits) the shots are drawn
+    from it (what the emulator does, without simulating again); otherwise `sampler` runs the
+    circuits (`sampling.run_circuits`, batched, transient errors retried).
+    """
+    ids = circuits_frame["sample_id"].to_numpy()
+    if distribution is not None:
+        if not np.array_equal(distribution["sample_id"].to_numpy(), ids):
+            raise ArtifactError("The exact distribution belongs to other records than the circuits.")
+        probs = frames.stack(distribution["prob"], np.float64)
+        rng = np.random.default_rng(seed)
+        shots = [np.repeat(np.arange(p.size), rng.multinomial(repetitions, p / p.sum())) for p in probs]
+        shots = [rng.permutation(s) for s in shots]  # the order of shots carries no information
+        return pd.DataFrame({"sample_id": ids, "shots": shots})
+    if sampler is None:
+        raise ConfigError("measure() needs a sampler or an exact distribution.")
+    prepared = prepare.from_frame(circuits_frame)
+    bits = sampling.run_circuits(prepared.circuits, sampler, repetitions, batch=batch)
+    return pd.DataFrame({"sample_id": ids, "shots": list(_pack(bits))})
+
+
+def z_from_distribution(distribution: pd.DataFrame, n_qubits: int) -> np.ndarray:
+    """Exact ⟨Z_i⟩ per record ``(records, n)`` from outcome probabilities."""
+    probs = frames.stack(distribution["prob"], np.float64)
+    return probs @ circuits.z_signs(n_qubits).astype(np.float64)
+
+
+def measured_outputs(
+    exact: pd.DataFrame,
+    weights: pd.DataFrame,
+    records: pd.DataFrame,
+    z: np.ndarray,
+    *,
+    classes: Sequence[int],
+    loss: str,
+) -> pd.DataFrame:
+    """The simulated `outputs` table `exact` with the measured records' rows from ⟨Z⟩ `z`.
+
+    `z` is in `records`' order. The other records keep their simulated rows (population records
+    some attacks compare against); `subset_metrics` judges the measured records only.
+    """
+    model_id = str(exact["model_id"].iloc[0])
+    rows = sampling.outputs_from_z(z, weights, records, classes=classes, loss=loss, model_id=model_id)
+    position = pd.Series(np.arange(len(exact)), index=exact["sample_id"].to_numpy())
+    missing = set(rows["sample_id"]) - set(position.index)
+    if missing:
+        raise ArtifactError(f"Measured records {sorted(missing)[:5]} are not in the model's outputs table.")
+    merged = exact.copy()
+    at = position.loc[rows["sample_id"].to_numpy()].to_numpy()
+    for column in ("prob", "z", "loss", "correct"):
+        values = merged[column].to_numpy(copy=True)
+        if values.dtype == object:
+            for i, v in zip(at, rows[column], strict=True):
+                values[i] = v
+        else:
+            values[at] = rows[column].to_numpy()
+        merged[column] = values
+    return merged
+
+
+def subset_metrics(
+    outputs: Mapping[str, pd.DataFrame],
+    scores: pd.DataFrame,
+    audit: AuditFacts,
+    sample_ids: Sequence[int],
+    *,
+    headline: str,
+    source: str,
+) -> pd.DataFrame:
+    """`report.compare` rows (accuracy, every attack) over the measured records, with ``source``."""
+    keep = {int(i) for i in sample_ids}
+    mine = {k: v[v["sample_id"].isin(keep)] for k, v in outputs.items()}
+    table = report.compare(mine, scores[scores["sample_id"].isin(keep)], audit, headline=headline).frame
+    table.insert(0, "source", source)
+    return table
+
+
+def circuit_stats(frames_: Sequence[pd.DataFrame]) -> dict[str, float]:
+    """Mean depth and two-qubit counts before and after compilation over prepared-circuit tables."""
+    both = pd.concat(list(frames_), ignore_index=True)
+    keys = ("depth_before", "depth_after", "two_qubit_before", "two_qubit_after")
+    return {k: float(both[k].mean()) for k in keys}
+
+
+def variance_by_source(
+    outputs: Mapping[str, Mapping[str, pd.DataFrame]], sample_ids: np.ndarray, *, exact: str
+) -> dict[tuple[str, str], float]:
+    """``{(source, phase): report.output_variance}`` of every source against source `exact`."""
+    from qmu_core.hardware.report import output_variance
+
+    reference = outputs[exact]
+    return {
+        (source, phase): output_variance(table, reference[phase], sample_ids)
+        for source, by_phase in outputs.items()
+        for phase, table in by_phase.items()
+        if phase in reference
+    }

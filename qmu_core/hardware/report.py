@@ -1,0 +1,204 @@
+"""The hardware and shot-count reports: one table, a Markdown page, a PNG, and a JSON summary.
+
+Input: `hw_metrics` tables by *source* (``simulation``: the exact noiseless model on the same
+records; ``exact``: the infinite-shot limit under the sampler's noise; ``measured``: the shots;
+``shots=<n>``: the study's repetitions). Each row of the report is one (source, phase) with the
+numbers an auditor compares: accuracies, and the headline attack's AUC, TPR at 1 % FPR,
+forget-set success and forget-set AUC, all over the measured records only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qmu_core import frames
+from qmu_core.config import QMUConfig
+
+__all__ = ["COLUMNS", "HardwareReport", "output_variance", "publish", "rows"]
+
+COLUMNS = (
+    "retain_test_acc",
+    "forget_test_acc",
+    "forget_train_acc",
+    "mia_auc",
+    "mia_tpr_at_1pct_fpr",
+    "mia_forget_success",
+    "mia_forget_auc",
+)
+"""The report's numbers per (source, phase): `qmu_core.report.compare`'s model-level metrics."""
+
+
+@dataclass
+class HardwareReport:
+    """What `publish` wrote and what Prefect shows."""
+
+    title: str
+    rows: list[dict[str, Any]]
+    markdown: str
+    summary_path: Path
+    plots: dict[str, Path] = field(default_factory=dict)
+
+
+def rows(tables: Mapping[str, pd.DataFrame]) -> list[dict[str, Any]]:
+    """One dict per (source, phase): ``source``, ``phase`` and `COLUMNS` (None where missing)."""
+    out: list[dict[str, Any]] = []
+    for source, table in tables.items():
+        model_level = table[table["attack"] == ""]
+        for phase, part in model_level.groupby("phase", sort=False):
+            values = dict(zip(part["metric"], part["value"], strict=True))
+            row: dict[str, Any] = {"source": source, "phase": str(phase)}
+            for column in COLUMNS:
+                v = values.get(column)
+                row[column] = None if v is None or math.isnan(float(v)) else round(float(v), 4)
+            out.append(row)
+    return out
+
+
+def output_variance(measured: pd.DataFrame, exact: pd.DataFrame, sample_ids: np.ndarray) -> float:
+    """Mean over the measured records of sum_k (p_k(shots) - p_k(exact))^2: the shot noise of the outputs."""
+    keep = {int(i) for i in sample_ids}
+    a = measured[measured["sample_id"].isin(keep)].sort_values("sample_id")
+    b = exact[exact["sample_id"].isin(keep)].sort_values("sample_id")
+    pa_ = frames.stack(a["prob"], np.float64)
+    pb = frames.stack(b["prob"], np.float64)
+    return float(np.mean(np.sum((pa_ - pb) ** 2, axis=1)))
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e-3 and v != 0 else f"{v:.3f}"
+    return str(v)
+
+
+def _markdown(title: str, table: list[dict[str, Any]], notes: list[str]) -> str:
+    if not table:
+        return f"# {title}\n\nNo rows.\n"
+    keys = list(table[0])
+    lines = [f"# {title}", "", *notes, "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_fmt(r[k]) for k in keys) + " |" for r in table]
+    return "\n".join(lines) + "\n"
+
+
+def _study_plot(table: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(table)
+    shot_rows = frame[frame["source"].str.startswith("shots=")].copy()
+    shot_rows["shots"] = shot_rows["source"].str.removeprefix("shots=").astype(int)
+    metrics = [*COLUMNS, "output_variance"]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5), constrained_layout=True)
+    for ax, metric in zip(axes.ravel(), metrics, strict=True):
+        for i, (phase, part) in enumerate(shot_rows.groupby("phase", sort=False)):
+            part = part.sort_values("shots")
+            colour = f"C{i % 10}"
+            ax.plot(part["shots"], part[metric].astype(float), "o-", color=colour, label=str(phase))
+            exact = frame[(frame["source"] == "exact") & (frame["phase"] == phase)]
+            if metric != "output_variance" and len(exact) and exact[metric].notna().all():
+                ax.axhline(float(exact[metric].iloc[0]), color=colour, ls="--", lw=0.8)
+        ax.set_xscale("log")
+        if metric == "output_variance":
+            ax.set_yscale("log")
+        ax.set_title(metric)
+        ax.set_xlabel("shots per record")
+        ax.grid(alpha=0.3)
+    axes.ravel()[0].legend(fontsize=7)
+    fig.suptitle("Shot-count study (dashed: infinite shots under the same noise)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _hardware_plot(table: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(table)
+    phases = list(dict.fromkeys(frame["phase"]))
+    sources = list(dict.fromkeys(frame["source"]))
+    metrics = ["retain_test_acc", "forget_train_acc", "mia_auc", "mia_forget_success"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4), constrained_layout=True)
+    width = 0.8 / max(1, len(sources))
+    for ax, metric in zip(axes, metrics, strict=True):
+        for j, source in enumerate(sources):
+            part = frame[frame["source"] == source].set_index("phase").reindex(phases)
+            values = part[metric].astype(float).fillna(0.0).to_numpy()
+            ax.bar(np.arange(len(phases)) + j * width, values, width, label=source)
+        ax.set_xticks(np.arange(len(phases)) + width * (len(sources) - 1) / 2, phases, rotation=45, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_title(metric)
+    axes[0].legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def publish(
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    config: QMUConfig,
+    run_dir: Path,
+    sampler: str,
+    study: bool,
+    circuit_stats: Mapping[str, float],
+    variance: Mapping[tuple[str, str], float] | None = None,
+    wall_time_s: float,
+) -> HardwareReport:
+    """Write ``<run_dir>/hardware.json|md|png`` (or ``shots.*`` for the study).
+
+    Args:
+        tables: `hw_metrics` tables by source.
+        config: The run's config (stored in the JSON).
+        run_dir: Directory to write into (created).
+        sampler: `samplers.describe` of the sampler.
+        study: Shot-count study (plot against shots) instead of one re-evaluation.
+        circuit_stats: Mean depth / two-qubit counts before and after compilation.
+        variance: ``{(source, phase): output_variance}`` (study).
+        wall_time_s: Seconds the flow ran.
+    """
+    table = rows(tables)
+    if variance is not None:
+        for row in table:
+            row["output_variance"] = variance.get((row["source"], row["phase"]))
+    name = "shots" if study else "hardware"
+    hw = config.hardware
+    title = (
+        f"Shot-count study on {sampler}" if study else f"Re-evaluation on {sampler}, {hw.repetitions} shots per record"
+    )
+    stats = ", ".join(f"{k} {v:.0f}" for k, v in circuit_stats.items())
+    notes = [
+        f"Records measured: up to {hw.records_per_group} per (role, forget) group; metrics over those records only.",
+        "`simulation`: the exact noiseless model (TFQ) on the same records; `exact`: infinite shots under the "
+        "sampler's noise (emulator); `measured` / `shots=<n>`: finite shots.",
+        f"Circuits (mean per record): {stats}.",
+        f"Wall time {wall_time_s:.0f} s.",
+    ]
+    md = _markdown(title, table, notes)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = run_dir / f"{name}.json"
+    payload = {
+        "title": title,
+        "sampler": sampler,
+        "rows": table,
+        "circuits": dict(circuit_stats),
+        "config": json.loads(config.model_dump_json()),
+        "wall_time_s": wall_time_s,
+    }
+    summary.write_text(json.dumps(payload, indent=2))
+    (run_dir / f"{name}.md").write_text(md)
+    plot = (_study_plot if study else _hardware_plot)(table, run_dir / f"{name}.png")
+    return HardwareReport(title=title, rows=table, markdown=md, summary_path=summary, plots={f"qmu-{name}-png": plot})

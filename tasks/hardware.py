@@ -1,0 +1,174 @@
+"""Hardware stages: the measured records, prepared circuits, exact distributions, shots,
+measured outputs and their metrics; and the publication of a hardware or shot-count report."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from qmu_core import artifacts
+from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.config import AttackConfig, ModelConfig, QMUConfig, SamplerConfig
+from qmu_core.hardware import evaluate, samplers
+from qmu_core.hardware import report as hwreport
+from qmu_core.provenance import AuditFacts
+from qmu_core.splits import read_splits
+from tasks._log import info
+from tasks._stage import stage
+
+PROJECT_SECRET = "qmu-google-cloud-project"
+"""Prefect Secret block that may hold the Engine's Google Cloud project (else `GOOGLE_CLOUD_PROJECT`)."""
+
+
+def _project_id() -> str | None:
+    """The Engine project from the environment, else from the Prefect Secret block (never logged)."""
+    found = samplers.project_id_from_env(os.environ)
+    if found:
+        return found
+    try:
+        from prefect.blocks.system import Secret
+
+        return str(Secret.load(PROJECT_SECRET).get()) or None
+    except Exception:  # noqa: BLE001 - no such block or no API: the sampler then says what to set
+        return None
+
+
+@stage("hw_records")
+def hardware_records(splits: ArtifactRef, records_per_group: int, seed: int) -> Output:
+    """The records to measure: up to `records_per_group` per (role, forget) group."""
+    chosen = evaluate.choose_records(read_splits(splits).frame, records_per_group, seed)
+    info(f"measuring {len(chosen)} records: " + ", ".join(f"{k}={v}" for k, v in chosen["role"].value_counts().items()))
+    return Output(chosen)
+
+
+@stage("circuits")
+def prepare_circuits(weights: ArtifactRef, records: ArtifactRef, model: ModelConfig, target: str | None) -> Output:
+    """Each record's circuit with the weights resolved, compiled and validated for `target`."""
+    step = max(1, len(artifacts.read(records)) // 4)
+
+    def report(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            info(f"prepared {done}/{total} circuits for {target or 'a simulator'}")
+
+    table = evaluate.prepare_records(artifacts.read(weights), artifacts.read(records), model, target, report)
+    info(
+        f"circuits for {target or 'a simulator'}: depth {table['depth_before'].mean():.0f} -> "
+        f"{table['depth_after'].mean():.0f}, two-qubit gates {table['two_qubit_before'].mean():.0f} -> "
+        f"{table['two_qubit_after'].mean():.0f} (mean per circuit)"
+    )
+    return Output(table)
+
+
+@stage("distribution")
+def exact_distribution(circuits: ArtifactRef, sampler: SamplerConfig) -> Output:
+    """Every circuit's exact outcome distribution under the noise of `sampler`'s kind."""
+    return Output(evaluate.exact_distribution(artifacts.read(circuits), samplers.noise_model(sampler)))
+
+
+@stage("shots")
+def measure_shots(
+    circuits: ArtifactRef,
+    sampler: SamplerConfig,
+    repetitions: int,
+    seed: int,
+    cpu_threads: int,
+    distribution: ArtifactRef | None,
+) -> Output:
+    """`repetitions` shots of every circuit: through the sampler, or (emulator) drawn from the
+    exact distribution. On a real device these are paid-for data: cached like everything else."""
+    frame = artifacts.read(circuits)
+    started = time.monotonic()
+    if distribution is not None:
+        table = evaluate.measure(frame, None, repetitions, distribution=artifacts.read(distribution), seed=seed)
+    else:
+        built = samplers.build(sampler, seed=seed, cpu_threads=cpu_threads, project_id=_project_id())
+        table = evaluate.measure(frame, built, repetitions, seed=seed)
+    elapsed = time.monotonic() - started
+    info(
+        f"{samplers.describe(sampler)}: {len(frame)} circuits x {repetitions} shots in {elapsed:.1f}s "
+        f"({len(frame) / max(elapsed, 1e-9):.1f} circuits/s)"
+    )
+    return Output(table)
+
+
+@stage("hw_outputs")
+def hardware_outputs(
+    exact: ArtifactRef,
+    weights: ArtifactRef,
+    records: ArtifactRef,
+    shots: ArtifactRef | None,
+    distribution: ArtifactRef | None,
+    model: ModelConfig,
+    classes: tuple[int, ...],
+    loss: str,
+) -> Output:
+    """The model's outputs with the measured records' rows from ⟨Z⟩ of the shots (or, without
+    shots, of the exact distribution)."""
+    chosen = artifacts.read(records)
+    if shots is not None:
+        z, _ = evaluate.sampling.z_from_bits(evaluate.bits_from_frame(artifacts.read(shots), model.n_qubits))
+    elif distribution is not None:
+        z = evaluate.z_from_distribution(artifacts.read(distribution), model.n_qubits)
+    else:
+        raise ValueError("hardware_outputs needs shots or a distribution.")
+    table = evaluate.measured_outputs(
+        artifacts.read(exact), artifacts.read(weights), chosen, z, classes=classes, loss=loss
+    )
+    return Output(table)
+
+
+@stage("hw_metrics")
+def hardware_metrics(
+    outputs: dict[str, ArtifactRef], scores: ArtifactRef, records: ArtifactRef, attack: AttackConfig, source: str
+) -> Output:
+    """Accuracy and every attack's metrics over the measured records only."""
+    ids = artifacts.read(records)["sample_id"].to_numpy()
+    tables = {k: artifacts.read(v) for k, v in outputs.items()}
+    facts = artifacts.read_facts(scores, AuditFacts)
+    table = evaluate.subset_metrics(tables, artifacts.read(scores), facts, ids, headline=attack.headline, source=source)
+    return Output(table)
+
+
+@task(name="publish_hardware", cache_policy=None, persist_result=False)
+def publish_hardware(
+    metrics: Mapping[str, ArtifactRef],
+    circuits: Mapping[str, ArtifactRef],
+    records: ArtifactRef,
+    config: QMUConfig,
+    started: float,
+    outputs: Mapping[str, Mapping[str, ArtifactRef]] | None = None,
+) -> str:
+    """Write the hardware report (or, with `outputs` by shots, the shot-count study) under
+    ``<root>/runs/<run>/`` and publish its table, Markdown and plot in Prefect. Returns the JSON path."""
+    run_name = str(flow_run.get_name() or time.strftime("hw-%Y%m%d-%H%M%S"))
+    tables = {k: artifacts.read(v) for k, v in metrics.items()}
+    stats = evaluate.circuit_stats([artifacts.read(v) for v in circuits.values()])
+    variance = None
+    if outputs is not None:
+        ids = artifacts.read(records)["sample_id"].to_numpy()
+        read = {src: {ph: artifacts.read(r) for ph, r in by_phase.items()} for src, by_phase in outputs.items()}
+        variance = evaluate.variance_by_source(read, ids, exact="exact")
+    ref = next(iter(metrics.values()))
+    published = hwreport.publish(
+        tables,
+        config=config,
+        run_dir=Path(ref.root) / "runs" / run_name,
+        sampler=samplers.describe(config.hardware.sampler),
+        study=outputs is not None,
+        circuit_stats=stats,
+        variance=variance,
+        wall_time_s=time.time() - started,
+    )
+    key = "qmu-shots" if outputs is not None else "qmu-hardware"
+    create_table_artifact(published.rows, key=key, description=published.title)
+    create_markdown_artifact(published.markdown, key=f"{key}-report", description=published.title)
+    for name, path in published.plots.items():
+        create_link_artifact(path.resolve().as_uri(), link_text=path.name, key=name, description=published.title)
+    info("\n" + published.markdown)
+    return str(published.summary_path)

@@ -1,0 +1,89 @@
+"""`qmu-hardware` and `qmu-shots` on the `tiny` preset under a Prefect test server.
+
+The noiseless emulator's infinite-shot outputs must reproduce exact simulation (TFQ) through
+the whole chain (prepared circuits, exact distributions, the classical head, the frozen attacks);
+the noisy run must report every model for every source, and the study must show shot noise
+shrinking with the shots.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.cli import main
+from flows.hardware import qmu_hardware, qmu_shots
+from qmu_core.presets import preset
+
+PHASES = {"before", "oracle", *(f"after_{m}" for m in ("ga", "ssd", "rga", "salun", "finetune"))}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_backend() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("artifacts")
+
+
+def _rows(path: str) -> dict[tuple[str, str], dict]:
+    payload = json.loads(Path(path).read_text())
+    return {(r["source"], r["phase"]): r for r in payload["rows"]}
+
+
+def test_noiseless_emulator_reproduces_exact_simulation(root: Path) -> None:
+    cfg = preset(
+        "tiny",
+        run={"artifact_root": str(root)},
+        hardware={"sampler": {"kind": "emulator", "noise": "none"}, "records_per_group": 6, "repetitions": 200},
+    )
+    rows = _rows(qmu_hardware(cfg))
+    assert {p for s, p in rows if s == "measured"} == PHASES
+    for phase in PHASES:
+        sim, exact, measured = (rows[(s, phase)] for s in ("simulation", "exact", "measured"))
+        for key in ("retain_test_acc", "forget_train_acc", "mia_auc", "mia_forget_success"):
+            assert exact[key] == pytest.approx(sim[key], abs=1e-9), (phase, key)  # same records, same model
+            assert measured[key] is None or 0.0 <= measured[key] <= 1.0
+    assert (root / "runs").is_dir() and list(root.glob("runs/*/hardware.png"))
+
+
+def test_noisy_study_shrinks_shot_noise_and_cli_runs_hardware(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hardware = {
+        "sampler": {"kind": "emulator", "processor": "willow_pink"},
+        "records_per_group": 6,
+        "shots": [10, 1000],
+    }
+    rows = _rows(qmu_shots(preset("tiny", run={"artifact_root": str(root)}, hardware=hardware)))
+    assert {s for s, _ in rows} == {"simulation", "exact", "shots=10", "shots=1000"}
+    for phase in PHASES:
+        assert rows[("shots=10", phase)]["output_variance"] > rows[("shots=1000", phase)]["output_variance"] > 0
+        assert rows[("exact", phase)]["output_variance"] == 0.0
+    assert list(root.glob("runs/*/shots.png"))
+    code = main(
+        [
+            "hardware",
+            "--preset",
+            "tiny",
+            "--set",
+            f"run.artifact_root={root}",
+            "--set",
+            'hardware={"sampler": {"kind": "qsim"}, "records_per_group": 6, "repetitions": 100}',
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert out.endswith("hardware.json") and ("measured", "before") in _rows(out)
+
+
+def test_hqnn_fails_before_training(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["hardware", "--preset", "default", "--set", f"run.artifact_root={root / 'hqnn'}"])
+    assert code == 2
+    assert "basic QNN" in capsys.readouterr().err
+    assert not (root / "hqnn" / "model").exists()
