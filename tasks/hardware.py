@@ -88,7 +88,12 @@ def measure_shots(
         table = evaluate.measure(frame, None, repetitions, distribution=artifacts.read(distribution), seed=seed)
     else:
         built = samplers.build(sampler, seed=seed, cpu_threads=cpu_threads, project_id=_project_id())
-        table = evaluate.measure(frame, built, repetitions, seed=seed)
+
+        def report(done: int, total: int) -> None:
+            elapsed = time.monotonic() - started
+            info(f"measured {done}/{total} circuits ({elapsed:.0f}s, ~{elapsed / done * (total - done):.0f}s left)")
+
+        table = evaluate.measure(frame, built, repetitions, seed=seed, progress=report)
     elapsed = time.monotonic() - started
     info(
         f"{samplers.describe(sampler)}: {len(frame)} circuits x {repetitions} shots in {elapsed:.1f}s "

@@ -65,7 +65,6 @@ __all__ = [
     "FUSE_QUBITS",
     "MAX_QUBITS",
     "DensityMatrixEmulator",
-    "device_noise_model",
 ]
 
 MAX_QUBITS = 12
@@ -96,29 +95,6 @@ _ZERO = np.array([1.0, 0.0, 0.0, 1.0])  # |0><0| = (I + Z) / 2 as Pauli coeffici
 _MEASURE = np.array([[0.5, 0.0, 0.0, 0.5], [0.5, 0.0, 0.0, -0.5]])
 _TRACE = np.array([[1.0, 0.0, 0.0, 0.0]])  # an unmeasured qubit is traced out
 _BIT_WHT = np.array([[0.5, 0.5], [0.5, -0.5]])  # (r_I, r_Z) -> (p0, p1)
-
-
-def device_noise_model(processor_id: str = "rainbow") -> cirq.NoiseModel:
-    """The noise model of cirq-google's noisy virtual machine for `processor_id` (median calibration).
-
-    The same model as ``cirq_google.engine.create_default_noisy_quantum_virtual_machine`` uses:
-    ``NoiseModelFromGoogleNoiseProperties(noise_properties_from_calibration(
-    load_median_device_calibration(processor_id)))``.
-
-    Raises:
-        ConfigError: If cirq-google has no calibration for `processor_id`.
-    """
-    import cirq_google
-
-    try:
-        calibration = cirq_google.engine.load_median_device_calibration(processor_id)
-    except ValueError as err:
-        raise ConfigError(
-            f"cirq-google has no median calibration for processor {processor_id!r} ({err}); "
-            "use one of its virtual processors, e.g. 'rainbow' or 'weber'."
-        ) from err
-    properties = cirq_google.noise_properties_from_calibration(calibration)
-    return cirq_google.NoiseModelFromGoogleNoiseProperties(properties)
 
 
 # ---------------------------------------------------------------------------- transfer matrices
@@ -429,7 +405,7 @@ class DensityMatrixEmulator(cirq.Sampler):
     Args:
         noise: The noise model (or anything ``cirq.NoiseModel.from_noise_model_like`` accepts, e.g.
             a channel applied after every moment); None for noiseless circuits. For Google's
-            virtual processors use `device_noise_model`.
+            virtual processors use `qmu_core.hardware.processors.noise_model`.
         seed: Seed of the shot sampling: the same seed and the same calls give the same bits.
         dtype: ``np.complex64`` (float32 arithmetic, fast) or ``np.complex128`` (float64).
         max_batch_bytes: Memory budget of the working arrays of one call (batches of states, the
@@ -461,7 +437,8 @@ class DensityMatrixEmulator(cirq.Sampler):
             except (TypeError, ValueError) as err:
                 raise ConfigError(
                     f"noise={noise!r} is not a noise model ({err}); pass a cirq.NoiseModel (e.g. "
-                    "device_noise_model('rainbow')), a single-qubit channel such as cirq.depolarize(0.01), or None."
+                    "qmu_core.hardware.processors.noise_model('rainbow')), a single-qubit channel such as "
+                    "cirq.depolarize(0.01), or None."
                 ) from err
         kind = np.dtype(dtype)
         self._real: np.dtype[Any]
@@ -644,7 +621,7 @@ class DensityMatrixEmulator(cirq.Sampler):
                 elif gate.confusion_map:
                     problem = (
                         f"the measurement {op} has a confusion map; model readout errors in the noise model "
-                        "instead (e.g. device_noise_model)"
+                        "instead (e.g. qmu_core.hardware.processors.noise_model)"
                     )
                 else:
                     measurements.append(op)

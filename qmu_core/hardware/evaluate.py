@@ -125,6 +125,7 @@ def measure(
     distribution: pd.DataFrame | None = None,
     seed: int = 0,
     batch: int = 100,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Shots of every prepared circuit: ``sample_id`` and ``shots`` (one integer per shot).
 
@@ -144,7 +145,7 @@ def measure(
     if sampler is None:
         raise ConfigError("measure() needs a sampler or an exact distribution.")
     prepared = prepare.from_frame(circuits_frame)
-    bits = sampling.run_circuits(prepared.circuits, sampler, repetitions, batch=batch)
+    bits = sampling.run_circuits(prepared.circuits, sampler, repetitions, batch=batch, progress=progress)
     return pd.DataFrame({"sample_id": ids, "shots": list(_pack(bits))})
 
 

@@ -3,7 +3,10 @@
 * `resolved_circuits`: the model circuit (`qmu_core.qnn.circuits.build_circuit`) with the trained
   ``theta`` and every record's input-symbol values bound: concrete circuits on
   ``cirq.LineQubit(0..n-1)``, without measurements (simulate them for exact ⟨Z⟩);
-* `device_ring`: n device qubits forming a cycle of the device's coupling graph;
+* `device_ring` / `rings` / `best_ring`: n device qubits forming a cycle of the device's coupling
+  graph: the first one, all of them, and the one with the lowest calibrated error
+  (`processors.ring_cost`: two-qubit gate errors, T1/Tphi decay over the circuit, read-out),
+  which `prepare` and `prepare_model` use by default;
 * `prepare`: for ``target=None`` the circuits stay on LineQubits (simulators); for a Google
   processor (``"rainbow"``, ``"weber"``, ``"willow_pink"``: `qmu_core.hardware.processors`) logical
   qubit ``i`` goes to ring qubit ``i``, so the model's CNOT ring ``0->1->...->n-1->0`` only couples
@@ -44,12 +47,14 @@ __all__ = [
     "CircuitStats",
     "Prepared",
     "device",
+    "best_ring",
     "device_ring",
     "from_frame",
     "input_values",
     "prepare",
     "prepare_model",
     "resolved_circuits",
+    "rings",
     "theta",
     "to_frame",
     "two_qubit_count",
@@ -457,7 +462,7 @@ def prepare(
         target: None (keep LineQubits, no compilation: for simulators) or a processor of
             `TARGETS`: logical qubit ``i`` goes to ``qubits[i]``, the circuit is compiled with
             ``cirq.optimize_for_target_gateset`` to the processor's gate set (`processors.gateset`).
-        qubits: The device qubits to use, a ring in order; default `device_ring` of the target.
+        qubits: The device qubits to use, a ring in order; default `best_ring` of the target.
         route: When the ring placement leaves a two-qubit gate between uncoupled qubits
             (amplitude encoding's state preparation), route the circuit with ``cirq.RouteCQC``
             on the device graph (SWAPs inserted; the read-out follows each logical qubit to where
@@ -578,7 +583,7 @@ def prepare_model(
     Args:
         weights, features, model: As for `resolved_circuits`.
         target: None (LineQubits, no compilation) or a processor of `TARGETS`.
-        qubits: Device qubits, a ring in order; default `device_ring`.
+        qubits: Device qubits, a ring in order; default `best_ring` (lowest calibrated error).
         gateset: Compilation target; default the processor's (`processors.gateset`).
         progress: Called as ``progress(done, total)`` while records are prepared.
     """

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cirq
 import numpy as np
@@ -82,6 +82,7 @@ def run_circuits(
     batch: int = 100,
     retries: int = 2,
     backoff: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Sample every circuit `repetitions` times; the raw bits of measurement key ``"z"``.
 
@@ -93,6 +94,7 @@ def run_circuits(
         batch: Circuits per ``run_batch`` call.
         retries: How often a chunk is sent again after a `TRANSIENT_ERRORS` error.
         backoff: Seconds to wait before the first retry, doubled for each further one.
+        progress: Called as ``progress(done, total)`` after every chunk.
 
     Returns:
         ``(records, repetitions, n_qubits)`` uint8 bits, bit ``i`` the logical qubit ``i``.
@@ -129,6 +131,8 @@ def run_circuits(
             if bits.shape[0] != repetitions:
                 raise ArtifactError(f"A circuit returned {bits.shape[0]} shots, {repetitions} were asked for.")
             out.append(bits)
+        if progress is not None:
+            progress(len(out), len(circuits))
     if not out:
         return np.zeros((0, repetitions, 0), dtype=np.uint8)
     widths = {b.shape[1] for b in out}

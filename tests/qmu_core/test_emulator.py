@@ -18,8 +18,9 @@ import sympy
 from scipy import stats
 
 from qmu_core.errors import ConfigError
+from qmu_core.hardware import processors
 from qmu_core.hardware import sampling as hs
-from qmu_core.hardware.emulator import MAX_QUBITS, DensityMatrixEmulator, device_noise_model
+from qmu_core.hardware.emulator import MAX_QUBITS, DensityMatrixEmulator
 
 F32_TOL = 300 * float(np.finfo(np.float32).eps)  # float32 arithmetic through tens of fused operations
 F64_TOL = 1e-12
@@ -40,7 +41,7 @@ GATES: dict[cirq.Gate, int] = {
 
 @pytest.fixture(scope="module")
 def rainbow() -> cirq.NoiseModel:
-    return device_noise_model("rainbow")
+    return processors.noise_model("rainbow")
 
 
 def constant(kind: str) -> cirq.NoiseModel | None:
