@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
@@ -82,23 +81,11 @@ def measure_shots(
 ) -> Output:
     """`repetitions` shots of every circuit: through the sampler, or (emulator) drawn from the
     exact distribution. On a real device these are paid-for data: cached like everything else."""
-    frame = artifacts.read(circuits)
-    started = time.monotonic()
-    if distribution is not None:
-        table = evaluate.measure(frame, None, repetitions, distribution=artifacts.read(distribution), seed=seed)
-    else:
-        built = samplers.build(sampler, seed=seed, cpu_threads=cpu_threads, project_id=_project_id())
-
-        def report(done: int, total: int) -> None:
-            elapsed = time.monotonic() - started
-            info(f"measured {done}/{total} circuits ({elapsed:.0f}s, ~{elapsed / done * (total - done):.0f}s left)")
-
-        table = evaluate.measure(frame, built, repetitions, seed=seed, progress=report)
-    elapsed = time.monotonic() - started
-    info(
-        f"{samplers.describe(sampler)}: {len(frame)} circuits x {repetitions} shots in {elapsed:.1f}s "
-        f"({len(frame) / max(elapsed, 1e-9):.1f} circuits/s)"
-    )
+    exact = None if distribution is None else artifacts.read(distribution)
+    table = evaluate.measure_with(
+        artifacts.read(circuits), sampler, repetitions, seed=seed, cpu_threads=cpu_threads,
+        distribution=exact, project_id=_project_id, log=info,
+    )  # fmt: skip
     return Output(table)
 
 
@@ -152,23 +139,8 @@ def publish_hardware(
     """Write the hardware report (or, with `outputs` by shots, the shot-count study) under
     ``<root>/runs/<run>/`` and publish its table, Markdown and plot in Prefect. Returns the JSON path."""
     run_name = str(flow_run.get_name() or time.strftime("hw-%Y%m%d-%H%M%S"))
-    tables = {k: artifacts.read(v) for k, v in metrics.items()}
-    stats = evaluate.circuit_stats([artifacts.read(v) for v in circuits.values()])
-    variance = None
-    if outputs is not None:
-        ids = artifacts.read(records)["sample_id"].to_numpy()
-        read = {src: {ph: artifacts.read(r) for ph, r in by_phase.items()} for src, by_phase in outputs.items()}
-        variance = evaluate.variance_by_source(read, ids, exact="exact")
-    ref = next(iter(metrics.values()))
-    published = hwreport.publish(
-        tables,
-        config=config,
-        run_dir=Path(ref.root) / "runs" / run_name,
-        sampler=samplers.describe(config.hardware.sampler),
-        study=outputs is not None,
-        circuit_stats=stats,
-        variance=variance,
-        wall_time_s=time.time() - started,
+    published = hwreport.publish_artifacts(
+        metrics, circuits, records, config=config, run_name=run_name, outputs=outputs, wall_time_s=time.time() - started
     )
     key = "qmu-shots" if outputs is not None else "qmu-hardware"
     create_table_artifact(published.rows, key=key, description=published.title)

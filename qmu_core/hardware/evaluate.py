@@ -16,6 +16,7 @@ The pieces the hardware flows chain (each one stage in ``tasks/hardware.py``):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import cirq
@@ -23,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from qmu_core import frames, report
-from qmu_core.config import ModelConfig
+from qmu_core.config import GoogleEngineSampler, ModelConfig, SamplerConfig
 from qmu_core.errors import ArtifactError, ConfigError
-from qmu_core.hardware import prepare, sampling
+from qmu_core.hardware import prepare, samplers, sampling
 from qmu_core.hardware.emulator import DensityMatrixEmulator
 from qmu_core.provenance import AuditFacts
 from qmu_core.qnn import circuits
@@ -38,6 +39,7 @@ __all__ = [
     "choose_records",
     "exact_distribution",
     "measure",
+    "measure_with",
     "measured_outputs",
     "prepare_records",
     "subset_metrics",
@@ -225,3 +227,41 @@ def variance_by_source(
         for phase, table in by_phase.items()
         if phase in reference
     }
+
+
+def measure_with(
+    circuits_frame: pd.DataFrame,
+    config: SamplerConfig,
+    repetitions: int,
+    *,
+    seed: int,
+    cpu_threads: int,
+    distribution: pd.DataFrame | None,
+    project_id: Callable[[], str | None],
+    log: Callable[[str], None],
+) -> pd.DataFrame:
+    """`measure` through the sampler of `config` (or, given one, from the exact `distribution`),
+    logging progress with an ETA and the throughput.
+
+    Args:
+        project_id: Called only for a real Engine run, to read the project from the environment.
+        log: Receives one line per chunk of circuits and a closing line.
+    """
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.monotonic() - started
+        log(f"measured {done}/{total} circuits ({elapsed:.0f}s, ~{elapsed / done * (total - done):.0f}s left)")
+
+    if distribution is not None:
+        table = measure(circuits_frame, None, repetitions, distribution=distribution, seed=seed)
+    else:
+        project = project_id() if isinstance(config, GoogleEngineSampler) else None
+        sampler = samplers.build(config, seed=seed, cpu_threads=cpu_threads, project_id=project)
+        table = measure(circuits_frame, sampler, repetitions, seed=seed, progress=report)
+    elapsed = time.monotonic() - started
+    log(
+        f"{samplers.describe(config)}: {len(circuits_frame)} circuits x {repetitions} shots in {elapsed:.1f}s "
+        f"({len(circuits_frame) / max(elapsed, 1e-9):.1f} circuits/s)"
+    )
+    return table

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qmu_core import frames
+from qmu_core import artifacts, frames
+from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig
 
-__all__ = ["COLUMNS", "HardwareReport", "output_variance", "publish", "rows"]
+__all__ = ["COLUMNS", "HardwareReport", "output_variance", "publish", "publish_artifacts", "rows"]
 
 COLUMNS = (
     "retain_test_acc",
@@ -202,3 +203,37 @@ def publish(
     (run_dir / f"{name}.md").write_text(md)
     plot = (_study_plot if study else _hardware_plot)(table, run_dir / f"{name}.png")
     return HardwareReport(title=title, rows=table, markdown=md, summary_path=summary, plots={f"qmu-{name}-png": plot})
+
+
+def publish_artifacts(
+    metrics: Mapping[str, ArtifactRef],
+    circuits: Mapping[str, ArtifactRef],
+    records: ArtifactRef,
+    *,
+    config: QMUConfig,
+    run_name: str,
+    outputs: Mapping[str, Mapping[str, ArtifactRef]] | None,
+    wall_time_s: float,
+) -> HardwareReport:
+    """`publish` from artifact refs: `hw_metrics` by source, prepared circuits by phase, the
+    measured records and (study) the `hw_outputs` by source and phase, under ``<root>/runs/<run_name>``."""
+    from qmu_core.hardware import evaluate, samplers
+
+    tables = {k: artifacts.read(v) for k, v in metrics.items()}
+    stats = evaluate.circuit_stats([artifacts.read(v) for v in circuits.values()])
+    variance = None
+    if outputs is not None:
+        ids = artifacts.read(records)["sample_id"].to_numpy()
+        read = {src: {ph: artifacts.read(r) for ph, r in by_phase.items()} for src, by_phase in outputs.items()}
+        variance = evaluate.variance_by_source(read, ids, exact="exact")
+    root = Path(next(iter(metrics.values())).root)
+    return publish(
+        tables,
+        config=config,
+        run_dir=root / "runs" / run_name,
+        sampler=samplers.describe(config.hardware.sampler),
+        study=outputs is not None,
+        circuit_stats=stats,
+        variance=variance,
+        wall_time_s=wall_time_s,
+    )
