@@ -35,8 +35,9 @@ from tasks.hardware import (
 
 
 def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
-    """The run's models (repeat 0), their simulated outputs and audit, the measured records and
-    each model's prepared circuits and exact distribution under the sampler's noise."""
+    """The run's models (repeat 0), their simulated outputs and audit, the measured records, and
+    the prepared circuits and exact distribution (under the sampler's noise) of every model to
+    measure: the audited ones and, with `hardware.measure_references`, the attacker's references."""
     check_model(config.model)  # before anything trains
     hw = config.hardware
     base, splits = split(config)
@@ -46,18 +47,23 @@ def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
     loss = config.train.loss
     simulated = {k: model_outputs.submit(weights=w, splits=splits, loss=loss, **common) for k, w in models.items()}
     audit = membership_audit(config, splits, references, simulated)
+    weights, outputs = dict(models), dict(simulated)
+    if hw.measure_references:
+        weights |= references["reference_models"]
+        outputs |= audit["reference_outputs"]
     records = hardware_records(splits=splits, records_per_group=hw.records_per_group, seed=config.run.seed)
     compile_for = target(hw.sampler)
     circuits = {
         k: prepare_circuits.submit(weights=w, records=records, model=config.model, target=compile_for)
-        for k, w in models.items()
+        for k, w in weights.items()
     }
     exact = {k: exact_distribution.submit(circuits=c, sampler=hw.sampler) for k, c in circuits.items()}
     return {
         "splits": splits,
         "models": models,
+        "weights": weights,
         "references": references,
-        "simulated": simulated,
+        "simulated": outputs,
         "audit": audit,
         "records": records,
         "circuits": circuits,
@@ -66,46 +72,50 @@ def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
 
 
 def _measured(config: QMUConfig, s: dict[str, Any], repetitions: int | None) -> dict[str, Any]:
-    """Each model's outputs with the measured records from `repetitions` shots (None: the exact
-    distribution under the sampler's noise)."""
+    """Each measured model's outputs with the measured records from `repetitions` shots (None:
+    the exact distribution under the sampler's noise)."""
     hw = config.hardware
     common = {"model": config.model, "classes": config.data.classes, "loss": config.train.loss}
     out = {}
-    for phase, weights in s["models"].items():
+    for name, weights in s["weights"].items():
         shots = None
         if repetitions is not None:
             shots = measure_shots.submit(
-                circuits=s["circuits"][phase],
+                circuits=s["circuits"][name],
                 sampler=hw.sampler,
                 repetitions=repetitions,
-                seed=derive_seed(config.run.seed, "shots", phase, repetitions),
+                seed=derive_seed(config.run.seed, "shots", name, repetitions),
                 cpu_threads=hw.cpu_threads,
-                distribution=s["exact"][phase] if hw.sampler.kind == "emulator" else None,
+                distribution=s["exact"][name] if hw.sampler.kind == "emulator" else None,
             )
-        out[phase] = hardware_outputs.submit(
-            exact=s["simulated"][phase],
+        out[name] = hardware_outputs.submit(
+            exact=s["simulated"][name],
             weights=weights,
             records=s["records"],
             shots=shots,
-            distribution=None if repetitions is not None else s["exact"][phase],
+            distribution=None if repetitions is not None else s["exact"][name],
             **common,
         )
     return out
 
 
 def _judged(config: QMUConfig, s: dict[str, Any], outputs: dict[str, Any], source: str) -> ArtifactRef:
-    """The frozen attacks (fitted on the reference models) scored on `outputs`; metrics over the
-    measured records."""
+    """The attacks fitted on the reference models' outputs (measured the same way when
+    `hardware.measure_references`, else simulated) scored on the audited models' `outputs`;
+    metrics over the measured records."""
+    names = list(s["references"]["reference_models"])
+    own = [outputs.get(n, s["audit"]["reference_outputs"][n]) for n in names]
+    audited = {phase: outputs[phase] for phase in s["models"]}
     scores = audit_models(
         splits=s["splits"],
         membership=s["references"]["membership"],
-        reference_outputs=list(s["audit"]["reference_outputs"].values()),
-        audited=outputs,
+        reference_outputs=own,
+        audited=audited,
         attack=config.attack,
         classes=config.data.classes,
         seed=config.run.seed,
     )
-    return hardware_metrics(outputs=outputs, scores=scores, records=s["records"], attack=config.attack, source=source)
+    return hardware_metrics(outputs=audited, scores=scores, records=s["records"], attack=config.attack, source=source)
 
 
 @flow(name="qmu-hardware", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
@@ -145,12 +155,12 @@ def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the fo
     for n in config.hardware.shots:
         outputs[f"shots={n}"] = _measured(config, s, n)
     metrics = {"simulation": _judged(config, s, s["simulated"], "simulation")}
-    metrics |= {source: _judged(config, s, by_phase, source) for source, by_phase in outputs.items()}
+    metrics |= {source: _judged(config, s, by_name, source) for source, by_name in outputs.items()}
     return publish_hardware(
         metrics=metrics,
         circuits=s["circuits"],
         records=s["records"],
         config=config,
         started=started,
-        outputs=outputs,
+        outputs={source: {p: by_name[p] for p in s["models"]} for source, by_name in outputs.items()},
     )

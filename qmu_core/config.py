@@ -613,6 +613,14 @@ class HardwareConfig(Section):
         min_length=1,
         description="Shot-count study (`qmu shots`): repetitions to compare, beside the exact (infinite-shot) outputs.",
     )
+    measure_references: bool = Field(
+        True,
+        strict=True,
+        description=(
+            "Measure the attacker's reference models on the same sampler and shots, so attacks compare like with "
+            "like (LiRA's reference distributions then include the device's noise); false: simulated references."
+        ),
+    )
     cpu_threads: int = Field(0, strict=True, ge=0, le=256, description="Simulator threads; 0: every core.")
 
     @field_validator("shots")
