@@ -5,8 +5,8 @@
     qmu config schema | reference
     qmu export RUN_OR_MODEL DIR [--phase before|after_<method>|oracle]
     qmu audit RUN_OR_MODEL [--preset NAME] [--set attack.field=value ...] [--refresh]
-    qmu hardware --preset paper --set model.encoding=angle [--set hardware.sampler.kind=...]
-    qmu shots --preset paper --set model.encoding=angle [--set hardware.shots=[10,100,1000]]
+    qmu hardware --preset paper_angle [--set hardware.sampler.kind=...] [--refresh]
+    qmu shots --preset paper_angle [--set hardware.shots=[10,100,1000]] [--refresh]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
 Errors print one message and exit 2 (bad input, missing data) or 1 (anything unexpected);
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     art.add_argument("--root", default="data/artifacts", help="The artifact root (default data/artifacts).")
     art.add_argument("--dry-run", action="store_true", help="gc: only list what would be removed.")
     args = parser.parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
+    handlers = {signal.SIGTERM: _terminate, signal.SIGINT: _interrupt}
+    previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()} if _main_thread() else {}
     try:
         return _dispatch(args)
     except QMUError as exc:
@@ -154,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -302,23 +303,59 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+FALLBACK_S = 5.0
+"""Seconds after Ctrl-C / SIGTERM before the process exits even if the exception the signal raised
+was swallowed on its way up (a library catching BaseException in the main thread: seen once in
+~10 interrupted runs, the run then went on to the end)."""
+
+_STOPPING = threading.Event()
+
+
+def _arm_fallback(code: int) -> None:
+    def fire() -> None:
+        if not _STOPPING.is_set():
+            _stop(code)
+
+    timer = threading.Timer(FALLBACK_S, fire)
+    timer.daemon = True
+    timer.start()
+
+
 def _terminate(_signum: int, _frame: object) -> None:
+    _arm_fallback(143)
     raise Terminated
 
 
-def _interrupted(exc: KeyboardInterrupt) -> int:
-    """Stop: one line, no partial files of this process, and no waiting for busy worker threads."""
-    code = 143 if isinstance(exc, Terminated) else 130
+def _interrupt(_signum: int, _frame: object) -> None:
+    _arm_fallback(130)
+    raise KeyboardInterrupt
+
+
+def _say_stopped(code: int) -> None:
+    """Remove this process's partial files and print the one line."""
+    _STOPPING.set()
     from qmu_core.housekeeping import remove_own_temp_files
 
     for root in _ACTIVE_ROOTS:
         remove_own_temp_files(root)
     print(f"qmu: {'terminated' if code == 143 else 'interrupted'}; finished stages are kept and reused next time",
           file=sys.stderr)  # fmt: skip
-    if threading.active_count() > 1:  # training threads cannot be stopped; the process ends here
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+
+
+def _stop(code: int) -> None:
+    """`_say_stopped`, then exit at once: busy training threads cannot be stopped."""
+    _say_stopped(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Stop: one line, no partial files of this process, and no waiting for busy worker threads."""
+    code = 143 if isinstance(exc, Terminated) else 130
+    if threading.active_count() > 1:  # other threads (training, the fallback timer): end here
+        _stop(code)
+    _say_stopped(code)
     return code
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,30 @@ def test_unexpected_errors_are_one_line_too(
     assert "RuntimeError: disk on fire" in err and "--debug" in err
     with pytest.raises(RuntimeError):
         cli.main(["--debug", "config", "show"])
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_a_swallowed_interrupt_still_stops_the_process(sig: int, code: int, word: str) -> None:
+    """Ctrl-C / SIGTERM raise in the main thread; if something on the way up swallows the exception,
+    the fallback timer still ends the process with the right code and one line."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, time
+        from flows import cli
+        signal.signal(signal.SIGINT, cli._interrupt)
+        signal.signal(signal.SIGTERM, cli._terminate)
+        try:
+            os.kill(os.getpid(), {int(sig)})
+            time.sleep(1)
+        except BaseException:
+            pass  # a library catching BaseException
+        time.sleep(60)
+        """
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    assert done.returncode == code, done.stderr
+    assert time.monotonic() - started < cli.FALLBACK_S + 15
+    assert done.stderr.count(word) == 1
