@@ -100,6 +100,7 @@ __all__ = [
     "noise_model",
     "noise_properties",
     "noisy_qvm_sampler",
+    "qsim_simulator",
     "ring_cost",
     "simple_noise_model",
     "virtual_sampler",
@@ -443,7 +444,9 @@ def ring_cost(
 # ---------------------------------------------------------------------------- virtual samplers
 
 
-def _simulator(seed: int, cpu_threads: int | None, noise: cirq.NoiseModel | None, what: str) -> Any:
+def qsim_simulator(seed: int, cpu_threads: int | None, noise: cirq.NoiseModel | None, what: str) -> Any:
+    """A seeded `qsimcirq.QSimSimulator` with `cpu_threads` threads (None: every core) and `noise`;
+    `what` names the caller in errors. The one place QMU builds a qsim simulator."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ConfigError(f"{what}: seed={seed!r} is not an integer; pass an int so runs repeat exactly.")
     threads = cpu_threads if cpu_threads is not None else len(os.sched_getaffinity(0))
@@ -492,7 +495,7 @@ def virtual_sampler(name: str, *, seed: int, cpu_threads: int | None = None) -> 
         ConfigError: For an unknown processor, a non-integer seed or fewer than one thread.
     """
     _check(name, "virtual_sampler")
-    return _processor_sampler(name, _simulator(seed, cpu_threads, None, f"virtual_sampler({name!r})"), None)
+    return _processor_sampler(name, qsim_simulator(seed, cpu_threads, None, f"virtual_sampler({name!r})"), None)
 
 
 def noisy_qvm_sampler(name: str, *, seed: int, cpu_threads: int | None = None) -> cirq.Sampler:
@@ -514,7 +517,7 @@ def noisy_qvm_sampler(name: str, *, seed: int, cpu_threads: int | None = None) -
         ConfigError: For an unknown processor, a non-integer seed or fewer than one thread.
     """
     _check(name, "noisy_qvm_sampler")
-    simulator = _simulator(seed, cpu_threads, noise_model(name), f"noisy_qvm_sampler({name!r})")
+    simulator = qsim_simulator(seed, cpu_threads, noise_model(name), f"noisy_qvm_sampler({name!r})")
     return _processor_sampler(name, simulator, _calibration(name))
 
 

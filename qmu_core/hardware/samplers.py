@@ -146,11 +146,7 @@ def build(config: SamplerConfig, *, seed: int, cpu_threads: int = 0, project_id:
     if isinstance(config, QsimSampler):
         return qsim_sampler(seed, n)
     if isinstance(config, QsimNoisySampler):
-        import qsimcirq
-
-        noise = noise_model(config)
-        options = qsimcirq.QSimOptions(cpu_threads=n)
-        return qsimcirq.QSimSimulator(qsim_options=options, seed=seed, noise=noise or cirq.NO_NOISE)
+        return qsim_sampler(seed, n, noise_model(config))
     if isinstance(config, GoogleVirtualSampler):
         return processors.virtual_sampler(config.processor, seed=seed, cpu_threads=n)
     if isinstance(config, GoogleNoisyQVMSampler):

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -24,6 +23,7 @@ import pandas as pd
 
 from qmu_core import frames
 from qmu_core.errors import ArtifactError, ConfigError
+from qmu_core.hardware import processors
 from qmu_core.hardware.prepare import MEASUREMENT_KEY
 
 __all__ = [
@@ -59,19 +59,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = _transient_errors()
 Anything else (an invalid circuit, a permission error) fails at once."""
 
 
-def qsim_sampler(seed: int, cpu_threads: int | None = None) -> cirq.Sampler:
-    """qsimcirq's state-vector simulator as a seeded sampler.
+def qsim_sampler(seed: int, cpu_threads: int | None = None, noise: cirq.NoiseModel | None = None) -> cirq.Sampler:
+    """qsimcirq's simulator as a seeded sampler (`processors.qsim_simulator`).
 
     Args:
-        seed: Seed of the measurement sampling (same seed and calls: same bits).
+        seed: Seed of the measurement (and noise) sampling: same seed and calls, same bits.
         cpu_threads: Threads of qsim; default every core this process may use.
+        noise: A noise model (qsim then samples trajectories, one per shot), or None.
     """
-    import qsimcirq
-
-    threads = cpu_threads if cpu_threads is not None else len(os.sched_getaffinity(0))
-    if threads < 1:
-        raise ConfigError(f"cpu_threads={threads}: qsim needs at least one thread.")
-    return qsimcirq.QSimSimulator(qsim_options=qsimcirq.QSimOptions(cpu_threads=threads), seed=seed)
+    return processors.qsim_simulator(seed, cpu_threads, noise, "qsim_sampler")
 
 
 def run_circuits(
