@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: run test lint test-slow bench ui check-env clean
+.PHONY: run test lint test-slow test-browser bench ui check-env clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"QMU needs Python 3.11 (TensorFlow Quantum 0.7.6); found {sys.version.split()[0]} at {sys.executable}. Set PYTHON=/path/to/python3.11."'
@@ -35,6 +35,9 @@ lint: $(STAMP)  ## ruff (lint + format), mypy on qmu_core, import-linter contrac
 
 test-slow: $(STAMP)  ## paper-scale tests too (MNIST from ../shared/data/mnist)
 	$(BIN)/python -m pytest -q -m 'not hardware' $(ARGS)
+
+test-browser: $(STAMP)  ## the Prefect UI end to end: server, worker, Chromium runs `smoke` (data/screenshots/)
+	$(BIN)/python -m pytest -q -m browser tests/e2e $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py $(ARGS)

@@ -38,6 +38,7 @@ from qmu_core.errors import QMUError
 from qmu_core.membership import shadow_warnings
 from qmu_core.overrides import apply_overrides, load_config_file, merge_sections
 from qmu_core.presets import PRESETS, preset
+from qmu_core.storage import is_url, local_dir
 
 
 def _config(args: argparse.Namespace) -> QMUConfig:
@@ -76,7 +77,8 @@ def _export(args: argparse.Namespace) -> int:
     from qmu_core.export import check_out_dir, export_model, resolve_model_ref
 
     out_dir = check_out_dir(Path(args.out_dir))  # before reading anything
-    manifest = export_model(resolve_model_ref(Path(args.source), phase=args.phase), out_dir)
+    source = args.source if is_url(args.source) else Path(args.source)  # a URL keeps its `//`
+    manifest = export_model(resolve_model_ref(source, phase=args.phase), out_dir)
     print(manifest)
     return 0
 
@@ -132,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_config_args(cfg)
     art = sub.add_parser("artifacts", help="List the artifact root, or remove what no run needs (gc).")
     art.add_argument("what", choices=["ls", "gc"])
-    art.add_argument("--root", default="data/artifacts", help="The artifact root (default data/artifacts).")
+    art.add_argument(
+        "--root",
+        default="data/artifacts",
+        help="The artifact root (default data/artifacts); for a URL root, its local mirror on this machine.",
+    )
     art.add_argument("--dry-run", action="store_true", help="gc: only list what would be removed.")
     args = parser.parse_args(argv)
     handlers = {signal.SIGTERM: _terminate, signal.SIGINT: _interrupt}
@@ -204,7 +210,7 @@ def _audit(args: argparse.Namespace) -> int:
     """`qmu audit`: recover the config and models from a run or a model artifact, audit them."""
     from qmu_core.attacks.subjects import resolve
 
-    subject = resolve(Path(args.source), attack=preset(args.preset).attack)
+    subject = resolve(args.source if is_url(args.source) else Path(args.source), attack=preset(args.preset).attack)
     config = apply_overrides(subject.config, args.set or [])
     check_artifact_root(config.run.artifact_root)
     from flows.audit import qmu_audit
@@ -214,7 +220,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _flow(args: argparse.Namespace, config: QMUConfig, flow: Any, *params: Any) -> int:
     """Run `flow(*params)` against a Prefect API; print the summary path it returns."""
-    _ACTIVE_ROOTS.append(Path(config.run.artifact_root))
+    _ACTIVE_ROOTS.append(local_dir(config.run.artifact_root))  # a URL root's temporary files are in its mirror
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
     from flows.server import prefect_api
@@ -278,7 +284,9 @@ def _artifacts(args: argparse.Namespace) -> int:
     """`qmu artifacts ls|gc`."""
     from qmu_core import housekeeping
 
-    root = Path(args.root)
+    root = args.root if is_url(args.root) else Path(args.root)
+    if is_url(root):
+        print(f"qmu: {root} is a URL root: only this machine's mirror {local_dir(root)} is looked at", file=sys.stderr)
     if args.what == "ls":
         print(housekeeping.listing(root), end="")
         return 0

@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.pipeline import WORKERS
+from flows.runner import ConfiguredTaskRunner
 from flows.steps import membership_audit, reference_models, split, train_and_unlearn
+from flows.ui import show_run, track
 from qmu_core import workers
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig, derive_seed
@@ -43,6 +43,7 @@ def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
     base, splits = split(config)
     models = train_and_unlearn(config, base, splits, 0)
     references = reference_models(config, base)
+    track(references["reference_models"].values(), "reference models trained")
     common = {"model": config.model, "classes": config.data.classes}
     loss = config.train.loss
     simulated = {k: model_outputs.submit(weights=w, splits=splits, loss=loss, **common) for k, w in models.items()}
@@ -118,7 +119,7 @@ def _judged(config: QMUConfig, s: dict[str, Any], outputs: dict[str, Any], sourc
     return hardware_metrics(outputs=audited, scores=scores, records=s["records"], attack=config.attack, source=source)
 
 
-@flow(name="qmu-hardware", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
+@flow(name="qmu-hardware", log_prints=True, task_runner=ConfiguredTaskRunner())
 def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
     """Before, every unlearned model and the oracle measured on `hardware.sampler` with
     `hardware.repetitions` shots; accuracy and the audit beside exact simulation. Returns the
@@ -138,12 +139,13 @@ def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the
         "exact": _judged(config, s, exact, "exact"),
         "measured": _judged(config, s, measured, "measured"),
     }
-    return publish_hardware(
+    path = publish_hardware(
         metrics=metrics, circuits=s["circuits"], records=s["records"], config=config, started=started
     )
+    return show_run(path, refs={"metrics": metrics})
 
 
-@flow(name="qmu-shots", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
+@flow(name="qmu-shots", log_prints=True, task_runner=ConfiguredTaskRunner())
 def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
     """The shot-count study: for every repetition count of `hardware.shots`, MIA AUC, TPR at 1 %
     FPR, forget-set success and AUC, accuracy and the output variance, against shots. Returns
@@ -156,7 +158,7 @@ def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the fo
         outputs[f"shots={n}"] = _measured(config, s, n)
     metrics = {"simulation": _judged(config, s, s["simulated"], "simulation")}
     metrics |= {source: _judged(config, s, by_name, source) for source, by_name in outputs.items()}
-    return publish_hardware(
+    path = publish_hardware(
         metrics=metrics,
         circuits=s["circuits"],
         records=s["records"],
@@ -164,3 +166,4 @@ def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the fo
         started=started,
         outputs={source: {p: by_name[p] for p in s["models"]} for source, by_name in outputs.items()},
     )
+    return show_run(path, refs={"metrics": metrics})

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.runner import ConfiguredTaskRunner
 from flows.steps import judge_against_oracle, membership_audit, reference_models, split, train_and_unlearn
+from flows.ui import show_run, track
 from qmu_core import workers
 from qmu_core.config import QMUConfig
 from qmu_core.presets import preset
 from tasks import model_outputs, publish_report
 
-# Stages wait in threads; model training itself runs in worker processes (`qmu_core.workers`,
-# one per core by default), so enough threads to keep every worker busy.
-WORKERS = max(4, 2 * (os.cpu_count() or 2))
 
-
-@flow(name="qmu-pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
+@flow(name="qmu-pipeline", log_prints=True, task_runner=ConfiguredTaskRunner())
 def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - the form starts from `default`
     """Membership leakage before and after unlearning a deletion request, every method judged
     against the retrain oracle. Returns summary.json's path."""
@@ -38,6 +34,7 @@ def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - 
     # Independent models train side by side in worker processes.
     models = train_and_unlearn(config, base, splits, 0)
     references = reference_models(config, base)
+    track(references["reference_models"].values(), "reference models trained")
     for repeat in range(1, config.unlearn.seeds):
         models |= train_and_unlearn(config, base, splits, repeat)
 
@@ -50,4 +47,4 @@ def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - 
     judged = judge_against_oracle(config, splits, models, outputs, audit)
 
     refs = {"splits": splits, **references, **audit, **judged, **models, "outputs": outputs}
-    return publish_report(artifact_refs=refs, config=config, started=started)
+    return show_run(publish_report(artifact_refs=refs, config=config, started=started))

@@ -4,6 +4,11 @@ Every stage output lives at ``<root>/<stage>/<stage>-v<N>-<hash12>.parquet``. Th
 stage name, its version in `STAGE_VERSIONS`, the config sections it read and the keys (not the
 paths) of its upstream artifacts. The same key feeds Prefect's cache key, so a cache hit and an
 existing file always describe the same inputs. Writes are atomic (temp file, then rename).
+
+The root is a local directory or any fsspec URL (``s3://bucket/qmu``, ``file:///mnt/shared/qmu``):
+a URL root is read and written through a local mirror (`qmu_core.storage`), so `ArtifactRef.path`
+is always a local file; the functions here download what a read needs and upload what a write
+made. The root is never part of a key.
 """
 
 from __future__ import annotations
@@ -13,9 +18,6 @@ import datetime as _dt
 import fcntl
 import hashlib
 import json
-import os
-import re
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +26,18 @@ from typing import Any, TypeVar
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from qmu_core import storage
 from qmu_core.errors import ArtifactError
 from qmu_core.provenance import FACTS, Facts, Provenance
+from qmu_core.storage import TMP_SUFFIX, atomic_path, sha256_file, temp_owner
 
 __all__ = [
     "ArtifactRef",
     "Output",
+    "TMP_SUFFIX",
+    "atomic_path",
     "SCHEMAS",
     "STAGE_VERSIONS",
     "companion",
@@ -42,6 +48,7 @@ __all__ = [
     "read_metadata",
     "read_path",
     "seal",
+    "sha256_file",
     "stage_key",
     "temp_owner",
     "verify",
@@ -181,18 +188,43 @@ SCHEMAS["hw_outputs"] = SCHEMAS["outputs"]
 
 
 class ArtifactRef(BaseModel):
-    """Where one stage output lives. Cheap to hash, serialize and show in the UI."""
+    """Where one stage output lives. Cheap to hash, serialize and show in the UI.
+
+    `root` is a local directory (a `Path`) or a URL root (a string ``scheme://...``, kept as
+    given: a `Path` would collapse its ``//``). A string without ``scheme://`` becomes a `Path`.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     stage: str
     key: str
-    root: Path = Path("data/artifacts")
+    root: Path | str = Field(
+        Path("data/artifacts"),
+        description="The artifact root: a local directory or a URL (s3://bucket/qmu, file:///mnt/shared/qmu).",
+        json_schema_extra={"type": "string"},
+    )
+
+    @field_validator("root", mode="plain")  # not pydantic's Path parsing: it would collapse a URL's `//`
+    @classmethod
+    def _root(cls, value: Any) -> Path | str:
+        if not isinstance(value, str | Path):
+            raise ValueError(f"root must be a directory or a URL string, got {type(value).__name__}")
+        return storage.normalize(value)
+
+    @property
+    def rel(self) -> str:
+        """The file below the root: ``<stage>/<key>.parquet``."""
+        return f"{self.stage}/{self.key}.parquet"
 
     @property
     def path(self) -> Path:
-        """The Parquet file of this artifact."""
-        return self.root / self.stage / f"{self.key}.parquet"
+        """The local Parquet file of this artifact (for a URL root: in this process's mirror)."""
+        return storage.local_dir(self.root) / self.stage / f"{self.key}.parquet"
+
+    @property
+    def location(self) -> str:
+        """Where the artifact lives, for people: its URL for a URL root, else its local path."""
+        return storage.location(self.root, self.rel)
 
 
 NOT_IN_KEY = frozenset({"root"})  # where a file lives never changes what it is
@@ -227,12 +259,13 @@ def stage_key(stage: str, inputs: Mapping[str, Any]) -> str:
 
 def plan(stage: str, inputs: Mapping[str, Any], *, root: Path | str) -> ArtifactRef:
     """The ref `stage` will write for `inputs`. Reads and writes nothing."""
-    return ArtifactRef(stage=stage, key=stage_key(stage, inputs), root=Path(root))
+    return ArtifactRef(stage=stage, key=stage_key(stage, inputs), root=storage.normalize(root))
 
 
 def exists(ref: ArtifactRef) -> bool:
-    """Whether the artifact file is on disk."""
-    return ref.path.is_file()
+    """Whether the artifact file is there (for a URL root: downloaded into the mirror if it was not)."""
+    remote = storage.remote(ref.root)
+    return ref.path.is_file() or (remote is not None and remote.download(ref.rel))
 
 
 def companion(ref: ArtifactRef, stage: str) -> ArtifactRef:
@@ -311,63 +344,24 @@ def write_output(output: Output, ref: ArtifactRef, inputs: Mapping[str, Any], *,
         written.append(write(frame, companion(ref, stage), {"companion_of": ref.key, **inputs}))
     write(output.frame, ref, inputs, facts=output.facts, warnings=output.warnings)
     seal(ref, [*written, ref], code=code)
+    remote = storage.remote(ref.root)
+    if remote is not None:  # files first, the seal last: a seal on the root never precedes its files
+        remote.push([f.rel for f in [*written, ref]], last=_seal_rel(ref))
     return ref
 
 
 # --------------------------------------------------------------------------- integrity
 
-TMP_SUFFIX = ".tmp"
-_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
-
-
-def temp_owner(path: Path) -> int | None:
-    """The process id that wrote temporary file `path` (`atomic_path`'s naming), else None."""
-    match = _TMP_NAME.match(path.name)
-    return int(match.group("pid")) if match else None
-
-
 SEAL_SUFFIX = ".seal.json"
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A unique temporary path beside `path`; on success it is fsynced and renamed to `path`.
-
-    The temporary name carries the process id, so concurrent writers never collide and `gc`
-    can tell a dead writer's leftovers. On any error the temporary file is removed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def seal_path(ref: ArtifactRef) -> Path:
     """The integrity record of an artifact: ``<root>/<stage>/<key>.seal.json``."""
     return ref.path.with_name(ref.key + SEAL_SUFFIX)
+
+
+def _seal_rel(ref: ArtifactRef) -> str:
+    return f"{ref.stage}/{ref.key}{SEAL_SUFFIX}"
 
 
 def seal(ref: ArtifactRef, files: Sequence[ArtifactRef], *, code: str = "") -> Path:
@@ -393,10 +387,15 @@ def verify(ref: ArtifactRef, *, code: str = "") -> str | None:
 
     It can when its integrity record exists, names the same stage version and code, and every
     file it lists is present with the recorded SHA-256. Nothing is imported or executed.
+    For a URL root the record is always read from the root (the mirror's copy is replaced or
+    removed) and every file is checked on the root (`storage.Remote.check`).
     """
     record_path = seal_path(ref)
-    if not ref.path.is_file():
-        return f"{ref.path} is missing"
+    remote = storage.remote(ref.root)
+    if remote is not None and not remote.download(_seal_rel(ref), refresh=True):
+        return f"its integrity record {remote.location(_seal_rel(ref))} is missing"
+    if not exists(ref):
+        return f"{ref.location} is missing"
     try:
         record = json.loads(record_path.read_text())
         files = record["files"]
@@ -409,7 +408,12 @@ def verify(ref: ArtifactRef, *, code: str = "") -> str | None:
     if record.get("code") != code:
         return "the code of its stage changed since it was written"
     for rel, digest in files.items():
-        path = ref.root / str(rel)
+        if remote is not None:
+            why = remote.check(str(rel), str(digest))
+            if why is not None:
+                return why
+            continue
+        path = storage.local_dir(ref.root) / str(rel)
         if not path.is_file():
             return f"{path} is missing"
         if sha256_file(path) != digest:
@@ -420,7 +424,10 @@ def verify(ref: ArtifactRef, *, code: str = "") -> str | None:
 @contextlib.contextmanager
 def key_lock(ref: ArtifactRef) -> Iterator[None]:
     """An exclusive lock on one artifact key (``<root>/<stage>/.<key>.lock``), across processes
-    and threads: concurrent runs on one root compute each artifact once."""
+    and threads: concurrent runs on one root compute each artifact once.
+
+    For a URL root the lock file lies in this machine's mirror, so it serialises one machine's
+    processes only; why two machines computing one key is still safe: `qmu_core.storage`."""
     lock = ref.path.with_name(f".{ref.key}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as fh:
@@ -433,9 +440,9 @@ def key_lock(ref: ArtifactRef) -> Iterator[None]:
 
 def read_metadata(ref: ArtifactRef) -> Provenance:
     """Provenance of an artifact: stage, key, version, inputs and facts (untyped dict)."""
-    if not ref.path.is_file():
+    if not exists(ref):
         raise ArtifactError(
-            f"Artifact {ref.key} is missing: {ref.path} does not exist.\n"
+            f"Artifact {ref.key} is missing: {ref.location} does not exist.\n"
             "It was probably deleted after a run cached it. Re-run with "
             "`qmu run ... --refresh` (or PREFECT_TASKS_REFRESH_CACHE=true) to rebuild it."
         )

@@ -7,7 +7,7 @@ reference table in `qmu_core.docs`.
 Every field has a default and a description; sections are frozen and reject unknown keys.
 Numbers and switches are strict: an int field takes only a JSON integer (not ``true``, ``3.0``
 or ``"3"``), a float field a JSON number, a bool field ``true``/``false``.
-`check_artifact_root` is the one check that looks at the file system (the CLI runs it before a run).
+`check_artifact_root` is the one check that looks at the file system or a URL root (the CLI runs it before a run).
 Nothing here imports TensorFlow or Prefect.
 """
 
@@ -45,6 +45,7 @@ __all__ = [
     "Section",
     "TrainConfig",
     "UnlearnConfig",
+    "PresetName",
     "check_artifact_root",
     "derive_seed",
 ]
@@ -53,10 +54,34 @@ __all__ = [
 KNOWN_LABELS = {"digits": range(10), "synthetic": range(10)}
 
 
+def _form_schema(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """The JSON schema the Prefect form renders: no field-level defaults, each field's value in
+    every preset added to its description instead.
+
+    Prefect's form fills every field it shows with the schema's default before sending a run,
+    which would override the chosen `preset` field with the class defaults. Without schema
+    defaults, the fields a user leaves empty are not sent and come from the preset.
+    """
+    from qmu_core.presets import preset_values
+
+    kind = schema.get("properties", {}).get("kind", {})
+    if "const" in kind:  # a variant of a tagged union (hardware.sampler): the form must send its tag
+        schema["required"] = sorted({*schema.get("required", []), "kind"})
+    for name, prop in schema.get("properties", {}).items():
+        if "default" not in prop:
+            continue
+        prop.pop("default")
+        if cls is QMUConfig:
+            continue  # sections and the preset choice itself
+        values = preset_values(cls, name)
+        if values:
+            prop["description"] = f"{prop.get('description', '').rstrip()} Empty: {values}."
+
+
 class Section(BaseModel):
     """Base for config sections: immutable and strict about unknown keys."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_form_schema)
 
 
 class RunConfig(Section):
@@ -68,11 +93,35 @@ class RunConfig(Section):
         strict=True,
         ge=0,
         le=64,
-        description="Processes that train models side by side (TensorFlow does not scale in threads); 0: one per core.",
+        description=(
+            "Processes that train models side by side (TensorFlow does not scale in threads); 0: one per core. "
+            "With `task_runner: dask` and no `dask_address`: the local Dask cluster's worker processes."
+        ),
     )
-    artifact_root: Path = Field(
-        Path("data/artifacts"),
-        description="Directory that receives every artifact of the run (Parquet, JSON, plots).",
+    task_runner: Literal["local", "dask"] = Field(
+        "local",
+        description=(
+            "Where stages run. `local`: threads of the flow's process, with model training in `workers` "
+            "processes. `dask`: Dask workers (prefect-dask's DaskTaskRunner), each stage in one worker "
+            "process; a local cluster of `workers` single-threaded processes, or the cluster at `dask_address`."
+        ),
+    )
+    dask_address: str | None = Field(
+        None,
+        description=(
+            "Scheduler of an existing Dask cluster, e.g. `tcp://10.0.0.5:8786` (only with `task_runner: dask`). "
+            "Its workers need the same install and must reach `artifact_root` and the Prefect API (README: Dask)."
+        ),
+    )
+    artifact_root: str = Field(
+        "data/artifacts",
+        description=(
+            "Where every artifact of the run goes (Parquet, JSON, plots): a local directory, or any fsspec URL "
+            "that workers on other machines can reach, e.g. `s3://my-bucket/qmu` (needs s3fs), `gs://...` "
+            "(gcsfs) or `file:///mnt/shared/qmu`. A URL root is read and written through a local mirror "
+            "(`$QMU_ARTIFACT_CACHE`, default `~/.cache/qmu/roots`)."
+        ),
+        examples=["data/artifacts", "s3://my-bucket/qmu"],
     )
 
     @field_validator("artifact_root", mode="before")
@@ -84,7 +133,7 @@ class RunConfig(Section):
                 "directory. Give a directory, for example `--set run.artifact_root=data/artifacts` "
                 "(or `.` if you really mean the current directory)."
             )
-        return value
+        return str(value) if isinstance(value, Path) else value
 
 
 class DataConfig(Section):
@@ -634,9 +683,21 @@ class HardwareConfig(Section):
         return tuple(sorted(value))
 
 
+PresetName = Literal["tiny", "default", "paper", "paper_hqnn", "paper_angle"]
+"""The named presets of `qmu_core.presets` (checked there)."""
+
+
 class QMUConfig(Section):
     """Everything one run depends on. It is also the flow's only parameter."""
 
+    preset: PresetName | None = Field(
+        None,
+        description=(
+            "Start from this named preset (tiny: a smoke test in about a minute; default: the HQNN that "
+            "memorizes 150 digits; paper, paper_hqnn, paper_angle: the paper's models on 1,000 MNIST records). "
+            "Every field given beside it overrides the preset's value; empty: the built-in defaults."
+        ),
+    )
     run: RunConfig = RunConfig()
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -645,18 +706,38 @@ class QMUConfig(Section):
     unlearn: UnlearnConfig = UnlearnConfig()
     hardware: HardwareConfig = HardwareConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _start_from_preset(cls, data: Any) -> Any:
+        """``{"preset": name, ...}``: the preset's values with the given ones merged over them,
+        so a deployment or a config file names its preset instead of repeating it."""
+        if isinstance(data, dict) and isinstance(data.get("preset"), str):
+            from qmu_core.overrides import deep_merge
+            from qmu_core.presets import PRESETS
 
-def check_artifact_root(root: Path | str) -> Path:
-    """Check that `root` is, or can be created as, a directory this process can write.
+            if data["preset"] in PRESETS:  # an unknown name fails on the field, with the choices
+                return deep_merge(PRESETS[data["preset"]](), data)
+        return data
+
+
+def check_artifact_root(root: Path | str) -> Path | str:
+    """Check that `root` is, or can be created as, a directory this process can write; or, for a
+    URL root (``scheme://...``), that fsspec knows the protocol, its package is installed and a
+    probe file can be written and deleted there.
 
     The CLI calls it before a run starts, so a bad `run.artifact_root` fails before any work.
 
     Returns:
-        `root` as a `Path`.
+        `root` as a `Path`, or the URL (a string) for a URL root.
 
     Raises:
-        ConfigError: If `root` is an existing file, lies below a file, or is not writable.
+        ConfigError: If `root` is an existing file, lies below a file, or is not writable; for
+            a URL, if its protocol is unknown, its fsspec backend is not installed, or the probe fails.
     """
+    from qmu_core import storage
+
+    if storage.is_url(root):
+        return _check_url_root(str(storage.normalize(root)))
     root = Path(root)
     fix = (
         "Set `run.artifact_root` to a directory you can write (it is created if missing), "
@@ -678,6 +759,47 @@ def check_artifact_root(root: Path | str) -> Path:
             f"{fix} Or fix the permissions."
         )
     return root
+
+
+def _check_url_root(url: str) -> str:
+    """`check_artifact_root` for a URL root: known protocol, backend installed, a probe file written and deleted."""
+    import uuid
+
+    import fsspec  # type: ignore[import-untyped]
+    from fsspec.registry import known_implementations  # type: ignore[import-untyped]
+
+    protocol = url.split("://", 1)[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise ConfigError(
+            f"run.artifact_root={url!r}: fsspec knows no protocol {protocol!r}. Use a local directory or a URL "
+            f"of a protocol it knows, e.g. s3://, gs://, az:// or file:// ({len(known_implementations)} are known)."
+        ) from None
+    except ImportError as exc:
+        err = known_implementations.get(protocol, {}).get("err") or str(exc)
+        package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(
+            protocol
+        )
+        hint = f"`pip install {package}`" if package else "install the package fsspec names"
+        raise ConfigError(
+            f"run.artifact_root={url!r} needs the fsspec backend for {protocol!r}, which is not installed "
+            f"({err}). {hint} in this environment and on every worker machine."
+        ) from None
+    rel = f".qmu-probe-{uuid.uuid4().hex[:12]}"
+    try:
+        fs, base = fsspec.core.url_to_fs(url)
+        target = f"{str(base).rstrip('/')}/{rel}"
+        fs.makedirs(str(base), exist_ok=True)
+        fs.pipe_file(target, b"qmu write probe\n")
+        fs.rm_file(target)
+    except Exception as exc:  # noqa: BLE001 - any backend error (permissions, credentials, network): not usable
+        raise ConfigError(
+            f"run.artifact_root={url!r} is not writable: writing and deleting the probe file {url}/{rel} failed "
+            f"({type(exc).__name__}: {exc}). Check the URL, that the location exists, and the backend's "
+            "credentials (e.g. AWS_PROFILE / AWS_ACCESS_KEY_ID for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://)."
+        ) from None
+    return url
 
 
 def derive_seed(root: int, *labels: str | int) -> int:

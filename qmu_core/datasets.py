@@ -26,10 +26,11 @@ __all__ = ["fingerprint", "MNIST_HELP", "Dataset", "check_finite", "load_dataset
 MNIST_HELP = (
     "To use MNIST, either\n"
     "  1. put `t10k-images-idx3-ubyte.gz` and `t10k-labels-idx1-ubyte.gz` (optionally also the "
-    "`train-*` pair) or Keras' `mnist.npz` in a directory and pass it with "
-    "`--set data.mnist_path=DIR` (default directory: data/raw/mnist), or\n"
+    "`train-*` pair) or Keras' `mnist.npz` in a directory on the machine that runs the flow and set "
+    "`data.mnist_path` to it (Prefect form: the data section's Mnist Path field; CLI: "
+    "`--set data.mnist_path=DIR`; default directory: data/raw/mnist), or\n"
     "  2. run once with internet access so Keras downloads `mnist.npz` to ~/.keras/datasets, or\n"
-    "  3. use the offline default `--set data.dataset=digits`."
+    "  3. use the offline default: `data.dataset` = `digits` (form: Dataset; CLI: `--set data.dataset=digits`)."
 )
 
 
@@ -236,7 +237,7 @@ def check_finite(ds: Dataset) -> Dataset:
         raise DataError(
             f"{ds.source}: {len(bad)} of {len(flat)} images have NaN or infinite pixels (records {first}). "
             "Repair or drop those records in the source file, or use another dataset "
-            "(e.g. `--set data.dataset=digits`)."
+            "(`data.dataset` = `digits`: the form's Dataset field, or `--set data.dataset=digits`)."
         )
     return ds
 

@@ -16,7 +16,10 @@ def reference_markdown() -> str:
     lines: list[str] = []
     for section, field in QMUConfig.model_fields.items():
         cls = field.annotation
-        assert cls is not None and cls.__doc__ is not None
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):  # `preset`, beside the sections
+            lines += ["", f"**`{section}`** (default `{field.default}`): {field.description}"]
+            continue
+        assert cls.__doc__ is not None
         lines += ["", f"**`{section}`**: {cls.__doc__.strip().splitlines()[0]}", ""]
         lines += ["| field | default | meaning |", "|---|---|---|"]
         for name, f in cls.model_fields.items():

@@ -26,7 +26,7 @@ from typing import Any
 
 import cirq
 
-from qmu_core import artifacts, frames
+from qmu_core import artifacts, frames, storage
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError
@@ -34,23 +34,28 @@ from qmu_core.provenance import SplitFacts
 from qmu_core.qnn import circuits
 from qmu_core.splits import feature_map_ref
 
-__all__ = ["FORMAT", "check_out_dir", "export_model", "resolve_model_ref"]
+__all__ = ["FORMAT", "check_out_dir", "export_model", "fetch_run_summary", "resolve_model_ref"]
 
 FORMAT = "qmu-model/1"
 
 
-def resolve_model_ref(path: Path, *, phase: str = "before") -> ArtifactRef:
+def resolve_model_ref(path: Path | str, *, phase: str = "before") -> ArtifactRef:
     """The model artifact a path names: a model Parquet file, a run dir or its summary.json.
 
     For a run (directory or summary.json), `phase` picks the model: ``before``, ``after_ga`` or
     ``oracle``. summary.json stores paths as the run wrote them; a relative one is tried as given
     (relative to the current directory), then below the artifact root the summary itself sits in
     (``<root>/runs/<name>/summary.json``), so a run can be exported from any directory.
+    `path` may also be a URL below a URL artifact root (``s3://b/qmu/runs/<name>``, its
+    summary.json, or ``s3://b/qmu/model/<key>.parquet``): the files are downloaded into the
+    root's local mirror (`qmu_core.storage`) and the ref keeps the URL root.
 
     Raises:
         ArtifactError: If the path is not a model artifact or a readable run summary, or the
             model file does not exist.
     """
+    if storage.is_url(path):
+        return _resolve_url(str(storage.normalize(path)), phase)
     path = Path(path)
     if path.is_dir():
         path = path / "summary.json"
@@ -67,32 +72,56 @@ def resolve_model_ref(path: Path, *, phase: str = "before") -> ArtifactRef:
     return ArtifactRef(stage="model", key=path.stem, root=path.parent.parent)
 
 
+def _resolve_url(url: str, phase: str) -> ArtifactRef:
+    """`resolve_model_ref` for a URL below a URL artifact root."""
+    if url.endswith(".parquet"):
+        root, stage, name = (url.rsplit("/", 2) + ["", ""])[:3]
+        if stage != "model" or "://" not in root:
+            raise ArtifactError(
+                f"{url} is not a model artifact (<root>/model/model-v*.parquet) of a URL artifact root."
+            )
+    else:
+        summary, shown = fetch_run_summary(url)
+        root = shown.rsplit("/", 3)[0]
+        name = _stored_model(summary, phase, shown=shown).rsplit("/", 1)[-1]
+    ref = ArtifactRef(stage="model", key=name.removesuffix(".parquet"), root=root)
+    if not artifacts.exists(ref):
+        raise ArtifactError(
+            f"Model artifact {ref.location} does not exist; pass an existing model .parquet or a run of that root."
+        )
+    return ref
+
+
+def fetch_run_summary(url: str) -> tuple[Path, str]:
+    """The summary.json of a run below a URL artifact root (its directory or the file itself),
+    downloaded afresh into the root's mirror: ``(local copy, its URL)``.
+
+    Raises:
+        ArtifactError: If the URL is not ``<root>/runs/<name>[/summary.json]`` or the summary does not exist.
+    """
+    url = str(storage.normalize(url))
+    shown = url if url.endswith(".json") else f"{url}/summary.json"
+    parts = shown.rsplit("/", 3)
+    if len(parts) != 4 or parts[1] != "runs" or "://" not in parts[0]:
+        raise ArtifactError(
+            f"{url} is not a run of a URL artifact root (<root>/runs/<name>[/summary.json]) "
+            "or a model artifact (<root>/model/<key>.parquet)."
+        )
+    remote = storage.remote(parts[0])
+    rel = "/".join(parts[1:])
+    if remote is None or not remote.download(rel, refresh=True):
+        raise ArtifactError(f"{shown} does not exist; pass a run directory, its summary.json or a model .parquet.")
+    return remote.local(rel), shown
+
+
 def _model_in_summary(summary: Path, phase: str) -> Path:
     """The model file a run's summary.json lists for `phase`, located on this machine."""
-    if not summary.is_file():
-        raise ArtifactError(f"{summary} does not exist; pass a run directory, its summary.json or a model .parquet.")
-    redo = "Pass the summary.json a `qmu run` wrote (its last line of output), or a model .parquet."
-    try:
-        data = json.loads(summary.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{summary} is not a readable JSON run summary ({exc}). {redo}") from None
-    if not isinstance(data, dict) or "artifacts" not in data:
-        raise ArtifactError(f'{summary} has no "artifacts" entry, so it is not a QMU run summary. {redo}')
-    models = data["artifacts"]
-    if not isinstance(models, dict):
-        raise ArtifactError(
-            f'{summary}: "artifacts" is a JSON {type(models).__name__}, not an object {{name: path}}; the '
-            f"file is damaged. {redo}"
-        )
-    if phase not in models:
-        raise ArtifactError(f"{summary} has no {phase!r} model; it has {sorted(models)}.")
-    stored = models[phase]
-    if not isinstance(stored, str):
-        raise ArtifactError(f'{summary}: "artifacts"[{phase!r}] is {stored!r}, not a file path; the file is damaged.')
+    stored = _stored_model(summary, phase, shown=str(summary))
     given = Path(stored)
     root = summary.resolve().parent.parent.parent  # <root>/runs/<name>/summary.json
     # as stored (relative: to the current directory), then by its <stage>/<file> tail below the
-    # root the summary sits in (a relative root seen from elsewhere, or a moved root)
+    # root the summary sits in (a relative root seen from elsewhere, a moved root, or the mirror
+    # of a URL root)
     candidates = list(dict.fromkeys([given, root / given.parent.name / given.name]))
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
@@ -102,6 +131,32 @@ def _model_in_summary(summary: Path, phase: str) -> Path:
             "or moved. Re-run the run's config with `qmu run ... --refresh` to rebuild it, then export again."
         )
     return found
+
+
+def _stored_model(summary: Path, phase: str, *, shown: str) -> str:
+    """The model path (or URL) a run's summary.json lists for `phase`, as stored; `shown` names
+    the summary in errors."""
+    if not summary.is_file():
+        raise ArtifactError(f"{shown} does not exist; pass a run directory, its summary.json or a model .parquet.")
+    redo = "Pass the summary.json a `qmu run` wrote (its last line of output), or a model .parquet."
+    try:
+        data = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{shown} is not a readable JSON run summary ({exc}). {redo}") from None
+    if not isinstance(data, dict) or "artifacts" not in data:
+        raise ArtifactError(f'{shown} has no "artifacts" entry, so it is not a QMU run summary. {redo}')
+    models = data["artifacts"]
+    if not isinstance(models, dict):
+        raise ArtifactError(
+            f'{shown}: "artifacts" is a JSON {type(models).__name__}, not an object {{name: path}}; the '
+            f"file is damaged. {redo}"
+        )
+    if phase not in models:
+        raise ArtifactError(f"{shown} has no {phase!r} model; it has {sorted(models)}.")
+    stored = models[phase]
+    if not isinstance(stored, str):
+        raise ArtifactError(f'{shown}: "artifacts"[{phase!r}] is {stored!r}, not a file path; the file is damaged.')
+    return stored
 
 
 def model_inputs(ref: ArtifactRef) -> dict[str, Any]:

@@ -9,6 +9,12 @@ companions (the files the record lists), and each run's own directory. Removed b
   not running) and lock files nobody holds;
 * ``<root>/.prefect``: Prefect cache records and results written by QMU before 0.2, which named
   code to import and absolute paths outside the root.
+
+For a URL root (``s3://...``, `qmu_core.storage`) every function here works on this machine's
+local mirror of it only: the mirror is a cache of downloads and uploads, so anything removed
+from it is downloaded again when needed. Nothing on the URL itself is listed or deleted (its
+files are shared with other machines, whose runs this one cannot see); prune a remote root
+with the object store's own tools (e.g. a lifecycle rule) if needed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from qmu_core import storage
 from qmu_core.artifacts import SEAL_SUFFIX, STAGE_VERSIONS, TMP_SUFFIX, temp_owner
 
 __all__ = ["collect_garbage", "listing", "referenced", "remove_own_temp_files"]
@@ -38,8 +45,10 @@ def _paths(value: object) -> Iterable[str]:
             yield from _paths(v)
 
 
-def referenced(root: Path) -> set[Path]:
-    """Every file under `root` that some run's summary needs (artifacts, seals, companions)."""
+def referenced(root: Path | str) -> set[Path]:
+    """Every file under `root` (its mirror, for a URL root) that some run's summary needs
+    (artifacts, seals, companions)."""
+    root = storage.local_dir(root)
     keep: set[Path] = set()
     for summary in _summaries(root):
         try:
@@ -84,11 +93,15 @@ def _stage_dirs(root: Path) -> list[Path]:
     return [root / s for s in STAGE_VERSIONS if (root / s).is_dir()]
 
 
-def listing(root: Path) -> str:
-    """A human-readable table of what the root holds."""
+def listing(root: Path | str) -> str:
+    """A human-readable table of what the root holds (for a URL root: its local mirror)."""
+    url = root if storage.is_url(root) else None
+    root = storage.local_dir(root)
     keep = referenced(root)
     lines = [
-        f"artifact root {root.resolve()}",
+        f"artifact root {url}: its local mirror {root} only (the URL itself is not listed)"
+        if url
+        else f"artifact root {root.resolve()}",
         "",
         "| stage | files | MB | used by a run | orphans |",
         "|---|---:|---:|---:|---:|",
@@ -107,12 +120,15 @@ def listing(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect_garbage(root: Path, *, dry_run: bool = False) -> list[Path]:
+def collect_garbage(root: Path | str, *, dry_run: bool = False) -> list[Path]:
     """Remove orphans, dead writers' temporary files, free locks and old Prefect records.
+
+    For a URL root only its local mirror is cleaned (module doc); the URL is left as it is.
 
     Returns:
         The paths removed (or that would be, with `dry_run`).
     """
+    root = storage.local_dir(root)
     keep = referenced(root)
     doomed: list[Path] = []
     for folder in _stage_dirs(root):
@@ -140,8 +156,9 @@ def collect_garbage(root: Path, *, dry_run: bool = False) -> list[Path]:
     return doomed
 
 
-def remove_own_temp_files(root: Path) -> list[Path]:
-    """Delete this process's temporary files under `root` (after an interrupt)."""
+def remove_own_temp_files(root: Path | str) -> list[Path]:
+    """Delete this process's temporary files under `root` (its mirror, for a URL root) after an interrupt."""
+    root = storage.local_dir(root)
     mine = os.getpid()
     removed = []
     for folder in [*_stage_dirs(root), root / "runs"]:

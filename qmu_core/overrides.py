@@ -160,8 +160,17 @@ def load_config_file(path: Path) -> dict[str, Any]:
 
 
 def merge_sections(config: QMUConfig, raw: dict[str, Any], what: str) -> QMUConfig:
-    """`config` with the `{section: {field: value}}` mapping `raw` (a config file) merged in."""
-    known = config.model_dump(mode="json")
+    """`config` with the `{section: {field: value}}` mapping `raw` (a config file) merged in.
+    A top-level ``"preset": name`` replaces `config` by that preset first."""
+    raw = dict(raw)
+    if "preset" in raw:
+        from qmu_core.presets import PRESETS, preset
+
+        name = raw.pop("preset")
+        if name not in PRESETS:
+            raise ConfigError(f"{what}: preset {_show(name)} is not a preset. Known: {', '.join(PRESETS)}.")
+        config = preset(name)
+    known = {k: v for k, v in config.model_dump(mode="json").items() if k != "preset"}
     for section, fields in raw.items():
         if section not in known:
             raise ConfigError(f"{what}: {section!r} is not a config section. Known: {', '.join(known)}.")
@@ -176,4 +185,4 @@ def merge_sections(config: QMUConfig, raw: dict[str, Any], what: str) -> QMUConf
                 f"{what}: {', '.join(f'{section}.{f}' for f in unknown)} is not a config field. "
                 f"Known in {section!r}: {', '.join(known[section])}."
             )
-    return validate(deep_merge(known, raw), what)
+    return validate(deep_merge({"preset": config.preset, **known}, raw), what)

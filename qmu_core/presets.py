@@ -6,10 +6,13 @@ and testable; `preset(name)` validates the result.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, get_args
 
-from qmu_core.config import QMUConfig
+from pydantic import BaseModel
+
+from qmu_core.config import PresetName, QMUConfig
 from qmu_core.errors import ConfigError
 from qmu_core.overrides import deep_merge, validate
 
@@ -116,9 +119,48 @@ PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
 }
 
 
+if set(PRESETS) != set(get_args(PresetName)):
+    raise ImportError(f"qmu_core.config.PresetName {get_args(PresetName)} must list the presets {list(PRESETS)}.")
+
+
 def preset(name: str, **overrides: Any) -> QMUConfig:
-    """Build a preset config, optionally with nested overrides (`run={"seed": 1}`)."""
+    """Build a preset config, optionally with nested overrides (`run={"seed": 1}`). The result
+    records its preset's name (`QMUConfig.preset`)."""
     if name not in PRESETS:
         raise ConfigError(f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}.")
-    raw = deep_merge(PRESETS[name](), overrides)
+    raw = deep_merge({"preset": name, **PRESETS[name]()}, overrides)
     return validate(raw, f"preset {name!r}")
+
+
+def preset_values(section: type[BaseModel], field: str) -> str:
+    """What each preset sets `field` of config section class `section` to, for the form's
+    descriptions: ``"the preset's value (tiny: 3; default: 60; paper, paper_angle: 20)"``, or
+    the value alone when every preset agrees;
+    empty if no preset uses that section class (sampler variants)."""
+    found: dict[str, Any] = {}
+    for name in PRESETS:
+        for part in _sections(preset(name)):
+            if type(part) is section:
+                found[name] = getattr(part, field)
+                break
+    if not found:
+        return ""
+    shown = {
+        k: json.dumps(v.model_dump(mode="json") if isinstance(v, BaseModel) else v, default=str)
+        for k, v in found.items()
+    }
+    groups: dict[str, list[str]] = {}
+    for name, text in shown.items():
+        groups.setdefault(text, []).append(name)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "the preset's value (" + "; ".join(f"{', '.join(names)}: {text}" for text, names in groups.items()) + ")"
+
+
+def _sections(config: BaseModel) -> Iterator[BaseModel]:
+    """Every config section inside `config`, nested ones too (hardware.sampler)."""
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, BaseModel):
+            yield value
+            yield from _sections(value)

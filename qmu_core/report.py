@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from qmu_core import metrics
+from qmu_core import metrics, storage
 from qmu_core.artifacts import ArtifactRef, Output, atomic_path, companion, read, read_facts, read_metadata
 from qmu_core.config import QMUConfig, derive_seed
 from qmu_core.errors import ArtifactError
@@ -36,6 +36,7 @@ __all__ = [
     "notes",
     "plot",
     "publish",
+    "rounded",
     "run_warnings",
     "table_rows",
     "title",
@@ -175,6 +176,23 @@ def models_summary(table: pd.DataFrame) -> dict[str, Summary]:
         else:
             slot[name] = value
     return out
+
+
+def rounded(value: Any, digits: int = 3) -> Any:
+    """`value` as a UI table shows it: a float to `digits` decimals (3 significant digits below
+    ``10**-digits``), a whole number as an int, NaN as None; lists and tuples element-wise."""
+    if isinstance(value, list | tuple):
+        return [rounded(v, digits) for v in value]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    number = float(value)
+    if math.isnan(number):
+        return None
+    if math.isinf(number) or number.is_integer():
+        return int(number) if number.is_integer() else number
+    if abs(number) < 10**-digits:
+        return float(f"{number:.{digits}g}")
+    return round(number, digits)
 
 
 def _cell(value: Any, ci: Any = None) -> str:
@@ -343,15 +361,15 @@ def notes(unlearned: Mapping[str, ModelFacts], audit: AuditFacts, *, headline: s
 
 
 def table_rows(models: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The comparison as rows ``{metric, phase...}`` (for a UI table)."""
-    return [{"metric": LABELS[k], **{p: models[p].get(k) for p in models}} for k in LABELS]
+    """The comparison as rows ``{metric, phase...}`` (for a UI table), numbers `rounded`."""
+    return [{"metric": LABELS[k], **{p: rounded(models[p].get(k)) for p in models}} for k in LABELS]
 
 
 @dataclass(frozen=True)
 class Report:
     """A published run report: where summary.json is, and the Markdown and table shown in the UI."""
 
-    summary_path: Path
+    summary_path: Path | str  # the local file, or its URL for a URL artifact root
     markdown: str
     rows: list[dict[str, Any]]
     title: str
@@ -361,11 +379,12 @@ class Report:
 
 
 def attack_rows(models: Mapping[str, Summary]) -> list[dict[str, Any]]:
-    """Every attack's metrics on every model as flat rows (for a UI table)."""
+    """Every attack's metrics on every model as flat rows (for a UI table), numbers `rounded`
+    and each 95% CI as one ``"[low, high]"`` cell."""
     rows = []
     for phase, entry in models.items():
         for attack, m in entry.get("attacks", {}).items():
-            flat = {k: (f"[{v[0]}, {v[1]}]" if isinstance(v, list) else v) for k, v in m.items()}
+            flat = {k: (f"[{_cell(v[0])}, {_cell(v[1])}]" if isinstance(v, list) else rounded(v)) for k, v in m.items()}
             rows.append({"phase": phase, "attack": attack, **flat})
     return rows
 
@@ -464,7 +483,8 @@ def publish(
     methods = [p.removeprefix("after_") for p in models if p.startswith("after_")]
     comparison = read(comparison_ref) if isinstance(comparison_ref, ArtifactRef) else None
     _model_extras(models, comparison, methods)
-    run_dir = Path(table_ref.root) / "runs" / run_name
+    run_rel = f"runs/{run_name}"  # below the root; for a URL root written in the mirror, then uploaded
+    run_dir = storage.local_dir(table_ref.root) / run_rel
     heading = title(config)
     cautions = run_warnings(config, artifacts) + unlearning_warnings(models)
     headline = config.attack.headline
@@ -525,8 +545,11 @@ def publish(
 
     def paths(value: ArtifactRef | Mapping[str, ArtifactRef]) -> str | dict[str, str]:
         if isinstance(value, ArtifactRef):
-            return str(value.path)
-        return {k: str(v.path) for k, v in value.items()}
+            return value.location
+        return {k: v.location for k, v in value.items()}
+
+    def shown(name: str) -> str:  # a run file as users see it: local path or URL
+        return storage.location(table_ref.root, f"{run_rel}/{name}")
 
     listed = {**artifacts, "roc": roc_ref}
     if isinstance(splits_ref, ArtifactRef):
@@ -551,15 +574,20 @@ def publish(
         "deletion": deletion_section,
         "artifacts": {k: paths(v) for k, v in listed.items()},
         "warnings": cautions,
-        "metrics_parquet": str(table_ref.path),
-        "scores_parquet": str(scores_ref.path),
-        "roc_parquet": str(roc_ref.path),
-        "comparison_parquet": str(comparison_ref.path) if isinstance(comparison_ref, ArtifactRef) else None,
-        "report_md": str(run_dir / "report.md"),
-        "deletion_md": str(run_dir / "deletion.md") if deletion_md else None,
-        "plot_png": str(plots["qmu-comparison-plot"]),
-        "roc_png": str(plots["qmu-roc-plot"]),
-        "deletion_png": str(plots["qmu-deletion-plot"]) if "qmu-deletion-plot" in plots else None,
+        "metrics_parquet": table_ref.location,
+        "scores_parquet": scores_ref.location,
+        "roc_parquet": roc_ref.location,
+        "comparison_parquet": comparison_ref.location if isinstance(comparison_ref, ArtifactRef) else None,
+        "report_md": shown("report.md"),
+        "deletion_md": shown("deletion.md") if deletion_md else None,
+        "plot_png": shown(plots["qmu-comparison-plot"].name),
+        "roc_png": shown(plots["qmu-roc-plot"].name),
+        "deletion_png": shown(plots["qmu-deletion-plot"].name) if "qmu-deletion-plot" in plots else None,
     }
-    path = write_summary(run_dir / "summary.json", summary)
+    path: Path | str = write_summary(run_dir / "summary.json", summary)
+    remote = storage.remote(table_ref.root)
+    if remote is not None:  # the run's files, then summary.json: a summary on the root means a whole run
+        names = sorted(p.name for p in run_dir.iterdir() if p.is_file() and storage.temp_owner(p) is None)
+        remote.push([f"{run_rel}/{n}" for n in names if n != "summary.json"], last=f"{run_rel}/summary.json")
+        path = remote.location(f"{run_rel}/summary.json")
     return Report(path, md, table_rows(models), heading, attack_rows(models), plots, deletion_md)

@@ -13,6 +13,8 @@ lives for the whole process, so TensorFlow is imported once per worker, not once
   restarts the pool on next use.
 * Workers exit when this process exits, even when it is killed (each polls its parent);
   `shutdown()` stops them at once (the CLI calls it when a flow has finished).
+* In a daemonic process (a Dask worker process) `run` calls `fn` in place: such a process may
+  not have children, and it already is one worker of a pool.
 * A worker that dies (out of memory, killed) fails the job with `WorkerError`, which says so,
   and the pool is rebuilt for the next job.
 
@@ -43,7 +45,7 @@ __all__ = ["WorkerError", "configure", "n_workers", "ping", "run", "shutdown"]
 T = TypeVar("T")
 
 # Environment every worker needs before TensorFlow is imported.
-_WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 class WorkerError(QMUError):
@@ -91,7 +93,7 @@ def _init_worker(queue: Any, parent: int, threads: int) -> None:
     """Worker start-up: environment, TensorFlow's thread share, the parent watch."""
     global _worker_queue
     _worker_queue = queue
-    for key, value in _WORKER_ENV.items():
+    for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
@@ -182,6 +184,9 @@ def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kw
         WorkerError: If the worker died during the job (the pool is rebuilt for the next one).
         Exception: Whatever `fn` raised, unchanged.
     """
+    if mp.current_process().daemon:
+        # A daemonic process (a Dask worker) may not start children: it is the worker itself.
+        return fn(*args, **kwargs, progress=progress) if progress is not None else fn(*args, **kwargs)
     pool = _ensure_pool()
     token = next(_tokens)
     inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()

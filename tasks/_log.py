@@ -1,14 +1,26 @@
-"""Logging from inside stage tasks: progress lines with an ETA, facts, warnings."""
+"""Logging from inside stage tasks: progress lines with an ETA (and a progress bar in the
+Prefect UI), facts, warnings."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from uuid import UUID
 
 from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+from prefect.context import TaskRunContext
 from prefect.exceptions import MissingContextError
 
 from qmu_core.progress import Progress
+
+UPDATE_EVERY_S = 1.0
+"""A progress artifact is updated at most once per this many seconds (its last step always)."""
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -19,16 +31,89 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("qmu")
 
 
+class ProgressBar:
+    """A Prefect progress artifact on the current task run, advanced by `advance`.
+
+    Outside a task run (a body called through `.fn`), or when the API does not answer, it does
+    nothing: a progress bar never fails the work it reports on.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.id: UUID | None = None
+        self._last = 0.0
+        self._done = False
+        self._at = ""
+        context = TaskRunContext.get()
+        if context is None or context.task_run is None:
+            return
+        key = "qmu-" + re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+        artifact = ArtifactCreate(
+            type="progress",
+            key=key,
+            description=f"{label}: starting",
+            data=0.0,
+            flow_run_id=context.task_run.flow_run_id,
+            task_run_id=context.task_run.id,
+        )
+        with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+            self.id = client.create_artifact(artifact=artifact).id
+
+    def advance(self, step: int, steps: int) -> None:
+        """Show `step` of `steps` (throttled to one API call per `UPDATE_EVERY_S`, except the last step)."""
+        now = time.monotonic()
+        self._at = f"{step}/{steps}"
+        if self.id is None or self._done or (step < steps and now - self._last < UPDATE_EVERY_S):
+            return
+        self._last = now
+        self._done = step >= steps
+        update = ArtifactUpdate(
+            data=round(100.0 * min(step, steps) / max(steps, 1), 1), description=f"{self.label}: {step}/{steps}"
+        )
+        with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+            client.update_artifact(artifact_id=self.id, artifact=update)
+
+    def finish(self) -> None:
+        """100 %: the job ended (an unlearning method may stop before its last pass)."""
+        if self.id is not None and not self._done:
+            self._done = True
+            update = ArtifactUpdate(data=100.0, description=f"{self.label}: done at {self._at or 'start'}")
+            with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+                client.update_artifact(artifact_id=self.id, artifact=update)
+
+
+_open_bars: ContextVar[list[ProgressBar] | None] = ContextVar("qmu_open_bars", default=None)
+
+
+@contextlib.contextmanager
+def finishing_progress() -> Iterator[None]:
+    """Around a stage body: the progress bars it opened go to 100 % when it returns (not when it fails)."""
+    bars: list[ProgressBar] = []
+    token = _open_bars.set(bars)
+    try:
+        yield
+        for bar in bars:
+            bar.finish()
+    finally:
+        _open_bars.reset(token)
+
+
 def progress(label: str) -> Progress:
-    """A `qmu_core.progress.Progress` callback that logs one line per epoch with an ETA."""
+    """A `qmu_core.progress.Progress` callback that logs one line per epoch with an ETA and
+    advances a progress artifact of the task run in the Prefect UI (`ProgressBar`)."""
     logger = _logger()
     start = time.monotonic()
+    bar = ProgressBar(label)
+    opened = _open_bars.get()
+    if opened is not None:
+        opened.append(bar)
 
     def report(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
         elapsed = time.monotonic() - start
         eta = elapsed / epoch * (epochs - epoch)
         values = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         logger.info(f"{label}: epoch {epoch}/{epochs} {values} ({elapsed:.1f}s, ~{eta:.0f}s left)")
+        bar.advance(epoch, epochs)
 
     return report
 

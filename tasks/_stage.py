@@ -14,6 +14,7 @@ The `@stage("name")` decorator turns it into a `Stage`:
   records or result files for stages (``persist_result=False``, no cache policy), so another
   ``PREFECT_HOME``, a deleted ``~/.prefect`` or a copied root changes nothing.
 * A per-key file lock makes concurrent runs on one root compute each artifact once.
+* Every stage logs one line: its stage, its key, and ``cached`` or ``computed in <s>``.
 * Calling, `.submit` and `.map` run the stage and hand back `ArtifactRef`s (or futures of
   them); `.fn` is the body itself, for tests. ``PREFECT_TASKS_REFRESH_CACHE=true`` (what
   ``qmu run --refresh`` sets) recomputes every stage.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, ParamSpec
@@ -34,20 +36,21 @@ from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
 from prefect.states import Completed, State
 
-from qmu_core import artifacts
+from qmu_core import artifacts, storage
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.errors import ArtifactError
-from tasks._log import info, warning
+from tasks._log import finishing_progress, info, warning
 
 P = ParamSpec("P")
 
 __all__ = ["Stage", "stage"]
 
 
-def _root_of(params: Mapping[str, Any]) -> Path:
-    """The artifact root a stage call writes under: its ``root`` or its first upstream ref's."""
+def _root_of(params: Mapping[str, Any]) -> Path | str:
+    """The artifact root a stage call writes under: its ``root`` or its first upstream ref's
+    (a directory or a URL root, `qmu_core.storage`; ``Path(url)`` would collapse its ``//``)."""
     if "root" in params:
-        return Path(params["root"])
+        return storage.normalize(params["root"])
     for value in params.values():
         values = value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else [value]
         for v in values:
@@ -85,10 +88,13 @@ class Stage(Generic[P]):
             with artifacts.key_lock(ref):
                 why = artifacts.verify(ref, code=self.code)
                 if why is None and not PREFECT_TASKS_REFRESH_CACHE.value():
+                    info(f"stage {self.stage} {ref.key}: cached")
                     return Completed(name="Cached", data=ref, message=f"reused {ref.key}")
                 if why is not None and artifacts.seal_path(ref).exists():
                     warning(f"{ref.key} cannot be reused ({why}); rebuilding it.")
-                output = fn(*args, **kwargs)
+                started = time.monotonic()
+                with finishing_progress():  # the body's UI progress bars end at 100 %
+                    output = fn(*args, **kwargs)
                 if not isinstance(output, Output):
                     raise ArtifactError(
                         f"Stage {fn.__name__} must return a qmu_core.artifacts.Output, got {type(output)}."
@@ -96,7 +102,7 @@ class Stage(Generic[P]):
                 for message in output.warnings:
                     warning(message)
                 artifacts.write_output(output, ref, self._inputs(params), code=self.code)
-            info(f"wrote {ref.path}")
+            info(f"stage {self.stage} {ref.key}: computed in {time.monotonic() - started:.1f}s, wrote {ref.location}")
             return ref
 
         run.__annotations__ = {**fn.__annotations__, "return": ArtifactRef}
@@ -133,8 +139,10 @@ class Stage(Generic[P]):
         return self.task(**_resolve(kwargs))
 
     def submit(self, **kwargs: Any) -> PrefectFuture[ArtifactRef]:
-        """Run the stage on the flow's task runner; upstream futures are waited for first."""
-        return self.task.submit(**_resolve(kwargs))
+        """Run the stage on the flow's task runner and return at once. Upstream futures (also
+        inside lists and dicts) are handed to Prefect, which waits for them where the task
+        runs, so the flow goes on submitting independent stages and the graph shows the edges."""
+        return self.task.submit(**kwargs)
 
     def map(self, **kwargs: Any) -> list[PrefectFuture[ArtifactRef]]:
         """`submit` once per element of the `list` arguments (all of one length); other

@@ -6,7 +6,6 @@ import time
 from collections.abc import Mapping
 
 from prefect import task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from qmu_core import artifacts, report
@@ -30,19 +29,13 @@ def evaluate(outputs: dict[str, ArtifactRef], scores: ArtifactRef, attack: Attac
 def publish_report(
     artifact_refs: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]], config: QMUConfig, started: float
 ) -> str:
-    """Write summary.json, report.md and the plots; publish tables, Markdown and plot links.
+    """Write summary.json, report.md and the plots; log the report.
 
-    Returns the path of ``summary.json``.
+    Returns the path of ``summary.json``. The flow shows it in the UI (`flows.ui.show_run`), so
+    the artifacts belong to the flow run, not to this task run.
     """
     run_name = str(flow_run.get_name() or time.strftime("run-%Y%m%d-%H%M%S"))
     published = report.publish(artifact_refs, run_name=run_name, config=config, wall_time_s=time.time() - started)
-    create_table_artifact(published.rows, key="qmu-comparison", description=published.title)
-    create_table_artifact(published.attack_rows, key="qmu-attacks", description="Every attack on every model")
-    create_markdown_artifact(published.markdown, key="qmu-report", description=published.title)
-    if published.deletion_markdown:
-        create_markdown_artifact(published.deletion_markdown, key="qmu-deletion", description="Deletion report")
-    for key, path in published.plots.items():
-        create_link_artifact(path.resolve().as_uri(), link_text=path.name, key=key, description=published.title)
     info("\n" + published.markdown)
     return str(published.summary_path)
 

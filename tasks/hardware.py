@@ -8,7 +8,6 @@ import time
 from collections.abc import Mapping
 
 from prefect import task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from qmu_core import artifacts
@@ -137,15 +136,11 @@ def publish_hardware(
     outputs: Mapping[str, Mapping[str, ArtifactRef]] | None = None,
 ) -> str:
     """Write the hardware report (or, with `outputs` by shots, the shot-count study) under
-    ``<root>/runs/<run>/`` and publish its table, Markdown and plot in Prefect. Returns the JSON path."""
+    ``<root>/runs/<run>/`` and log it. Returns the JSON path; the flow shows it in the UI
+    (`flows.ui.show_run`)."""
     run_name = str(flow_run.get_name() or time.strftime("hw-%Y%m%d-%H%M%S"))
     published = hwreport.publish_artifacts(
         metrics, circuits, records, config=config, run_name=run_name, outputs=outputs, wall_time_s=time.time() - started
     )
-    key = "qmu-shots" if outputs is not None else "qmu-hardware"
-    create_table_artifact(published.rows, key=key, description=published.title)
-    create_markdown_artifact(published.markdown, key=f"{key}-report", description=published.title)
-    for name, path in published.plots.items():
-        create_link_artifact(path.resolve().as_uri(), link_text=path.name, key=name, description=published.title)
     info("\n" + published.markdown)
     return str(published.summary_path)

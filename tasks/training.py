@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from qmu_core import artifacts, workers
+from qmu_core import workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig
-from qmu_core.splits import read_splits
 from tasks._log import progress
 from tasks._stage import stage
 
@@ -26,7 +25,8 @@ def train_model(
 def model_outputs(
     weights: ArtifactRef, splits: ArtifactRef, model: ModelConfig, classes: tuple[int, ...], loss: str
 ) -> Output:
-    """Class probabilities, loss and correctness of one model on every record of the split."""
+    """Class probabilities, loss and correctness of one model on every record of the split, in a
+    worker process (TensorFlow stays out of the flow's process and its threads)."""
     from qmu_core.qnn import jobs
 
-    return jobs.outputs(artifacts.read(weights), read_splits(splits), model, classes, loss=loss)
+    return workers.run(jobs.outputs_split, weights, splits, model, classes, loss=loss)

@@ -7,6 +7,9 @@
   classes, training recipe, seed; an unlearned model is followed back to the model it started
   from) and its split's inputs (data section). Its artifact root is the model file's root.
 
+A URL below a URL artifact root (``s3://b/qmu/runs/<name>``, ``.../model/<key>.parquet``) works
+the same way: the files are downloaded into the root's local mirror and the audit writes to the URL root.
+
 Either way the reference models come from the same artifact root, so a model audited after a
 run reuses the run's cached reference models; ``--set attack.n_shadow=16`` trains only the new ones.
 """
@@ -17,11 +20,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from qmu_core import artifacts
+from qmu_core import artifacts, storage
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import AttackConfig, QMUConfig
 from qmu_core.errors import ArtifactError
-from qmu_core.export import model_inputs, resolve_model_ref
+from qmu_core.export import fetch_run_summary, model_inputs, resolve_model_ref
 from qmu_core.overrides import validate
 
 __all__ = ["Subject", "phase_name", "resolve"]
@@ -44,7 +47,7 @@ def phase_name(which: str) -> str:
     return which
 
 
-def resolve(source: Path, *, attack: AttackConfig | None = None) -> Subject:
+def resolve(source: Path | str, *, attack: AttackConfig | None = None) -> Subject:
     """The `Subject` a path names (module doc).
 
     `attack` is the attack section for a model artifact (a run keeps its own); default `AttackConfig()`.
@@ -53,22 +56,30 @@ def resolve(source: Path, *, attack: AttackConfig | None = None) -> Subject:
         ArtifactError: If the path is neither a run nor a model artifact, or its provenance is
             incomplete.
     """
-    source = Path(source)
-    summary = source / "summary.json" if source.is_dir() else source
-    if summary.suffix == ".json":
-        return _run(summary)
-    ref = resolve_model_ref(source)
+    if storage.is_url(source):
+        url = str(storage.normalize(source))
+        if not url.endswith(".parquet"):
+            local, shown = fetch_run_summary(url)
+            return _run(local, shown)
+        ref = resolve_model_ref(url)
+    else:
+        source = Path(source)
+        summary = source / "summary.json" if source.is_dir() else source
+        if summary.suffix == ".json":
+            return _run(summary, summary)
+        ref = resolve_model_ref(source)
     config = _config_of(ref)
     return Subject(config.model_copy(update={"attack": attack or AttackConfig()}), {phase_name(_which(ref)): ref})
 
 
-def _run(summary: Path) -> Subject:
-    first = resolve_model_ref(summary, phase="before")  # checks the summary and the file
+def _run(summary: Path, source: Path | str) -> Subject:
+    """The subject of a run: `summary` is its summary.json on this machine, `source` how the user named it."""
+    first = resolve_model_ref(source, phase="before")  # checks the summary and the file
     data = json.loads(summary.read_text(encoding="utf-8"))
-    config = validate(data.get("config", {}), f"the config stored in {summary}")
-    config = config.model_copy(update={"run": config.run.model_copy(update={"artifact_root": first.root})})
+    config = validate(data.get("config", {}), f"the config stored in {source}")
+    config = config.model_copy(update={"run": config.run.model_copy(update={"artifact_root": str(first.root)})})
     phases = [p for p in data.get("models", {}) if p in data["artifacts"]] or ["before"]
-    return Subject(config, {p: resolve_model_ref(summary, phase=p) for p in phases})
+    return Subject(config, {p: resolve_model_ref(source, phase=p) for p in phases})
 
 
 def _which(ref: ArtifactRef) -> str:

@@ -60,8 +60,9 @@ def check_model(model: ModelConfig) -> None:
     if model.kind != "basic_qnn":
         raise ConfigError(
             f"model.kind={model.kind!r}: the hardware path measures a basic QNN, whose circuit reads the features "
-            "directly (the HQNN's CNN front end runs on the CPU). Use --preset paper --set model.encoding=angle, "
-            "or --set model.kind=basic_qnn."
+            "directly (the HQNN's CNN front end runs on the CPU). Use the preset `paper_angle` (form: Preset; CLI: "
+            "--preset paper_angle), or set model.kind to `basic_qnn` (form: the model section's Kind; CLI: "
+            "--set model.kind=basic_qnn)."
         )
 
 

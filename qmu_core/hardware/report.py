@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from qmu_core import artifacts, frames
+from qmu_core import artifacts, frames, storage
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig
 
@@ -44,7 +44,7 @@ class HardwareReport:
     title: str
     rows: list[dict[str, Any]]
     markdown: str
-    summary_path: Path
+    summary_path: Path | str  # the local file, or its URL for a URL artifact root
     plots: dict[str, Path] = field(default_factory=dict)
 
 
@@ -226,14 +226,23 @@ def publish_artifacts(
         ids = artifacts.read(records)["sample_id"].to_numpy()
         read = {src: {ph: artifacts.read(r) for ph, r in by_phase.items()} for src, by_phase in outputs.items()}
         variance = evaluate.variance_by_source(read, ids, exact="exact")
-    root = Path(next(iter(metrics.values())).root)
-    return publish(
+    root = next(iter(metrics.values())).root
+    run_rel = f"runs/{run_name}"  # for a URL root: written in the local mirror, then uploaded
+    report = publish(
         tables,
         config=config,
-        run_dir=root / "runs" / run_name,
+        run_dir=storage.local_dir(root) / run_rel,
         sampler=samplers.describe(config.hardware.sampler),
         study=outputs is not None,
         circuit_stats=stats,
         variance=variance,
         wall_time_s=wall_time_s,
     )
+    remote = storage.remote(root)
+    if remote is None:
+        return report
+    summary = f"{run_rel}/{Path(report.summary_path).name}"
+    remote.push(
+        [f"{run_rel}/{p.name}" for p in report.plots.values()] + [summary.replace(".json", ".md")], last=summary
+    )
+    return replace(report, summary_path=remote.location(summary))

@@ -104,6 +104,14 @@ def outputs(
     return Output(frame)
 
 
+def outputs_split(
+    weights: ArtifactRef, splits: ArtifactRef, model: ModelConfig, classes: Sequence[int], *, loss: str
+) -> Output:
+    """`outputs` of the model stored at `weights` on the split stored at `splits` (what a worker
+    process runs: it reads both tables itself)."""
+    return outputs(artifacts.read(weights), read_splits(splits), model, classes, loss=loss)
+
+
 def deletion_request(
     splits: SplitTable, qnn: QNN, model: ModelConfig, classes: Sequence[int], unlearn: UnlearnConfig
 ) -> tuple[Request, int]:

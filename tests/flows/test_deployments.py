@@ -13,52 +13,72 @@ from qmu_core.config import QMUConfig
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_deployment_resolves_and_validates() -> None:
+DEPLOYMENTS = {  # name: (flow, preset)
+    "smoke": ("qmu-pipeline", "tiny"),
+    "default": ("qmu-pipeline", "default"),
+    "paper": ("qmu-pipeline", "paper"),
+    "paper_hqnn": ("qmu-pipeline", "paper_hqnn"),
+    "audit": ("qmu-audit", "default"),
+    "hardware": ("qmu-hardware", "paper_angle"),
+    "shots": ("qmu-shots", "paper_angle"),
+}
+
+
+def test_every_deployment_resolves_and_names_its_preset_only() -> None:
+    """A deployment names its preset instead of repeating its values, so the two cannot drift."""
+    from qmu_core.presets import preset
+
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    names = [d["name"] for d in spec["deployments"]]
-    assert names == ["smoke", "default", "paper", "hardware", "shots"]
-    flows = {"smoke": "qmu-pipeline", "default": "qmu-pipeline", "paper": "qmu-pipeline"}
-    flows |= {"hardware": "qmu-hardware", "shots": "qmu-shots"}
+    assert [d["name"] for d in spec["deployments"]] == list(DEPLOYMENTS)
     for dep in spec["deployments"]:
+        flow_name, preset_name = DEPLOYMENTS[dep["name"]]
         path, _, fn = dep["entrypoint"].partition(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        flow = getattr(module, fn)
-        assert flow.name == flows[dep["name"]]
-        config = QMUConfig.model_validate(dep.get("parameters", {}).get("config", {}))
-        assert config.data.forget_class in config.data.classes
-        for sched in dep.get("schedules", []):
+        assert getattr(module, fn).name == flow_name
+        assert dep["parameters"] == {"config": {"preset": preset_name}}, dep["name"]
+        assert QMUConfig.model_validate(dep["parameters"]["config"]) == preset(preset_name)
+        assert dep["work_pool"]["name"] == "qmu-process"
+        # an explicit list: `prefect deploy` prompts for schedules when the key is missing
+        assert isinstance(dep["schedules"], list), dep["name"]
+        for sched in dep["schedules"]:
             assert len(sched["cron"].split()) == 5
+    assert [s["slug"] for s in spec["deployments"][0]["schedules"]] == ["nightly-smoke"]
 
 
-@pytest.mark.parametrize(("index", "name"), [(0, "tiny"), (1, "default")])
-def test_deployments_are_their_presets(index: int, name: str) -> None:
+def test_the_deploy_step_requires_qmu_repo_to_be_this_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from flows.deploy import DeployError, check_repo
+
+    monkeypatch.delenv("QMU_REPO", raising=False)
+    with pytest.raises(DeployError, match=r"QMU_REPO is not set.*QMU_REPO=\$PWD prefect deploy --all"):
+        check_repo()
+    monkeypatch.setenv("QMU_REPO", str(tmp_path))
+    with pytest.raises(DeployError, match="is not a QMU checkout: prefect.yaml, flows/pipeline.py"):
+        check_repo()
+    monkeypatch.setenv("QMU_REPO", str(ROOT))
+    assert check_repo() == {"directory": str(ROOT)}
+
+
+def test_the_form_sends_only_changed_fields_and_the_preset_fills_the_rest() -> None:
+    """Prefect's form fills every field that has a schema default into the run's parameters
+    (seen in a browser, tests/e2e); the form schema has none, so a form run is the deployment's
+    preset plus the fields changed. This is the body the UI sent for one changed field."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import is_valid
+
+    from flows.pipeline import qmu_pipeline
     from qmu_core.presets import preset
 
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    deployed = QMUConfig.model_validate(spec["deployments"][index]["parameters"]["config"])
-    assert deployed.model_dump(exclude={"run"}) == preset(name).model_dump(exclude={"run"})
-
-
-@pytest.mark.parametrize("index", [3, 4])
-def test_hardware_deployments_are_paper_angle_on_the_willow_pink_emulator(index: int) -> None:
-    from qmu_core.config import EmulatorSampler
-    from qmu_core.presets import preset
-
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    deployed = QMUConfig.model_validate(spec["deployments"][index]["parameters"]["config"])
-    paper = preset("paper_angle")
-    assert deployed.model_dump(exclude={"run", "hardware"}) == paper.model_dump(exclude={"run", "hardware"})
-    assert deployed.hardware.sampler == EmulatorSampler(processor="willow_pink")
-
-
-def test_paper_deployment_is_the_paper_preset_without_the_data_path() -> None:
-    from qmu_core.presets import preset
-
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    deployed = QMUConfig.model_validate(spec["deployments"][2]["parameters"]["config"])
-    paper = preset("paper")
-    assert deployed.model_dump(exclude={"run", "data"}) == paper.model_dump(exclude={"run", "data"})
-    assert deployed.data == paper.data
+    schema = parameter_schema(qmu_pipeline.fn).model_dump()
+    for name, definition in schema["definitions"].items():
+        for field, prop in definition.get("properties", {}).items():
+            assert "default" not in prop, f"{name}.{field} has a schema default; the form would send it"
+    epochs = schema["definitions"]["TrainConfig"]["properties"]["epochs"]["description"]
+    assert "tiny: 3" in epochs and "default: 60" in epochs
+    sent = {"config": {"preset": "tiny", "train": {"epochs": 2}}}
+    assert is_valid(sent, schema)
+    assert QMUConfig.model_validate(sent["config"]) == preset("tiny", train={"epochs": 2})
+    assert not is_valid({"config": {"preset": "tiny", "train": {"epochs": -3}}}, schema)
+    assert not is_valid({"config": {"preset": "huge"}}, schema)
 
 
 def test_the_flow_form_starts_from_the_default_preset() -> None:
@@ -95,7 +115,8 @@ def test_the_hardware_form_offers_every_sampler_kind_and_the_server_validates_th
     schema = parameter_schema(qmu_hardware.fn).model_dump()
     sampler = schema["definitions"]["HardwareConfig"]["properties"]["sampler"]
     refs = [option["$ref"].rsplit("/", 1)[1] for option in sampler["anyOf"]]
-    kinds = [schema["definitions"][r]["properties"]["kind"]["default"] for r in refs]
+    kinds = [schema["definitions"][r]["properties"]["kind"]["const"] for r in refs]
+    assert all("kind" in schema["definitions"][r]["required"] for r in refs)  # the form must send the tag
     assert kinds == list(SAMPLER_KINDS)
     for kind in SAMPLER_KINDS:
         assert is_valid({"config": {"hardware": {"sampler": {"kind": kind}}}}, schema), kind

@@ -193,3 +193,40 @@ def test_cli_rejects_bad_input_with_a_remedy(capsys: pytest.CaptureFixture[str])
     assert main(["run", "--preset", "tiny", "--set", "train.epoch=2"]) == 2
     err = capsys.readouterr().err
     assert "train.epoch" in err and "Known here: epochs" in err
+
+
+def test_tiny_on_a_two_worker_dask_cluster_matches_the_default_runner(
+    first: tuple[dict, dict[str, str]], root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run.task_runner=dask`: every stage runs in a local Dask cluster's two worker processes (the
+    Dask workers inherit the environment, not Prefect's settings context, so the API URL goes
+    there too) and the run's metrics are the default runner's, for the same seed."""
+    import numpy as np
+    from prefect.settings import PREFECT_API_URL
+
+    from qmu_core.artifacts import read_path
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    cfg = preset("tiny", run={"artifact_root": str(tmp_path), "task_runner": "dask", "workers": 2})
+    summary, states = _run(cfg)
+    assert all(s == "Completed" for s in states.values()), states
+    assert set(summary["models"]) == set(first[0]["models"])
+    # float32 models: the two runners may split TensorFlow's threads differently
+    tol = float(np.finfo(np.float32).eps) * 1e3
+    for phase, entry in summary["models"].items():
+        for key in HEADLINE:
+            assert entry[key] == pytest.approx(first[0]["models"][phase][key], abs=tol), (phase, key)
+    dask_metrics, local_metrics = read_path(summary["metrics_parquet"]), read_path(first[0]["metrics_parquet"])
+    assert Path(summary["metrics_parquet"]).name == Path(first[0]["metrics_parquet"]).name  # same key
+    numeric = local_metrics.select_dtypes("number").columns
+    np.testing.assert_allclose(dask_metrics[numeric], local_metrics[numeric], rtol=0, atol=tol)
+
+
+def test_a_cross_field_rule_fails_the_run_before_any_stage_with_the_fields_message() -> None:
+    """What a form run gets when two fields disagree (the server's JSON schema checks one field
+    at a time): the run fails in Prefect's parameter validation, before any stage, and its state
+    message is the rule's own message."""
+    state = qmu_pipeline(config={"preset": "tiny", "data": {"forget_class": 9}}, return_state=True)  # type: ignore[arg-type]
+    assert state.is_failed()
+    assert "data.forget_class=9 is not in data.classes=" in str(state.message)
+    assert _task_states(state.state_details.flow_run_id, 0) == {}

@@ -1,10 +1,9 @@
-"""The Prefect server's scheduler creates runs for the `smoke` deployment of prefect.yaml.
+"""`prefect deploy --all` registers prefect.yaml's deployments; the scheduler fires the nightly one.
 
 A real `prefect server start` (scheduler service included; the ephemeral server and
-`prefect_test_harness` run no scheduler) in a temporary PREFECT_HOME. The test registers the
-deployment from prefect.yaml (entrypoint, work pool, parameters; schedules converted the way
-`prefect deploy` converts them) and waits for the scheduler to insert its runs. Nothing here creates
-a flow run.
+`prefect_test_harness` run no scheduler) in a temporary PREFECT_HOME. The test runs the `prefect`
+commands of prefect.yaml's header in a pseudo-terminal (so a prompt would hang, not pass), then
+waits for the scheduler to insert the smoke deployment's runs. Nothing here creates a flow run.
 
 Regression: with SQLAlchemy 2.1 the scheduler's bulk insert fails every loop
 (`InvalidRequestError: Can't evaluate bulk DML statement`) and no run is ever scheduled.
@@ -15,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import os
 import signal
 import socket
@@ -38,11 +38,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _smoke_spec() -> dict[str, Any]:
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    return next(d for d in spec["deployments"] if d["name"] == "smoke")
 
 
 def _errors(log: Path) -> str:
@@ -102,11 +97,47 @@ class _Server:
         self.proc.wait(timeout=15)
 
 
-async def _deploy_smoke_and_wait(spec: dict[str, Any]) -> tuple[UUID, list[Any]]:
-    # The conversion `prefect deploy` applies to a prefect.yaml schedule entry.
-    from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
+def _prefect(server: _Server, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> str:
+    """Run the `prefect` CLI against `server` in a pseudo-terminal, as a user types it: a
+    command that stops at a prompt never finishes and fails the test with what it printed."""
+    import pty
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "QMU_REPO"}
+    full.update(PREFECT_API_URL=server.url, PREFECT_HOME=str(server.log.parent), COLUMNS="200", **(env or {}))
+    full["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), *args],
+        cwd=ROOT,
+        env=full,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        start_new_session=True,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    text = b"".join(chunks).decode(errors="replace")
+    try:
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"`prefect {' '.join(args)}` was still running after {timeout:.0f} s (a prompt?):\n{text[-3000:]}")
+    return f"exit {code}\n{text}"
+
+
+async def _scheduled_runs(deployment_id: UUID) -> list[Any]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterId,
@@ -115,29 +146,8 @@ async def _deploy_smoke_and_wait(spec: dict[str, Any]) -> tuple[UUID, list[Any]]
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
-    from prefect.flows import load_flow_arguments_from_entrypoint
-
-    path, _, fn_name = spec["entrypoint"].partition(":")
-    flow_name = load_flow_arguments_from_entrypoint(f"{ROOT / path}:{fn_name}")["name"]  # parses, imports nothing
-    schedules = [DeploymentScheduleCreate(**_schedule_config_to_deployment_schedule(s)) for s in spec["schedules"]]
-    pool = spec["work_pool"]["name"]
 
     async with get_client() as client:
-        await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-        flow_id = await client.create_flow_from_name(flow_name)
-        deployment_id = await client.create_deployment(
-            flow_id=flow_id,
-            name=spec["name"],
-            description=spec.get("description"),
-            entrypoint=spec["entrypoint"],
-            work_pool_name=pool,
-            schedules=schedules,
-            parameters=spec.get("parameters", {}),
-        )
-        deployment = await client.read_deployment(deployment_id)
-        assert [s.schedule.cron for s in deployment.schedules] == [s["cron"] for s in spec["schedules"]]
-        assert all(s.active for s in deployment.schedules)
-
         runs: list[Any] = []
         deadline = time.monotonic() + SCHEDULE_TIMEOUT
         while time.monotonic() < deadline:
@@ -150,32 +160,52 @@ async def _deploy_smoke_and_wait(spec: dict[str, Any]) -> tuple[UUID, list[Any]]
             if runs:
                 break
             await asyncio.sleep(1)
-        return deployment_id, runs
+        return runs
 
 
-@pytest.mark.timeout(300)
-def test_scheduler_creates_runs_for_the_smoke_deployment(tmp_path: Path) -> None:
+@pytest.mark.timeout(600)
+def test_prefect_deploy_all_registers_every_deployment_and_the_nightly_schedule_fires(tmp_path: Path) -> None:
+    """The commands of prefect.yaml's header, verbatim, against a fresh server: without QMU_REPO
+    `prefect deploy --all` stops at deploy time with the remedy; with it, every deployment
+    registers without a prompt, `prefect deployment ls` lists them, the smoke deployment's
+    nightly schedule shows, and the server's scheduler creates its runs."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    spec = _smoke_spec()
-    assert spec["schedules"], "prefect.yaml's smoke deployment lost its schedule"
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    expected = {(d["entrypoint"], d["name"]) for d in spec["deployments"]}
     server = _Server(tmp_path)
     try:
         server.wait_healthy()
+        assert _prefect(server, "work-pool", "create", "qmu-process", "--type", "process").startswith("exit 0")
+
+        missing = _prefect(server, "deploy", "--all")
+        assert missing.startswith("exit 1") and "QMU_REPO is not set" in missing and "QMU_REPO=$PWD" in missing
+
+        deployed = _prefect(server, "deploy", "--all", env={"QMU_REPO": str(ROOT)})
+        assert deployed.startswith("exit 0"), deployed[-3000:]
+        assert deployed.count("successfully created") == len(expected), deployed[-3000:]
+
+        listed = json.loads(_prefect(server, "deployment", "ls", "-o", "json").split("\n", 1)[1])
+        assert {(d["entrypoint"], d["name"]) for d in listed} == expected
+        by_name = {d["name"]: d for d in listed}
+        smoke = by_name["smoke"]
+        assert [s["schedule"]["cron"] for s in smoke["schedules"]] == ["30 2 * * *"]
+        assert smoke["parameters"] == {"config": {"preset": "tiny"}}
+        assert smoke["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
+        assert all(not d["schedules"] for n, d in by_name.items() if n != "smoke")
+        shown = _prefect(server, "deployment", "schedule", "ls", "qmu-pipeline/smoke")
+        assert "cron: 30 2 * * *" in shown and "True" in shown, shown
+
         started = time.monotonic()
         with temporary_settings(updates={PREFECT_API_URL: server.url}):
-            deployment_id, runs = asyncio.run(_deploy_smoke_and_wait(spec))
+            runs = asyncio.run(_scheduled_runs(UUID(smoke["id"])))
         waited = time.monotonic() - started
-        assert runs, (
-            f"the scheduler created no run for deployment {deployment_id} in {SCHEDULE_TIMEOUT:.0f} s; "
-            f"server errors:\n{_errors(server.log)}"
-        )
+        assert runs, f"the scheduler created no run in {SCHEDULE_TIMEOUT:.0f} s; server errors:\n{_errors(server.log)}"
     finally:
         server.stop()
 
-    print(f"{len(runs)} scheduled run(s) {waited:.1f} s after registering the deployment")
+    print(f"{len(runs)} scheduled run(s) {waited:.1f} s after `prefect deploy --all`")
     for run in runs:
-        assert run.deployment_id == deployment_id
         assert run.auto_scheduled, "a run the scheduler did not create"
         assert run.state is not None and run.state.is_scheduled()
         # "30 2 * * *" in UTC, as prefect.yaml says

@@ -358,3 +358,10 @@ def test_summary_naming_a_deleted_model(tmp_path: Path, monkeypatch: pytest.Monk
         ArtifactError, match=r"lists the 'oracle' model as data/artifacts/model/gone.parquet, but neither"
     ):
         resolve_model_ref(run_dir, phase="oracle")
+
+
+def test_a_config_file_may_name_its_preset() -> None:
+    cfg = merge_sections(QMUConfig(), {"preset": "tiny", "train": {"epochs": 2}}, "c.json")
+    assert cfg == preset("tiny", train={"epochs": 2}) and cfg.preset == "tiny"
+    with pytest.raises(ConfigError, match=r'c.json: preset "huge" is not a preset. Known: tiny, default'):
+        merge_sections(QMUConfig(), {"preset": "huge"}, "c.json")

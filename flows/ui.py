@@ -1,0 +1,218 @@
+"""What a flow run shows in the Prefect UI: its report, tables, plots, files and progress.
+
+Artifacts created inside a task hang on that task run, and the UI's flow-run Artifacts tab
+lists them under "Task runs" (the "Flow run" section stays "None"). These helpers run in the
+flow body and create every artifact through the client with the flow run's id and no task run
+id, so they are the flow run's own:
+
+* `show_run(path)`: after a publish task, from the JSON it wrote (a run's ``summary.json``, or a
+  hardware / shot-count report's ``hardware.json`` / ``shots.json``): the comparison table with
+  rounded numbers, the Markdown report with its plots embedded as ``data:image/png;base64``
+  images (the UI renders those; it cannot reach the files behind a ``file://`` link), and a
+  "Files" table of every file of the run. Returns `path`, so a flow ends with
+  ``return show_run(publish_report(...))``.
+* `track(futures, label)`: a flow-level progress bar, "reference models trained k/n", advanced
+  as each future finishes (done callbacks update it through the client).
+
+Outside a flow run (``flow.fn``), or when the API does not answer, they do nothing but log:
+what a run computed never depends on what the UI shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+from prefect.context import FlowRunContext
+from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+
+from qmu_core import report
+from qmu_core.artifacts import ArtifactRef
+
+__all__ = ["files_markdown", "markdown_with_images", "show_run", "track"]
+
+logger = logging.getLogger("qmu.ui")
+
+
+def _flow_run_id() -> UUID | None:
+    context = FlowRunContext.get()
+    return context.flow_run.id if context is not None and context.flow_run is not None else None
+
+
+def _read(path: str | Path) -> bytes | None:
+    """The file's bytes (a local path or an fsspec URL), None when it cannot be read."""
+    try:
+        text = str(path)
+        if "://" in text:
+            import fsspec
+
+            with fsspec.open(text, "rb") as f:
+                return bytes(f.read())
+        return Path(text).read_bytes()
+    except Exception:  # noqa: BLE001 - a missing plot leaves the report without that image
+        return None
+
+
+def _name(path: str | Path) -> str:
+    return PurePosixPath(str(path)).name
+
+
+def _create(client: SyncPrefectClient, flow_run_id: UUID, kind: str, key: str, data: Any, description: str) -> UUID:
+    artifact = ArtifactCreate(
+        type=kind, key=key, description=description, data=data, flow_run_id=flow_run_id, task_run_id=None
+    )
+    return client.create_artifact(artifact=artifact).id
+
+
+def markdown_with_images(markdown: str, images: Mapping[str, str | Path], *, before: str | None = None) -> str:
+    """`markdown` with each PNG of `images` ({caption: path}) embedded as a ``data:`` URI image,
+    in a "Plots" section placed before the first line starting with `before` (else at the end)."""
+    lines = []
+    for caption, path in images.items():
+        data = _read(path)
+        if data:
+            uri = "data:image/png;base64," + base64.b64encode(data).decode()
+            lines.append(f"**{caption}** (`{_name(path)}`)\n\n![{caption}]({uri})\n")
+    if not lines:
+        return markdown
+    section = "## Plots\n\n" + "\n".join(lines) + "\n"
+    if before and f"\n{before}" in markdown:
+        head, tail = markdown.split(f"\n{before}", 1)
+        return f"{head}\n{section}\n{before}{tail}"
+    return markdown.rstrip("\n") + "\n\n" + section
+
+
+def files_markdown(title: str, files: Mapping[str, str | Mapping[str, str]]) -> str:
+    """A Markdown table of the run's files: ``| what | path |`` (a mapping value lists its parts)."""
+    lines = [f"# Files: {title}", "", "| what | file |", "|---|---|"]
+    for what, value in files.items():
+        if value is None:
+            continue
+        parts = value.items() if isinstance(value, Mapping) else [("", value)]
+        for part, path in parts:
+            lines.append(f"| {what}{' ' + part if part else ''} | `{path}` |")
+    return "\n".join(lines) + "\n"
+
+
+def _where(ref: ArtifactRef) -> str:
+    """Where users find `ref`: its URL under a URL artifact root, else its local path."""
+    return str(getattr(ref, "location", None) or ref.path)
+
+
+def _ref_paths(refs: Mapping[str, Any]) -> dict[str, str | dict[str, str]]:
+    out: dict[str, str | dict[str, str]] = {}
+    for name, value in refs.items():
+        if isinstance(value, ArtifactRef):
+            out[name] = _where(value)
+        elif isinstance(value, Mapping):
+            out[name] = {k: _where(v) for k, v in value.items() if isinstance(v, ArtifactRef)}
+    return out
+
+
+def _run_artifacts(path: str, summary: Mapping[str, Any]) -> list[tuple[str, str, Any, str]]:
+    """(type, key, data, description) of a pipeline or audit run's ``summary.json``."""
+    md_bytes = _read(summary["report_md"]) or b""
+    md = md_bytes.decode()
+    title = md.splitlines()[0].removeprefix("# ") if md else str(summary["run"]["name"])
+    plots = {"Before / after / oracle": summary.get("plot_png"), "Membership ROC": summary.get("roc_png")}
+    out = [
+        ("markdown", "qmu-report", markdown_with_images(md, _present(plots), before="## Membership attacks"), title),
+        ("table", "qmu-comparison", json.dumps(report.table_rows(summary["models"])), title),
+        ("table", "qmu-attacks", json.dumps(report.attack_rows(summary["models"])), "Every attack on every model"),
+    ]
+    if summary.get("deletion_md"):
+        deletion = (_read(summary["deletion_md"]) or b"").decode()
+        images = _present({"Every method against the oracle": summary.get("deletion_png")})
+        out.append(("markdown", "qmu-deletion", markdown_with_images(deletion, images), "Deletion report"))
+    files: dict[str, Any] = {"summary.json": path}
+    files |= {k: summary.get(k) for k in ("report_md", "deletion_md", "plot_png", "roc_png", "deletion_png")}
+    files |= {k: summary.get(k) for k in ("metrics_parquet", "scores_parquet", "roc_parquet", "comparison_parquet")}
+    files |= {f"artifact {k}": v for k, v in summary.get("artifacts", {}).items()}
+    out.append(("markdown", "qmu-files", files_markdown(title, files), f"Files of run {summary['run']['name']}"))
+    return out
+
+
+def _present(paths: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in paths.items() if v}
+
+
+def _hardware_artifacts(
+    path: str, summary: Mapping[str, Any], refs: Mapping[str, Any]
+) -> list[tuple[str, str, Any, str]]:
+    """(type, key, data, description) of a hardware or shot-count report (``<name>.json``)."""
+    stem = PurePosixPath(path).stem  # hardware or shots
+    sibling = str(path)[: -len(".json")]
+    title = str(summary.get("title", stem))
+    md = (_read(sibling + ".md") or b"").decode() or f"# {title}\n"
+    rows = [{k: report.rounded(v) for k, v in row.items()} for row in summary.get("rows", [])]
+    files = {f"{stem}.json": path, f"{stem}.md": sibling + ".md", f"{stem}.png": sibling + ".png", **_ref_paths(refs)}
+    return [
+        ("markdown", f"qmu-{stem}-report", markdown_with_images(md, {title: sibling + ".png"}), title),
+        ("table", f"qmu-{stem}", json.dumps(rows), title),
+        ("markdown", f"qmu-{stem}-files", files_markdown(title, files), f"Files of {title}"),
+    ]
+
+
+def show_run(path: str, refs: Mapping[str, Any] | None = None) -> str:
+    """Publish the report whose JSON is at `path` as artifacts of the current flow run (module
+    doc); `refs` ({name: ArtifactRef or {part: ArtifactRef}}) adds their files to the Files
+    table. Returns `path`."""
+    flow_run_id = _flow_run_id()
+    raw = _read(path)
+    if flow_run_id is None or raw is None:
+        logger.info(f"not publishing {path} to the Prefect UI (no flow run, or the file cannot be read)")
+        return path
+    summary = json.loads(raw)
+    made = _run_artifacts(path, summary) if "models" in summary else _hardware_artifacts(path, summary, refs or {})
+    try:
+        with get_client(sync_client=True) as client:
+            for kind, key, data, description in made:
+                _create(client, flow_run_id, kind, key, data, description)
+    except Exception as exc:  # noqa: BLE001 - the run's files are written; the UI is extra
+        logger.warning(
+            f"Could not publish {path} to the Prefect UI ({type(exc).__name__}: {exc}); the files are complete."
+        )
+    return path
+
+
+def track(futures: Iterable[Any], label: str, *, key: str = "qmu-reference-models") -> None:
+    """A progress artifact of the flow run, ``"<label> k/n"``, advanced as each of `futures`
+    finishes (anything without ``add_done_callback`` counts as finished)."""
+    items = list(futures)
+    flow_run_id = _flow_run_id()
+    if flow_run_id is None or not items:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            artifact_id = _create(client, flow_run_id, "progress", key, 0.0, f"{label} 0/{len(items)}")
+    except Exception:  # noqa: BLE001 - no bar, same run
+        return
+    lock = threading.Lock()
+    done = [0]
+    # The callbacks run in whichever thread finishes a future, outside this flow's settings
+    # context: without it, `get_client` would start Prefect's own temporary server.
+    api = {PREFECT_API_URL: PREFECT_API_URL.value(), PREFECT_API_KEY: PREFECT_API_KEY.value()}
+
+    def finished(_: Any) -> None:
+        with lock, contextlib.suppress(Exception):
+            done[0] += 1
+            update = ArtifactUpdate(
+                data=round(100.0 * done[0] / len(items), 1), description=f"{label} {done[0]}/{len(items)}"
+            )
+            with temporary_settings(updates=api), get_client(sync_client=True) as client:
+                client.update_artifact(artifact_id=artifact_id, artifact=update)
+
+    for item in items:
+        if hasattr(item, "add_done_callback"):
+            item.add_done_callback(finished)
+        else:
+            finished(item)

@@ -1,0 +1,317 @@
+"""Artifact roots: a local directory, or any fsspec URL seen through a local mirror.
+
+A root without ``scheme://`` is a local directory: artifacts are read and written in place
+(atomic rename, per-key ``fcntl`` lock), exactly as before URL roots existed.
+
+A URL root (``s3://bucket/qmu``, ``gs://bucket/qmu``, ``file:///mnt/shared/qmu``, any protocol
+fsspec knows) lets workers on other machines share artifacts. Every process works in a local
+*mirror* of the root, ``$QMU_ARTIFACT_CACHE/<sha256(url)[:16]>/`` (default
+``~/.cache/qmu/roots/...``), laid out like a local root, so ``ArtifactRef.path`` stays a local
+file every reader opens as before:
+
+* reading an artifact first downloads it into the mirror when the mirror lacks it;
+* a stage writes into the mirror as before, then uploads its files, and its integrity record
+  (seal) LAST, so a seal on the root always comes after the files it lists;
+* reuse (`qmu_core.artifacts.verify`) always re-reads the seal from the root and checks every
+  file it lists on the root (downloading what the mirror lacks, then the same SHA-256 checks);
+* the per-key lock stays a local file lock in the mirror: it serialises the processes of one
+  machine. Two machines may compute the same key at once; that is safe because a key fixes
+  every input (both results are valid for it) and uploads replace whole files. If their files
+  interleave, the seal no longer matches them: the next `verify` says so and the stage is
+  rebuilt, it is never handed on unchecked.
+
+Only the root is shared: Prefect keeps no cache records for stages (``tasks/_stage.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from qmu_core.errors import ArtifactError
+
+__all__ = [
+    "CACHE_ENV",
+    "Remote",
+    "TMP_SUFFIX",
+    "atomic_path",
+    "is_url",
+    "local_dir",
+    "location",
+    "mirror_dir",
+    "normalize",
+    "remote",
+    "sha256_file",
+    "temp_owner",
+]
+
+CACHE_ENV = "QMU_ARTIFACT_CACHE"
+"""Environment variable: the directory that holds the mirrors of URL roots (one subdirectory each)."""
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def is_url(root: object) -> bool:
+    """Whether `root` is a URL root (``scheme://...``); a `Path` never is."""
+    return isinstance(root, str) and bool(_URL.match(root))
+
+
+def normalize(root: Path | str) -> Path | str:
+    """A root as `ArtifactRef` keeps it: a `Path` for a local directory, the URL (without trailing
+    slashes) for a URL root. ``Path("s3://b/x")`` would collapse ``//``, so URLs stay strings."""
+    if isinstance(root, Path):
+        return root
+    text = str(root)
+    if not is_url(text):
+        return Path(text)
+    scheme, _, rest = text.partition("://")
+    return f"{scheme.lower()}://{rest.rstrip('/') or '/'}"
+
+
+def mirror_dir(url: str) -> Path:
+    """The local mirror of URL root `url` (module doc): ``$QMU_ARTIFACT_CACHE/<sha256(url)[:16]>``."""
+    url = str(normalize(url))
+    base = os.environ.get(CACHE_ENV)
+    if base:
+        parent = Path(base).expanduser()
+    else:
+        parent = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qmu" / "roots"
+    return parent / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def local_dir(root: Path | str) -> Path:
+    """Where this process reads and writes `root`'s files: the directory itself, or its mirror."""
+    root = normalize(root)
+    return mirror_dir(root) if isinstance(root, str) else root
+
+
+def location(root: Path | str, rel: str) -> str:
+    """How to show the file `rel` (``<stage>/<name>``, ``runs/<name>/summary.json``) of `root`
+    to a user: its URL for a URL root, its local path otherwise."""
+    root = normalize(root)
+    return f"{root.rstrip('/')}/{rel}" if isinstance(root, str) else str(root / rel)
+
+
+# --------------------------------------------------------------------------- local files
+
+TMP_SUFFIX = ".tmp"
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
+
+
+def _tmp_name(name: str) -> str:
+    return f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+
+
+def temp_owner(path: Path) -> int | None:
+    """The process id that wrote temporary file `path` (`atomic_path`'s naming), else None."""
+    match = _TMP_NAME.match(path.name)
+    return int(match.group("pid")) if match else None
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A unique temporary path beside `path`; on success it is fsynced and renamed to `path`.
+
+    The temporary name carries the process id, so concurrent writers never collide and `gc`
+    can tell a dead writer's leftovers. On any error the temporary file is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(_tmp_name(path.name))
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- URL roots
+
+
+class Remote:
+    """A URL root through fsspec, with this process's mirror of it (module doc)."""
+
+    def __init__(self, url: str) -> None:
+        import fsspec  # type: ignore[import-untyped]
+
+        self.url = str(normalize(url))
+        self.fs: Any
+        self.fs, base = fsspec.core.url_to_fs(self.url)
+        self.base = str(base).rstrip("/")
+        self.mirror = mirror_dir(self.url)
+        self._local = "file" in _protocols(self.fs)
+
+    def remote_path(self, rel: str) -> str:
+        """`rel` on the root, as the file system names it."""
+        return f"{self.base}/{rel}"
+
+    def local(self, rel: str) -> Path:
+        """`rel` in the mirror."""
+        return self.mirror / rel
+
+    def location(self, rel: str) -> str:
+        """`rel`'s URL."""
+        return f"{self.url}/{rel}"
+
+    def exists(self, rel: str) -> bool:
+        """Whether the root holds file `rel` now (no listing cache)."""
+        path = self.remote_path(rel)
+        self.fs.invalidate_cache(path)
+        try:
+            return bool(self.fs.isfile(path))
+        except FileNotFoundError:
+            return False
+
+    def size(self, rel: str) -> int | None:
+        """Bytes of `rel` on the root, or None if it is not there."""
+        path = self.remote_path(rel)
+        self.fs.invalidate_cache(path)
+        try:
+            return int(self.fs.size(path))
+        except (FileNotFoundError, TypeError):
+            return None
+
+    def download(self, rel: str, *, refresh: bool = False) -> bool:
+        """Bring `rel` into the mirror (kept if already there, unless `refresh`).
+
+        Returns:
+            Whether the mirror now holds it. With `refresh`, a file the root no longer holds is
+            removed from the mirror too, so the mirror never claims more than the root.
+        """
+        target = self.local(rel)
+        if target.is_file() and not refresh:
+            return True
+        try:
+            with atomic_path(target) as tmp:
+                self.fs.get_file(self.remote_path(rel), str(tmp))
+        except FileNotFoundError:
+            if refresh:
+                target.unlink(missing_ok=True)
+            return False
+        except OSError as exc:
+            raise ArtifactError(
+                f"Cannot download {self.location(rel)} into {target} ({type(exc).__name__}: {exc}). "
+                "Check that the artifact root is reachable and your credentials for it."
+            ) from exc
+        self._remember_url()
+        return True
+
+    def check(self, rel: str, digest: str) -> str | None:
+        """Why file `rel` on the root does not hold the bytes with SHA-256 `digest`, or None.
+
+        A mirror copy that already has `digest` is trusted if the root still holds a file of the
+        same size; otherwise the root's file is downloaded (replacing the mirror's) and hashed.
+        """
+        target = self.local(rel)
+        if target.is_file() and sha256_file(target) == digest:
+            size = self.size(rel)
+            if size == target.stat().st_size:
+                return None
+            if size is None:
+                return f"{self.location(rel)} is missing"
+        if not self.download(rel, refresh=True):
+            return f"{self.location(rel)} is missing"
+        if sha256_file(target) != digest:
+            return f"{self.location(rel)} does not match the checksum recorded when it was written"
+        return None
+
+    def upload(self, rel: str) -> None:
+        """Copy mirror file `rel` to the root, replacing the whole file.
+
+        Object stores replace objects whole; on a (shared) file system the copy goes to a
+        temporary name first and is then renamed.
+        """
+        source = self.local(rel)
+        dest = self.remote_path(rel)
+        parent = dest.rsplit("/", 1)[0]
+        try:
+            self.fs.makedirs(parent, exist_ok=True)
+            if self._local:
+                tmp = f"{parent}/{_tmp_name(rel.rsplit('/', 1)[-1])}"
+                try:
+                    self.fs.put_file(str(source), tmp)
+                    self.fs.mv(tmp, dest)
+                finally:
+                    with contextlib.suppress(OSError):
+                        if self.fs.exists(tmp):
+                            self.fs.rm_file(tmp)
+            else:
+                self.fs.put_file(str(source), dest)
+        except OSError as exc:
+            raise ArtifactError(
+                f"Cannot upload {source} to {self.location(rel)} ({type(exc).__name__}: {exc}). "
+                "Check that the artifact root is writable with your credentials (`qmu run` checks it first)."
+            ) from exc
+        self._remember_url()
+
+    def remove(self, rel: str) -> None:
+        """Delete `rel` on the root if it is there."""
+        path = self.remote_path(rel)
+        self.fs.invalidate_cache(path)
+        with contextlib.suppress(FileNotFoundError):
+            if self.fs.exists(path):
+                self.fs.rm_file(path)
+
+    def push(self, files: Sequence[str], *, last: str | None = None) -> None:
+        """Upload mirror files `files`, then `last` (a seal or a summary) once they are all there.
+
+        A `last` already on the root is removed first, so while the files are replaced no
+        reader sees it beside files it does not describe.
+        """
+        if last is not None:
+            self.remove(last)
+        for rel in files:
+            self.upload(rel)
+        if last is not None:
+            self.upload(last)
+
+    def _remember_url(self) -> None:
+        """Name the URL inside its mirror (``.url``), for people cleaning up the mirror cache."""
+        marker = self.mirror / ".url"
+        if not marker.is_file():
+            with contextlib.suppress(OSError):
+                marker.write_text(self.url + "\n")
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+@lru_cache(maxsize=16)
+def _remote(url: str, cache: str | None) -> Remote:
+    return Remote(url)
+
+
+def remote(root: Path | str) -> Remote | None:
+    """The `Remote` of a URL root (one per root and mirror location per process), None for a local one."""
+    root = normalize(root)
+    if not isinstance(root, str):
+        return None
+    return _remote(root, os.environ.get(CACHE_ENV))

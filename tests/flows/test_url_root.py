@@ -1,0 +1,71 @@
+"""The real `tiny` pipeline on a URL artifact root (``file://``): a second machine (a fresh, empty
+mirror) reuses every stage from the shared root."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.pipeline import qmu_pipeline
+from qmu_core import storage, workers
+from qmu_core.presets import preset
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_backend() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def _task_states(flow_run_id: object) -> dict[str, str]:
+    """Final task-run states of a flow run (Prefect records them asynchronously: poll)."""
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            if (runs and all(r.state and r.state.is_final() for r in runs)) or time.monotonic() > deadline:
+                return {f"{r.name}~{r.id.hex[:8]}": r.state.name for r in runs if r.state is not None}
+            time.sleep(0.5)
+
+
+def _run_on(url: str, mirror: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, str]]:
+    """One pipeline run as a machine whose mirror is `mirror` (worker processes started afresh)."""
+    workers.shutdown()  # workers inherit QMU_ARTIFACT_CACHE when they start
+    monkeypatch.setenv(storage.CACHE_ENV, str(mirror))
+    try:
+        state = qmu_pipeline(preset("tiny", run={"artifact_root": url}), return_state=True)
+    finally:
+        workers.shutdown()
+    assert state.is_completed(), state.message
+    return state.result(), _task_states(state.state_details.flow_run_id)
+
+
+def test_a_url_root_is_shared_between_machines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "shared"
+    url = f"file://{shared}"
+    summary_url, states = _run_on(url, tmp_path / "mirror-a", monkeypatch)
+    assert all(s == "Completed" for s in states.values()), states
+    # the summary is shown by its URL and lies on the shared root, with everything it names
+    assert summary_url.startswith(f"{url}/runs/") and summary_url.endswith("/summary.json")
+    summary_file = shared / summary_url.removeprefix(f"{url}/")
+    summary = json.loads(summary_file.read_text())
+    assert summary["report_md"] == summary_url.replace("summary.json", "report.md")
+    listed = [p for v in summary["artifacts"].values() for p in (v.values() if isinstance(v, dict) else [v])]
+    for shown in [*listed, summary["report_md"], summary["plot_png"], summary["roc_png"], summary["deletion_md"]]:
+        assert shown.startswith(f"{url}/") and (shared / shown.removeprefix(f"{url}/")).is_file(), shown
+    assert not [p for p in shared.rglob("*") if storage.temp_owner(p) is not None or p.name.endswith(".lock")]
+
+    # another machine: nothing local, everything reused from the URL root
+    second_url, again = _run_on(url, tmp_path / "mirror-b", monkeypatch)
+    stages = {k: v for k, v in again.items() if not k.startswith("publish_report")}
+    assert len(stages) == 10 + 3 * 5 + 2 * 2 and set(stages.values()) == {"Cached"}, again
+    assert second_url != summary_url and (shared / second_url.removeprefix(f"{url}/")).is_file()
+    # it downloaded what publishing the report read, into its own mirror
+    assert (tmp_path / "mirror-b").is_dir() and any((tmp_path / "mirror-b").rglob("metrics-v*.parquet"))
