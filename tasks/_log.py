@@ -108,11 +108,18 @@ def progress(label: str) -> Progress:
     if opened is not None:
         opened.append(bar)
 
+    first: list[float] = []  # time and epoch of the first report
+
     def report(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        elapsed = time.monotonic() - start
-        eta = elapsed / epoch * (epochs - epoch)
+        # The rate comes from the epochs seen here, not from the stage's start: with the
+        # concurrent DAG a stage may wait minutes for a free worker process before its first epoch.
+        now = time.monotonic()
+        if not first:
+            first.extend((now, epoch))
+        t0, e0 = first
+        eta = f"~{(now - t0) / (epoch - e0) * (epochs - epoch):.0f}s left" if epoch > e0 else "ETA from the next epoch"
         values = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-        logger.info(f"{label}: epoch {epoch}/{epochs} {values} ({elapsed:.1f}s, ~{eta:.0f}s left)")
+        logger.info(f"{label}: epoch {epoch}/{epochs} {values} ({now - start:.1f}s since the stage started, {eta})")
         bar.advance(epoch, epochs)
 
     return report
