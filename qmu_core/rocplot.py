@@ -70,11 +70,16 @@ def roc_plot(roc: pd.DataFrame, path: Path, *, title: str) -> Path:
         raise ValueError("roc frame has no rows")
     x_floor, y_floor = _floor(roc["fpr"]), _floor(roc["tpr"])
     colours = plt.get_cmap("tab10")
+    # At most 4 panels a row: one long strip shrinks to illegible when shown at page width (the UI).
+    ncols = min(4, len(phases))
+    nrows = -(-len(phases) // ncols)
     fig, axes = plt.subplots(
-        1, len(phases), figsize=(4.2 * len(phases), 4.4), dpi=110, squeeze=False, sharex=True, sharey=True
+        nrows, ncols, figsize=(4.2 * ncols, 4.4 * nrows), dpi=110, squeeze=False, sharex=True, sharey=True
     )
     try:
-        for ax, phase in zip(axes[0], phases, strict=True):
+        for ax in axes.flat[len(phases) :]:
+            ax.set_visible(False)
+        for ax, phase in zip(axes.flat, phases, strict=False):
             in_phase = roc[roc["phase"] == phase]
             for i, attack in enumerate(attacks):
                 curve = in_phase[in_phase["attack"] == attack]
@@ -98,7 +103,8 @@ def roc_plot(roc: pd.DataFrame, path: Path, *, title: str) -> Path:
             ax.set_title(str(phase), fontsize=10)
             ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
             ax.legend(loc="lower right", fontsize=7)
-        axes[0][0].set_ylabel("true-positive rate")
+        for row in axes:
+            row[0].set_ylabel("true-positive rate")
         fig.suptitle(title)
         fig.tight_layout()
         with atomic_path(path) as tmp:

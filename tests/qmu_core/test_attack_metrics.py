@@ -240,3 +240,16 @@ def test_roc_plot_rejects_a_frame_without_curves(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lacks columns"):
         roc_plot(pd.DataFrame({"phase": ["before"], "fpr": [0.0]}), tmp_path / "x.png", title="x")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_roc_plot_wraps_after_four_panels(tmp_path: Path) -> None:
+    """Seven phases (a run's before, oracle and five methods): two rows of four panels, not one
+    strip that the Prefect UI would shrink to illegible at page width."""
+    from PIL import Image
+
+    frame = _roc_frame(True)
+    seven = pd.concat([frame.assign(phase=f"{p}-{i}") for i in range(4) for p in frame["phase"].unique()[:2]])
+    seven = seven[seven["phase"].isin(sorted(seven["phase"].unique())[:7])]
+    path = roc_plot(seven, tmp_path / "roc.png", title="ROC, 7 phases")
+    width, height = Image.open(path).size
+    assert (width, height) == (round(4.2 * 4 * 110), round(4.4 * 2 * 110))
