@@ -35,7 +35,7 @@ from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
 
-from qmu_core import report
+from qmu_core import report, storage
 from qmu_core.artifacts import ArtifactRef
 
 __all__ = ["files_markdown", "markdown_with_images", "show_run", "track"]
@@ -52,7 +52,7 @@ def _read(path: str | Path) -> bytes | None:
     """The file's bytes (a local path or an fsspec URL), None when it cannot be read."""
     try:
         text = str(path)
-        if "://" in text:
+        if storage.is_url(text):
             import fsspec
 
             with fsspec.open(text, "rb") as f:
@@ -105,7 +105,7 @@ def files_markdown(title: str, files: Mapping[str, str | Mapping[str, str]]) -> 
 
 def _where(ref: ArtifactRef) -> str:
     """Where users find `ref`: its URL under a URL artifact root, else its local path."""
-    return str(getattr(ref, "location", None) or ref.path)
+    return ref.location
 
 
 def _ref_paths(refs: Mapping[str, Any]) -> dict[str, str | dict[str, str]]:

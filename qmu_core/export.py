@@ -76,7 +76,7 @@ def _resolve_url(url: str, phase: str) -> ArtifactRef:
     """`resolve_model_ref` for a URL below a URL artifact root."""
     if url.endswith(".parquet"):
         root, stage, name = (url.rsplit("/", 2) + ["", ""])[:3]
-        if stage != "model" or "://" not in root:
+        if stage != "model" or not storage.is_url(root):
             raise ArtifactError(
                 f"{url} is not a model artifact (<root>/model/model-v*.parquet) of a URL artifact root."
             )
@@ -102,7 +102,7 @@ def fetch_run_summary(url: str) -> tuple[Path, str]:
     url = str(storage.normalize(url))
     shown = url if url.endswith(".json") else f"{url}/summary.json"
     parts = shown.rsplit("/", 3)
-    if len(parts) != 4 or parts[1] != "runs" or "://" not in parts[0]:
+    if len(parts) != 4 or parts[1] != "runs" or not storage.is_url(parts[0]):
         raise ArtifactError(
             f"{url} is not a run of a URL artifact root (<root>/runs/<name>[/summary.json]) "
             "or a model artifact (<root>/model/<key>.parquet)."

@@ -6,6 +6,7 @@ and testable; `preset(name)` validates the result.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, get_args
@@ -138,8 +139,8 @@ def preset_values(section: type[BaseModel], field: str) -> str:
     the value alone when every preset agrees;
     empty if no preset uses that section class (sampler variants)."""
     found: dict[str, Any] = {}
-    for name in PRESETS:
-        for part in _sections(preset(name)):
+    for name, config in _all_presets().items():
+        for part in _sections(config):
             if type(part) is section:
                 found[name] = getattr(part, field)
                 break
@@ -155,6 +156,12 @@ def preset_values(section: type[BaseModel], field: str) -> str:
     if len(groups) == 1:
         return next(iter(groups))
     return "the preset's value (" + "; ".join(f"{', '.join(names)}: {text}" for text, names in groups.items()) + ")"
+
+
+@functools.cache
+def _all_presets() -> dict[str, QMUConfig]:
+    """Every preset, built once (the form schema asks for each field's values)."""
+    return {name: preset(name) for name in PRESETS}
 
 
 def _sections(config: BaseModel) -> Iterator[BaseModel]:

@@ -367,15 +367,11 @@ def table_rows(models: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Report:
-    """A published run report: where summary.json is, and the Markdown and table shown in the UI."""
+    """A published run report: where summary.json is, and the Markdown the task logs (the UI's
+    artifacts are built from summary.json by `flows.ui.show_run`)."""
 
     summary_path: Path | str  # the local file, or its URL for a URL artifact root
     markdown: str
-    rows: list[dict[str, Any]]
-    title: str
-    attack_rows: list[dict[str, Any]]
-    plots: dict[str, Path]
-    deletion_markdown: str | None = None
 
 
 def attack_rows(models: Mapping[str, Summary]) -> list[dict[str, Any]]:
@@ -590,4 +586,4 @@ def publish(
         names = sorted(p.name for p in run_dir.iterdir() if p.is_file() and storage.temp_owner(p) is None)
         remote.push([f"{run_rel}/{n}" for n in names if n != "summary.json"], last=f"{run_rel}/summary.json")
         path = remote.location(f"{run_rel}/summary.json")
-    return Report(path, md, table_rows(models), heading, attack_rows(models), plots, deletion_md)
+    return Report(path, md)

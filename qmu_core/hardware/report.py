@@ -39,10 +39,8 @@ COLUMNS = (
 
 @dataclass
 class HardwareReport:
-    """What `publish` wrote and what Prefect shows."""
+    """What `publish` wrote: the Markdown the task logs, the JSON (the UI is built from it) and the plots."""
 
-    title: str
-    rows: list[dict[str, Any]]
     markdown: str
     summary_path: Path | str  # the local file, or its URL for a URL artifact root
     plots: dict[str, Path] = field(default_factory=dict)
@@ -202,7 +200,7 @@ def publish(
     summary.write_text(json.dumps(payload, indent=2))
     (run_dir / f"{name}.md").write_text(md)
     plot = (_study_plot if study else _hardware_plot)(table, run_dir / f"{name}.png")
-    return HardwareReport(title=title, rows=table, markdown=md, summary_path=summary, plots={f"qmu-{name}-png": plot})
+    return HardwareReport(markdown=md, summary_path=summary, plots={f"qmu-{name}-png": plot})
 
 
 def publish_artifacts(
