@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,6 +55,35 @@ __all__ = [
 KNOWN_LABELS = {"digits": range(10), "synthetic": range(10)}
 
 
+SECTION_TITLES = {
+    "run": "Run",
+    "data": "Data",
+    "model": "Model",
+    "train": "Training",
+    "attack": "Membership attacks",
+    "unlearn": "Unlearning",
+    "hardware": "Hardware (finite shots)",
+}
+"""The form's heading of each `QMUConfig` section (the class names would show otherwise)."""
+
+SAMPLER_TITLES = {
+    "qsim": "qsim: noiseless shots",
+    "qsim_noisy": "qsim_noisy: simple noise model",
+    "google_virtual": "google_virtual: a processor's noiseless virtual engine",
+    "google_noisy_qvm": "google_noisy_qvm: a processor's noisy virtual machine",
+    "google_engine": "google_engine: the real Google Quantum Engine",
+    "emulator": "emulator: exact noisy distributions",
+}
+"""The form's label of each sampler variant (`hardware.sampler`)."""
+
+
+def _form_text(text: str) -> str:
+    """A description as both Prefect UIs show it: no Markdown backticks (the V2 UI prints them)
+    and no angle brackets (the V1 UI drops ``<...>`` as HTML)."""
+    text = re.sub(r"<([^<>\s]*)>", r"⟨\1⟩", text.replace("`", ""))
+    return text.replace(" > ", " above ").replace(" < ", " below ").replace("<", "‹").replace(">", "›")
+
+
 def _form_schema(schema: dict[str, Any], cls: type[BaseModel]) -> None:
     """The JSON schema the Prefect form renders: no field-level defaults, each field's value in
     every preset added to its description instead.
@@ -61,21 +91,44 @@ def _form_schema(schema: dict[str, Any], cls: type[BaseModel]) -> None:
     Prefect's form fills every field it shows with the schema's default before sending a run,
     which would override the chosen `preset` field with the class defaults. Without schema
     defaults, the fields a user leaves empty are not sent and come from the preset.
+
+    A bool field is offered as a choice between ``true`` and ``false`` (``enum``, no ``type``)
+    that starts empty: Prefect's older UI (``/deployments``) draws a ``"type": "boolean"`` as
+    a switch and sends it as ``false`` untouched, which overrode presets that set it ``true``.
+    Both UIs send an untouched choice not at all and a chosen one as a JSON boolean, which
+    the server's schema check and the field itself (strict bool) accept; either UI's ⋮ menu
+    "Omit value" returns it to the preset. Measured in both UIs: tests/e2e/test_ui_browser.py.
     """
     from qmu_core.presets import preset_values
 
+    if "description" in schema:
+        schema["description"] = _form_text(schema["description"])
     kind = schema.get("properties", {}).get("kind", {})
     if "const" in kind:  # a variant of a tagged union (hardware.sampler): the form must send its tag
         schema["required"] = sorted({*schema.get("required", []), "kind"})
+        kind["default"] = kind["const"]  # the form fills it in (both UIs leave a bare const empty)
+        schema["title"] = SAMPLER_TITLES.get(kind["const"], schema.get("title", ""))
     for name, prop in schema.get("properties", {}).items():
-        if "default" not in prop:
+        if cls is QMUConfig and name in SECTION_TITLES:
+            prop["title"] = SECTION_TITLES[name]
+        if prop.get("type") == "boolean":
+            prop.pop("type")
+            prop["enum"] = [True, False]
+        if "default" not in prop or "const" in prop:
+            if "description" in prop:
+                prop["description"] = _form_text(prop["description"])
             continue
         prop.pop("default")
-        if cls is QMUConfig:
-            continue  # sections and the preset choice itself
-        values = preset_values(cls, name)
-        if values:
-            prop["description"] = f"{prop.get('description', '').rstrip()} Empty: {values}."
+        values = "" if cls is QMUConfig else preset_values(cls, name)  # sections, the preset choice
+        text = prop.get("description", "").rstrip()
+        if values and re.search(r"(?i)\bempty\b", text):  # it says what empty means (None: another field)
+            if values != "null":
+                listed = values.removeprefix("the preset's value (").removesuffix(")")
+                text += f" Presets: {listed}."
+        elif values:
+            text += f" Empty: {values}."
+        if text:
+            prop["description"] = _form_text(text)
 
 
 class Section(BaseModel):
@@ -629,10 +682,18 @@ SAMPLER_KINDS = tuple(SAMPLER_CLASSES)
 
 
 def _any_of(schema: dict[str, Any]) -> None:
-    """Render the sampler union as `anyOf` (Prefect's form picks a variant from it)."""
+    """Render the sampler union as `anyOf` (Prefect's form picks a variant from it), the presets'
+    kind first: both UIs show the first variant selected and, as its `kind` has a default there,
+    send ``{"kind": ...}`` for it untouched (which the preset merge leaves as the preset's)."""
     if "oneOf" in schema:
         schema["anyOf"] = schema.pop("oneOf")
     schema.pop("discriminator", None)
+    from qmu_core.presets import PRESETS, preset
+
+    kinds = {preset(name).hardware.sampler.kind for name in PRESETS}
+    first = SAMPLER_CLASSES[kinds.pop() if len(kinds) == 1 else "emulator"].__name__
+    # The refs are still pydantic's internal ones here (".../qmu_core__config__EmulatorSampler-Input__1").
+    schema["anyOf"].sort(key=lambda variant: first not in re.split(r"[/_-]+", str(variant.get("$ref", ""))))
 
 
 class HardwareConfig(Section):
