@@ -207,15 +207,23 @@ def _hardware(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    """`qmu audit`: recover the config and models from a run or a model artifact, audit them."""
-    from qmu_core.attacks.subjects import resolve
+    """`qmu audit`: recover the config and models from a run (its name under data/artifacts, its
+    folder or summary.json) or from model artifacts (several separated by commas), audit them.
 
-    subject = resolve(args.source if is_url(args.source) else Path(args.source), attack=preset(args.preset).attack)
-    config = apply_overrides(subject.config, args.set or [])
+    Checked here before Prefect starts; the flow resolves the same source again. A model
+    artifact takes `--preset`'s attack section (a run keeps its own): passed on as an override.
+    """
+    from qmu_core.attacks.subjects import DEFAULT_ROOT, resolve_many, split_sources
+
+    attack = preset(args.preset).attack
+    subject = resolve_many(split_sources(args.source), root=DEFAULT_ROOT, attack=attack)
+    overrides = [f"attack={attack.model_dump_json()}"] if subject.attack_given else []
+    overrides += args.set or []
+    config = apply_overrides(subject.config, overrides)
     check_artifact_root(config.run.artifact_root)
     from flows.audit import qmu_audit
 
-    return _flow(args, config, qmu_audit, config, subject.models)
+    return _flow(args, config, qmu_audit, args.source, tuple(overrides), DEFAULT_ROOT)
 
 
 def _flow(args: argparse.Namespace, config: QMUConfig, flow: Any, *params: Any) -> int:
@@ -235,8 +243,22 @@ def _flow(args: argparse.Namespace, config: QMUConfig, flow: Any, *params: Any) 
             summary = flow(*params)
     finally:
         workers.shutdown()  # nothing left running when the summary path is printed
+    _say_where(summary)
     print(summary)
     return 0
+
+
+def _say_where(summary: str) -> None:
+    """One stderr line: the run folder (its index.html shows the reports in a browser) and, when
+    the run used a temporary API server, how to keep runs browsable in the Prefect UI."""
+    from prefect.settings import PREFECT_API_URL
+
+    folder = summary.rsplit("/", 1)[0]
+    index = f"{folder}/index.html"
+    shown = index if is_url(index) or Path(index).is_file() else folder
+    keep = "; to keep runs in the Prefect UI: `make ui`, then PREFECT_API_URL=http://127.0.0.1:4200/api"
+    ui = "" if PREFECT_API_URL.value() else keep
+    print(f"qmu: run folder {folder} (open {shown} in a browser){ui}", file=sys.stderr)
 
 
 class _KnownErrorFilter(logging.Filter):

@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow
 
 from flows.runner import ConfiguredTaskRunner
+from flows.runs import accepts_config, run_name
 from flows.steps import membership_audit, reference_models, split, train_and_unlearn
 from flows.ui import show_run, track
 from qmu_core import workers
@@ -46,7 +47,10 @@ def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
     track(references["reference_models"].values(), "reference models trained")
     common = {"model": config.model, "classes": config.data.classes}
     loss = config.train.loss
-    simulated = {k: model_outputs.submit(weights=w, splits=splits, loss=loss, **common) for k, w in models.items()}
+    simulated = {
+        k: model_outputs.submit(weights=w, splits=splits, loss=loss, label=f"outputs {k}", **common)
+        for k, w in models.items()
+    }
     audit = membership_audit(config, splits, references, simulated)
     weights, outputs = dict(models), dict(simulated)
     if hw.measure_references:
@@ -119,7 +123,14 @@ def _judged(config: QMUConfig, s: dict[str, Any], outputs: dict[str, Any], sourc
     return hardware_metrics(outputs=audited, scores=scores, records=s["records"], attack=config.attack, source=source)
 
 
-@flow(name="qmu-hardware", log_prints=True, task_runner=ConfiguredTaskRunner())
+@flow(
+    name="qmu-hardware",
+    log_prints=True,
+    task_runner=ConfiguredTaskRunner(),
+    flow_run_name=run_name("hardware"),
+    validate_parameters=False,  # `accepts_config` validates: a broken rule fails with its message alone
+)
+@accepts_config
 def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
     """Before, every unlearned model and the oracle measured on `hardware.sampler` with
     `hardware.repetitions` shots; accuracy and the audit beside exact simulation. Returns the
@@ -145,7 +156,14 @@ def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the
     return show_run(path, refs={"metrics": metrics})
 
 
-@flow(name="qmu-shots", log_prints=True, task_runner=ConfiguredTaskRunner())
+@flow(
+    name="qmu-shots",
+    log_prints=True,
+    task_runner=ConfiguredTaskRunner(),
+    flow_run_name=run_name("shots"),
+    validate_parameters=False,  # `accepts_config` validates: a broken rule fails with its message alone
+)
+@accepts_config
 def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
     """The shot-count study: for every repetition count of `hardware.shots`, MIA AUC, TPR at 1 %
     FPR, forget-set success and AUC, accuracy and the output variance, against shots. Returns

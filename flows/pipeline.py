@@ -7,6 +7,7 @@ import time
 from prefect import flow
 
 from flows.runner import ConfiguredTaskRunner
+from flows.runs import accepts_config, run_name
 from flows.steps import judge_against_oracle, membership_audit, reference_models, split, train_and_unlearn
 from flows.ui import show_run, track
 from qmu_core import workers
@@ -15,7 +16,14 @@ from qmu_core.presets import preset
 from tasks import model_outputs, publish_report
 
 
-@flow(name="qmu-pipeline", log_prints=True, task_runner=ConfiguredTaskRunner())
+@flow(
+    name="qmu-pipeline",
+    log_prints=True,
+    task_runner=ConfiguredTaskRunner(),
+    flow_run_name=run_name(),
+    validate_parameters=False,  # `accepts_config` validates: a broken rule fails with its message alone
+)
+@accepts_config
 def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - the form starts from `default`
     """Membership leakage before and after unlearning a deletion request, every method judged
     against the retrain oracle. Returns summary.json's path."""
@@ -40,7 +48,10 @@ def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - 
 
     # The audit: every attack fitted once on the reference models' outputs, then the same
     # frozen attacks score every model: before, each method's result and the oracle.
-    outputs = {k: model_outputs.submit(weights=w, splits=splits, loss=train.loss, **common) for k, w in models.items()}
+    outputs = {
+        k: model_outputs.submit(weights=w, splits=splits, loss=train.loss, label=f"outputs {k}", **common)
+        for k, w in models.items()
+    }
     audit = membership_audit(config, splits, references, outputs)
 
     # Every method against the oracle: accuracies, attacks on the forget set, divergence, cost.

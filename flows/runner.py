@@ -12,14 +12,23 @@ flow run being executed and starts the runner it names, then hands every submit 
 * ``dask``: prefect-dask's `DaskTaskRunner`. Without ``run.dask_address``, a local cluster of
   ``run.workers`` (0: one per core) single-threaded worker processes, so model training runs in
   them; with an address, the existing cluster's workers (other machines too; see the README).
+
+When the flow run stops on a signal (a cancel from the UI: the Prefect worker sends SIGTERM; or
+Ctrl-C), the runner's exit stops the model-training worker processes at once
+(`qmu_core.workers.cancel`): the stages training in them end Cancelled instead of failing on a
+dead worker, and the run's log says once that it was cancelled (`ConfiguredTaskRunner.__exit__`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from typing import Any
 
 from prefect.context import FlowRunContext
+from prefect.exceptions import TerminationSignal
+from prefect.logging.loggers import flow_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from qmu_core import workers
@@ -29,6 +38,45 @@ __all__ = ["THREADS", "ConfiguredTaskRunner", "build"]
 
 # Threads of the local runner: every stage of a paper-scale run can be waiting at once.
 THREADS = 64
+
+_stopping = threading.Event()
+"""Set while a flow run of this process stops on a signal (`ConfiguredTaskRunner.__exit__`)."""
+
+
+class _OneStopLine(logging.Filter):
+    """While a run stops on a signal, its log says so once (`ConfiguredTaskRunner._say_stopped`).
+
+    Prefect would add, at ERROR, a "Finished in state Cancelled(...)" line for every stage the
+    stop ended and a "Finished in state NotReady(...)" line for every stage waiting on one of
+    them, "Flow run was cancelled." or "Crash detected!", and "Finished in state Running()" (the
+    Prefect worker, not the flow's process, sets the final state of a cancelled run). The stages'
+    states show in the UI; these lines are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _stopping.is_set():
+            return True
+        message = record.getMessage()
+        if record.name == "prefect.task_runs":
+            return not message.startswith(("Finished in state Cancelled(", "Finished in state NotReady("))
+        if record.name == "prefect.flow_runs":
+            return not message.startswith(("Flow run was cancelled.", "Crash detected!", "Finished in state Running("))
+        return True
+
+
+_filter = _OneStopLine()
+for _name in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_name).addFilter(_filter)
+
+
+def _is_cancel() -> bool:
+    """Whether the signal this process got is a cancel (the Prefect worker says so before it
+    sends SIGTERM), not a plain termination."""
+    try:
+        from prefect._internal.control_listener import get_intent
+
+        return get_intent() == "cancel"
+    except Exception:  # noqa: BLE001 - a private API: without it a cancel reads as a termination
+        return False
 
 
 def build(run: RunConfig) -> TaskRunner[Any]:
@@ -65,6 +113,7 @@ class ConfiguredTaskRunner(TaskRunner[Any]):
         super().__init__()
         self._inner: TaskRunner[Any] | None = None
         self._lock = threading.Lock()
+        self._flow_run: Any = None
 
     def duplicate(self) -> ConfiguredTaskRunner:
         return type(self)()
@@ -79,6 +128,10 @@ class ConfiguredTaskRunner(TaskRunner[Any]):
         """The runner in use, started on first access."""
         with self._lock:
             if self._inner is None:
+                context = FlowRunContext.get()
+                self._flow_run = context.flow_run if context is not None else None
+                workers.resume()  # a run cancelled earlier in this process does not stop this one
+                _stopping.clear()
                 run = _run_config()
                 inner = build(run)
                 inner.__enter__()
@@ -96,6 +149,35 @@ class ConfiguredTaskRunner(TaskRunner[Any]):
     def __exit__(self, *exc: Any) -> None:
         with self._lock:
             inner, self._inner = self._inner, None
+        error = exc[1] if len(exc) > 1 else None
+        if inner is not None and error is not None and not isinstance(error, Exception):
+            # A signal (TerminationSignal, KeyboardInterrupt) ends the flow: stop the training
+            # workers before the task runner waits for its threads, so that their stages end
+            # Cancelled now instead of training on (or failing on a worker the signal killed).
+            _stopping.set()
+            self._say_stopped(error)
+            workers.cancel()
+            if not _is_cancel():  # a terminated process may die by the signal next: send the line now
+                for handler in logging.getLogger("prefect.flow_runs").handlers:
+                    with contextlib.suppress(Exception):
+                        handler.flush()
         if inner is not None:
             inner.__exit__(*exc)
         super().__exit__(*exc)
+
+    def _say_stopped(self, error: BaseException) -> None:
+        """The run's one line about why it stopped (Prefect's own state change says the rest)."""
+        if _is_cancel():
+            level, message = logging.INFO, "run cancelled"
+        elif isinstance(error, TerminationSignal):
+            level, message = logging.WARNING, f"run terminated (signal {error.signal})"
+        else:
+            level, message = logging.WARNING, f"run interrupted ({type(error).__name__})"
+        message += "; stopped the stages still running. Finished stages are kept and reused by the next run."
+        try:
+            logger: logging.Logger | logging.LoggerAdapter = (
+                flow_run_logger(self._flow_run) if self._flow_run is not None else self.logger
+            )
+        except Exception:  # noqa: BLE001 - no logger is no reason to fail the stop
+            logger = self.logger
+        logger.log(level, message)

@@ -186,14 +186,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
     """The API URL for this run, with Prefect's settings pointing at it while inside."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     configured = PREFECT_API_URL.value()
     if configured:
         check_api(configured)
         yield configured
         return
-    with _temporary_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
+    # No UI URL: Prefect would print "View at <temporary server>/runs/...", a page that is gone
+    # when the run ends. The CLI prints the run folder instead.
+    with _temporary_server() as url, temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""}):
         try:
             yield url
         finally:

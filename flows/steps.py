@@ -54,7 +54,7 @@ def reference_models(config: QMUConfig, splits: ArtifactRef) -> dict[str, Any]:
     and the membership matrix that says which half."""
     names = reference_names(config.attack)
     common = {"model": config.model, "classes": config.data.classes, "train": config.train, "seed": config.run.seed}
-    models = train_model.map(splits=splits, which=names, **common)
+    models = train_model.map(splits=splits, which=names, labels=[f"train {n}" for n in names], **common)
     membership = membership_matrix(splits=splits, names=tuple(names), seed=config.run.seed)
     return {"membership": membership, "reference_models": dict(zip(names, models, strict=True))}
 
@@ -66,7 +66,9 @@ def membership_audit(
     score every audited model (`outputs`: {phase: outputs}); metrics with CIs per attack."""
     common = {"model": config.model, "classes": config.data.classes, "loss": config.train.loss}
     models = references["reference_models"]
-    reference_outputs = model_outputs.map(weights=list(models.values()), splits=splits, **common)
+    reference_outputs = model_outputs.map(
+        weights=list(models.values()), splits=splits, labels=[f"outputs {n}" for n in models], **common
+    )
     scores = audit_models(
         splits=splits,
         membership=references["membership"],
@@ -95,8 +97,13 @@ def train_and_unlearn(config: QMUConfig, base: ArtifactRef, splits: ArtifactRef,
     and the original model after each unlearning method (``after_<m>``)."""
     seed, train = repeat_seed(config, repeat), config.train
     common = {"model": config.model, "classes": config.data.classes}
-    target = train_model.submit(splits=base, train=train, which="target", seed=seed, **common)
-    oracle = train_model.submit(splits=splits, train=train, which="oracle", seed=seed, **common)
+    suffix = f" r{repeat}" if repeat else ""  # as the report names repeats: r1/after_ga, ...
+    target = train_model.submit(
+        splits=base, train=train, which="target", seed=seed, label=f"train target{suffix}", **common
+    )
+    oracle = train_model.submit(
+        splits=splits, train=train, which="oracle", seed=seed, label=f"train oracle{suffix}", **common
+    )
     models: dict[str, Ref] = {phase_name(repeat, "before"): target, phase_name(repeat, "oracle"): oracle}
     for method in config.unlearn.methods:
         models[phase_name(repeat, f"after_{method}")] = unlearn.submit(
@@ -106,6 +113,7 @@ def train_and_unlearn(config: QMUConfig, base: ArtifactRef, splits: ArtifactRef,
             unlearn=config.unlearn.for_stage(method),
             method=method,
             seed=seed,
+            label=f"unlearn {method}{suffix}",
             **common,
         )
     return models
@@ -127,6 +135,7 @@ def judge_against_oracle(
                 splits=splits,
                 unlearn=config.unlearn.for_stage("relearn"),
                 seed=repeat_seed(config, repeat),
+                label=f"relearn {phase.replace('/', ' ')}",
                 **common,
             )
     comparison = compare_unlearning(

@@ -74,14 +74,21 @@ def _create(client: SyncPrefectClient, flow_run_id: UUID, kind: str, key: str, d
 
 
 def markdown_with_images(markdown: str, images: Mapping[str, str | Path], *, before: str | None = None) -> str:
-    """`markdown` with each PNG of `images` ({caption: path}) embedded as a ``data:`` URI image,
-    in a "Plots" section placed before the first line starting with `before` (else at the end)."""
+    """`markdown` with each PNG of `images` ({caption: path}) as a ``data:`` URI image: a relative
+    link to the file's name (``![...](deletion.png)``, how the report links it on disk) is replaced
+    in place, where the UI could not follow it; the others go to a "Plots" section placed before
+    the first line starting with `before` (else at the end)."""
     lines = []
     for caption, path in images.items():
         data = _read(path)
-        if data:
-            uri = "data:image/png;base64," + base64.b64encode(data).decode()
-            lines.append(f"**{caption}** (`{_name(path)}`)\n\n![{caption}]({uri})\n")
+        if not data:
+            continue
+        uri = "data:image/png;base64," + base64.b64encode(data).decode()
+        link = f"]({_name(path)})"
+        if link in markdown:
+            markdown = markdown.replace(link, f"]({uri})")
+            continue
+        lines.append(f"**{caption}** (`{_name(path)}`)\n\n![{caption}]({uri})\n")
     if not lines:
         return markdown
     section = "## Plots\n\n" + "\n".join(lines) + "\n"
@@ -91,15 +98,35 @@ def markdown_with_images(markdown: str, images: Mapping[str, str | Path], *, bef
     return markdown.rstrip("\n") + "\n\n" + section
 
 
-def files_markdown(title: str, files: Mapping[str, str | Mapping[str, str]]) -> str:
-    """A Markdown table of the run's files: ``| what | path |`` (a mapping value lists its parts)."""
-    lines = [f"# Files: {title}", "", "| what | file |", "|---|---|"]
+def _file_url(path: str) -> str:
+    """A link target for a run file: its URL under a URL root, else a ``file://`` URL."""
+    if storage.is_url(path):
+        return path
+    return Path(path).resolve().as_uri()
+
+
+def files_markdown(
+    title: str, files: Mapping[str, str | Mapping[str, str]], shown: Mapping[str, str] | None = None
+) -> str:
+    """A Markdown table of the run's files: what, a link to the file (``file://`` or its URL),
+    and, for files the UI shows as artifacts (`shown`: {what: UI path}), a link to that page."""
+    shown = shown or {}
+    lines = [
+        f"# Files: {title}",
+        "",
+        "The run folder's `index.html` shows the reports with their plots in a browser. Browsers do not",
+        "follow `file://` links from a web page: copy one into the address bar, or use the UI link.",
+        "",
+        "| what | file | in the UI |",
+        "|---|---|---|",
+    ]
     for what, value in files.items():
         if value is None:
             continue
         parts = value.items() if isinstance(value, Mapping) else [("", value)]
         for part, path in parts:
-            lines.append(f"| {what}{' ' + part if part else ''} | `{path}` |")
+            ui = f"[open]({shown[what]})" if what in shown and not part else ""
+            lines.append(f"| {what}{' ' + part if part else ''} | [{_name(path)}]({_file_url(str(path))}) | {ui} |")
     return "\n".join(lines) + "\n"
 
 
@@ -134,10 +161,25 @@ def _run_artifacts(path: str, summary: Mapping[str, Any]) -> list[tuple[str, str
         images = _present({"Every method against the oracle": summary.get("deletion_png")})
         out.append(("markdown", "qmu-deletion", markdown_with_images(deletion, images), "Deletion report"))
     files: dict[str, Any] = {"summary.json": path}
-    files |= {k: summary.get(k) for k in ("report_md", "deletion_md", "plot_png", "roc_png", "deletion_png")}
+    files |= {k: summary.get(k) for k in ("index_html", "report_md", "deletion_md", "plot_png", "roc_png")}
+    files |= {k: summary.get(k) for k in ("deletion_png",)}
     files |= {k: summary.get(k) for k in ("metrics_parquet", "scores_parquet", "roc_parquet", "comparison_parquet")}
     files |= {f"artifact {k}": v for k, v in summary.get("artifacts", {}).items()}
-    out.append(("markdown", "qmu-files", files_markdown(title, files), f"Files of run {summary['run']['name']}"))
+    pages = {
+        "report_md": "qmu-report",
+        "plot_png": "qmu-report",
+        "roc_png": "qmu-report",
+        "deletion_md": "qmu-deletion",
+        "deletion_png": "qmu-deletion",
+        "comparison_parquet": "qmu-comparison",
+        "metrics_parquet": "qmu-attacks",
+    }
+
+    def files_table(ids: Mapping[str, UUID]) -> str:
+        shown = {what: f"/artifacts/artifact/{ids[key]}" for what, key in pages.items() if key in ids}
+        return files_markdown(title, files, shown)
+
+    out.append(("markdown", "qmu-files", files_table, f"Files of run {summary['run']['name']}"))
     return out
 
 
@@ -175,8 +217,9 @@ def show_run(path: str, refs: Mapping[str, Any] | None = None) -> str:
     made = _run_artifacts(path, summary) if "models" in summary else _hardware_artifacts(path, summary, refs or {})
     try:
         with get_client(sync_client=True) as client:
-            for kind, key, data, description in made:
-                _create(client, flow_run_id, kind, key, data, description)
+            ids: dict[str, UUID] = {}
+            for kind, key, data, description in made:  # a callable (the files table) links to those before it
+                ids[key] = _create(client, flow_run_id, kind, key, data(ids) if callable(data) else data, description)
     except Exception as exc:  # noqa: BLE001 - the run's files are written; the UI is extra
         logger.warning(
             f"Could not publish {path} to the Prefect UI ({type(exc).__name__}: {exc}); the files are complete."

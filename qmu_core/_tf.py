@@ -39,7 +39,10 @@ def _import_quietly() -> tuple[Any, Any, Any]:
             capture.seek(0)
             for line in capture.read().decode(errors="replace").splitlines():
                 if line.strip() and not _KNOWN_NOISE.search(line):
-                    print(line, file=sys.stderr)
+                    # Not `print`: in a Prefect run with log_prints it logs into the importing task's
+                    # log, and fd 2 is the process's, so these lines may be other threads' console
+                    # lines (other tasks' log records, already sent to the API) caught meanwhile.
+                    sys.stderr.write(line + "\n")
     return tensorflow, tensorflow_quantum, tf_keras
 
 

@@ -17,7 +17,7 @@ from qmu_core.config import PresetName, QMUConfig
 from qmu_core.errors import ConfigError
 from qmu_core.overrides import deep_merge, validate
 
-__all__ = ["PRESETS", "preset"]
+__all__ = ["PRESETS", "changed_fields", "changed_markdown", "preset"]
 
 
 def _tiny() -> dict[str, Any]:
@@ -171,3 +171,40 @@ def _sections(config: BaseModel) -> Iterator[BaseModel]:
         if isinstance(value, BaseModel):
             yield value
             yield from _sections(value)
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict) or not tree:
+        return {prefix.rstrip("."): tree}
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+
+
+def changed_fields(config: QMUConfig) -> dict[str, dict[str, Any]]:
+    """``{"train.epochs": {"value": 2, "preset": 3}, ...}``: every field of `config` that differs
+    from its preset (`QMUConfig.preset`; the built-in defaults when it names none), as JSON values.
+
+    A run records this, so a setting that changed without the user asking (a form sending a
+    value nobody typed) shows in its summary and report.
+    """
+    base = preset(config.preset) if config.preset else QMUConfig()
+    mine = _flat(config.model_dump(mode="json", exclude={"preset"}))
+    theirs = _flat(base.model_dump(mode="json", exclude={"preset"}))
+    missing = object()
+    return {
+        k: {"value": mine.get(k), "preset": theirs.get(k)}
+        for k in sorted(mine.keys() | theirs.keys())
+        if mine.get(k, missing) != theirs.get(k, missing)
+    }
+
+
+def changed_markdown(config: QMUConfig) -> str:
+    """A report section listing `changed_fields` (or saying that nothing changed)."""
+    changed = changed_fields(config)
+    name = f"preset `{config.preset}`" if config.preset else "the built-in defaults (no preset)"
+    head = f"## Settings changed from {name}\n\n"
+    if not changed:
+        return head + f"None: the run used {name} as it is.\n"
+    rows = "".join(
+        f"| `{k}` | `{json.dumps(v['value'])}` | `{json.dumps(v['preset'])}` |\n" for k, v in changed.items()
+    )
+    return head + "| field | this run | preset |\n|---|---|---|\n" + rows

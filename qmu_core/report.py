@@ -16,6 +16,7 @@ from qmu_core.artifacts import ArtifactRef, Output, atomic_path, companion, read
 from qmu_core.config import QMUConfig, derive_seed
 from qmu_core.errors import ArtifactError
 from qmu_core.membership import shadow_warnings
+from qmu_core.presets import changed_fields, changed_markdown
 from qmu_core.provenance import AuditFacts, ModelFacts
 from qmu_core.rocplot import roc_plot
 from qmu_core.splits import request_hash
@@ -448,6 +449,40 @@ def _model_extras(models: dict[str, Summary], comparison: pd.DataFrame | None, m
         }
 
 
+def _captioned(plots: Mapping[str, Path]) -> dict[str, Path]:
+    """The run's two plots by their captions in report.md."""
+    captions = {"qmu-comparison-plot": "Before / after / oracle", "qmu-roc-plot": "Membership ROC"}
+    return {captions[k]: v for k, v in plots.items() if k in captions}
+
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px}}img{{max-width:100%}}
+</style></head><body>
+{body}
+<h2>Files of this run</h2>
+<ul>
+{files}
+</ul>
+</body></html>
+"""
+
+
+def html_page(title: str, markdowns: Sequence[str], run_dir: Path) -> str:
+    """``index.html`` of a run folder: its reports rendered, plots linked by their file names (so
+    a browser opening the folder shows them), and a list of the folder's files."""
+    import html
+
+    import markdown as md_lib  # type: ignore[import-untyped]
+
+    body = "\n<hr>\n".join(md_lib.markdown(m, extensions=["tables"]) for m in markdowns if m)
+    names = sorted({p.name for p in run_dir.iterdir() if p.is_file() and storage.temp_owner(p) is None})
+    names = sorted({*names, "summary.json"} - {"index.html"})
+    files = "\n".join(f'<li><a href="{html.escape(n)}">{html.escape(n)}</a></li>' for n in names)
+    return _HTML.format(title=html.escape(title), body=body, files=files)
+
+
 def publish(
     artifacts: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]],
     *,
@@ -479,16 +514,12 @@ def publish(
     methods = [p.removeprefix("after_") for p in models if p.startswith("after_")]
     comparison = read(comparison_ref) if isinstance(comparison_ref, ArtifactRef) else None
     _model_extras(models, comparison, methods)
-    run_rel = f"runs/{run_name}"  # below the root; for a URL root written in the mirror, then uploaded
+    run_rel = storage.run_folder(table_ref.root, run_name)  # for a URL root: in the mirror, then uploaded
     run_dir = storage.local_dir(table_ref.root) / run_rel
     heading = title(config)
     cautions = run_warnings(config, artifacts) + unlearning_warnings(models)
     headline = config.attack.headline
     first = {p.removeprefix("after_"): f for p, f in unlearned.items() if "/" not in p}
-    md = markdown(models, title=heading, notes=notes(first, audit, headline=headline))
-    md += "\n" + "\n".join(attack_tables(models, audit)) + "\n"
-    if cautions:
-        md += "\n## Warnings\n\n" + "".join(f"- {w}\n" for w in cautions)
     roc = read(roc_ref)
     plots = {
         "qmu-comparison-plot": plot(models, run_dir / "comparison.png", title=heading),
@@ -498,6 +529,12 @@ def publish(
             title=f"{heading}: membership ROC (log-log)",
         ),
     }
+    md = markdown(models, title=heading, notes=notes(first, audit, headline=headline))
+    md += "\n## Plots\n\n" + "".join(f"![{k}]({v.name})\n\n" for k, v in _captioned(plots).items())
+    md += "\n" + "\n".join(attack_tables(models, audit)) + "\n"
+    md += "\n" + changed_markdown(config)
+    if cautions:
+        md += "\n## Warnings\n\n" + "".join(f"- {w}\n" for w in cautions)
     deletion_section = None
     deletion_md = None
     splits_ref = artifacts.get("splits")
@@ -538,6 +575,8 @@ def publish(
         md += "\nThe deletion report (every method against the oracle, with verdicts) is deletion.md.\n"
     with atomic_path(run_dir / "report.md") as tmp:
         tmp.write_text(md)
+    with atomic_path(run_dir / "index.html") as tmp:
+        tmp.write_text(html_page(heading, [md, deletion_md or ""], run_dir))
 
     def paths(value: ArtifactRef | Mapping[str, ArtifactRef]) -> str | dict[str, str]:
         if isinstance(value, ArtifactRef):
@@ -552,8 +591,14 @@ def publish(
         listed["feature_map"] = companion(splits_ref, "feature_map")
     ga = first.get("ga") or next(iter(first.values()), None)
     summary = {
-        "run": {"name": run_name, "seed": config.run.seed, "wall_time_s": round(wall_time_s, 2)},
+        "run": {
+            "name": run_name,
+            "folder": run_rel.removeprefix("runs/"),
+            "seed": config.run.seed,
+            "wall_time_s": round(wall_time_s, 2),
+        },
         "config": config.model_dump(mode="json"),
+        "changed_from_preset": changed_fields(config),
         "mia_attack": headline,
         "audit": audit.model_dump(),
         "models": models,
@@ -575,6 +620,7 @@ def publish(
         "roc_parquet": roc_ref.location,
         "comparison_parquet": comparison_ref.location if isinstance(comparison_ref, ArtifactRef) else None,
         "report_md": shown("report.md"),
+        "index_html": shown("index.html"),
         "deletion_md": shown("deletion.md") if deletion_md else None,
         "plot_png": shown(plots["qmu-comparison-plot"].name),
         "roc_png": shown(plots["qmu-roc-plot"].name),

@@ -48,6 +48,7 @@ __all__ = [
     "mirror_dir",
     "normalize",
     "remote",
+    "run_folder",
     "sha256_file",
     "temp_owner",
 ]
@@ -97,6 +98,29 @@ def location(root: Path | str, rel: str) -> str:
     to a user: its URL for a URL root, its local path otherwise."""
     root = normalize(root)
     return f"{root.rstrip('/')}/{rel}" if isinstance(root, str) else str(root / rel)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def run_folder(root: Path | str, name: str) -> str:
+    """``runs/<folder>``, the new folder (relative to `root`) of the run named `name`.
+
+    The folder is derived from the name, never equal to it by trust: characters other than
+    letters, digits, ``.``, ``_`` and ``-`` become ``-``, leading dots go (no ``..``, no hidden
+    folder), and it is cut to 120 characters, so it stays one folder inside ``runs/`` whatever
+    a form or ``--flow-run-name`` sent. An existing folder of that name (an earlier run's record)
+    is never reused: ``-2``, ``-3``, ... is appended instead.
+    """
+    safe = _UNSAFE.sub("-", name).lstrip(".-").rstrip("-")[:120] or "run"
+    runs = local_dir(root) / "runs"
+    folder, n = safe, 1
+    while (runs / folder).exists():
+        n += 1
+        folder = f"{safe}-{n}"
+    if (runs / folder).resolve().parent != runs.resolve():
+        raise ValueError(f"run folder {folder!r} of run {name!r} would leave {runs}")
+    return f"runs/{folder}"
 
 
 # --------------------------------------------------------------------------- local files

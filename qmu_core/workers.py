@@ -17,6 +17,14 @@ lives for the whole process, so TensorFlow is imported once per worker, not once
   not have children, and it already is one worker of a pool.
 * A worker that dies (out of memory, killed) fails the job with `WorkerError`, which says so,
   and the pool is rebuilt for the next job.
+* `cancel()` stops the workers at once (`STOP_SIGNAL`, no waiting for their jobs): every job waiting
+  or running raises `Cancelled`, and so does every later `run` until `resume()`. The flows call
+  it when their run is cancelled or terminated (`flows.runner`). Workers ignore SIGTERM: a
+  Prefect worker cancels a run with SIGTERM to the flow run's whole process group, and the
+  flow's process, not that signal, decides when its workers stop (a worker dying first would
+  look like a crash, `WorkerError`, to the job waiting on it).
+* A job reports when it leaves the queue and starts in a worker: the `progress` callback's
+  ``started()`` method, if it has one, is called then (`qmu_core.progress.started`).
 
 `fn` must be importable by name (a module-level function): it is pickled by reference.
 """
@@ -30,17 +38,19 @@ import itertools
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from queue import Empty
 from typing import Any, TypeVar
 
 from qmu_core.errors import QMUError
-from qmu_core.progress import Progress
+from qmu_core.progress import Progress, started
 
-__all__ = ["WorkerError", "configure", "n_workers", "ping", "run", "shutdown"]
+__all__ = ["Cancelled", "WorkerError", "cancel", "configure", "n_workers", "ping", "resume", "run", "shutdown"]
 
 T = TypeVar("T")
 
@@ -52,6 +62,10 @@ class WorkerError(QMUError):
     """A worker process died while running a job."""
 
 
+class Cancelled(QMUError):
+    """The run was cancelled (`cancel`) while this job waited for a worker or ran in one."""
+
+
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _size = 0
@@ -60,6 +74,15 @@ _queue: Any = None
 _drainer: threading.Thread | None = None
 _inboxes: dict[int, queue.Queue[tuple[Any, ...]]] = {}
 _tokens = itertools.count()
+_cancelled = threading.Event()
+_stop_drain = threading.Event()
+
+# The step of the message a worker sends when it starts a job (steps are 1-based).
+_START = 0
+
+STOP_SIGNAL = signal.SIGUSR1
+"""What `cancel` sends a worker to stop it at once (SIGKILL follows after `STOP_GRACE_S`)."""
+STOP_GRACE_S = 3.0
 
 # In a worker: the queue progress messages go to.
 _worker_queue: Any = None
@@ -89,6 +112,17 @@ def _watch_parent(parent: int) -> None:
         time.sleep(1.0)
 
 
+def _stop_worker(_signum: int, _frame: object) -> None:
+    """In a worker, on `STOP_SIGNAL` (`cancel`): exit now, mid-job. The named semaphores this
+    process made (TensorFlow's import makes one) are released first, as at a normal exit: a
+    killed worker leaves them to the resource tracker, which removes them with a warning."""
+    from multiprocessing import util
+
+    with contextlib.suppress(Exception):
+        util._run_finalizers(0)  # type: ignore[attr-defined]  # what a normal exit runs for them
+    os._exit(0)
+
+
 def _init_worker(queue: Any, parent: int, threads: int) -> None:
     """Worker start-up: environment, TensorFlow's thread share, the parent watch."""
     global _worker_queue
@@ -97,6 +131,9 @@ def _init_worker(queue: Any, parent: int, threads: int) -> None:
         os.environ.setdefault(key, value)
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    # The parent stops its workers (module doc); a group-wide SIGTERM must not do it first.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(STOP_SIGNAL, _stop_worker)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="qmu-parent-watch").start()
 
 
@@ -108,6 +145,7 @@ def _call(token: int | None, fn: Callable[..., T], args: tuple[Any, ...], kwargs
     def forward(step: int, steps: int, values: dict[str, float]) -> None:
         _worker_queue.put((token, step, steps, dict(values)))
 
+    _worker_queue.put((token, _START, 0, {}))  # the job left the queue: its running time starts here
     try:
         return fn(*args, **kwargs, progress=forward)
     finally:
@@ -120,9 +158,11 @@ def _drain(queue: Any) -> None:
     Only routing happens here: the caller's own thread calls its progress callback (`run`), so
     the callback runs in the caller's context (a Prefect task run's logger and API settings).
     """
-    while True:
+    while not _stop_drain.is_set():
         try:
-            item = queue.get()
+            item = queue.get(timeout=0.5)
+        except Empty:
+            continue
         except Exception:  # noqa: BLE001 - the queue closed under us (interpreter exit): stop quietly
             return
         if item is None:
@@ -139,6 +179,7 @@ def _ensure_pool() -> ProcessPoolExecutor:
         if _pool is not None and size == _size:
             return _pool
         _stop_locked()
+        _stop_drain.clear()
         ctx = mp.get_context("spawn")
         _queue = ctx.Queue()
         _drainer = threading.Thread(target=_drain, args=(_queue,), daemon=True, name="qmu-worker-progress")
@@ -151,17 +192,32 @@ def _ensure_pool() -> ProcessPoolExecutor:
         return _pool
 
 
-def _stop_locked() -> None:
+def _stop_locked(*, kill: bool = False) -> None:
     """Stop the workers and release the progress queue now, not at interpreter exit: named
-    semaphores still alive then race the resource tracker, which prints warnings after our output."""
+    semaphores still alive then race the resource tracker, which prints warnings after our output.
+
+    `kill`: stop the workers first (`STOP_SIGNAL`, then SIGKILL) instead of waiting for their jobs."""
     global _pool, _queue, _drainer
     if _pool is not None:
+        if kill:
+            processes = list((getattr(_pool, "_processes", None) or {}).values())
+            for process in processes:
+                with contextlib.suppress(Exception):
+                    os.kill(process.pid, STOP_SIGNAL)
+            deadline = time.monotonic() + STOP_GRACE_S
+            for process in processes:
+                with contextlib.suppress(Exception):
+                    process.join(timeout=max(0.0, deadline - time.monotonic()))
+                    if process.is_alive():
+                        process.kill()
         _pool.shutdown(wait=True, cancel_futures=True)
         _pool = None
     if _queue is not None:
-        _queue.put(None)
+        _stop_drain.set()
         if _drainer is not None:
             _drainer.join(timeout=5.0)
+        if kill:  # a killed worker may hold the queue's write lock: do not wait to flush into it
+            _queue.cancel_join_thread()
         _queue.close()
         _queue.join_thread()
         _queue, _drainer = None, None
@@ -174,6 +230,28 @@ def shutdown() -> None:
         _stop_locked()
 
 
+def cancel() -> bool:
+    """The run is being cancelled: kill the workers now, without waiting for their jobs. Every
+    `run` waiting or running raises `Cancelled`, and so does every later one until `resume()`.
+    Returns whether the workers were up."""
+    _cancelled.set()
+    with _lock:
+        had_pool = _pool is not None
+        _stop_locked(kill=True)
+    return had_pool
+
+
+def resume() -> None:
+    """Accept jobs again after `cancel` (a new run in the same process)."""
+    _cancelled.clear()
+
+
+def _cancelled_error(fn: Callable[..., Any]) -> Cancelled:
+    return Cancelled(
+        f"{getattr(fn, '__name__', fn)} stopped: the run was cancelled. Finished stages are kept and reused next time."
+    )
+
+
 atexit.register(shutdown)
 
 
@@ -182,11 +260,17 @@ def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kw
 
     Raises:
         WorkerError: If the worker died during the job (the pool is rebuilt for the next one).
+        Cancelled: If the run was cancelled (`cancel`) before or during the job.
         Exception: Whatever `fn` raised, unchanged.
     """
+    if _cancelled.is_set():
+        raise _cancelled_error(fn)
     if mp.current_process().daemon:
         # A daemonic process (a Dask worker) may not start children: it is the worker itself.
-        return fn(*args, **kwargs, progress=progress) if progress is not None else fn(*args, **kwargs)
+        if progress is None:
+            return fn(*args, **kwargs)
+        started(progress)
+        return fn(*args, **kwargs, progress=progress)
     pool = _ensure_pool()
     token = next(_tokens)
     inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
@@ -197,7 +281,11 @@ def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kw
         if progress is not None:
             _relay(inbox, future, progress)
         return future.result()
-    except BrokenProcessPool as exc:
+    except (BrokenProcessPool, CancelledError, RuntimeError) as exc:
+        if _cancelled.is_set():  # we stopped the pool on purpose: not a crash
+            raise _cancelled_error(fn) from None
+        if not isinstance(exc, BrokenProcessPool):
+            raise
         with _lock:
             if _pool is pool:
                 _stop_locked()
@@ -228,7 +316,10 @@ def _relay(inbox: queue.Queue[tuple[Any, ...]], future: Future[Any], progress: P
         if step is None:
             return
         with contextlib.suppress(Exception):  # a progress line must never fail the job
-            progress(step, steps, values)
+            if step == _START:
+                started(progress)
+            else:
+                progress(step, steps, values)
 
 
 def ping(steps: int = 1, *, progress: Progress | None = None) -> int:

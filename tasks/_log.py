@@ -98,31 +98,59 @@ def finishing_progress() -> Iterator[None]:
         _open_bars.reset(token)
 
 
+WAIT_SHOWN_S = 1.0
+"""A job's time in the queue of worker processes shows in its progress lines from this many seconds on."""
+
+
+class ProgressLine:
+    """The `Progress` callback of one job (`progress`): one log line per epoch, with the job's
+    running time, its time in the queue when it waited for a worker, and an ETA.
+
+    The running time counts from `started` (the worker took the job: `qmu_core.workers`
+    reports it); a job that never reports its start (run in place) counts from its creation.
+    """
+
+    def __init__(self, label: str, logger: logging.Logger | logging.LoggerAdapter, bar: ProgressBar) -> None:
+        self.label = label
+        self.logger = logger
+        self.bar = bar
+        self.created = time.monotonic()
+        self.start: float | None = None
+        self.first: tuple[float, int] | None = None  # time and epoch of the first report
+
+    def started(self) -> None:
+        """The job left the queue and runs now."""
+        if self.start is None:
+            self.start = time.monotonic()
+
+    def line(self, epoch: int, epochs: int, metrics: dict[str, float], now: float) -> str:
+        """The log line of one report at time `now` (`time.monotonic`)."""
+        # The rate comes from the epochs seen here: the first one also pays for the worker's set-up.
+        if self.first is None:
+            self.first = (now, epoch)
+        t0, e0 = self.first
+        eta = f"~{(now - t0) / (epoch - e0) * (epochs - epoch):.0f}s left" if epoch > e0 else "ETA from the next epoch"
+        start = self.created if self.start is None else self.start
+        waited = start - self.created
+        queue = f", waited {waited:.1f}s for a worker" if waited >= WAIT_SHOWN_S else ""
+        values = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        head = f"{self.label}: epoch {epoch}/{epochs}" + (f" {values}" if values else "")
+        return f"{head} ({now - start:.1f}s running{queue}, {eta})"
+
+    def __call__(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        self.logger.info(self.line(epoch, epochs, metrics, time.monotonic()))
+        self.bar.advance(epoch, epochs)
+
+
 def progress(label: str) -> Progress:
-    """A `qmu_core.progress.Progress` callback that logs one line per epoch with an ETA and
-    advances a progress artifact of the task run in the Prefect UI (`ProgressBar`)."""
-    logger = _logger()
-    start = time.monotonic()
+    """A `qmu_core.progress.Progress` callback that logs one line per epoch with its running
+    time, its time in the queue and an ETA (`ProgressLine`), and advances a progress artifact of
+    the task run in the Prefect UI (`ProgressBar`)."""
     bar = ProgressBar(label)
     opened = _open_bars.get()
     if opened is not None:
         opened.append(bar)
-
-    first: list[float] = []  # time and epoch of the first report
-
-    def report(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        # The rate comes from the epochs seen here, not from the stage's start: with the
-        # concurrent DAG a stage may wait minutes for a free worker process before its first epoch.
-        now = time.monotonic()
-        if not first:
-            first.extend((now, epoch))
-        t0, e0 = first
-        eta = f"~{(now - t0) / (epoch - e0) * (epochs - epoch):.0f}s left" if epoch > e0 else "ETA from the next epoch"
-        values = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-        logger.info(f"{label}: epoch {epoch}/{epochs} {values} ({now - start:.1f}s since the stage started, {eta})")
-        bar.advance(epoch, epochs)
-
-    return report
+    return ProgressLine(label, _logger(), bar)
 
 
 def info(message: str) -> None:

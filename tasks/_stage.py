@@ -34,9 +34,9 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
-from prefect.states import Completed, State
+from prefect.states import Cancelled, Completed, State
 
-from qmu_core import artifacts, storage
+from qmu_core import artifacts, storage, workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.errors import ArtifactError
 from tasks._log import finishing_progress, info, warning
@@ -73,7 +73,7 @@ def _resolve(value: Any) -> Any:
 class Stage(Generic[P]):
     """One pipeline stage (module doc). Call with keyword arguments."""
 
-    def __init__(self, fn: Callable[P, Output], stage_name: str, *, retries: int = 0) -> None:
+    def __init__(self, fn: Callable[P, Output], stage_name: str, *, retries: int = 0, label: str | None = None) -> None:
         if stage_name not in artifacts.STAGE_VERSIONS:
             raise ArtifactError(f"Unknown stage {stage_name!r}; add it to qmu_core.artifacts.STAGE_VERSIONS.")
         self.fn = fn
@@ -93,8 +93,11 @@ class Stage(Generic[P]):
                 if why is not None and artifacts.seal_path(ref).exists():
                     warning(f"{ref.key} cannot be reused ({why}); rebuilding it.")
                 started = time.monotonic()
-                with finishing_progress():  # the body's UI progress bars end at 100 %
-                    output = fn(*args, **kwargs)
+                try:
+                    with finishing_progress():  # the body's UI progress bars end at 100 %
+                        output = fn(*args, **kwargs)
+                except workers.Cancelled as exc:  # the run was cancelled: the flow's log says so once
+                    return Cancelled(message=str(exc))
                 if not isinstance(output, Output):
                     raise ArtifactError(
                         f"Stage {fn.__name__} must return a qmu_core.artifacts.Output, got {type(output)}."
@@ -109,6 +112,7 @@ class Stage(Generic[P]):
         self.task: Task[..., ArtifactRef] = task(
             run,
             name=fn.__name__,
+            task_run_name=label,
             cache_policy=NO_CACHE,
             persist_result=False,
             retries=retries,
@@ -134,31 +138,45 @@ class Stage(Generic[P]):
 
     # ------------------------------------------------------------------ running
 
-    def __call__(self, **kwargs: Any) -> ArtifactRef:
-        """Run (or reuse) the stage now and return its artifact ref."""
-        return self.task(**_resolve(kwargs))
+    def _named(self, label: str | None) -> Task[..., ArtifactRef]:
+        """The task, its runs named `label` ("train ref-03") instead of the stage's default."""
+        if label is None:
+            return self.task
+        return self.task.with_options(task_run_name=label.replace("{", "{{").replace("}", "}}"))
 
-    def submit(self, **kwargs: Any) -> PrefectFuture[ArtifactRef]:
+    def __call__(self, *, label: str | None = None, **kwargs: Any) -> ArtifactRef:
+        """Run (or reuse) the stage now and return its artifact ref (`label`: the task run's name)."""
+        return self._named(label)(**_resolve(kwargs))
+
+    def submit(self, *, label: str | None = None, **kwargs: Any) -> PrefectFuture[ArtifactRef]:
         """Run the stage on the flow's task runner and return at once. Upstream futures (also
         inside lists and dicts) are handed to Prefect, which waits for them where the task
-        runs, so the flow goes on submitting independent stages and the graph shows the edges."""
-        return self.task.submit(**kwargs)
+        runs, so the flow goes on submitting independent stages and the graph shows the edges.
+        `label` names the task run in the UI ("unlearn ssd r1"); default: the stage's label."""
+        return self._named(label).submit(**kwargs)
 
-    def map(self, **kwargs: Any) -> list[PrefectFuture[ArtifactRef]]:
+    def map(self, *, labels: list[str] | None = None, **kwargs: Any) -> list[PrefectFuture[ArtifactRef]]:
         """`submit` once per element of the `list` arguments (all of one length); other
-        arguments (tuples included) go to every call unchanged."""
+        arguments (tuples included) go to every call unchanged. `labels`: one task-run name each."""
         mapped = {k: v for k, v in kwargs.items() if isinstance(v, list)}
         lengths = {len(v) for v in mapped.values()}
         if len(lengths) != 1:
             raise ArtifactError(f"{self.fn.__name__}.map needs list arguments of one length, got {sorted(lengths)}.")
         (n,) = lengths
-        return [self.submit(**{**kwargs, **{k: v[i] for k, v in mapped.items()}}) for i in range(n)]
+        if labels is not None and len(labels) != n:
+            raise ArtifactError(f"{self.fn.__name__}.map got {len(labels)} labels for {n} calls.")
+        return [
+            self.submit(label=labels[i] if labels else None, **{**kwargs, **{k: v[i] for k, v in mapped.items()}})
+            for i in range(n)
+        ]
 
 
-def stage(stage_name: str, *, retries: int = 0) -> Callable[[Callable[P, Output]], Stage[P]]:
-    """Decorator: turn a body that returns an `Output` into a `Stage`."""
+def stage(stage_name: str, *, retries: int = 0, label: str | None = None) -> Callable[[Callable[P, Output]], Stage[P]]:
+    """Decorator: turn a body that returns an `Output` into a `Stage`. `label` names its task
+    runs in the UI, a format string of the body's parameters (``"train {which}"``); default: the
+    body's name with Prefect's short suffix."""
 
     def wrap(fn: Callable[P, Output]) -> Stage[P]:
-        return Stage(fn, stage_name, retries=retries)
+        return Stage(fn, stage_name, retries=retries, label=label)
 
     return wrap

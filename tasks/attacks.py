@@ -10,13 +10,13 @@ from tasks._log import info
 from tasks._stage import stage
 
 
-@stage("membership")
+@stage("membership", label="membership matrix")
 def membership_matrix(splits: ArtifactRef, names: tuple[str, ...], seed: int) -> Output:
     """Which reference model trained on which record (models x records, long form)."""
     return Output(membership.membership_matrix(artifacts.read(splits), names, seed=seed))
 
 
-@stage("mia_scores")
+@stage("mia_scores", label="fit and score attacks")
 def audit_models(
     splits: ArtifactRef,
     membership: ArtifactRef,

@@ -13,7 +13,7 @@ from tasks._log import info
 from tasks._stage import stage
 
 
-@stage("splits")
+@stage("splits", label="split data")
 def split_data(data: DataConfig, features: FeatureSpec, seed: int, source: str, root: Path) -> Output:
     """Split `data.dataset` into target members/non-members, shadow pool and test records.
 
@@ -25,7 +25,7 @@ def split_data(data: DataConfig, features: FeatureSpec, seed: int, source: str, 
     return out
 
 
-@stage("splits")
+@stage("splits", label="deletion request")
 def request_split(splits: ArtifactRef, data: DataConfig) -> Output:
     """The split `splits` with the sample deletion request of `data` marked (`is_forget`); the
     records, roles, features and feature map stay those of `splits`."""

@@ -17,7 +17,7 @@ from tasks._log import info
 from tasks._stage import stage
 
 
-@stage("metrics")
+@stage("metrics", label="attack metrics")
 def evaluate(outputs: dict[str, ArtifactRef], scores: ArtifactRef, attack: AttackConfig) -> Output:
     """Accuracy, and every attack's metrics with CIs, for every phase (before, after_ga, oracle)."""
     audit = artifacts.read_facts(scores, AuditFacts)
@@ -25,7 +25,7 @@ def evaluate(outputs: dict[str, ArtifactRef], scores: ArtifactRef, attack: Attac
     return report.compare(tables, artifacts.read(scores), audit, headline=attack.headline)
 
 
-@task(name="publish_report", cache_policy=None, persist_result=False)
+@task(name="publish_report", task_run_name="publish report", cache_policy=None, persist_result=False)
 def publish_report(
     artifact_refs: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]], config: QMUConfig, started: float
 ) -> str:
@@ -40,7 +40,7 @@ def publish_report(
     return str(published.summary_path)
 
 
-@stage("comparison")
+@stage("comparison", label="compare with oracle")
 def compare_unlearning(
     metrics: ArtifactRef,
     scores: ArtifactRef,

@@ -37,7 +37,7 @@ def _project_id() -> str | None:
         return None
 
 
-@stage("hw_records")
+@stage("hw_records", label="pick records to measure")
 def hardware_records(splits: ArtifactRef, records_per_group: int, seed: int) -> Output:
     """The records to measure: up to `records_per_group` per (role, forget) group."""
     chosen = evaluate.choose_records(read_splits(splits).frame, records_per_group, seed)
@@ -45,7 +45,7 @@ def hardware_records(splits: ArtifactRef, records_per_group: int, seed: int) -> 
     return Output(chosen)
 
 
-@stage("circuits")
+@stage("circuits", label="prepare circuits")
 def prepare_circuits(weights: ArtifactRef, records: ArtifactRef, model: ModelConfig, target: str | None) -> Output:
     """Each record's circuit with the weights resolved, compiled and validated for `target`."""
     step = max(1, len(artifacts.read(records)) // 4)
@@ -63,13 +63,13 @@ def prepare_circuits(weights: ArtifactRef, records: ArtifactRef, model: ModelCon
     return Output(table)
 
 
-@stage("distribution")
+@stage("distribution", label="exact distribution")
 def exact_distribution(circuits: ArtifactRef, sampler: SamplerConfig) -> Output:
     """Every circuit's exact outcome distribution under the noise of `sampler`'s kind."""
     return Output(evaluate.exact_distribution(artifacts.read(circuits), samplers.noise_model(sampler)))
 
 
-@stage("shots")
+@stage("shots", label="measure shots")
 def measure_shots(
     circuits: ArtifactRef,
     sampler: SamplerConfig,
@@ -88,7 +88,7 @@ def measure_shots(
     return Output(table)
 
 
-@stage("hw_outputs")
+@stage("hw_outputs", label="measured outputs")
 def hardware_outputs(
     exact: ArtifactRef,
     weights: ArtifactRef,
@@ -114,7 +114,7 @@ def hardware_outputs(
     return Output(table)
 
 
-@stage("hw_metrics")
+@stage("hw_metrics", label="hardware metrics")
 def hardware_metrics(
     outputs: dict[str, ArtifactRef], scores: ArtifactRef, records: ArtifactRef, attack: AttackConfig, source: str
 ) -> Output:
@@ -126,7 +126,7 @@ def hardware_metrics(
     return Output(table)
 
 
-@task(name="publish_hardware", cache_policy=None, persist_result=False)
+@task(name="publish_hardware", task_run_name="publish report", cache_policy=None, persist_result=False)
 def publish_hardware(
     metrics: Mapping[str, ArtifactRef],
     circuits: Mapping[str, ArtifactRef],

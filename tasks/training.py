@@ -9,7 +9,7 @@ from tasks._log import progress
 from tasks._stage import stage
 
 
-@stage("model")
+@stage("model", label="train {which}")
 def train_model(
     splits: ArtifactRef, model: ModelConfig, train: TrainConfig, classes: tuple[int, ...], which: str, seed: int
 ) -> Output:
@@ -21,7 +21,7 @@ def train_model(
     return workers.run(jobs.train_split, splits, model, train, classes, which=which, seed=seed, progress=report)
 
 
-@stage("outputs")
+@stage("outputs", label="outputs")
 def model_outputs(
     weights: ArtifactRef, splits: ArtifactRef, model: ModelConfig, classes: tuple[int, ...], loss: str
 ) -> Output:

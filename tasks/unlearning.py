@@ -9,7 +9,7 @@ from tasks._log import progress
 from tasks._stage import stage
 
 
-@stage("model")
+@stage("model", label="unlearn {method}")
 def unlearn(
     weights: ArtifactRef,
     splits: ArtifactRef,
@@ -32,7 +32,7 @@ def unlearn(
     )
 
 
-@stage("relearn")
+@stage("relearn", label="relearn")
 def relearn(
     weights: ArtifactRef,
     before: ArtifactRef,

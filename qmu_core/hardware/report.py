@@ -22,6 +22,7 @@ import pandas as pd
 from qmu_core import artifacts, frames, storage
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig
+from qmu_core.presets import changed_fields, changed_markdown
 
 __all__ = ["COLUMNS", "HardwareReport", "output_variance", "publish", "publish_artifacts", "rows"]
 
@@ -184,9 +185,15 @@ def publish(
         "`simulation`: the exact noiseless model (TFQ) on the same records; `exact`: infinite shots under the "
         "sampler's noise (emulator); `measured` / `shots=<n>`: finite shots.",
         f"Circuits (mean per record): {stats}.",
+        (
+            "Reference models: measured on the same sampler and shots (`hardware.measure_references`)."
+            if hw.measure_references
+            else "Reference models: exact simulation, not measured (`hardware.measure_references` is false), so "
+            "the attacks compare noisy outputs with noiseless references."
+        ),
         f"Wall time {wall_time_s:.0f} s.",
     ]
-    md = _markdown(title, table, notes)
+    md = _markdown(title, table, notes) + "\n" + changed_markdown(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = run_dir / f"{name}.json"
     payload = {
@@ -195,6 +202,7 @@ def publish(
         "rows": table,
         "circuits": dict(circuit_stats),
         "config": json.loads(config.model_dump_json()),
+        "changed_from_preset": changed_fields(config),
         "wall_time_s": wall_time_s,
     }
     summary.write_text(json.dumps(payload, indent=2))
@@ -225,7 +233,7 @@ def publish_artifacts(
         read = {src: {ph: artifacts.read(r) for ph, r in by_phase.items()} for src, by_phase in outputs.items()}
         variance = evaluate.variance_by_source(read, ids, exact="exact")
     root = next(iter(metrics.values())).root
-    run_rel = f"runs/{run_name}"  # for a URL root: written in the local mirror, then uploaded
+    run_rel = storage.run_folder(root, run_name)  # for a URL root: written in the local mirror, then uploaded
     report = publish(
         tables,
         config=config,

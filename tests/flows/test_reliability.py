@@ -42,7 +42,7 @@ def _summary(log: str) -> dict:
 
 
 def _states(log: str) -> list[str]:
-    return re.findall(r"Task run '(?!publish_report)[^']+' - Finished in state (\w+)", log)
+    return re.findall(r"Task run '(?!publish report)[^']+' - Finished in state (\w+)", log)
 
 
 def _numbers(models: dict) -> dict:

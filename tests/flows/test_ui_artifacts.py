@@ -16,7 +16,7 @@ from uuid import UUID
 import pytest
 from prefect import flow, task
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
@@ -98,15 +98,63 @@ def test_the_report_tables_and_files_belong_to_the_flow_run(run: tuple[dict[str,
     for _, data in images:
         assert base64.b64decode(data).startswith(PNG)
     assert base64.b64decode(images[0][1]) == Path(summary["plot_png"]).read_bytes()
-    assert report.index("## Plots") < report.index("## Membership attacks")
-    assert "data:image/png;base64," in found["qmu-deletion"].data and "| GA |" in found["qmu-deletion"].data
+    deletion = found["qmu-deletion"].data
+    assert "data:image/png;base64," in deletion and "| GA |" in deletion
+    # no image left that the UI cannot load: every image of both reports is a data URI (deletion.md
+    # on disk links deletion.png by its name; the UI's copy replaces that link, not adds a copy)
+    for text in (report, deletion):
+        targets = re.findall(r"!\[[^\]]*\]\(([^)]*)\)", text)
+        assert targets and all(t.startswith("data:image/png;base64,") for t in targets), [t[:40] for t in targets]
+    assert len(re.findall(r"!\[", deletion)) == 1
 
-    # every file of the run is listed
+    # every file of the run is listed, linked (file://), and the ones the UI shows link to their page
     files = found["qmu-files"].data
     listed = [p for v in summary["artifacts"].values() for p in (v.values() if isinstance(v, dict) else [v])]
     for path in [*listed, summary["report_md"], summary["plot_png"], summary["roc_png"], summary["deletion_png"]]:
-        assert f"`{path}`" in files, path
-    assert "summary.json" in files
+        assert f"]({Path(path).resolve().as_uri()})" in files, path
+    assert "summary.json" in files and "index.html" in files
+    assert f"[open](/artifacts/artifact/{found['qmu-report'].id})" in files
+    assert f"[open](/artifacts/artifact/{found['qmu-deletion'].id})" in files
+
+
+def test_a_run_is_named_and_tagged_by_what_ran(run: tuple[dict[str, Any], UUID], root: Path) -> None:
+    summary, flow_run_id = run
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    key = summary["run"]["name"].split("-")[2]
+    assert re.fullmatch(r"tiny-class4-[0-9a-f]{6}-[a-z0-9]+(-[a-z0-9]+)*", flow_run.name), flow_run.name
+    assert summary["run"]["name"] == flow_run.name and re.fullmatch(r"[0-9a-f]{6}", key)
+    assert summary["run"]["folder"] == flow_run.name  # a safe name is its own folder
+    assert Path(summary["report_md"]).parent == root / "runs" / flow_run.name
+    assert {"preset:tiny", "model:basic_qnn", "request:class"} <= set(flow_run.tags), flow_run.tags
+    names = {t.name for t in tasks}
+    references = list(summary["artifacts"]["reference_models"])
+    expected = {"split data", "train target", "train oracle", "unlearn ga", "unlearn ssd", "outputs before"}
+    expected |= {f"train {r}" for r in references} | {f"outputs {r}" for r in references}
+    assert expected <= names, sorted(names)
+    assert not [n for n in names if re.fullmatch(r"\w+-[0-9a-f]{3}", n)], sorted(names)  # no `train_model-a05`
+
+
+def test_the_run_records_what_differs_from_its_preset(run: tuple[dict[str, Any], UUID], root: Path) -> None:
+    summary, _ = run
+    assert summary["changed_from_preset"] == {"run.artifact_root": {"value": str(root), "preset": "data/artifacts"}}
+    report = Path(summary["report_md"]).read_text()
+    assert "## Settings changed from preset `tiny`" in report and "| `run.artifact_root` |" in report
+
+
+def test_the_run_folder_opens_in_a_browser(run: tuple[dict[str, Any], UUID]) -> None:
+    summary, _ = run
+    index = Path(summary["index_html"])
+    page = index.read_text()
+    images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
+    assert {"comparison.png", "roc.png", "deletion.png"} <= set(images), images
+    for name in images:  # relative to the folder, as a browser opening index.html resolves them
+        assert (index.parent / name).read_bytes().startswith(PNG)
+    links = re.findall(r'<a href="([^"]+)"', page)
+    assert {"summary.json", "report.md", "deletion.md"} <= set(links) and all(
+        (index.parent / n).is_file() for n in links
+    )
 
 
 def test_progress_bars_reach_100(run: tuple[dict[str, Any], UUID]) -> None:
@@ -145,7 +193,8 @@ def test_the_hardware_report_belongs_to_its_flow_run(run: tuple[dict[str, Any], 
     report = found["qmu-hardware-report"].data
     (data,) = re.findall(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", report)
     assert base64.b64decode(data) == path.with_suffix(".png").read_bytes()
-    assert f"`{path}`" in found["qmu-hardware-files"].data and ".parquet`" in found["qmu-hardware-files"].data
+    listing = found["qmu-hardware-files"].data
+    assert f"]({path.resolve().as_uri()})" in listing and ".parquet)" in listing
 
 
 def test_progress_is_throttled_and_finished_with_the_stage() -> None:

@@ -195,3 +195,18 @@ def test_housekeeping_works_on_the_mirror_of_a_url_root(
     removed = housekeeping.collect_garbage(url)
     assert orphan.path in removed and kept.path.is_file() and not orphan.path.exists()
     assert (directory / orphan.rel).is_file()  # the shared root is never pruned from one machine
+
+
+def test_a_run_folder_stays_in_runs_and_never_replaces_an_earlier_run(tmp_path: Path) -> None:
+    """A flow-run name is user input (the UI's Run name, `--flow-run-name`): its folder is derived
+    from it, one level below ``runs/``, and a second run of one name gets a new folder."""
+    from qmu_core.storage import run_folder
+
+    assert run_folder(tmp_path, "default-class4-3f2a9c-brave-otter") == "runs/default-class4-3f2a9c-brave-otter"
+    for name, folder in [("../../../x", "x"), ("/etc/passwd", "etc-passwd"), ("..", "run"), ("a b/c", "a-b-c")]:
+        assert run_folder(tmp_path, name) == f"runs/{folder}", name
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    assert run_folder(tmp_path, "../../../x") == "runs/x-2"
+    (tmp_path / "runs" / "x-2").mkdir()
+    assert run_folder(tmp_path, "x") == "runs/x-3"
+    assert len(run_folder(tmp_path, "y" * 500)) == len("runs/") + 120

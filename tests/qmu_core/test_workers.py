@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 
+import psutil
 import pytest
 
 from qmu_core import workers
@@ -36,3 +40,76 @@ def test_a_dead_worker_is_a_clear_error_and_the_pool_recovers() -> None:
 def test_pool_size_follows_the_config() -> None:
     assert workers.n_workers(3) == 3
     assert workers.n_workers(0) == len(os.sched_getaffinity(0))
+
+
+class _Recorder:
+    """A progress callback that also wants to know when its job starts (`qmu_core.progress.started`)."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self.started_at: float | None = None
+
+    def started(self) -> None:
+        self.started_at = time.monotonic()
+        self.events.append("started")
+
+    def __call__(self, step: int, steps: int, values: dict[str, float]) -> None:
+        self.events.append(step)
+
+
+def test_a_job_reports_its_start_in_the_worker_before_its_first_step() -> None:
+    seen = _Recorder()
+    workers.run(workers.ping, 2, progress=seen)
+    assert seen.events == ["started", 1, 2]
+
+
+def test_a_job_queued_behind_a_busy_worker_starts_when_the_worker_takes_it() -> None:
+    """One worker, busy for 2 s: the next job's start is reported after that, not at submit time
+    (so its progress lines tell running time from time in the queue)."""
+    workers.run(workers.ping)  # the pool is up
+    submitted = time.monotonic()
+    busy = threading.Thread(target=workers.run, args=(time.sleep, 2.0))
+    busy.start()
+    time.sleep(0.2)  # the sleep job goes first (if not, the assertion below still holds for it)
+    seen = _Recorder()
+    workers.run(workers.ping, 1, progress=seen)
+    busy.join()
+    assert seen.events == ["started", 1]
+    assert seen.started_at is not None and seen.started_at - submitted >= 2.0
+
+
+def test_cancel_stops_a_running_job_as_cancelled_not_as_a_dead_worker() -> None:
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            workers.run(time.sleep, 120.0)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            errors.append(exc)
+
+    pid = workers.run(workers.ping)
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.5)  # queued or running: either way it ends Cancelled
+    try:
+        assert workers.cancel()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "cancel() did not stop the job"
+        assert len(errors) == 1 and isinstance(errors[0], workers.Cancelled), errors
+        assert "cancelled" in str(errors[0])
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        with pytest.raises(workers.Cancelled):  # and every later job, until resume()
+            workers.run(workers.ping)
+    finally:
+        workers.resume()
+    assert workers.run(workers.ping) != pid
+
+
+def test_workers_outlive_sigterm_the_flow_process_stops_them() -> None:
+    """A Prefect worker cancels a run with SIGTERM to the run's process group: the training
+    workers must not die of it before the flow's process stops them (`cancel`), or their jobs
+    would fail as a dead worker (`WorkerError`)."""
+    pid = workers.run(workers.ping)
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)
+    assert workers.run(workers.ping) == pid
