@@ -21,7 +21,7 @@ from flows.runner import ConfiguredTaskRunner
 from flows.runs import audit_run_name, fail_with, tag_run
 from flows.steps import membership_audit, reference_models, split
 from flows.ui import show_run, track
-from qmu_core import workers
+from qmu_core import housekeeping, workers
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.attacks.subjects import DEFAULT_ROOT, Subject, resolve_many, split_sources
 from qmu_core.config import AttackConfig, QMUConfig, check_artifact_root
@@ -95,19 +95,20 @@ def qmu_audit(
 def _audit(config: QMUConfig, models: dict[str, ArtifactRef]) -> str:
     """Audit `models` ({phase: model artifact}) with every attack. Returns summary.json's path."""
     started = time.time()
-    workers.configure(config.run.workers)
-    common = {"model": config.model, "classes": config.data.classes, "loss": config.train.loss}
+    with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
+        workers.configure(config.run.workers)
+        common = {"model": config.model, "classes": config.data.classes, "loss": config.train.loss}
 
-    # The same split and reference models as the run that made the models (cached).
-    base, splits = split(config)
-    references = reference_models(config, base)
-    track(references["reference_models"].values(), "reference models trained")
+        # The same split and reference models as the run that made the models (cached).
+        base, splits = split(config)
+        references = reference_models(config, base)
+        track(references["reference_models"].values(), "reference models trained")
 
-    # Every attack fitted once on the references, then scored on each audited model.
-    outputs = {
-        k: model_outputs.submit(weights=w, splits=splits, label=f"outputs {k}", **common) for k, w in models.items()
-    }
-    audit = membership_audit(config, splits, references, outputs)
+        # Every attack fitted once on the references, then scored on each audited model.
+        outputs = {
+            k: model_outputs.submit(weights=w, splits=splits, label=f"outputs {k}", **common) for k, w in models.items()
+        }
+        audit = membership_audit(config, splits, references, outputs)
 
-    refs = {"splits": splits, **references, **audit, **models, "outputs": outputs}
-    return show_run(publish_report(artifact_refs=refs, config=config, started=started))
+        refs = {"splits": splits, **references, **audit, **models, "outputs": outputs}
+        return show_run(publish_report(artifact_refs=refs, config=config, started=started))

@@ -9,14 +9,18 @@
     qmu shots --preset paper_angle [--set hardware.shots=[10,100,1000]] [--refresh]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
-Errors print one message and exit 2 (bad input, missing data) or 1 (anything unexpected);
-`--debug` adds the traceback.
+Errors print one message and exit 2 (bad input, missing data, a full disk) or 1 (anything
+unexpected); `--debug` adds the traceback. A stage that fails inside a flow run is reported as its
+own error (the first QMU error of the run's stages, else the first root error), never as the
+`UnfinishedRun` / `FailedRun` / `CrashedRun` Prefect raises for the stages that waited on it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import functools
 import json
 import logging
 import os
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except QMUError as exc:
+        if _SIGNALLED:  # the stop's own consequence (a stage Cancelled): the signal's exit, not an error
+            return _interrupted(Terminated() if _SIGNALLED[-1] == 143 else KeyboardInterrupt())
         if args.debug:
             raise
         print(f"qmu: error: {exc}", file=sys.stderr)
@@ -153,10 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         return _interrupted(exc)
     except Exception as exc:
+        if _SIGNALLED:
+            return _interrupted(Terminated() if _SIGNALLED[-1] == 143 else KeyboardInterrupt())
         if args.debug:
             raise
+        fix = _FIXES.get(type(exc).__name__)
         print(
-            f"qmu: unexpected error: {type(exc).__name__}: {exc}\n(run `qmu --debug ...` for the traceback)",
+            f"qmu: unexpected error: {type(exc).__name__}: {exc}"
+            + (f" Fix: {fix}" if fix else "")
+            + "\n(run `qmu --debug ...` for the traceback)",
             file=sys.stderr,
         )
         return 1
@@ -231,17 +242,32 @@ def _flow(args: argparse.Namespace, config: QMUConfig, flow: Any, *params: Any) 
     _ACTIVE_ROOTS.append(local_dir(config.run.artifact_root))  # a URL root's temporary files are in its mirror
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
+    from flows import runner
     from flows.server import prefect_api
     from qmu_core import workers
 
+    causes = _FirstErrors()
+    # Inside a flow run Prefect's SIGTERM handler replaces `_terminate`; the runner chains in front
+    # of it and calls this, so SIGTERM arms the same exit fallback as Ctrl-C (`_interrupt`).
+    hook = functools.partial(_arm_fallback, 143)
+    runner.on_sigterm.append(hook)
     try:
         with (
             prefect_api(),
             temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: bool(args.refresh)}),
-            _console_without_known_errors(debug=args.debug),
+            _console_without_known_errors(causes, debug=args.debug),
         ):
-            summary = flow(*params)
+            try:
+                summary = flow(*params)
+            except Exception as exc:
+                cause = _real_cause(exc, causes)
+                if cause is exc:
+                    raise
+                if any(e is cause for e in _chain(exc)):
+                    raise cause from None  # its own traceback; not the wrapper's
+                raise cause from exc
     finally:
+        runner.on_sigterm.remove(hook)
         workers.shutdown()  # nothing left running when the summary path is printed
     _say_where(summary)
     print(summary)
@@ -261,45 +287,109 @@ def _say_where(summary: str) -> None:
     print(f"qmu: run folder {folder} (open {shown} in a browser){ui}", file=sys.stderr)
 
 
-class _KnownErrorFilter(logging.Filter):
-    """Terminal only: drop Prefect's reports (and tracebacks) of a QMUError raised in a task.
+class DiskFullError(QMUError):
+    """The disk holding the artifact root is full (ENOSPC while a stage wrote under it)."""
 
-    `main` prints the error once; the Prefect UI and API logs keep the full records.
-    """
+
+_PREFECT_WRAPPERS = ("UnfinishedRun", "FailedRun", "CrashedRun", "UpstreamTaskError")
+"""What Prefect raises in a flow for a stage that failed elsewhere: never the cause itself."""
+
+_FIXES = {
+    "DefaultCredentialsError": (
+        "Google credentials: point GOOGLE_APPLICATION_CREDENTIALS at a readable service-account key file, "
+        "or run `gcloud auth application-default login`."
+    ),
+}
+"""A fix to print beside root errors that are no QMUError, by their class name."""
+
+
+class _FirstErrors(logging.Filter):
+    """Remembers the exceptions the flow run's stages logged (Prefect logs every task failure
+    with its exception) and, on the terminal only and unless `debug`, drops them and the lines
+    that repeat them: `main` prints the cause once. The Prefect UI and API logs keep everything."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.seen: list[str] = []
+        self.errors: list[BaseException] = []
+        self.heads: list[str] = []
+        self.quiet = True
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, QMUError):
-            self.seen.append(str(exc)[:60])
-            return False
+        if exc is not None:
+            ran = record.name.startswith(("prefect.task_runs", "prefect.flow_runs"))  # a stage's or the flow's
+            if ran and not _is_wrapper(exc) and exc not in self.errors:
+                self.errors.append(exc)
+                self.heads.append(str(exc)[:60])
+            return not self.quiet
+        if not self.quiet:
+            return True
         text = record.getMessage()
-        return not any(head and head in text for head in self.seen)
+        if "Finished in state NotReady(" in text or any(name in text for name in _PREFECT_WRAPPERS):
+            return False  # a stage that waited on the failed one, or Prefect's wrapper of the cause
+        return not any(head and head in text for head in self.heads)
+
+    def first(self) -> BaseException | None:
+        """The first QMU error the stages raised, else their first error."""
+        for exc in self.errors:
+            if isinstance(exc, QMUError):
+                return exc
+        return self.errors[0] if self.errors else None
+
+
+def _is_wrapper(exc: BaseException) -> bool:
+    return type(exc).__name__ in _PREFECT_WRAPPERS and type(exc).__module__.startswith("prefect")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _real_cause(exc: Exception, causes: _FirstErrors) -> BaseException:
+    """What to report for `exc`, which the flow raised: a QMU error in its chain, else (for
+    Prefect's wrappers) the first error the stages raised, else `exc`; a full disk under the
+    artifact root becomes a `DiskFullError` that names the root."""
+    cause: BaseException = exc
+    qmu = next((e for e in _chain(exc) if isinstance(e, QMUError)), None)
+    if qmu is not None:
+        cause = qmu
+    elif any(_is_wrapper(e) for e in _chain(exc)):
+        cause = causes.first() or exc
+    full = next((e for e in _chain(cause) if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
+    if full is not None:
+        root = _ACTIVE_ROOTS[-1] if _ACTIVE_ROOTS else None
+        where = f"the artifact root {root}" if root is not None else "the artifact root"
+        cause = DiskFullError(
+            f"The disk holding {where} is full ({full.strerror}"
+            + (f", writing {full.filename}" if full.filename else "")
+            + "). Free space on it (`qmu artifacts gc --root ROOT` removes what no run needs), or set "
+            "run.artifact_root to a directory on another disk."
+        )
+    return cause
 
 
 @contextlib.contextmanager
-def _console_without_known_errors(*, debug: bool) -> Iterator[None]:
-    if debug:
-        yield
-        return
+def _console_without_known_errors(causes: _FirstErrors, *, debug: bool) -> Iterator[None]:
     from prefect.logging.configuration import setup_logging
     from prefect.logging.handlers import PrefectConsoleHandler
 
+    causes.quiet = not debug
     root = logging.getLogger()
     if not any(isinstance(h, PrefectConsoleHandler) for h in root.handlers):
         setup_logging()
-    known = _KnownErrorFilter()
     handlers = [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]
     for handler in handlers:
-        handler.addFilter(known)
+        handler.addFilter(causes)
     try:
         yield
     finally:
         for handler in handlers:
-            handler.removeFilter(known)
+            handler.removeFilter(causes)
 
 
 def _artifacts(args: argparse.Namespace) -> int:
@@ -339,9 +429,19 @@ was swallowed on its way up (a library catching BaseException in the main thread
 ~10 interrupted runs, the run then went on to the end)."""
 
 _STOPPING = threading.Event()
+_SIGNALLED: list[int] = []
+"""The exit code of every stop signal this process got (`_arm_fallback`)."""
 
 
 def _arm_fallback(code: int) -> None:
+    """Exit with `code` in `FALLBACK_S` unless the stop got through by then; stop the training
+    workers and every later stage now (`qmu_core.workers.cancel`, in a thread: a signal handler
+    may have interrupted the main thread inside the workers' lock)."""
+    _SIGNALLED.append(code)
+    workers = sys.modules.get("qmu_core.workers")
+    if workers is not None:
+        threading.Thread(target=workers.cancel, daemon=True, name="qmu-stop-workers").start()
+
     def fire() -> None:
         if not _STOPPING.is_set():
             _stop(code)

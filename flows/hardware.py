@@ -17,11 +17,11 @@ from flows.runner import ConfiguredTaskRunner
 from flows.runs import accepts_config, run_name
 from flows.steps import membership_audit, reference_models, split, train_and_unlearn
 from flows.ui import show_run, track
-from qmu_core import workers
+from qmu_core import housekeeping, workers
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig, derive_seed
 from qmu_core.hardware.evaluate import check_model
-from qmu_core.hardware.samplers import target
+from qmu_core.hardware.samplers import engine_timeout, target
 from qmu_core.presets import preset
 from tasks import audit_models, model_outputs
 from tasks.hardware import (
@@ -85,14 +85,15 @@ def _measured(config: QMUConfig, s: dict[str, Any], repetitions: int | None) -> 
     for name, weights in s["weights"].items():
         shots = None
         if repetitions is not None:
-            shots = measure_shots.submit(
-                circuits=s["circuits"][name],
-                sampler=hw.sampler,
-                repetitions=repetitions,
-                seed=derive_seed(config.run.seed, "shots", name, repetitions),
-                cpu_threads=hw.cpu_threads,
-                distribution=s["exact"][name] if hw.sampler.kind == "emulator" else None,
-            )
+            with engine_timeout(hw.timeout_s):  # copied into the task: its Engine calls end within it
+                shots = measure_shots.submit(
+                    circuits=s["circuits"][name],
+                    sampler=hw.sampler,
+                    repetitions=repetitions,
+                    seed=derive_seed(config.run.seed, "shots", name, repetitions),
+                    cpu_threads=hw.cpu_threads,
+                    distribution=s["exact"][name] if hw.sampler.kind == "emulator" else None,
+                )
         out[name] = hardware_outputs.submit(
             exact=s["simulated"][name],
             weights=weights,
@@ -136,24 +137,25 @@ def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the
     `hardware.repetitions` shots; accuracy and the audit beside exact simulation. Returns the
     report's JSON path."""
     started = time.time()
-    workers.configure(config.run.workers)
-    s = _models_and_audit(config)
+    with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
+        workers.configure(config.run.workers)
+        s = _models_and_audit(config)
 
-    # Measure: shots through the sampler (the emulator draws them from the exact distribution).
-    measured = _measured(config, s, config.hardware.repetitions)
-    exact = _measured(config, s, None)
+        # Measure: shots through the sampler (the emulator draws them from the exact distribution).
+        measured = _measured(config, s, config.hardware.repetitions)
+        exact = _measured(config, s, None)
 
-    # Audit the measured outputs with the attacks fitted on the reference models; judge the
-    # measured records only, beside the same records in exact simulation and at infinite shots.
-    metrics = {
-        "simulation": _judged(config, s, s["simulated"], "simulation"),
-        "exact": _judged(config, s, exact, "exact"),
-        "measured": _judged(config, s, measured, "measured"),
-    }
-    path = publish_hardware(
-        metrics=metrics, circuits=s["circuits"], records=s["records"], config=config, started=started
-    )
-    return show_run(path, refs={"metrics": metrics})
+        # Audit the measured outputs with the attacks fitted on the reference models; judge the
+        # measured records only, beside the same records in exact simulation and at infinite shots.
+        metrics = {
+            "simulation": _judged(config, s, s["simulated"], "simulation"),
+            "exact": _judged(config, s, exact, "exact"),
+            "measured": _judged(config, s, measured, "measured"),
+        }
+        path = publish_hardware(
+            metrics=metrics, circuits=s["circuits"], records=s["records"], config=config, started=started
+        )
+        return show_run(path, refs={"metrics": metrics})
 
 
 @flow(
@@ -169,19 +171,20 @@ def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the fo
     FPR, forget-set success and AUC, accuracy and the output variance, against shots. Returns
     the study's JSON path."""
     started = time.time()
-    workers.configure(config.run.workers)
-    s = _models_and_audit(config)
-    outputs = {"exact": _measured(config, s, None)}
-    for n in config.hardware.shots:
-        outputs[f"shots={n}"] = _measured(config, s, n)
-    metrics = {"simulation": _judged(config, s, s["simulated"], "simulation")}
-    metrics |= {source: _judged(config, s, by_name, source) for source, by_name in outputs.items()}
-    path = publish_hardware(
-        metrics=metrics,
-        circuits=s["circuits"],
-        records=s["records"],
-        config=config,
-        started=started,
-        outputs={source: {p: by_name[p] for p in s["models"]} for source, by_name in outputs.items()},
-    )
-    return show_run(path, refs={"metrics": metrics})
+    with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
+        workers.configure(config.run.workers)
+        s = _models_and_audit(config)
+        outputs = {"exact": _measured(config, s, None)}
+        for n in config.hardware.shots:
+            outputs[f"shots={n}"] = _measured(config, s, n)
+        metrics = {"simulation": _judged(config, s, s["simulated"], "simulation")}
+        metrics |= {source: _judged(config, s, by_name, source) for source, by_name in outputs.items()}
+        path = publish_hardware(
+            metrics=metrics,
+            circuits=s["circuits"],
+            records=s["records"],
+            config=config,
+            started=started,
+            outputs={source: {p: by_name[p] for p in s["models"]} for source, by_name in outputs.items()},
+        )
+        return show_run(path, refs={"metrics": metrics})

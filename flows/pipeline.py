@@ -10,7 +10,7 @@ from flows.runner import ConfiguredTaskRunner
 from flows.runs import accepts_config, run_name
 from flows.steps import judge_against_oracle, membership_audit, reference_models, split, train_and_unlearn
 from flows.ui import show_run, track
-from qmu_core import workers
+from qmu_core import housekeeping, workers
 from qmu_core.config import QMUConfig
 from qmu_core.presets import preset
 from tasks import model_outputs, publish_report
@@ -28,34 +28,35 @@ def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - 
     """Membership leakage before and after unlearning a deletion request, every method judged
     against the retrain oracle. Returns summary.json's path."""
     started = time.time()
-    workers.configure(config.run.workers)
-    train = config.train
-    common = {"model": config.model, "classes": config.data.classes}
+    with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
+        workers.configure(config.run.workers)
+        train = config.train
+        common = {"model": config.model, "classes": config.data.classes}
 
-    # Data: members, non-members, the attacker's pool and test records; the deletion request
-    # (a class, or a list of sample_ids) marks the forget set.
-    base, splits = split(config)
+        # Data: members, non-members, the attacker's pool and test records; the deletion request
+        # (a class, or a list of sample_ids) marks the forget set.
+        base, splits = split(config)
 
-    # Per repeat: the original model A_o on all training records, the oracle A_t retrained without
-    # the deletion request, and A_o after each unlearning method (GA, SSD, RGA, SalUn, fine-tune).
-    # The attacker's reference models, each on its own random half (the membership matrix).
-    # Independent models train side by side in worker processes.
-    models = train_and_unlearn(config, base, splits, 0)
-    references = reference_models(config, base)
-    track(references["reference_models"].values(), "reference models trained")
-    for repeat in range(1, config.unlearn.seeds):
-        models |= train_and_unlearn(config, base, splits, repeat)
+        # Per repeat: the original model A_o on all training records, the oracle A_t retrained without
+        # the deletion request, and A_o after each unlearning method (GA, SSD, RGA, SalUn, fine-tune).
+        # The attacker's reference models, each on its own random half (the membership matrix).
+        # Independent models train side by side in worker processes.
+        models = train_and_unlearn(config, base, splits, 0)
+        references = reference_models(config, base)
+        track(references["reference_models"].values(), "reference models trained")
+        for repeat in range(1, config.unlearn.seeds):
+            models |= train_and_unlearn(config, base, splits, repeat)
 
-    # The audit: every attack fitted once on the reference models' outputs, then the same
-    # frozen attacks score every model: before, each method's result and the oracle.
-    outputs = {
-        k: model_outputs.submit(weights=w, splits=splits, loss=train.loss, label=f"outputs {k}", **common)
-        for k, w in models.items()
-    }
-    audit = membership_audit(config, splits, references, outputs)
+        # The audit: every attack fitted once on the reference models' outputs, then the same
+        # frozen attacks score every model: before, each method's result and the oracle.
+        outputs = {
+            k: model_outputs.submit(weights=w, splits=splits, loss=train.loss, label=f"outputs {k}", **common)
+            for k, w in models.items()
+        }
+        audit = membership_audit(config, splits, references, outputs)
 
-    # Every method against the oracle: accuracies, attacks on the forget set, divergence, cost.
-    judged = judge_against_oracle(config, splits, models, outputs, audit)
+        # Every method against the oracle: accuracies, attacks on the forget set, divergence, cost.
+        judged = judge_against_oracle(config, splits, models, outputs, audit)
 
-    refs = {"splits": splits, **references, **audit, **judged, **models, "outputs": outputs}
-    return show_run(publish_report(artifact_refs=refs, config=config, started=started))
+        refs = {"splits": splits, **references, **audit, **judged, **models, "outputs": outputs}
+        return show_run(publish_report(artifact_refs=refs, config=config, started=started))

@@ -11,19 +11,33 @@ flow run being executed and starts the runner it names, then hands every submit 
   back one that could run.
 * ``dask``: prefect-dask's `DaskTaskRunner`. Without ``run.dask_address``, a local cluster of
   ``run.workers`` (0: one per core) single-threaded worker processes, so model training runs in
-  them; with an address, the existing cluster's workers (other machines too; see the README).
+  them, on loopback ports the system picks (no dashboard; two runs at once do not collide);
+  with an address, the existing cluster's workers (other machines too; see the README).
 
 When the flow run stops on a signal (a cancel from the UI: the Prefect worker sends SIGTERM; or
 Ctrl-C), the runner's exit stops the model-training worker processes at once
 (`qmu_core.workers.cancel`): the stages training in them end Cancelled instead of failing on a
 dead worker, and the run's log says once that it was cancelled (`ConfiguredTaskRunner.__exit__`).
+
+In `qmu run` (a flow run in the CLI's own process), SIGTERM acts at once, not when its exception
+reaches the runner's exit: inside a flow run Prefect replaces the process's SIGTERM handler with
+its own (which raises `TerminationSignal` in the main thread, where a library may swallow it).
+While the runner is in use and the CLI has registered an `on_sigterm` hook, a SIGTERM first stops
+the training workers and every later stage (`qmu_core.workers.cancel`, in a thread: no stage
+starts after the signal), calls the hooks (`qmu run` arms its exit fallback, as for Ctrl-C), then
+hands the signal to the handler it replaced (`_chain_sigterm`). A run a Prefect worker started
+keeps Prefect's handler in place: Prefect acknowledges a cancel from the UI only while its own
+handler is installed (otherwise the run ends Crashed, not Cancelled).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from prefect.context import FlowRunContext
@@ -41,6 +55,54 @@ THREADS = 64
 
 _stopping = threading.Event()
 """Set while a flow run of this process stops on a signal (`ConfiguredTaskRunner.__exit__`)."""
+
+on_sigterm: list[Callable[[], None]] = []
+"""Called (in the signal handler) when a flow run that uses the runner gets SIGTERM (module doc)."""
+
+
+def _stop_now() -> None:
+    """Stop the training workers and every later stage, from a thread (not the signal handler,
+    which may have interrupted the main thread inside `workers`' lock)."""
+    _stopping.set()
+    threading.Thread(target=workers.cancel, daemon=True, name="qmu-stop-workers").start()
+
+
+def _chain_sigterm() -> Callable[[], None] | None:
+    """In the main thread of `qmu run`: put a SIGTERM handler in front of the current one
+    (Prefect's, in a flow run); returns what undoes it, or None where it does not apply (module
+    doc) or signals cannot be handled (another thread)."""
+    if not on_sigterm:  # not `qmu run`: Prefect's handler must stay (module doc)
+        return None
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except ValueError:
+        return None
+    if getattr(previous, "_qmu_chained", False):
+        return None
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        _stop_now()
+        for hook in list(on_sigterm):
+            with contextlib.suppress(Exception):
+                hook()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    on_term._qmu_chained = True  # type: ignore[attr-defined]
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        return None
+
+    def undo() -> None:
+        with contextlib.suppress(ValueError):
+            if signal.getsignal(signal.SIGTERM) is on_term:
+                signal.signal(signal.SIGTERM, previous)
+
+    return undo
 
 
 class _OneStopLine(logging.Filter):
@@ -92,7 +154,17 @@ def build(run: RunConfig) -> TaskRunner[Any]:
     env = {**workers.WORKER_ENV, "TF_NUM_INTRAOP_THREADS": str(max(1, workers.n_workers(0) // n))}
     env["TF_NUM_INTEROP_THREADS"] = "1"
     cluster = {"n_workers": n, "threads_per_worker": 1, "processes": True, "env": env}
-    return DaskTaskRunner(cluster_kwargs=cluster | {"dashboard_address": None})  # no port nobody asked for
+    return DaskTaskRunner(cluster_kwargs=cluster | LOCAL_CLUSTER_PORTS)
+
+
+LOCAL_CLUSTER_PORTS: dict[str, Any] = {
+    "dashboard_address": None,
+    # `dashboard_address=None` alone still starts the scheduler's HTTP server (health, metrics) on
+    # the fixed 127.0.0.1:8787, where a second run on the machine collides: no dashboard, and that
+    # server on a free loopback port.
+    "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+}
+"""What a local Dask cluster binds besides its scheduler's free port: nothing fixed (issue 25)."""
 
 
 def _run_config() -> RunConfig:
@@ -114,6 +186,7 @@ class ConfiguredTaskRunner(TaskRunner[Any]):
         self._inner: TaskRunner[Any] | None = None
         self._lock = threading.Lock()
         self._flow_run: Any = None
+        self._unchain: Callable[[], None] | None = None
 
     def duplicate(self) -> ConfiguredTaskRunner:
         return type(self)()
@@ -136,6 +209,7 @@ class ConfiguredTaskRunner(TaskRunner[Any]):
                 inner = build(run)
                 inner.__enter__()
                 self._inner = inner
+                self._unchain = _chain_sigterm()
                 where = (run.dask_address or "a local cluster") if run.task_runner == "dask" else "this process"
                 self.logger.info(f"stages run on {type(inner).__name__} ({where})")
             return self._inner
@@ -149,6 +223,9 @@ class ConfiguredTaskRunner(TaskRunner[Any]):
     def __exit__(self, *exc: Any) -> None:
         with self._lock:
             inner, self._inner = self._inner, None
+            unchain, self._unchain = self._unchain, None
+        if unchain is not None:
+            unchain()
         error = exc[1] if len(exc) > 1 else None
         if inner is not None and error is not None and not isinstance(error, Exception):
             # A signal (TerminationSignal, KeyboardInterrupt) ends the flow: stop the training

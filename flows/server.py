@@ -10,7 +10,10 @@ with three differences that make interrupts clean and state bounded:
   stops it on every exit path;
 * its database and result storage live in a temporary directory deleted afterwards, so
   ``~/.prefect`` does not grow with every run. A run's record is its artifact root
-  (``runs/<name>/summary.json``); use a real server (``make ui``) to keep history.
+  (``runs/<name>/summary.json``); use a real server (``make ui``) to keep history;
+* if it dies during the run (killed, out of memory), the run stops within a second with one
+  line saying so and exit code 1 (`_Watch`), instead of crawling through Prefect's retries
+  of every call to a dead API.
 
 A fresh database costs about 13 s of migrations on 2 cores, so the first run migrates an
 empty template once (``~/.cache/qmu/prefect-<version>/``, about 1 MB, never written to after)
@@ -20,6 +23,7 @@ and every run starts from a copy of it.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -28,15 +32,16 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
 from qmu_core.errors import QMUError
 
-__all__ = ["ServerError", "prefect_api"]
+__all__ = ["ServerError", "lost_server_message", "on_server_lost", "prefect_api"]
 
 # Runs in the child: die with the parent (Linux), then become the uvicorn server.
 _LAUNCH = (
@@ -123,15 +128,19 @@ def _temporary_server(startup_timeout: float = 120.0) -> Iterator[str]:
         for name in ("prefect.db", "memo_store.toml"):
             if (template / name).is_file():
                 shutil.copy2(template / name, scratch / name)
-        with _server_in(scratch, startup_timeout) as (url, pid):
-            print(f"qmu: temporary Prefect API at {url} (pid {pid})", file=sys.stderr, flush=True)
-            yield url
+        with _server_in(scratch, startup_timeout) as (url, process):
+            print(f"qmu: temporary Prefect API at {url} (pid {process.pid})", file=sys.stderr, flush=True)
+            watch = _Watch(process)
+            try:
+                yield url
+            finally:
+                watch.stop()  # before the server is stopped on purpose
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def _server_in(scratch: Path, startup_timeout: float = 180.0) -> Iterator[tuple[str, int]]:
+def _server_in(scratch: Path, startup_timeout: float = 180.0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Prefect API server on a free port with its home and database in `scratch`."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
@@ -164,9 +173,82 @@ def _server_in(scratch: Path, startup_timeout: float = 180.0) -> Iterator[tuple[
             if time.monotonic() > deadline:
                 raise ServerError(f"The temporary Prefect server did not answer within {startup_timeout:.0f} s.")
             time.sleep(0.1)
-        yield url, process.pid
+        yield url, process
     finally:
         _stop(process)
+
+
+WATCH_EVERY_S = 0.5
+"""How often the run checks that its temporary API server is still alive."""
+
+
+def lost_server_message(pid: int, returncode: int | None) -> str:
+    """The one line a run prints when its temporary API server dies under it."""
+    how = f"killed by signal {-returncode}" if returncode is not None and returncode < 0 else f"exit {returncode}"
+    return (
+        f"qmu: the temporary Prefect API server (pid {pid}) stopped during the run ({how}); a run cannot go on "
+        "without its API, so it stops here: finished stages are kept and reused next time"
+    )
+
+
+class _Watch:
+    """A daemon thread that ends the run at once if the temporary API server dies under it.
+
+    Without its API the run cannot continue: every Prefect call (a task's state, its logs) would
+    be retried with backoff for about a minute and then fail. So the watcher prints
+    `lost_server_message`, runs the hooks of `on_server_lost` (the CLI removes this process's
+    partial files there), and exits with code 1, as the CLI does after Ctrl-C, without waiting
+    for busy training threads; worker processes follow their parent.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qmu-api-server-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=2 * WATCH_EVERY_S)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(WATCH_EVERY_S):
+            if self.process.poll() is not None and not self._stopping.is_set():
+                self._lost()
+                return
+
+    def _lost(self) -> None:
+        from tasks._log import mark_api_down
+
+        mark_api_down(math.inf)  # progress bars stop calling it at once
+        print(lost_server_message(self.process.pid, self.process.returncode), file=sys.stderr, flush=True)
+        for hook in list(_ON_LOST):
+            done = threading.Thread(target=_quietly, args=(hook,), daemon=True)
+            done.start()
+            done.join(timeout=5.0)  # best effort: the exit below must happen
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(1)
+
+
+_ON_LOST: list[Callable[[], object]] = []
+
+
+def _quietly(hook: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):
+        hook()
+
+
+@contextlib.contextmanager
+def on_server_lost(hook: Callable[[], object]) -> Iterator[None]:
+    """Inside: `hook()` runs just before the process exits because the temporary API server died
+    (`_Watch`), e.g. to remove this process's partial files."""
+    _ON_LOST.append(hook)
+    try:
+        yield
+    finally:
+        _ON_LOST.remove(hook)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

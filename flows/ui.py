@@ -15,13 +15,14 @@ id, so they are the flow run's own:
   as each future finishes (done callbacks update it through the client).
 
 Outside a flow run (``flow.fn``), or when the API does not answer, they do nothing but log:
-what a run computed never depends on what the UI shows.
+what a run computed never depends on what the UI shows. Every call goes through
+`tasks._log.best_effort` (a short timeout, no retries, and none at all for a while once the API
+could not be reached).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import threading
@@ -30,17 +31,21 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.context import FlowRunContext
-from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL
 
 from qmu_core import report, storage
 from qmu_core.artifacts import ArtifactRef
+from tasks._log import best_effort
 
 __all__ = ["files_markdown", "markdown_with_images", "show_run", "track"]
 
 logger = logging.getLogger("qmu.ui")
+
+PUBLISH_TIMEOUT_S = 30.0
+"""Seconds one request of `show_run` may take (a report with its plots is a few hundred kB)."""
 
 
 def _flow_run_id() -> UUID | None:
@@ -145,26 +150,46 @@ def _ref_paths(refs: Mapping[str, Any]) -> dict[str, str | dict[str, str]]:
     return out
 
 
+def _in_root(summary_path: str, value: Any) -> Any:
+    """`value` (a path summary.json stores, relative to its artifact root, or a mapping of them)
+    as a local path or URL below the root `summary_path` lies in (`storage.in_root`); None stays None."""
+    if isinstance(value, Mapping):
+        return {k: _in_root(summary_path, v) for k, v in value.items()}
+    if not value:
+        return value
+    try:
+        return str(storage.in_root(summary_path, str(value)))
+    except Exception:  # noqa: BLE001 - a damaged entry is shown as stored, not resolved
+        return str(value)
+
+
+RUN_FILES = ("index_html", "report_md", "deletion_md", "plot_png", "roc_png", "deletion_png")
+"""The run folder's files summary.json names (``runs/<folder>/<file>``)."""
+RUN_TABLES = ("metrics_parquet", "scores_parquet", "roc_parquet", "comparison_parquet")
+"""The artifacts summary.json names at top level (``<stage>/<file>``)."""
+
+
 def _run_artifacts(path: str, summary: Mapping[str, Any]) -> list[tuple[str, str, Any, str]]:
-    """(type, key, data, description) of a pipeline or audit run's ``summary.json``."""
-    md_bytes = _read(summary["report_md"]) or b""
+    """(type, key, data, description) of a pipeline or audit run's ``summary.json``; its paths are
+    read below the artifact root the file lies in (`_in_root`)."""
+    at = {k: _in_root(path, summary.get(k)) for k in (*RUN_FILES, *RUN_TABLES)}
+    md_bytes = _read(at["report_md"]) or b""
     md = md_bytes.decode()
     title = md.splitlines()[0].removeprefix("# ") if md else str(summary["run"]["name"])
-    plots = {"Before / after / oracle": summary.get("plot_png"), "Membership ROC": summary.get("roc_png")}
+    plots = {"Before / after / oracle": at["plot_png"], "Membership ROC": at["roc_png"]}
     out = [
         ("markdown", "qmu-report", markdown_with_images(md, _present(plots), before="## Membership attacks"), title),
         ("table", "qmu-comparison", json.dumps(report.table_rows(summary["models"])), title),
         ("table", "qmu-attacks", json.dumps(report.attack_rows(summary["models"])), "Every attack on every model"),
     ]
-    if summary.get("deletion_md"):
-        deletion = (_read(summary["deletion_md"]) or b"").decode()
-        images = _present({"Every method against the oracle": summary.get("deletion_png")})
+    if at["deletion_md"]:
+        deletion = (_read(at["deletion_md"]) or b"").decode()
+        images = _present({"Every method against the oracle": at["deletion_png"]})
         out.append(("markdown", "qmu-deletion", markdown_with_images(deletion, images), "Deletion report"))
     files: dict[str, Any] = {"summary.json": path}
-    files |= {k: summary.get(k) for k in ("index_html", "report_md", "deletion_md", "plot_png", "roc_png")}
-    files |= {k: summary.get(k) for k in ("deletion_png",)}
-    files |= {k: summary.get(k) for k in ("metrics_parquet", "scores_parquet", "roc_parquet", "comparison_parquet")}
-    files |= {f"artifact {k}": v for k, v in summary.get("artifacts", {}).items()}
+    files |= {k: at[k] for k in RUN_FILES}
+    files |= {k: at[k] for k in RUN_TABLES}
+    files |= {f"artifact {k}": _in_root(path, v) for k, v in summary.get("artifacts", {}).items()}
     pages = {
         "report_md": "qmu-report",
         "plot_png": "qmu-report",
@@ -215,15 +240,15 @@ def show_run(path: str, refs: Mapping[str, Any] | None = None) -> str:
         return path
     summary = json.loads(raw)
     made = _run_artifacts(path, summary) if "models" in summary else _hardware_artifacts(path, summary, refs or {})
-    try:
-        with get_client(sync_client=True) as client:
-            ids: dict[str, UUID] = {}
-            for kind, key, data, description in made:  # a callable (the files table) links to those before it
-                ids[key] = _create(client, flow_run_id, kind, key, data(ids) if callable(data) else data, description)
-    except Exception as exc:  # noqa: BLE001 - the run's files are written; the UI is extra
-        logger.warning(
-            f"Could not publish {path} to the Prefect UI ({type(exc).__name__}: {exc}); the files are complete."
-        )
+    ids: dict[str, UUID] = {}
+
+    def publish(client: SyncPrefectClient) -> bool:
+        for kind, key, data, description in made:  # a callable (the files table) links to those before it
+            ids[key] = _create(client, flow_run_id, kind, key, data(ids) if callable(data) else data, description)
+        return True
+
+    if not best_effort(publish, timeout_s=PUBLISH_TIMEOUT_S):  # the run's files are written; the UI is extra
+        logger.warning(f"Could not publish {path} to the Prefect UI (it did not answer); the files are complete.")
     return path
 
 
@@ -234,10 +259,10 @@ def track(futures: Iterable[Any], label: str, *, key: str = "qmu-reference-model
     flow_run_id = _flow_run_id()
     if flow_run_id is None or not items:
         return
-    try:
-        with get_client(sync_client=True) as client:
-            artifact_id = _create(client, flow_run_id, "progress", key, 0.0, f"{label} 0/{len(items)}")
-    except Exception:  # noqa: BLE001 - no bar, same run
+    artifact_id = best_effort(
+        lambda client: _create(client, flow_run_id, "progress", key, 0.0, f"{label} 0/{len(items)}")
+    )
+    if artifact_id is None:  # no bar, same run
         return
     lock = threading.Lock()
     done = [0]
@@ -246,13 +271,12 @@ def track(futures: Iterable[Any], label: str, *, key: str = "qmu-reference-model
     api = {PREFECT_API_URL: PREFECT_API_URL.value(), PREFECT_API_KEY: PREFECT_API_KEY.value()}
 
     def finished(_: Any) -> None:
-        with lock, contextlib.suppress(Exception):
+        with lock:
             done[0] += 1
             update = ArtifactUpdate(
                 data=round(100.0 * done[0] / len(items), 1), description=f"{label} {done[0]}/{len(items)}"
             )
-            with temporary_settings(updates=api), get_client(sync_client=True) as client:
-                client.update_artifact(artifact_id=artifact_id, artifact=update)
+            best_effort(lambda client: client.update_artifact(artifact_id=artifact_id, artifact=update), api)
 
     for item in items:
         if hasattr(item, "add_done_callback"):

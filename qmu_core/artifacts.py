@@ -18,18 +18,21 @@ import datetime as _dt
 import fcntl
 import hashlib
 import json
+import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qmu_core import storage
-from qmu_core.errors import ArtifactError
+from qmu_core.errors import ArtifactError, SealError
 from qmu_core.provenance import FACTS, Facts, Provenance
 from qmu_core.storage import TMP_SUFFIX, atomic_path, sha256_file, temp_owner
 
@@ -38,15 +41,19 @@ __all__ = [
     "Output",
     "TMP_SUFFIX",
     "atomic_path",
+    "FINITE_COLUMNS",
     "SCHEMAS",
     "STAGE_VERSIONS",
+    "check_seal",
     "companion",
     "exists",
+    "non_finite",
     "plan",
     "read",
     "read_facts",
     "read_metadata",
     "read_path",
+    "require_seal",
     "seal",
     "sha256_file",
     "stage_key",
@@ -186,6 +193,49 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 SCHEMAS["hw_outputs"] = SCHEMAS["outputs"]
 
+# Columns that must hold finite numbers only, checked at write (naming the stage and key) and at
+# read (naming the file): weights, probabilities and <Z> read-outs, attack scores.
+FINITE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "model": ("values",),
+    "outputs": ("prob", "z"),
+    "hw_outputs": ("prob", "z"),
+    "mia_scores": ("score",),
+    "distribution": ("prob",),
+}
+
+
+def non_finite(frame: pd.DataFrame, stage: str) -> str | None:
+    """What is not finite in `frame`'s `FINITE_COLUMNS`, or None."""
+    for column in FINITE_COLUMNS.get(stage, ()):
+        if column not in frame.columns or frame.empty:
+            continue
+        values = frame[column]
+        try:
+            if values.dtype == object:  # list cells: one flat array
+                flat = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values])
+            else:
+                flat = np.asarray(values, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            return f"column {column!r} holds values that are not numbers"
+        bad = ~np.isfinite(flat)
+        if bad.any():
+            rows = [int(i) for i, v in enumerate(values) if not np.isfinite(np.asarray(v, dtype=np.float64)).all()]
+            return (
+                f"column {column!r} holds {int(bad.sum())} non-finite value(s) (NaN or infinite, "
+                f"e.g. {float(flat[bad][0])}) in {len(rows)} row(s), first row {rows[0]}"
+            )
+    return None
+
+
+def _check_finite(frame: pd.DataFrame, stage: str, key: str) -> None:
+    why = non_finite(frame, stage)
+    if why is not None:
+        raise ArtifactError(
+            f"Stage {stage!r} produced values that are not finite for {key}: {why}. Nothing was written "
+            "or sealed. Its inputs (weights, outputs) are not usable: check them, or rerun with "
+            "`qmu run --refresh` to rebuild them."
+        )
+
 
 class ArtifactRef(BaseModel):
     """Where one stage output lives. Cheap to hash, serialize and show in the UI.
@@ -294,6 +344,7 @@ def write(
     *,
     facts: Facts | None = None,
     warnings: Sequence[str] = (),
+    sealed: bool = True,
 ) -> ArtifactRef:
     """Write `frame` atomically with its provenance; `SCHEMAS[stage]` fixes the dtypes.
 
@@ -304,6 +355,11 @@ def write(
         facts: The stage's facts (`qmu_core.provenance.FACTS[stage]`), stored as ``qmu.extra``.
         warnings: What was suspicious but allowed, stored as ``qmu.warnings`` so every report
             of a run that uses this artifact (cached or not) repeats them.
+        sealed: Also record its seal (``code=""``), so every reader accepts it; `write_output`
+            passes False and seals the main table and its companions together.
+
+    Raises:
+        ArtifactError: If a column of `FINITE_COLUMNS` holds NaN or an infinity (nothing is written).
 
     Returns:
         `ref`, for chaining.
@@ -318,6 +374,7 @@ def write(
     missing = [n for n in schema.names if n not in frame.columns]
     if missing:
         raise ArtifactError(f"Stage {ref.stage!r} output lacks columns {missing}; it must have {schema.names}.")
+    _check_finite(frame, ref.stage, ref.key)
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     provenance = {
         "qmu.stage": ref.stage,
@@ -333,16 +390,21 @@ def write(
     table = table.replace_schema_metadata(meta)
     with atomic_path(ref.path) as tmp:
         pq.write_table(table, tmp)
+    if sealed:
+        seal(ref, [ref])
     return ref
 
 
 def write_output(output: Output, ref: ArtifactRef, inputs: Mapping[str, Any], *, code: str = "") -> ArtifactRef:
     """Write a stage body's `Output`: companions first, then the main table at `ref`, then the
     integrity record (`seal`) that makes the artifact reusable."""
+    for stage, frame in output.companions.items():  # every table checked before the first is written
+        _check_finite(frame, stage, companion(ref, stage).key)
+    _check_finite(output.frame, ref.stage, ref.key)
     written = []
     for stage, frame in output.companions.items():
-        written.append(write(frame, companion(ref, stage), {"companion_of": ref.key, **inputs}))
-    write(output.frame, ref, inputs, facts=output.facts, warnings=output.warnings)
+        written.append(write(frame, companion(ref, stage), {"companion_of": ref.key, **inputs}, sealed=False))
+    write(output.frame, ref, inputs, facts=output.facts, warnings=output.warnings, sealed=False)
     seal(ref, [*written, ref], code=code)
     remote = storage.remote(ref.root)
     if remote is not None:  # files first, the seal last: a seal on the root never precedes its files
@@ -382,6 +444,17 @@ def seal(ref: ArtifactRef, files: Sequence[ArtifactRef], *, code: str = "") -> P
     return target
 
 
+def _load_record(record_path: Path) -> dict[str, Any] | str:
+    """The integrity record at `record_path` (its ``files`` a mapping), or why it cannot be used."""
+    try:
+        record = json.loads(record_path.read_text())
+        if not isinstance(record, dict) or not isinstance(record["files"], dict):
+            raise TypeError("files is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its integrity record {record_path} is missing or unreadable ({type(exc).__name__})"
+    return record
+
+
 def verify(ref: ArtifactRef, *, code: str = "") -> str | None:
     """Why the artifact at `ref` cannot be reused, or None if it can.
 
@@ -396,13 +469,10 @@ def verify(ref: ArtifactRef, *, code: str = "") -> str | None:
         return f"its integrity record {remote.location(_seal_rel(ref))} is missing"
     if not exists(ref):
         return f"{ref.location} is missing"
-    try:
-        record = json.loads(record_path.read_text())
-        files = record["files"]
-        if not isinstance(files, dict):
-            raise TypeError("files is not a mapping")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"its integrity record {record_path} is missing or unreadable ({type(exc).__name__})"
+    record = _load_record(record_path)
+    if isinstance(record, str):
+        return record
+    files = record["files"]
     if record.get("stage_version") != STAGE_VERSIONS[ref.stage]:
         return f"it was written by stage version {record.get('stage_version')}"
     if record.get("code") != code:
@@ -419,6 +489,118 @@ def verify(ref: ArtifactRef, *, code: str = "") -> str | None:
         if sha256_file(path) != digest:
             return f"{path} does not match the checksum recorded when it was written"
     return None
+
+
+_KEY = re.compile(r"^(?P<stage>[a-z_]+)-v\d+-[0-9a-f]{12}$")
+_CHECKED: dict[tuple[Any, ...], bool] = {}  # (file, seal) versions whose check passed
+_CHECKED_LOCK = threading.Lock()
+SEAL_REMEDY = "does not match its seal; rerun `qmu run` to rebuild it, or restore the file"
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _sealed_by(ref: ArtifactRef) -> ArtifactRef:
+    """The artifact whose integrity record lists `ref`'s file: `ref` itself, or for a companion
+    (which has no record of its own) the main artifact it was written with."""
+    remote = storage.remote(ref.root)
+    own = seal_path(ref)
+    if own.is_file() or (remote is not None and remote.download(_seal_rel(ref))):
+        return ref
+    try:
+        raw = pq.read_schema(ref.path).metadata or {}
+        main_key = str(json.loads(raw.get(b"qmu.inputs", b"{}").decode()).get("companion_of", ""))
+    except (OSError, ValueError, AttributeError, pa.ArrowInvalid):
+        return ref
+    match = _KEY.match(main_key)
+    if match is None or match["stage"] not in STAGE_VERSIONS:
+        return ref
+    main = ArtifactRef(stage=match["stage"], key=main_key, root=ref.root)
+    if companion(main, ref.stage).key != ref.key:  # not the companion it claims to be
+        return ref
+    if remote is not None:
+        remote.download(_seal_rel(main))
+    return main
+
+
+def check_seal(ref: ArtifactRef) -> str | None:
+    """Why the file at `ref` must not be read, or None: a reader's check of its integrity record.
+
+    Like `verify`, but for readers: only this file's SHA-256 is compared with the one its seal
+    (its own, or for a companion the main artifact's) recorded; the stage's code digest, which a
+    reader does not know, is not. A check that passed is remembered per version (mtime and
+    size) of the file and of its seal, so a run hashes each file once. For a URL root the
+    file and the seal are the mirror's copies (what the reader reads).
+    """
+    if not exists(ref):
+        return f"{ref.location} is missing"
+    holder = _sealed_by(ref)
+    record_path = seal_path(holder)
+    state = (str(ref.path), _stamp(ref.path), str(record_path), _stamp(record_path))
+    with _CHECKED_LOCK:
+        if _CHECKED.get(state):
+            return None
+    if state[3] is None:
+        return f"its integrity record {record_path} is missing"
+    record = _load_record(record_path)
+    if isinstance(record, str):
+        return record
+    files = record["files"]
+    if record.get("key") != holder.key:
+        return f"its integrity record {record_path} is for {record.get('key')!r}, not {holder.key}"
+    if ref.rel not in files:
+        return f"its integrity record {record_path} does not list it"
+    if sha256_file(ref.path) != files[ref.rel]:
+        return f"its SHA-256 differs from the one recorded in {record_path} when it was written"
+    with _CHECKED_LOCK:
+        _CHECKED[state] = True
+    return None
+
+
+def _check_values(ref: ArtifactRef) -> str | None:
+    """What is not finite in the `FINITE_COLUMNS` of the file at `ref`, or None (cached per
+    version of the file, like `check_seal`)."""
+    columns = list(FINITE_COLUMNS.get(ref.stage, ()))
+    if not columns:
+        return None
+    state = ("values", str(ref.path), _stamp(ref.path))
+    with _CHECKED_LOCK:
+        if _CHECKED.get(state):
+            return None
+    try:
+        frame = pq.read_table(ref.path, columns=columns).to_pandas()
+    except (OSError, KeyError, pa.ArrowInvalid) as exc:
+        return f"its columns {columns} cannot be read ({type(exc).__name__})"
+    why = non_finite(frame, ref.stage)
+    if why is None:
+        with _CHECKED_LOCK:
+            _CHECKED[state] = True
+    return why
+
+
+def require_seal(ref: ArtifactRef) -> None:
+    """`check_seal`, raising; then the file's weights, probabilities or scores
+    (`FINITE_COLUMNS`) must be finite. What every reader and every stage input goes through.
+
+    Raises:
+        SealError: If the file at `ref` does not match its seal (or has none), naming the file.
+        ArtifactError: If it holds NaN or infinite values where `FINITE_COLUMNS` forbids them.
+    """
+    why = check_seal(ref)
+    if why is not None:
+        raise SealError(f"{ref.location} {SEAL_REMEDY} ({why}).")
+    why = _check_values(ref)
+    if why is not None:
+        raise ArtifactError(
+            f"{ref.location} holds values that are not finite: {why}. Nothing may be computed from it: "
+            f"delete it and its seal ({_seal_rel(_sealed_by(ref))} under the artifact root), then rerun "
+            "`qmu run` to rebuild it."
+        )
 
 
 @contextlib.contextmanager
@@ -439,13 +621,21 @@ def key_lock(ref: ArtifactRef) -> Iterator[None]:
 
 
 def read_metadata(ref: ArtifactRef) -> Provenance:
-    """Provenance of an artifact: stage, key, version, inputs and facts (untyped dict)."""
+    """Provenance of an artifact: stage, key, version, inputs and facts (untyped dict).
+
+    Every reader goes through here: the file is checked against its seal first (`require_seal`).
+
+    Raises:
+        SealError: If the file does not match its seal or has none.
+        ArtifactError: If it is missing, unreadable or from another stage version.
+    """
     if not exists(ref):
         raise ArtifactError(
             f"Artifact {ref.key} is missing: {ref.location} does not exist.\n"
             "It was probably deleted after a run cached it. Re-run with "
             "`qmu run ... --refresh` (or PREFECT_TASKS_REFRESH_CACHE=true) to rebuild it."
         )
+    require_seal(ref)
     try:
         raw = pq.read_schema(ref.path).metadata or {}
     except (OSError, pa.ArrowInvalid) as exc:
@@ -501,6 +691,13 @@ def read_path(path: Path | str) -> pd.DataFrame:
 
 
 def read(ref: ArtifactRef) -> pd.DataFrame:
-    """Read an artifact written by `write`, checking its stage and version first."""
-    read_metadata(ref)
+    """Read an artifact written by `write`, checking its seal, stage and version first and its
+    `FINITE_COLUMNS` after.
+
+    Raises:
+        SealError: If the file does not match its seal or has none.
+        ArtifactError: If it is missing, unreadable, from another stage version, or holds NaN or
+            infinite weights, probabilities or scores.
+    """
+    read_metadata(ref)  # seal and finite values (`require_seal`)
     return read_path(ref.path)

@@ -732,6 +732,16 @@ class HardwareConfig(Section):
         ),
     )
     cpu_threads: int = Field(0, strict=True, ge=0, le=256, description="Simulator threads; 0: every core.")
+    timeout_s: float = Field(
+        60.0,
+        strict=True,
+        ge=1,
+        le=86_400,
+        description=(
+            "Seconds one call to the real Quantum Engine (`google_engine`) may take before the run fails with "
+            "the endpoint and the likely cause (no network, no credentials); raise it for a long device queue."
+        ),
+    )
 
     @field_validator("shots")
     @classmethod

@@ -20,3 +20,8 @@ class DataError(QMUError):
 
 class ArtifactError(QMUError):
     """An artifact is missing, unreadable, or from another stage version."""
+
+
+class SealError(ArtifactError):
+    """An artifact does not match its integrity record (its seal), or has none: it was changed
+    after it was written, so nothing may read it."""

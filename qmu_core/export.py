@@ -43,9 +43,9 @@ def resolve_model_ref(path: Path | str, *, phase: str = "before") -> ArtifactRef
     """The model artifact a path names: a model Parquet file, a run dir or its summary.json.
 
     For a run (directory or summary.json), `phase` picks the model: ``before``, ``after_ga`` or
-    ``oracle``. summary.json stores paths as the run wrote them; a relative one is tried as given
-    (relative to the current directory), then below the artifact root the summary itself sits in
-    (``<root>/runs/<name>/summary.json``), so a run can be exported from any directory.
+    ``oracle``. summary.json stores paths relative to the artifact root; they are resolved below
+    the root the summary itself sits in (``<root>/runs/<name>/summary.json``), so a run can be
+    exported from any directory, and from a copied or moved root.
     `path` may also be a URL below a URL artifact root (``s3://b/qmu/runs/<name>``, its
     summary.json, or ``s3://b/qmu/model/<key>.parquet``): the files are downloaded into the
     root's local mirror (`qmu_core.storage`) and the ref keeps the URL root.
@@ -115,19 +115,18 @@ def fetch_run_summary(url: str) -> tuple[Path, str]:
 
 
 def _model_in_summary(summary: Path, phase: str) -> Path:
-    """The model file a run's summary.json lists for `phase`, located on this machine."""
+    """The model file a run's summary.json lists for `phase`, below the root the summary itself
+    lies in (``<root>/runs/<name>/summary.json``), never the root it was written in: a copied,
+    moved or remounted root is read (and audited, written) as itself (`storage.in_root`; older
+    summaries' absolute paths are read by their ``<stage>/<file>`` tail)."""
     stored = _stored_model(summary, phase, shown=str(summary))
-    given = Path(stored)
-    root = summary.resolve().parent.parent.parent  # <root>/runs/<name>/summary.json
-    # as stored (relative: to the current directory), then by its <stage>/<file> tail below the
-    # root the summary sits in (a relative root seen from elsewhere, a moved root, or the mirror
-    # of a URL root)
-    candidates = list(dict.fromkeys([given, root / given.parent.name / given.name]))
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        tried = f"neither {candidates[0]} nor {candidates[1]} exists" if len(candidates) > 1 else "it does not exist"
+    try:
+        found = Path(storage.in_root(summary, stored))
+    except ArtifactError as exc:
+        raise ArtifactError(f"{summary} lists the {phase!r} model as {stored!r}: {exc}") from None
+    if not found.is_file():
         raise ArtifactError(
-            f"{summary} lists the {phase!r} model as {stored}, but {tried}: it was deleted "
+            f"{summary} lists the {phase!r} model as {stored}, but {found} does not exist: it was deleted "
             "or moved. Re-run the run's config with `qmu run ... --refresh` to rebuild it, then export again."
         )
     return found
@@ -255,8 +254,15 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
         "files": files,
         "how_to_predict": _recipe(model),
     }
+    try:  # strict JSON: NaN or Infinity would make manifest.json unreadable by other tools
+        text = json.dumps(manifest, indent=1, allow_nan=False)
+    except ValueError as exc:
+        raise ArtifactError(
+            f"{ref.location} holds weights that are not finite numbers ({exc}); it cannot be exported. "
+            "Delete it and its seal, then rerun `qmu run` to rebuild it."
+        ) from None
     path = out_dir / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=1))
+    path.write_text(text)
     return path
 
 

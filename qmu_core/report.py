@@ -153,6 +153,9 @@ def compare(outputs: Mapping[str, pd.DataFrame], scores: pd.DataFrame, audit: Au
 
 Summary = dict[str, Any]
 
+PATHS_NOTE = "relative to the artifact root: the folder that holds runs/<folder>/summary.json"
+"""summary.json's ``paths`` entry: how to read the file paths it stores (`qmu_core.storage.in_root`)."""
+
 
 def models_summary(table: pd.DataFrame) -> dict[str, Summary]:
     """``{phase: {metric: value, "attacks": {attack: {metric: value, "<m>_ci": [low, high]}}}}``.
@@ -490,8 +493,15 @@ def publish(
     config: QMUConfig,
     wall_time_s: float,
 ) -> Report:
-    """Write ``<root>/runs/<run_name>/`` summary.json, report.md, comparison.png and roc.png, and
-    (when the run unlearned) deletion.md and deletion.png.
+    """Write ``<root>/runs/<folder>/`` (`storage.run_folder` of `run_name`): summary.json,
+    report.md, index.html, comparison.png and roc.png, and (when the run unlearned) deletion.md
+    and deletion.png.
+
+    The files go into a hidden temporary folder that is renamed to the run's folder once
+    summary.json, the last, is written (`storage.staged_run_folder`): a run folder is whole or
+    absent, and a failure (disk full) removes the temporary folder. summary.json names every file
+    relative to the artifact root (``model/<key>.parquet``, ``runs/<folder>/report.md``), so a
+    copied or moved root keeps working (`storage.in_root` resolves them).
 
     Args:
         artifacts: Every artifact of the run, by name; a mapping value groups several
@@ -514,8 +524,42 @@ def publish(
     methods = [p.removeprefix("after_") for p in models if p.startswith("after_")]
     comparison = read(comparison_ref) if isinstance(comparison_ref, ArtifactRef) else None
     _model_extras(models, comparison, methods)
-    run_rel = storage.run_folder(table_ref.root, run_name)  # for a URL root: in the mirror, then uploaded
-    run_dir = storage.local_dir(table_ref.root) / run_rel
+    with storage.staged_run_folder(table_ref.root, run_name) as staged:  # for a URL root: in the mirror
+        return _publish_into(
+            staged,
+            artifacts,
+            run_name=run_name,
+            config=config,
+            wall_time_s=wall_time_s,
+            audit=audit,
+            refs=(table_ref, scores_ref, comparison_ref, roc_ref),
+            models=models,
+            repeats=repeats,
+            unlearned=unlearned,
+            methods=methods,
+            comparison=comparison,
+        )
+
+
+def _publish_into(
+    staged: storage.StagedRun,
+    artifacts: Mapping[str, ArtifactRef | Mapping[str, ArtifactRef]],
+    *,
+    run_name: str,
+    config: QMUConfig,
+    wall_time_s: float,
+    audit: AuditFacts,
+    refs: tuple[ArtifactRef, ArtifactRef, ArtifactRef | Mapping[str, ArtifactRef] | None, ArtifactRef],
+    models: dict[str, Summary],
+    repeats: dict[str, Summary],
+    unlearned: dict[str, ModelFacts],
+    methods: list[str],
+    comparison: pd.DataFrame | None,
+) -> Report:
+    """`publish`'s files, written into the staged folder, which is renamed to the run's folder
+    once they are all there (summary.json last)."""
+    table_ref, scores_ref, comparison_ref, roc_ref = refs
+    run_dir = staged.tmp
     heading = title(config)
     cautions = run_warnings(config, artifacts) + unlearning_warnings(models)
     headline = config.attack.headline
@@ -580,20 +624,17 @@ def publish(
 
     def paths(value: ArtifactRef | Mapping[str, ArtifactRef]) -> str | dict[str, str]:
         if isinstance(value, ArtifactRef):
-            return value.location
-        return {k: v.location for k, v in value.items()}
-
-    def shown(name: str) -> str:  # a run file as users see it: local path or URL
-        return storage.location(table_ref.root, f"{run_rel}/{name}")
+            return value.rel
+        return {k: v.rel for k, v in value.items()}
 
     listed = {**artifacts, "roc": roc_ref}
     if isinstance(splits_ref, ArtifactRef):
         listed["feature_map"] = companion(splits_ref, "feature_map")
     ga = first.get("ga") or next(iter(first.values()), None)
-    summary = {
+    summary: dict[str, Any] = {
         "run": {
             "name": run_name,
-            "folder": run_rel.removeprefix("runs/"),
+            "folder": "",  # set when the folder is chosen (`write_last`)
             "seed": config.run.seed,
             "wall_time_s": round(wall_time_s, 2),
         },
@@ -615,18 +656,29 @@ def publish(
         "deletion": deletion_section,
         "artifacts": {k: paths(v) for k, v in listed.items()},
         "warnings": cautions,
-        "metrics_parquet": table_ref.location,
-        "scores_parquet": scores_ref.location,
-        "roc_parquet": roc_ref.location,
-        "comparison_parquet": comparison_ref.location if isinstance(comparison_ref, ArtifactRef) else None,
-        "report_md": shown("report.md"),
-        "index_html": shown("index.html"),
-        "deletion_md": shown("deletion.md") if deletion_md else None,
-        "plot_png": shown(plots["qmu-comparison-plot"].name),
-        "roc_png": shown(plots["qmu-roc-plot"].name),
-        "deletion_png": shown(plots["qmu-deletion-plot"].name) if "qmu-deletion-plot" in plots else None,
+        "metrics_parquet": table_ref.rel,
+        "scores_parquet": scores_ref.rel,
+        "roc_parquet": roc_ref.rel,
+        "comparison_parquet": comparison_ref.rel if isinstance(comparison_ref, ArtifactRef) else None,
+        "paths": PATHS_NOTE,
     }
-    path: Path | str = write_summary(run_dir / "summary.json", summary)
+    files = {
+        "report_md": "report.md",
+        "index_html": "index.html",
+        "deletion_md": "deletion.md" if deletion_md else None,
+        "plot_png": plots["qmu-comparison-plot"].name,
+        "roc_png": plots["qmu-roc-plot"].name,
+        "deletion_png": plots["qmu-deletion-plot"].name if "qmu-deletion-plot" in plots else None,
+    }
+
+    def write_last(rel: str) -> None:  # the folder's name is known only now
+        summary["run"]["folder"] = rel.removeprefix("runs/")
+        summary.update({k: f"{rel}/{name}" if name else None for k, name in files.items()})
+        write_summary(run_dir / "summary.json", summary)
+
+    run_rel = staged.commit(write_last)
+    run_dir = storage.local_dir(table_ref.root) / run_rel
+    path: Path | str = run_dir / "summary.json"
     remote = storage.remote(table_ref.root)
     if remote is not None:  # the run's files, then summary.json: a summary on the root means a whole run
         names = sorted(p.name for p in run_dir.iterdir() if p.is_file() and storage.temp_owner(p) is None)

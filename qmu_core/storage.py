@@ -26,13 +26,15 @@ Only the root is shared: Prefect keeps no cache records for stages (``tasks/_sta
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
+import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from qmu_core.errors import ArtifactError
@@ -40,16 +42,21 @@ from qmu_core.errors import ArtifactError
 __all__ = [
     "CACHE_ENV",
     "Remote",
+    "StagedRun",
     "TMP_SUFFIX",
     "atomic_path",
+    "in_root",
     "is_url",
     "local_dir",
     "location",
     "mirror_dir",
     "normalize",
     "remote",
+    "root_relative",
     "run_folder",
+    "run_root",
     "sha256_file",
+    "staged_run_folder",
     "temp_owner",
 ]
 
@@ -123,6 +130,51 @@ def run_folder(root: Path | str, name: str) -> str:
     return f"runs/{folder}"
 
 
+def run_root(summary: Path | str) -> Path | str:
+    """The artifact root a run's file lies in: ``<root>/runs/<folder>/summary.json`` -> ``<root>``.
+
+    The root the file *is* in, never one a summary names: a copied, moved or remounted root is its
+    own root. A URL gives its URL root; a relative path a relative root when it has the parts
+    (``data/artifacts/runs/x/summary.json`` -> ``data/artifacts``), else an absolute one.
+    """
+    if is_url(summary):
+        return normalize(str(normalize(summary)).rsplit("/", 3)[0])
+    path = Path(summary)
+    if len(path.parts) > 3 and ".." not in path.parts[-3:]:
+        return path.parents[2]
+    return Path(os.path.abspath(path)).parents[2]
+
+
+def root_relative(stored: str) -> str:
+    """A file path a run's summary.json stores, relative to the artifact root.
+
+    Summaries store exactly that (``model/<key>.parquet``, ``runs/<folder>/report.md``) since
+    roots are relocatable; older ones stored an absolute path, a URL or a path relative to the
+    run's working directory, whose tail (``<stage>/<file>``, ``runs/<folder>/<file>``) names the
+    same file below the root.
+
+    Raises:
+        ArtifactError: If the path is empty or its tail climbs out of the root (``..``).
+    """
+    text = str(stored).split("://", 1)[-1] if is_url(str(stored)) else str(stored)
+    parts = [p for p in PurePosixPath(text.replace("\\", "/")).parts if p != "/"]
+    keep = 3 if len(parts) >= 3 and parts[-3] == "runs" else 2
+    tail = parts[-keep:]
+    if not tail or any(p in ("", ".", "..") for p in tail):
+        raise ArtifactError(
+            f"{stored!r} is not a file below an artifact root (<stage>/<file> or runs/<folder>/<file>)."
+        )
+    return "/".join(tail)
+
+
+def in_root(summary: Path | str, stored: str) -> Path | str:
+    """Where file `stored` (as a summary.json at `summary` stores it) lies below that summary's own
+    root (`run_root`): a local path, or a URL for a URL root (its mirror copy is `local_dir(root) / rel`)."""
+    root = run_root(summary)
+    rel = root_relative(stored)
+    return f"{str(root).rstrip('/')}/{rel}" if isinstance(root, str) else root / rel
+
+
 # --------------------------------------------------------------------------- local files
 
 TMP_SUFFIX = ".tmp"
@@ -164,6 +216,61 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class StagedRun:
+    """A run folder being written (`staged_run_folder`): every file goes into `tmp`, a hidden
+    ``runs/.<folder>.<pid>.<random>.tmp/`` (`temp_owner` names its writer), and `commit` renames
+    it to a new ``runs/<folder>`` (`run_folder`). A half-written run never has its final name."""
+
+    def __init__(self, root: Path | str, name: str) -> None:
+        self.root = normalize(root)
+        self.name = name
+        self.runs = local_dir(self.root) / "runs"
+        self.runs.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.runs / _tmp_name(run_folder(self.root, name).removeprefix("runs/"))
+        self.tmp.mkdir()
+        self.rel: str | None = None
+
+    def commit(self, last: Callable[[str], None] | None = None) -> str:
+        """Rename `tmp` to a new ``runs/<folder>``; returns ``runs/<folder>``.
+
+        `last(rel)` writes into `tmp` what names the folder (summary.json) just before the
+        rename: the folder is chosen then, and chosen again if another run took the name first
+        (a rename never replaces a run's folder; it fails on a non-empty one).
+        """
+        if self.rel is not None:
+            return self.rel
+        for _ in range(1000):
+            rel = run_folder(self.root, self.name)
+            if last is not None:
+                last(rel)
+            for path in self.tmp.iterdir():  # on disk before the name says the run is whole
+                if path.is_file():
+                    with open(path, "rb") as fh:
+                        os.fsync(fh.fileno())
+            try:
+                os.rename(self.tmp, local_dir(self.root) / rel)
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    continue
+                raise
+            _fsync_dir(self.runs)
+            self.rel = rel
+            return rel
+        raise ArtifactError(f"Cannot find a free folder for run {self.name!r} in {self.runs}.")
+
+
+@contextlib.contextmanager
+def staged_run_folder(root: Path | str, name: str) -> Iterator[StagedRun]:
+    """A `StagedRun` of run `name` under `root` (its mirror, for a URL root); on any error before
+    `StagedRun.commit` its temporary folder is removed, so no folder of the run is left."""
+    staged = StagedRun(root, name)
+    try:
+        yield staged
+    finally:
+        if staged.rel is None:
+            shutil.rmtree(staged.tmp, ignore_errors=True)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -15,8 +15,13 @@ lives for the whole process, so TensorFlow is imported once per worker, not once
   `shutdown()` stops them at once (the CLI calls it when a flow has finished).
 * In a daemonic process (a Dask worker process) `run` calls `fn` in place: such a process may
   not have children, and it already is one worker of a pool.
-* A worker that dies (out of memory, killed) fails the job with `WorkerError`, which says so,
-  and the pool is rebuilt for the next job.
+* A worker that dies (out of memory, killed) costs one retry, not the run: a process pool whose
+  worker died fails every job it was running or had queued (`BrokenProcessPool`), so the pool is
+  restarted (its surviving workers stopped, since they ignore SIGTERM and would train on) and
+  every one of those jobs, the one on the dead worker included, runs once more. One line says so
+  (`set_notifier`). A job whose worker dies a second time fails with `WorkerError`, which says so.
+  The named semaphores a dead worker held (TensorFlow's import makes one) are released by this
+  process, so the resource tracker prints no "leaked semaphore" warning after the run's output.
 * `cancel()` stops the workers at once (`STOP_SIGNAL`, no waiting for their jobs): every job waiting
   or running raises `Cancelled`, and so does every later `run` until `resume()`. The flows call
   it when their run is cancelled or terminated (`flows.runner`). Workers ignore SIGTERM: a
@@ -31,10 +36,12 @@ lives for the whole process, so TensorFlow is imported once per worker, not once
 
 from __future__ import annotations
 
+import _multiprocessing  # type: ignore[import-not-found]  # CPython's, what multiprocessing.synchronize uses
 import atexit
 import contextlib
 import gc
 import itertools
+import logging
 import multiprocessing as mp
 import os
 import queue
@@ -50,7 +57,19 @@ from typing import Any, TypeVar
 from qmu_core.errors import QMUError
 from qmu_core.progress import Progress, started
 
-__all__ = ["Cancelled", "WorkerError", "cancel", "configure", "n_workers", "ping", "resume", "run", "shutdown"]
+__all__ = [
+    "Cancelled",
+    "WorkerError",
+    "cancel",
+    "configure",
+    "is_cancelled",
+    "n_workers",
+    "ping",
+    "resume",
+    "run",
+    "set_notifier",
+    "shutdown",
+]
 
 T = TypeVar("T")
 
@@ -86,6 +105,19 @@ STOP_GRACE_S = 3.0
 
 # In a worker: the queue progress messages go to.
 _worker_queue: Any = None
+
+# A worker's message about a named semaphore it made or released: (_SEM, pid, name, rtype, made).
+_SEM = "semaphore"
+# In the parent: the named resources each worker process holds, by process id.
+_held: dict[int, dict[str, str]] = {}
+
+_notify: Callable[[str], None] = logging.getLogger("qmu").warning
+
+
+def set_notifier(notify: Callable[[str], None]) -> None:
+    """Where the one line about a restarted pool goes (the stages' task-run log)."""
+    global _notify
+    _notify = notify
 
 
 def n_workers(requested: int = 0) -> int:
@@ -134,7 +166,58 @@ def _init_worker(queue: Any, parent: int, threads: int) -> None:
     # The parent stops its workers (module doc); a group-wide SIGTERM must not do it first.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(STOP_SIGNAL, _stop_worker)
+    _report_semaphores(queue)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="qmu-parent-watch").start()
+
+
+def _report_semaphores(queue: Any) -> None:
+    """In a worker: tell the parent every named resource this process registers with the resource
+    tracker (and releases), so that the parent can release them if this process is killed."""
+    from multiprocessing import resource_tracker
+
+    register, unregister = resource_tracker.register, resource_tracker.unregister
+
+    def registered(name: str, rtype: str) -> None:
+        register(name, rtype)
+        with contextlib.suppress(Exception):
+            queue.put((_SEM, os.getpid(), name, rtype, True))
+
+    def unregistered(name: str, rtype: str) -> None:
+        unregister(name, rtype)
+        with contextlib.suppress(Exception):
+            queue.put((_SEM, os.getpid(), name, rtype, False))
+
+    resource_tracker.register = registered  # type: ignore[assignment]
+    resource_tracker.unregister = unregistered  # type: ignore[assignment]
+
+
+def _release_held_by_dead() -> None:
+    """In the parent: unlink the named semaphores of workers that died without releasing them
+    (killed), and tell the resource tracker, which would otherwise warn about them at exit."""
+    from multiprocessing import resource_tracker
+
+    for pid in list(_held):
+        with contextlib.suppress(Exception):
+            os.kill(pid, 0)
+            if not _zombie(pid):
+                continue  # alive: it releases its own
+        for name, rtype in _held.pop(pid).items():
+            if rtype != "semaphore":
+                continue
+            try:
+                _multiprocessing.sem_unlink(name)
+            except OSError:
+                continue  # released by the worker itself (its exit message did not reach us)
+            with contextlib.suppress(Exception):
+                resource_tracker.unregister(name, rtype)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True  # no such process
 
 
 def _call(token: int | None, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
@@ -167,6 +250,13 @@ def _drain(queue: Any) -> None:
             return
         if item is None:
             return
+        if item[0] == _SEM:
+            _, pid, name, rtype, made = item
+            if made:
+                _held.setdefault(pid, {})[name] = rtype
+            else:
+                _held.get(pid, {}).pop(name, None)
+            continue
         inbox = _inboxes.get(item[0])
         if inbox is not None:
             inbox.put(item[1:])
@@ -176,8 +266,10 @@ def _ensure_pool() -> ProcessPoolExecutor:
     global _pool, _size, _queue, _drainer
     with _lock:
         size = n_workers(_requested)
-        if _pool is not None and size == _size:
+        if _pool is not None and size == _size and not getattr(_pool, "_broken", False):
             return _pool
+        if _pool is not None and getattr(_pool, "_broken", False):
+            _stop_locked(kill=True)  # its surviving workers ignore SIGTERM: stop them, or they train on
         _stop_locked()
         _stop_drain.clear()
         ctx = mp.get_context("spawn")
@@ -199,7 +291,7 @@ def _stop_locked(*, kill: bool = False) -> None:
     `kill`: stop the workers first (`STOP_SIGNAL`, then SIGKILL) instead of waiting for their jobs."""
     global _pool, _queue, _drainer
     if _pool is not None:
-        if kill:
+        if kill or getattr(_pool, "_broken", False):  # a broken pool's survivors ignore SIGTERM
             processes = list((getattr(_pool, "_processes", None) or {}).values())
             for process in processes:
                 with contextlib.suppress(Exception):
@@ -222,6 +314,7 @@ def _stop_locked(*, kill: bool = False) -> None:
         _queue.join_thread()
         _queue, _drainer = None, None
         gc.collect()  # run the semaphores' finalizers (unlink and unregister) here
+    _release_held_by_dead()
 
 
 def shutdown() -> None:
@@ -246,6 +339,11 @@ def resume() -> None:
     _cancelled.clear()
 
 
+def is_cancelled() -> bool:
+    """Whether the run was cancelled or stopped (`cancel`) and no job may start until `resume`."""
+    return _cancelled.is_set()
+
+
 def _cancelled_error(fn: Callable[..., Any]) -> Cancelled:
     return Cancelled(
         f"{getattr(fn, '__name__', fn)} stopped: the run was cancelled. Finished stages are kept and reused next time."
@@ -255,47 +353,74 @@ def _cancelled_error(fn: Callable[..., Any]) -> Cancelled:
 atexit.register(shutdown)
 
 
+def _name(fn: Callable[..., Any], kwargs: dict[str, Any]) -> str:
+    which = kwargs.get("which")
+    return f"{getattr(fn, '__name__', fn)}" + (f" ({which})" if isinstance(which, str) else "")
+
+
 def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` in a worker process; its progress calls reach `progress` here.
 
+    A worker that dies during the job, or during another job of the pool (which fails every job
+    of the pool), costs one retry on the restarted pool (module doc).
+
     Raises:
-        WorkerError: If the worker died during the job (the pool is rebuilt for the next one).
+        WorkerError: If the job's worker process died on its second try too.
         Cancelled: If the run was cancelled (`cancel`) before or during the job.
         Exception: Whatever `fn` raised, unchanged.
     """
-    if _cancelled.is_set():
-        raise _cancelled_error(fn)
-    if mp.current_process().daemon:
-        # A daemonic process (a Dask worker) may not start children: it is the worker itself.
-        if progress is None:
-            return fn(*args, **kwargs)
-        started(progress)
-        return fn(*args, **kwargs, progress=progress)
-    pool = _ensure_pool()
-    token = next(_tokens)
-    inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
-    if progress is not None:
-        _inboxes[token] = inbox
-    try:
-        future = pool.submit(_call, token if progress is not None else None, fn, args, kwargs)
+    broken = 0
+    while True:
+        if _cancelled.is_set():
+            raise _cancelled_error(fn)
+        if mp.current_process().daemon:
+            # A daemonic process (a Dask worker) may not start children: it is the worker itself.
+            if progress is None:
+                return fn(*args, **kwargs)
+            started(progress)
+            return fn(*args, **kwargs, progress=progress)
+        pool = _ensure_pool()
+        token = next(_tokens)
+        inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         if progress is not None:
-            _relay(inbox, future, progress)
-        return future.result()
-    except (BrokenProcessPool, CancelledError, RuntimeError) as exc:
-        if _cancelled.is_set():  # we stopped the pool on purpose: not a crash
-            raise _cancelled_error(fn) from None
-        if not isinstance(exc, BrokenProcessPool):
-            raise
-        with _lock:
-            if _pool is pool:
-                _stop_locked()
-        raise WorkerError(
-            f"The worker process running {getattr(fn, '__name__', fn)} died (killed, or out of memory). "
-            "Run again (finished models are cached); if it repeats, lower run.workers to use fewer "
-            "processes at once."
-        ) from exc
-    finally:
-        _inboxes.pop(token, None)
+            _inboxes[token] = inbox
+        try:
+            try:
+                future = pool.submit(_call, token if progress is not None else None, fn, args, kwargs)
+            except RuntimeError:  # another job's thread is replacing this pool: use the next one
+                if _cancelled.is_set():
+                    raise _cancelled_error(fn) from None
+                if _pool is pool and not getattr(pool, "_broken", False):
+                    raise
+                time.sleep(0.1)
+                continue
+            if progress is not None:
+                _relay(inbox, future, progress)
+            return future.result()
+        except (BrokenProcessPool, CancelledError) as exc:
+            if _cancelled.is_set():  # we stopped the pool on purpose: not a crash
+                raise _cancelled_error(fn) from None
+            if not isinstance(exc, BrokenProcessPool):
+                raise
+            broken += 1
+            with _lock:
+                restart = _pool is pool
+                if restart:
+                    _stop_locked(kill=True)  # the others ignore SIGTERM: stop them now
+            if broken > 1:
+                raise WorkerError(
+                    f"The worker process running {_name(fn, kwargs)} died twice (killed, or out of memory). "
+                    "Run again (finished models are cached); if it repeats, lower run.workers to use fewer "
+                    "processes at once."
+                ) from exc
+            if restart:
+                with contextlib.suppress(Exception):  # a log line must never fail the job
+                    _notify(
+                        f"A worker process died (killed, or out of memory) while {_name(fn, kwargs)} ran or "
+                        "waited; restarted the pool: every job it was running or had queued runs once more."
+                    )
+        finally:
+            _inboxes.pop(token, None)
 
 
 def _relay(inbox: queue.Queue[tuple[Any, ...]], future: Future[Any], progress: Progress) -> None:

@@ -6,21 +6,78 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
+from typing import Any, TypeVar
 from uuid import UUID
 
+import httpx
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.context import TaskRunContext
 from prefect.exceptions import MissingContextError
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from qmu_core.progress import Progress
 
 UPDATE_EVERY_S = 1.0
 """A progress artifact is updated at most once per this many seconds (its last step always)."""
+
+API_TIMEOUT_S = 5.0
+"""Seconds one progress or report call to the Prefect API may take; it is never retried."""
+
+API_DOWN_S = 30.0
+"""After a call could not reach the API (refused, timed out), later calls return at once for this long."""
+
+_T = TypeVar("_T")
+_down = threading.Lock()
+_down_until = [0.0]
+
+
+def api_down() -> bool:
+    """Whether a recent call could not reach the Prefect API (`best_effort`)."""
+    with _down:
+        return time.monotonic() < _down_until[0]
+
+
+def mark_api_down(for_s: float = API_DOWN_S) -> None:
+    """Make `best_effort` calls return None at once for `for_s` seconds (`math.inf`: for good)."""
+    with _down:
+        _down_until[0] = max(_down_until[0], time.monotonic() + for_s)
+
+
+def best_effort(
+    call: Callable[[SyncPrefectClient], _T],
+    settings: Mapping[Any, Any] | None = None,
+    *,
+    timeout_s: float = API_TIMEOUT_S,
+) -> _T | None:
+    """``call(client)`` through a Prefect client that gives up after `timeout_s` and never
+    retries; None if it fails. Progress bars and UI artifacts go through here: they never block
+    or fail the work they show. A call that cannot reach the API (connection refused, timeout)
+    makes every call in the next `API_DOWN_S` return None at once (`api_down`), so a dead server
+    costs one refused connection, not Prefect's retries with backoff (about a minute) per call.
+
+    Args:
+        settings: Prefect settings for the call (a thread outside the flow's context names its API).
+        timeout_s: Seconds each request may take (connect, send, wait for the answer).
+    """
+    if api_down():
+        return None
+    try:
+        with (
+            temporary_settings(updates={**(settings or {}), PREFECT_CLIENT_MAX_RETRIES: 0}),
+            get_client(sync_client=True, httpx_settings={"timeout": timeout_s}) as client,
+        ):
+            return call(client)
+    except httpx.TransportError:  # the API is unreachable, not just unhappy with this call
+        mark_api_down()
+    except Exception:  # noqa: BLE001 - best effort: the work goes on without it
+        pass
+    return None
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -35,7 +92,7 @@ class ProgressBar:
     """A Prefect progress artifact on the current task run, advanced by `advance`.
 
     Outside a task run (a body called through `.fn`), or when the API does not answer, it does
-    nothing: a progress bar never fails the work it reports on.
+    nothing: a progress bar never fails or slows the work it reports on (`best_effort`).
     """
 
     def __init__(self, label: str) -> None:
@@ -56,8 +113,7 @@ class ProgressBar:
             flow_run_id=context.task_run.flow_run_id,
             task_run_id=context.task_run.id,
         )
-        with contextlib.suppress(Exception), get_client(sync_client=True) as client:
-            self.id = client.create_artifact(artifact=artifact).id
+        self.id = best_effort(lambda client: client.create_artifact(artifact=artifact).id)
 
     def advance(self, step: int, steps: int) -> None:
         """Show `step` of `steps` (throttled to one API call per `UPDATE_EVERY_S`, except the last step)."""
@@ -70,16 +126,19 @@ class ProgressBar:
         update = ArtifactUpdate(
             data=round(100.0 * min(step, steps) / max(steps, 1), 1), description=f"{self.label}: {step}/{steps}"
         )
-        with contextlib.suppress(Exception), get_client(sync_client=True) as client:
-            client.update_artifact(artifact_id=self.id, artifact=update)
+        self._update(update)
 
     def finish(self) -> None:
         """100 %: the job ended (an unlearning method may stop before its last pass)."""
         if self.id is not None and not self._done:
             self._done = True
             update = ArtifactUpdate(data=100.0, description=f"{self.label}: done at {self._at or 'start'}")
-            with contextlib.suppress(Exception), get_client(sync_client=True) as client:
-                client.update_artifact(artifact_id=self.id, artifact=update)
+            self._update(update)
+
+    def _update(self, update: ArtifactUpdate) -> None:
+        artifact_id = self.id
+        if artifact_id is not None:
+            best_effort(lambda client: client.update_artifact(artifact_id=artifact_id, artifact=update))
 
 
 _open_bars: ContextVar[list[ProgressBar] | None] = ContextVar("qmu_open_bars", default=None)

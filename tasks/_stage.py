@@ -10,10 +10,15 @@ The `@stage("name")` decorator turns it into a `Stage`:
   key, its integrity record and the SHA-256 recorded when it was written, plus a digest of the
   body's source (so editing a task body recomputes it, as Prefect's TASK_SOURCE would). A
   reused stage finishes in a state named ``Cached``; a missing, truncated or tampered file is
-  rebuilt, never handed on. Nothing read from the root names code: Prefect keeps no cache
+  rebuilt, never handed on. Every input ref must match its seal (`artifacts.require_seal`)
+  before the stage is reused or run: a stage never reads, nor hands on a result of, an input
+  that changed after it was written (upstream stages of a run have rebuilt theirs by then).
+  Nothing read from the root names code: Prefect keeps no cache
   records or result files for stages (``persist_result=False``, no cache policy), so another
   ``PREFECT_HOME``, a deleted ``~/.prefect`` or a copied root changes nothing.
 * A per-key file lock makes concurrent runs on one root compute each artifact once.
+* Once the run stops on a signal or a cancel (`qmu_core.workers.cancel`), no stage starts: each
+  ends Cancelled at once, before it reads or writes anything.
 * Every stage logs one line: its stage, its key, and ``cached`` or ``computed in <s>``.
 * Calling, `.submit` and `.map` run the stage and hand back `ArtifactRef`s (or futures of
   them); `.fn` is the body itself, for tests. ``PREFECT_TASKS_REFRESH_CACHE=true`` (what
@@ -43,6 +48,9 @@ from tasks._log import finishing_progress, info, warning
 
 P = ParamSpec("P")
 
+# A worker process that died is retried once; the line that says so goes to the stage's log.
+workers.set_notifier(warning)
+
 __all__ = ["Stage", "stage"]
 
 
@@ -57,6 +65,32 @@ def _root_of(params: Mapping[str, Any]) -> Path | str:
             if isinstance(v, ArtifactRef):
                 return v.root
     raise ArtifactError("A stage needs a `root` parameter or an ArtifactRef input to know where to write.")
+
+
+# Flows that read a run's artifacts without owning their rebuild: a cached file there that no
+# longer matches its seal is an error naming the file (`artifacts.require_seal`), not rebuilt. A
+# missing file, or one whose stage code or version changed, is computed as everywhere.
+NO_REBUILD_FLOWS = frozenset({"qmu-audit", "qmu-hardware", "qmu-shots"})
+
+
+def _may_rebuild_tampered() -> bool:
+    """Whether this stage call may rebuild a cached file that does not match its seal: outside
+    a flow (tests, scripts) and in every flow but `NO_REBUILD_FLOWS`."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return ctx is None or ctx.flow is None or ctx.flow.name not in NO_REBUILD_FLOWS
+
+
+def _refs(value: Any) -> list[ArtifactRef]:
+    """Every `ArtifactRef` in a parameter value (also inside lists, tuples and dicts)."""
+    if isinstance(value, ArtifactRef):
+        return [value]
+    if isinstance(value, Mapping):
+        return [r for v in value.values() for r in _refs(v)]
+    if isinstance(value, list | tuple):
+        return [r for v in value for r in _refs(v)]
+    return []
 
 
 def _resolve(value: Any) -> Any:
@@ -83,14 +117,21 @@ class Stage(Generic[P]):
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> ArtifactRef | State:
+            if workers.is_cancelled():  # the run is stopping (signal, cancel): no stage starts now
+                return Cancelled(message=f"{fn.__name__} not started: the run was stopped.")
             params = self._bind(*args, **kwargs)
             ref = self._plan(params)
+            for upstream in _refs(list(params.values())):  # never read, nor reuse a result of, an unverified input
+                artifacts.require_seal(upstream)
             with artifacts.key_lock(ref):
                 why = artifacts.verify(ref, code=self.code)
                 if why is None and not PREFECT_TASKS_REFRESH_CACHE.value():
                     info(f"stage {self.stage} {ref.key}: cached")
                     return Completed(name="Cached", data=ref, message=f"reused {ref.key}")
                 if why is not None and artifacts.seal_path(ref).exists():
+                    tampered = artifacts.exists(ref) and artifacts.check_seal(ref) is not None
+                    if tampered and not _may_rebuild_tampered():
+                        artifacts.require_seal(ref)  # raises SealError naming the file
                     warning(f"{ref.key} cannot be reused ({why}); rebuilding it.")
                 started = time.monotonic()
                 try:

@@ -109,7 +109,11 @@ def resolve(source: Path | str, *, attack: AttackConfig | None = None) -> Subjec
 
 
 def _run(summary: Path, source: Path | str) -> Subject:
-    """The subject of a run: `summary` is its summary.json on this machine, `source` how the user named it."""
+    """The subject of a run: `summary` is its summary.json on this machine, `source` how the user named it.
+
+    Its models, and so the audit's artifact root, are those below the root the summary lies in
+    (`resolve_model_ref`), not the root it was written in: auditing a copy of a root reads and
+    writes the copy."""
     first = resolve_model_ref(source, phase="before")  # checks the summary and the file
     data = json.loads(summary.read_text(encoding="utf-8"))
     config = validate(data.get("config", {}), f"the config stored in {source}")
@@ -180,6 +184,8 @@ def _summaries(root: Path | str) -> list[tuple[Path, dict[str, Any]]]:
     runs = storage.local_dir(root) / "runs"
     found = []
     for path in runs.glob("*/summary.json") if runs.is_dir() else []:
+        if path.parent.name.startswith("."):  # a run still writing its folder (`storage.StagedRun`)
+            continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             mtime = path.stat().st_mtime

@@ -222,7 +222,9 @@ def publish_artifacts(
     wall_time_s: float,
 ) -> HardwareReport:
     """`publish` from artifact refs: `hw_metrics` by source, prepared circuits by phase, the
-    measured records and (study) the `hw_outputs` by source and phase, under ``<root>/runs/<run_name>``."""
+    measured records and (study) the `hw_outputs` by source and phase, under ``<root>/runs/<folder>``
+    (`storage.run_folder` of `run_name`), written into a temporary folder renamed to it once whole
+    (`storage.staged_run_folder`)."""
     from qmu_core.hardware import evaluate, samplers
 
     tables = {k: artifacts.read(v) for k, v in metrics.items()}
@@ -233,16 +235,25 @@ def publish_artifacts(
         read = {src: {ph: artifacts.read(r) for ph, r in by_phase.items()} for src, by_phase in outputs.items()}
         variance = evaluate.variance_by_source(read, ids, exact="exact")
     root = next(iter(metrics.values())).root
-    run_rel = storage.run_folder(root, run_name)  # for a URL root: written in the local mirror, then uploaded
-    report = publish(
-        tables,
-        config=config,
-        run_dir=storage.local_dir(root) / run_rel,
-        sampler=samplers.describe(config.hardware.sampler),
-        study=outputs is not None,
-        circuit_stats=stats,
-        variance=variance,
-        wall_time_s=wall_time_s,
+    # written into a temporary folder renamed to the run's folder once whole (for a URL root: in
+    # the local mirror, then uploaded)
+    with storage.staged_run_folder(root, run_name) as staged:
+        report = publish(
+            tables,
+            config=config,
+            run_dir=staged.tmp,
+            sampler=samplers.describe(config.hardware.sampler),
+            study=outputs is not None,
+            circuit_stats=stats,
+            variance=variance,
+            wall_time_s=wall_time_s,
+        )
+        run_rel = staged.commit()
+    run_dir = storage.local_dir(root) / run_rel
+    report = replace(
+        report,
+        summary_path=run_dir / Path(report.summary_path).name,
+        plots={k: run_dir / p.name for k, p in report.plots.items()},
     )
     remote = storage.remote(root)
     if remote is None:

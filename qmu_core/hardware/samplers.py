@@ -22,11 +22,18 @@ the environment (`project_id_from_env`, or a Prefect Secret in ``tasks/``).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any, TypeVar, cast
 
 import cirq
+import cirq_google
 
+from qmu_core import workers
 from qmu_core.config import (
     EmulatorSampler,
     GoogleEngineSampler,
@@ -36,21 +43,26 @@ from qmu_core.config import (
     QsimSampler,
     SamplerConfig,
 )
-from qmu_core.errors import ConfigError
+from qmu_core.errors import ConfigError, QMUError
 from qmu_core.hardware import processors
 from qmu_core.hardware.emulator import DensityMatrixEmulator
 from qmu_core.hardware.sampling import qsim_sampler
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "PROJECT_ENV",
+    "EngineTimeout",
     "build",
     "describe",
     "engine_sampler",
+    "engine_timeout",
     "noise_model",
     "project_id_from_env",
     "target",
     "threads",
 ]
+
+_T = TypeVar("_T")
 
 PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
 """Environment variable holding the Google Cloud project of the Quantum Engine."""
@@ -110,8 +122,108 @@ def project_id_from_env(environ: Mapping[str, str] | None = None) -> str | None:
     return value or None
 
 
-def engine_sampler(config: GoogleEngineSampler, *, project_id: str | None) -> cirq.Sampler:
-    """A `cirq_google.ProcessorSampler` on the real Quantum Engine (no network until it runs).
+DEFAULT_TIMEOUT_S = 60.0
+"""Seconds an Engine call may take before it is given up, unless `engine_timeout` says otherwise."""
+
+_TIMEOUT_S: ContextVar[float] = ContextVar("qmu_engine_timeout_s", default=DEFAULT_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def engine_timeout(seconds: float) -> Iterator[None]:
+    """Inside (and in the tasks submitted from inside, which copy the context): Engine samplers
+    built without an explicit `timeout_s` give up a call after `seconds` (``hardware.timeout_s``:
+    a flow wraps its body in it; the timeout is not an input of any stage, so not of its cache key)."""
+    token = _TIMEOUT_S.set(float(seconds))
+    try:
+        yield
+    finally:
+        _TIMEOUT_S.reset(token)
+
+
+STOP_POLL_S = 0.2
+"""While an Engine call runs, how often its caller checks whether the run was stopped (`workers.cancel`)."""
+
+DEFAULT_ENDPOINT = "quantum.googleapis.com"
+"""The Quantum Engine API endpoint unless ``service_args`` name another."""
+
+
+class _EngineSampler(cirq_google.ProcessorSampler):
+    """A `cirq_google.ProcessorSampler` whose calls end within `timeout_s`.
+
+    Without network the Engine client waits for an answer (and retries with backoff for up to an
+    hour) in its own thread; each call here runs in a daemon thread and is given up after
+    `timeout_s` with a `QMUError` naming the processor, the endpoint and the likely causes, or
+    within `STOP_POLL_S` when the run is stopped (SIGTERM, Ctrl-C, a cancel: `workers.cancel`,
+    which the flows call then) with `workers.Cancelled`. The abandoned call dies with the process.
+    """
+
+    def __init__(self, *, timeout_s: float, endpoint: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout_s = timeout_s
+        self.endpoint = endpoint
+
+    def _within_deadline(self, call: Callable[[], _T], what: str) -> _T:
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["value"] = call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"qmu-engine-{what}", daemon=True).start()
+        deadline = time.monotonic() + self.timeout_s
+        while not done.wait(min(STOP_POLL_S, max(0.0, deadline - time.monotonic()))):
+            if workers.is_cancelled():  # the run was cancelled or terminated (SIGTERM, Ctrl-C)
+                raise workers.Cancelled(
+                    f"google_engine {what} on {self._processor_id()!r} abandoned: the run was stopped. "
+                    "Finished stages are kept and reused next time."
+                )
+            if time.monotonic() < deadline:
+                continue
+            raise EngineTimeout(
+                f"google_engine processor {self._processor_id()!r} at {self.endpoint}: {what} got no answer "
+                f"within {self.timeout_s:g} s (network? credentials? `gcloud auth application-default login`); "
+                "raise hardware.timeout_s for a long queue."
+            )
+        if "error" in box:
+            raise box["error"]
+        return cast(_T, box["value"])
+
+    def _processor_id(self) -> str:
+        return str(getattr(self.processor, "processor_id", "?"))
+
+    def run_sweep(self, program: cirq.AbstractCircuit, params: Any, repetitions: int = 1) -> Sequence[cirq.Result]:
+        return self._within_deadline(lambda: super(_EngineSampler, self).run_sweep(program, params, repetitions), "run")
+
+    def run_batch(
+        self, programs: Sequence[cirq.AbstractCircuit], params_list: Any = None, repetitions: Any = 1
+    ) -> Sequence[Sequence[cirq.Result]]:
+        return self._within_deadline(
+            lambda: super(_EngineSampler, self).run_batch(programs, params_list, repetitions), "run_batch"
+        )
+
+
+class EngineTimeout(QMUError):
+    """An Engine call got no answer within `hardware.timeout_s`."""
+
+
+def engine_sampler(
+    config: GoogleEngineSampler,
+    *,
+    project_id: str | None,
+    timeout_s: float | None = None,
+    service_args: dict[str, Any] | None = None,
+) -> cirq.Sampler:
+    """A `cirq_google.ProcessorSampler` on the real Quantum Engine (no network until it runs)
+    whose every call ends within `timeout_s` (`EngineTimeout` otherwise; None: `engine_timeout`'s,
+    else `DEFAULT_TIMEOUT_S`).
+
+    Args:
+        service_args: Options of the gRPC client (``client_options``, ``credentials``), for tests.
 
     Raises:
         ConfigError: Without a project id.
@@ -122,18 +234,27 @@ def engine_sampler(config: GoogleEngineSampler, *, project_id: str | None) -> ci
             f"environment: set {PROJECT_ENV}=<project> (or create the Prefect Secret block "
             "'qmu-google-cloud-project'), and authenticate with `gcloud auth application-default login`."
         )
-    import cirq_google
-
-    engine = cirq_google.Engine(project_id=project_id)
-    processor = engine.get_processor(config.processor_id)
-    return cirq_google.ProcessorSampler(
-        processor=processor,
+    engine = cirq_google.Engine(project_id=project_id, service_args=service_args)
+    options = (service_args or {}).get("client_options") or {}
+    endpoint = options.get("api_endpoint") if isinstance(options, dict) else getattr(options, "api_endpoint", None)
+    return _EngineSampler(
+        processor=engine.get_processor(config.processor_id),
         run_name=config.run_name,
         device_config_name=config.device_config_name,
+        timeout_s=_TIMEOUT_S.get() if timeout_s is None else timeout_s,
+        endpoint=str(endpoint or DEFAULT_ENDPOINT),
     )
 
 
-def build(config: SamplerConfig, *, seed: int, cpu_threads: int = 0, project_id: str | None = None) -> cirq.Sampler:
+def build(
+    config: SamplerConfig,
+    *,
+    seed: int,
+    cpu_threads: int = 0,
+    project_id: str | None = None,
+    timeout_s: float | None = None,
+    service_args: dict[str, Any] | None = None,
+) -> cirq.Sampler:
     """The `cirq.Sampler` of `config` (module table), seeded where the kind allows it.
 
     Args:
@@ -141,6 +262,8 @@ def build(config: SamplerConfig, *, seed: int, cpu_threads: int = 0, project_id:
         seed: Seed of the shots (simulators and the emulator).
         cpu_threads: Simulator threads; 0: every core.
         project_id: ``google_engine`` only: the Google Cloud project (from the environment).
+        timeout_s: ``google_engine`` only: seconds an Engine call may take (None: `engine_timeout`'s).
+        service_args: ``google_engine`` only: gRPC client options (tests point it elsewhere).
     """
     n = threads(cpu_threads)
     if isinstance(config, QsimSampler):
@@ -152,7 +275,7 @@ def build(config: SamplerConfig, *, seed: int, cpu_threads: int = 0, project_id:
     if isinstance(config, GoogleNoisyQVMSampler):
         return processors.noisy_qvm_sampler(config.processor, seed=seed, cpu_threads=n)
     if isinstance(config, GoogleEngineSampler):
-        return engine_sampler(config, project_id=project_id)
+        return engine_sampler(config, project_id=project_id, timeout_s=timeout_s, service_args=service_args)
     if isinstance(config, EmulatorSampler):
         return DensityMatrixEmulator(noise_model(config), seed=seed)
     raise ConfigError(f"Unknown sampler kind {getattr(config, 'kind', config)!r}.")  # pragma: no cover

@@ -16,6 +16,7 @@ import pandas as pd
 from qmu_core import artifacts, unlearning
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig, derive_seed
+from qmu_core.errors import ArtifactError
 from qmu_core.membership import member_mask
 from qmu_core.progress import Progress
 from qmu_core.provenance import ModelFacts, RelearnFacts
@@ -108,8 +109,20 @@ def outputs_split(
     weights: ArtifactRef, splits: ArtifactRef, model: ModelConfig, classes: Sequence[int], *, loss: str
 ) -> Output:
     """`outputs` of the model stored at `weights` on the split stored at `splits` (what a worker
-    process runs: it reads both tables itself)."""
-    return outputs(artifacts.read(weights), read_splits(splits), model, classes, loss=loss)
+    process runs: it reads both tables itself).
+
+    Raises:
+        ArtifactError: If the weights are not finite (`artifacts.read`) or give outputs that are
+            not (finite but huge weights), naming the weights' file; nothing is written.
+    """
+    out = outputs(artifacts.read(weights), read_splits(splits), model, classes, loss=loss)
+    why = artifacts.non_finite(out.frame, "outputs")
+    if why is not None:
+        raise ArtifactError(
+            f"The model {weights.location} gives outputs that are not finite ({why}); its weights are "
+            "unusable. Delete it and its seal, then rerun `qmu run` to rebuild it."
+        )
+    return out
 
 
 def deletion_request(

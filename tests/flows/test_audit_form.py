@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,16 +169,20 @@ def test_several_model_paths_make_one_audit(run: dict[str, Any], root: Path) -> 
     assert subject.config.attack.model_dump(mode="json") == run["config"]["attack"]
 
 
-def test_sources_made_with_other_reference_models_are_refused(run: dict[str, Any], root: Path, tmp_path: Path) -> None:
+def test_sources_made_with_other_reference_models_are_refused(run: dict[str, Any], root: Path) -> None:
     """A run of the same models but another attack section (8 reference models, not 2): one
     audit cannot score both against the same reference models."""
     other = json.loads(Path(run["path"]).read_text())
     other["config"]["attack"]["n_shadow"] = 8
-    path = tmp_path / "runs" / "other" / "summary.json"
+    # in the run's root: summary.json names its models relative to the root it lies in
+    path = root / "runs" / ".other-attack" / "summary.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(other))
-    with pytest.raises(ArtifactError, match=r"attack\.n_shadow: 2 vs 8.*Audit them separately") as err:
-        resolve_many([run["path"], str(path)], root=root)
+    try:
+        path.write_text(json.dumps(other))
+        with pytest.raises(ArtifactError, match=r"attack\.n_shadow: 2 vs 8.*Audit them separately") as err:
+            resolve_many([run["path"], str(path)], root=root)
+    finally:
+        shutil.rmtree(path.parent)
     assert "\n" not in str(err.value)
 
 

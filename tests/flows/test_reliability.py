@@ -56,8 +56,8 @@ def _numbers(models: dict) -> dict:
     return out
 
 
-def _outputs(summary: dict) -> dict[str, pd.DataFrame]:
-    return {k: pd.read_parquet(p) for k, p in summary["artifacts"]["outputs"].items()}
+def _outputs(root: Path, summary: dict) -> dict[str, pd.DataFrame]:
+    return {k: pd.read_parquet(root / p) for k, p in summary["artifacts"]["outputs"].items()}
 
 
 def _server_pid(log: str) -> int:
@@ -86,7 +86,7 @@ def test_another_prefect_home_reuses_the_root_and_rebuilds_a_truncated_file(
 ) -> None:
     root, log = first
     summary = _summary(log)
-    model = Path(summary["artifacts"]["before"])
+    model = root / summary["artifacts"]["before"]
     model.write_bytes(model.read_bytes()[:100])  # truncated under a fully cached run
     code, again = _finish(_qmu(root, tmp_path / "another-home"))
     assert code == 0, again[-3000:]
@@ -100,13 +100,13 @@ def test_another_prefect_home_reuses_the_root_and_rebuilds_a_truncated_file(
 def test_refresh_recomputes_everything_with_identical_values(first: tuple[Path, str], tmp_path: Path) -> None:
     root, log = first
     before = _summary(log)
-    outputs = _outputs(before)
+    outputs = _outputs(root, before)
     code, again = _finish(_qmu(root, tmp_path / "home", "--refresh"))
     assert code == 0, again[-3000:]
     assert set(_states(again)) == {"Completed"}
     after = _summary(again)
     assert _numbers(after["models"]) == _numbers(before["models"])
-    for phase, frame in _outputs(after).items():
+    for phase, frame in _outputs(root, after).items():
         old = outputs[phase]
         assert frame[["sample_id", "loss", "correct"]].equals(old[["sample_id", "loss", "correct"]]), phase
         np.testing.assert_array_equal(np.stack(frame["prob"]), np.stack(old["prob"]))

@@ -71,7 +71,7 @@ def _decimals(value: float) -> int:
     return len(text.split(".")[1]) if "." in text and "e" not in text else 0
 
 
-def test_the_report_tables_and_files_belong_to_the_flow_run(run: tuple[dict[str, Any], UUID]) -> None:
+def test_the_report_tables_and_files_belong_to_the_flow_run(run: tuple[dict[str, Any], UUID], root: Path) -> None:
     summary, flow_run_id = run
     found = {a.key: a for a in _artifacts(flow_run_id) if a.type != "progress"}
     expected = {"qmu-report", "qmu-comparison", "qmu-attacks", "qmu-deletion", "qmu-files"}
@@ -97,7 +97,7 @@ def test_the_report_tables_and_files_belong_to_the_flow_run(run: tuple[dict[str,
     assert [caption for caption, _ in images] == ["Before / after / oracle", "Membership ROC"]
     for _, data in images:
         assert base64.b64decode(data).startswith(PNG)
-    assert base64.b64decode(images[0][1]) == Path(summary["plot_png"]).read_bytes()
+    assert base64.b64decode(images[0][1]) == (root / summary["plot_png"]).read_bytes()  # relative to the root
     deletion = found["qmu-deletion"].data
     assert "data:image/png;base64," in deletion and "| GA |" in deletion
     # no image left that the UI cannot load: every image of both reports is a data URI (deletion.md
@@ -111,7 +111,7 @@ def test_the_report_tables_and_files_belong_to_the_flow_run(run: tuple[dict[str,
     files = found["qmu-files"].data
     listed = [p for v in summary["artifacts"].values() for p in (v.values() if isinstance(v, dict) else [v])]
     for path in [*listed, summary["report_md"], summary["plot_png"], summary["roc_png"], summary["deletion_png"]]:
-        assert f"]({Path(path).resolve().as_uri()})" in files, path
+        assert f"]({(root / path).resolve().as_uri()})" in files, path
     assert "summary.json" in files and "index.html" in files
     assert f"[open](/artifacts/artifact/{found['qmu-report'].id})" in files
     assert f"[open](/artifacts/artifact/{found['qmu-deletion'].id})" in files
@@ -126,7 +126,7 @@ def test_a_run_is_named_and_tagged_by_what_ran(run: tuple[dict[str, Any], UUID],
     assert re.fullmatch(r"tiny-class4-[0-9a-f]{6}-[a-z0-9]+(-[a-z0-9]+)*", flow_run.name), flow_run.name
     assert summary["run"]["name"] == flow_run.name and re.fullmatch(r"[0-9a-f]{6}", key)
     assert summary["run"]["folder"] == flow_run.name  # a safe name is its own folder
-    assert Path(summary["report_md"]).parent == root / "runs" / flow_run.name
+    assert summary["report_md"] == f"runs/{flow_run.name}/report.md"
     assert {"preset:tiny", "model:basic_qnn", "request:class"} <= set(flow_run.tags), flow_run.tags
     names = {t.name for t in tasks}
     references = list(summary["artifacts"]["reference_models"])
@@ -139,13 +139,13 @@ def test_a_run_is_named_and_tagged_by_what_ran(run: tuple[dict[str, Any], UUID],
 def test_the_run_records_what_differs_from_its_preset(run: tuple[dict[str, Any], UUID], root: Path) -> None:
     summary, _ = run
     assert summary["changed_from_preset"] == {"run.artifact_root": {"value": str(root), "preset": "data/artifacts"}}
-    report = Path(summary["report_md"]).read_text()
+    report = (root / summary["report_md"]).read_text()
     assert "## Settings changed from preset `tiny`" in report and "| `run.artifact_root` |" in report
 
 
-def test_the_run_folder_opens_in_a_browser(run: tuple[dict[str, Any], UUID]) -> None:
+def test_the_run_folder_opens_in_a_browser(run: tuple[dict[str, Any], UUID], root: Path) -> None:
     summary, _ = run
-    index = Path(summary["index_html"])
+    index = root / summary["index_html"]
     page = index.read_text()
     images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
     assert {"comparison.png", "roc.png", "deletion.png"} <= set(images), images

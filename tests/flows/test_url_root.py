@@ -56,10 +56,11 @@ def test_a_url_root_is_shared_between_machines(tmp_path: Path, monkeypatch: pyte
     assert summary_url.startswith(f"{url}/runs/") and summary_url.endswith("/summary.json")
     summary_file = shared / summary_url.removeprefix(f"{url}/")
     summary = json.loads(summary_file.read_text())
-    assert summary["report_md"] == summary_url.replace("summary.json", "report.md")
+    # paths relative to the root: the URL root's own files, wherever it is mounted
+    assert f"{url}/{summary['report_md']}" == summary_url.replace("summary.json", "report.md")
     listed = [p for v in summary["artifacts"].values() for p in (v.values() if isinstance(v, dict) else [v])]
-    for shown in [*listed, summary["report_md"], summary["plot_png"], summary["roc_png"], summary["deletion_md"]]:
-        assert shown.startswith(f"{url}/") and (shared / shown.removeprefix(f"{url}/")).is_file(), shown
+    for rel in [*listed, summary["report_md"], summary["plot_png"], summary["roc_png"], summary["deletion_md"]]:
+        assert storage.in_root(summary_url, rel) == f"{url}/{rel}" and (shared / rel).is_file(), rel
     assert not [p for p in shared.rglob("*") if storage.temp_owner(p) is not None or p.name.endswith(".lock")]
 
     # another machine: nothing local, everything reused from the URL root

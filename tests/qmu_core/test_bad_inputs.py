@@ -354,8 +354,11 @@ def test_relative_artifact_paths_resolve_from_another_directory(
 def test_summary_naming_a_deleted_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir, _ = _relative_run(tmp_path / "project")
     monkeypatch.chdir(tmp_path)
+    # the stored path is read under the root the summary lies in (a copied root never reaches back)
+    gone = tmp_path / "project" / "data" / "artifacts" / "model" / "gone.parquet"
     with pytest.raises(
-        ArtifactError, match=r"lists the 'oracle' model as data/artifacts/model/gone.parquet, but neither"
+        ArtifactError,
+        match=rf"lists the 'oracle' model as data/artifacts/model/gone.parquet, but {gone} does not exist",
     ):
         resolve_model_ref(run_dir, phase="oracle")
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from flows import cli
 from qmu_core import artifacts, housekeeping
 from qmu_core.artifacts import Output
+from qmu_core.errors import ArtifactError
 
 
 def _metrics(root: Path, seed: int) -> artifacts.ArtifactRef:
@@ -62,3 +65,61 @@ def test_summaries_with_relative_paths_still_protect_their_files(tmp_path: Path,
     _run(root, "r1", {"metrics": kept})
     monkeypatch.chdir("/")
     assert housekeeping.collect_garbage(tmp_path / "rel") == []
+
+
+# ----------------------------------------------------------------- live runs, unfinished run folders
+
+
+def test_gc_removes_nothing_while_a_run_is_live(tmp_path: Path, capsys) -> None:
+    """What a running flow holds (`live_run`) stops gc: the run's inputs and outputs are named by
+    no summary until it ends, so they look like orphans."""
+    kept = _metrics(tmp_path, 1)
+    _run(tmp_path, "r1", {"metrics": kept})
+    with housekeeping.live_run(tmp_path):
+        orphan = _metrics(tmp_path, 2)  # what a running flow just wrote: no summary names it yet
+        with pytest.raises(ArtifactError, match=r"a run is in progress on .* \(pid \d+\); gc removes nothing"):
+            housekeeping.collect_garbage(tmp_path)
+        assert cli.main(["artifacts", "gc", "--root", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"(pid {os.getpid()})" in err and len(err.strip().splitlines()) == 1
+        assert cli.main(["artifacts", "ls", "--root", str(tmp_path)]) == 0
+        assert f"runs in progress: 1 (pid {os.getpid()})" in capsys.readouterr().out
+        assert orphan.path.exists() and artifacts.verify(orphan) is None
+    removed = housekeeping.collect_garbage(tmp_path)  # the run ended: now it is an orphan
+    assert orphan.path in removed and not orphan.path.exists() and artifacts.verify(kept) is None
+    assert not list((tmp_path / housekeeping.LIVE_DIR).glob("*.json"))
+
+
+def test_a_dead_runs_marker_does_not_block_gc(tmp_path: Path) -> None:
+    live = tmp_path / housekeeping.LIVE_DIR
+    live.mkdir()
+    (live / "999999999-0123abcd.json").write_text('{"pid": 999999999}')  # a run killed with SIGKILL
+    orphan = _metrics(tmp_path, 2)
+    assert orphan.path in housekeeping.collect_garbage(tmp_path)
+    assert not (live / "999999999-0123abcd.json").exists()
+
+
+def test_unfinished_run_folders_are_listed_and_dead_ones_removed(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    dead = runs / ".r1.999999999.0123abcd.tmp"  # a run killed while it wrote its report
+    mine = runs / f".r2.{os.getpid()}.0123abcd.tmp"  # one being written now
+    for folder in (dead, mine):
+        folder.mkdir(parents=True)
+        (folder / "report.md").write_text("# half")
+        (folder / "summary.json").write_text("{}")
+    assert housekeeping._summaries(tmp_path) == []  # never a run
+    assert cli.main(["artifacts", "ls", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "runs: 0" in out and "unfinished run folders: 2 (1 of a process that is gone" in out
+    removed = housekeeping.collect_garbage(tmp_path)
+    assert removed == [dead] and not dead.exists() and mine.is_dir()
+    assert housekeeping.remove_own_temp_files(tmp_path) == [mine] and not mine.exists()
+
+
+def test_a_copied_root_with_relative_summaries_keeps_its_files(tmp_path: Path) -> None:
+    kept = _metrics(tmp_path / "a", 1)
+    run = tmp_path / "a" / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"artifacts": {"metrics": kept.rel}}))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert housekeeping.collect_garbage(tmp_path / "b") == []

@@ -3,6 +3,12 @@ Quantum Engine adapter's contract with the Engine API (no network)."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+import socket
+import threading
+import time
+
 import cirq
 import numpy as np
 import pandas as pd
@@ -21,7 +27,7 @@ from qmu_core.config import (
     QsimNoisySampler,
     QsimSampler,
 )
-from qmu_core.errors import ConfigError
+from qmu_core.errors import ConfigError, QMUError
 from qmu_core.hardware import evaluate, prepare, samplers, sampling
 from qmu_core.hardware.emulator import DensityMatrixEmulator
 
@@ -156,6 +162,117 @@ def test_google_engine_adapter_hands_the_engine_api_the_processor_and_repetition
     bare = [cirq.drop_terminal_measurements(c) for c in (sent, circuit)]
     np.testing.assert_allclose(cirq.unitary(bare[0]), cirq.unitary(bare[1]), atol=1e-5)
     assert "qmu-contract-test" not in frame.to_json()  # the project never reaches an artifact
+
+
+class _SilentEngineClient:
+    """An Engine client whose call never answers, like a network that drops every packet."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = threading.Event()
+
+    def run_job_over_stream(self, **kwargs: object) -> None:
+        self.calls += 1
+        self.release.wait(600)  # until the test ends: the deadline must not wait for it
+        raise _Sent
+
+
+def _engine_circuit(config: GoogleEngineSampler) -> cirq.Circuit:
+    records = pd.DataFrame({"sample_id": [7], "x": [np.array([0.1, 0.2, 0.3, 0.4])]})
+    frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.target(config))
+    return prepare.from_frame(frame).circuits[0]
+
+
+def test_an_engine_call_without_an_answer_fails_within_the_deadline() -> None:
+    """No network: the Engine call is given up after `timeout_s` with the processor, the endpoint and
+    the likely cause, not retried, and the blocked call does not keep the caller (issue 25, item 11)."""
+    config = GoogleEngineSampler(processor_id="willow_pink")
+    sampler = samplers.build(config, seed=0, project_id="qmu-deadline-test", timeout_s=2)
+    silent = _SilentEngineClient()
+    sampler.processor.context.client = silent  # type: ignore[attr-defined]
+    circuit = _engine_circuit(config)
+    started = time.monotonic()
+    try:
+        with pytest.raises(QMUError) as raised:
+            sampling.run_circuits([circuit], sampler, repetitions=10)
+    finally:
+        silent.release.set()
+    took = time.monotonic() - started
+    print(f"\nthe silent Engine call was given up after {took:.1f} s: {raised.value}")
+    assert took < 2 + 10
+    message = str(raised.value)
+    assert "willow_pink" in message and "quantum.googleapis.com" in message
+    assert "no answer within 2 s" in message and "network" in message
+    assert silent.calls == 1  # a deadline is not a transient error: not sent again
+
+
+def test_a_stopped_run_abandons_a_waiting_engine_call_at_once() -> None:
+    """SIGTERM or Ctrl-C stop a run through `workers.cancel` (flows.runner): a caller waiting for the
+    Engine gives up within a fraction of a second, not after `timeout_s`."""
+    from qmu_core import workers
+
+    config = GoogleEngineSampler(processor_id="willow_pink")
+    sampler = samplers.build(config, seed=0, project_id="qmu-deadline-test", timeout_s=60)
+    silent = _SilentEngineClient()
+    sampler.processor.context.client = silent  # type: ignore[attr-defined]
+    circuit = _engine_circuit(config)
+    timer = threading.Timer(0.5, workers.cancel)
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(workers.Cancelled, match="abandoned"):
+            sampling.run_circuits([circuit], sampler, repetitions=10)
+    finally:
+        timer.cancel()
+        workers.resume()
+        silent.release.set()
+    took = time.monotonic() - started
+    print(f"\nabandoned {took - 0.5:.2f} s after the run was stopped")
+    assert took < 0.5 + 2
+
+
+def test_an_engine_endpoint_that_never_answers_fails_within_the_deadline() -> None:
+    """The real gRPC client pointed at a local port that accepts connections and never answers."""
+    import google.auth.credentials
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    endpoint = f"127.0.0.1:{listener.getsockname()[1]}"
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    config = GoogleEngineSampler(processor_id="willow_pink")
+    service_args = {
+        "client_options": {"api_endpoint": endpoint},
+        "credentials": google.auth.credentials.AnonymousCredentials(),
+    }
+    sampler = samplers.build(config, seed=0, project_id="qmu-deadline-test", timeout_s=3, service_args=service_args)
+    started = time.monotonic()
+    try:
+        with pytest.raises(QMUError, match=re.escape(endpoint)) as raised:
+            sampling.run_circuits([_engine_circuit(config)], sampler, repetitions=10)
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+    took = time.monotonic() - started
+    print(f"\nthe silent endpoint was given up after {took:.1f} s: {raised.value}")
+    assert took < 3 + 10
+    assert "no answer within 3 s" in str(raised.value)
+
+
+def test_hardware_timeout_is_a_strict_positive_number() -> None:
+    assert HardwareConfig().timeout_s == 60
+    assert HardwareConfig(timeout_s=2.5).timeout_s == 2.5
+    for bad in (0, "60", True):
+        with pytest.raises(ValidationError, match="timeout_s"):
+            HardwareConfig(timeout_s=bad)
 
 
 @pytest.mark.hardware

@@ -113,3 +113,39 @@ def test_workers_outlive_sigterm_the_flow_process_stops_them() -> None:
     os.kill(pid, signal.SIGTERM)
     time.sleep(0.5)
     assert workers.run(workers.ping) == pid
+
+
+def test_a_killed_worker_costs_one_retry_of_the_jobs_it_broke_not_their_failure() -> None:
+    """kill -9 one of two busy workers: the pool restarts and every job the broken pool failed
+    (the killed one, the one running beside it, the one queued) runs once more and succeeds."""
+    workers.configure(2)
+    try:
+        workers.run(workers.ping)  # the pool is up
+        results: dict[str, object] = {}
+
+        def job(name: str, fn: object, *args: object) -> None:
+            try:
+                results[name] = workers.run(fn, *args)  # type: ignore[arg-type]
+            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                results[name] = exc
+
+        threads = [threading.Thread(target=job, args=(f"sleep-{i}", time.sleep, 3.0)) for i in range(2)]
+        threads.append(threading.Thread(target=job, args=("queued", workers.ping)))
+        for thread in threads:
+            thread.start()
+            time.sleep(0.3)
+        pids = [p.pid for p in psutil.Process().children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
+        busy = [pid for pid in pids if "resource_tracker" not in " ".join(psutil.Process(pid).cmdline())]
+        assert len(busy) == 2, busy
+        os.kill(busy[0], signal.SIGKILL)
+        for thread in threads:
+            thread.join(timeout=60)
+        assert results["sleep-0"] is None and results["sleep-1"] is None, results
+        assert isinstance(results["queued"], int) and results["queued"] not in busy, results
+    finally:
+        workers.configure(1)
+
+
+def test_a_job_that_kills_its_worker_twice_is_a_worker_error_naming_the_job() -> None:
+    with pytest.raises(workers.WorkerError, match=r"_exit .*died.*twice"):
+        workers.run(os._exit, 3)
