@@ -7,10 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PRESET ?= default
 
-# No telemetry (it logs an ERROR offline); quiet TensorFlow's C++ logging.
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export TF_CPP_MIN_LOG_LEVEL := 3
-export TF_USE_LEGACY_KERAS := 1
+# The environment variables QMU needs are declared once, in qmu_core/environment.py: `qmu`, the
+# test suite and the bench scripts set them themselves; `make ui` starts Prefect's server with them.
 
 .PHONY: run test lint test-slow test-browser bench ui check-env clean
 
@@ -43,7 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py $(ARGS)
 
 ui: $(STAMP)  ## a local Prefect server with its UI on http://127.0.0.1:4200
-	$(BIN)/prefect server start
+	$(BIN)/python -m qmu_core.environment $(BIN)/prefect server start
 
 check-env: $(STAMP)
 	$(BIN)/pip check

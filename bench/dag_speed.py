@@ -7,7 +7,7 @@ Modes: ``concurrent`` is the flow as shipped (its task runner, ``run.workers`` o
 ``sequential`` is ``qmu_pipeline.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))``
 with ``run.workers=1``. Every measurement runs in a fresh subprocess (no worker pool, TensorFlow
 state or server carried over) on a fresh, empty artifact root (nothing cached), against its own
-temporary Prefect API (`flows.server.prefect_api`); ``wall`` is the flow call alone.
+temporary Prefect API (`qmu_prefect.server.prefect_api`); ``wall`` is the flow call alone.
 
 Per stage, from the flow run's task runs (task name; ``train_model`` also split by the model it
 trains, told by its ``train <which>: epoch`` log lines): ``span`` = first start to last end,
@@ -34,9 +34,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-for _key, _value in ENV.items():
-    os.environ.setdefault(_key, _value)
+from qmu_core import environment  # noqa: E402 - once the repository is on the path
+
+environment.apply()
 
 MODES = ("concurrent", "sequential")
 WHICH = re.compile(r"^train (\S+): epoch ")
@@ -98,9 +98,9 @@ def child(preset_name: str, mode: str, root: str, mnist: str, out: str) -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.pipeline import qmu_pipeline
-    from flows.server import prefect_api
     from qmu_core import workers
-    from qmu_core.presets import preset
+    from qmu_core.config import preset
+    from qmu_prefect.server import prefect_api
 
     sequential = mode == "sequential"
     overrides: dict[str, Any] = {"run": {"artifact_root": root, **({"workers": 1} if sequential else {})}}
@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write machine facts and every measurement here.")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # like Ctrl-C: stop the run, remove its root
-    from qmu_core.presets import PRESETS
+    from qmu_core.config import PRESETS
 
     presets = [p for item in args.preset or ["default"] for p in item.split(",") if p]
     modes = [m for m in args.mode.split(",") if m]

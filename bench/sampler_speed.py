@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -57,28 +56,28 @@ def main() -> None:
         "emulator": EmulatorSampler(noise="processor", processor=args.processor),
     }
     prepared: dict[str | None, list] = {}
+    kinds = {name: samplers.resolve(configs[name]) for name in chosen}  # type: ignore[arg-type]
     for name in chosen:
-        tgt = samplers.target(configs[name])  # type: ignore[arg-type]
+        tgt = kinds[name].target
         if tgt not in prepared:
             start = time.perf_counter()
-            prepared[tgt] = prepare.prepare_model(weights, x, model, target=tgt).circuits
+            prepared[tgt] = prepare.prepare_model(weights, x, model, target=kinds[name].processor).circuits
             elapsed = time.perf_counter() - start
             line = {"prepare": tgt or "LineQubits", "circuits": len(x), "seconds": round(elapsed, 2),
                     "circuits_per_s": round(len(x) / elapsed, 1)}  # fmt: skip
             print(json.dumps(line), flush=True)
     for name in chosen:
-        config = configs[name]
-        circuits = prepared[samplers.target(config)]  # type: ignore[arg-type]
+        circuits = prepared[kinds[name].target]
         if name == "google_noisy_qvm":
             circuits = circuits[: args.qvm_records]
-        sampler = samplers.build(config, seed=1, cpu_threads=threads)  # type: ignore[arg-type]
+        sampler = kinds[name].build(seed=1, cpu_threads=threads)
         start = time.perf_counter()
         bits = sampling.run_circuits(circuits, sampler, args.repetitions)
         elapsed = time.perf_counter() - start
         assert bits.shape == (len(circuits), args.repetitions, 8)
         line = {
             "sampler": name,
-            "noise": samplers.describe(config),  # type: ignore[arg-type]
+            "noise": kinds[name].describes,
             "circuits": len(circuits),
             "repetitions": args.repetitions,
             "seconds": round(elapsed, 2),
@@ -90,5 +89,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from qmu_core import environment
+
+    environment.apply()
     main()

@@ -29,8 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from qmu_core import environment  # noqa: E402 - once the repository is on the path
+
+environment.apply()
 
 
 def main() -> None:
@@ -41,11 +42,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="Worker processes (0: one per core).")
     args = parser.parse_args()
 
-    from qmu_core import artifacts, workers
+    from qmu_core import artifacts, jobs, workers
+    from qmu_core.config import preset
+    from qmu_core.config.overrides import apply_overrides
     from qmu_core.membership import reference_names
-    from qmu_core.overrides import apply_overrides
-    from qmu_core.presets import preset
-    from qmu_core.qnn import jobs
     from qmu_core.splits import read_splits, split_roles
 
     cfg = apply_overrides(preset(args.preset), [*args.set, f"attack.n_shadow={args.n_shadow}"])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -26,7 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from qmu_core import environment  # noqa: E402 - once the repository is on the path
+
+environment.apply()
 
 CONFIGS = [
     {"kind": "basic_qnn", "encoding": "angle", "layers": 5},

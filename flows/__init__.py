@@ -1,7 +1,10 @@
-"""Prefect flows: composition only (they compose the stages in `tasks`)."""
+"""QMU's Prefect flows: composition only.
 
-import warnings
+Each flow composes the stages of `tasks` (`steps` holds the steps they share) and is declared with
+`qmu_prefect.flow.qmu_flow`; the Prefect platform code (API server, task runner, UI artifacts,
+deploy step) is `qmu_prefect`, the command line `qmu_cli`.
+"""
 
-# cirq-google imports google-api-core, which announces on stderr that it drops Python 3.11 in 2027:
-# nothing a QMU user can act on, and a first run should print no alarms.
-warnings.filterwarnings("ignore", message="You are using a Python version", category=FutureWarning)
+from qmu_core import environment
+
+environment.apply()  # a Prefect worker imports the flows first: quiet TensorFlow, no Python-version notice

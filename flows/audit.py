@@ -14,19 +14,18 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from prefect import flow
 from pydantic import Field
 
-from flows.runner import ConfiguredTaskRunner
-from flows.runs import audit_run_name, fail_with, tag_run
 from flows.steps import membership_audit, reference_models, split
-from flows.ui import show_run, track
 from qmu_core import housekeeping, workers
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.attacks.subjects import DEFAULT_ROOT, Subject, resolve_many, split_sources
 from qmu_core.config import AttackConfig, QMUConfig, check_artifact_root
+from qmu_core.config.overrides import apply_overrides
 from qmu_core.errors import ConfigError, QMUError
-from qmu_core.overrides import apply_overrides
+from qmu_prefect.flow import qmu_flow
+from qmu_prefect.runs import audit_run_name, fail_with, tag_run
+from qmu_prefect.ui import show_run, track
 from tasks import model_outputs, publish_report
 
 SOURCE_EXAMPLES = [
@@ -58,7 +57,7 @@ def audit_subject(
     return Subject(config, subject.models, subject.origins, subject.attack_given)
 
 
-@flow(name="qmu-audit", log_prints=True, task_runner=ConfiguredTaskRunner(), flow_run_name=audit_run_name)
+@qmu_flow("qmu-audit", flow_run_name=audit_run_name, rebuild=False, checks_config=False)
 def qmu_audit(
     source: Annotated[str, Field(examples=SOURCE_EXAMPLES)] = "",
     overrides: Annotated[tuple[str, ...], Field(examples=OVERRIDE_EXAMPLES)] = (),

@@ -11,18 +11,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import flow
-
-from flows.runner import ConfiguredTaskRunner
-from flows.runs import accepts_config, run_name
 from flows.steps import membership_audit, reference_models, split, train_and_unlearn
-from flows.ui import show_run, track
 from qmu_core import housekeeping, workers
 from qmu_core.artifacts import ArtifactRef
-from qmu_core.config import QMUConfig, derive_seed
+from qmu_core.config import QMUConfig, derive_seed, preset
+from qmu_core.hardware import samplers
+from qmu_core.hardware.engine import engine_timeout
 from qmu_core.hardware.evaluate import check_model
-from qmu_core.hardware.samplers import engine_timeout, target
-from qmu_core.presets import preset
+from qmu_prefect.flow import qmu_flow
+from qmu_prefect.runs import run_name
+from qmu_prefect.ui import show_run, track
 from tasks import audit_models, model_outputs
 from tasks.hardware import (
     exact_distribution,
@@ -57,9 +55,9 @@ def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
         weights |= references["reference_models"]
         outputs |= audit["reference_outputs"]
     records = hardware_records(splits=splits, records_per_group=hw.records_per_group, seed=config.run.seed)
-    compile_for = target(hw.sampler)
+    kind = samplers.resolve(hw.sampler)
     circuits = {
-        k: prepare_circuits.submit(weights=w, records=records, model=config.model, target=compile_for)
+        k: prepare_circuits.submit(weights=w, records=records, model=config.model, target=kind.target)
         for k, w in weights.items()
     }
     exact = {k: exact_distribution.submit(circuits=c, sampler=hw.sampler) for k, c in circuits.items()}
@@ -73,6 +71,7 @@ def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
         "records": records,
         "circuits": circuits,
         "exact": exact,
+        "kind": kind,
     }
 
 
@@ -92,7 +91,7 @@ def _measured(config: QMUConfig, s: dict[str, Any], repetitions: int | None) -> 
                     repetitions=repetitions,
                     seed=derive_seed(config.run.seed, "shots", name, repetitions),
                     cpu_threads=hw.cpu_threads,
-                    distribution=s["exact"][name] if hw.sampler.kind == "emulator" else None,
+                    distribution=s["exact"][name] if s["kind"].draws_from_distribution else None,
                 )
         out[name] = hardware_outputs.submit(
             exact=s["simulated"][name],
@@ -124,14 +123,7 @@ def _judged(config: QMUConfig, s: dict[str, Any], outputs: dict[str, Any], sourc
     return hardware_metrics(outputs=audited, scores=scores, records=s["records"], attack=config.attack, source=source)
 
 
-@flow(
-    name="qmu-hardware",
-    log_prints=True,
-    task_runner=ConfiguredTaskRunner(),
-    flow_run_name=run_name("hardware"),
-    validate_parameters=False,  # `accepts_config` validates: a broken rule fails with its message alone
-)
-@accepts_config
+@qmu_flow("qmu-hardware", flow_run_name=run_name("hardware"), rebuild=False)
 def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
     """Before, every unlearned model and the oracle measured on `hardware.sampler` with
     `hardware.repetitions` shots; accuracy and the audit beside exact simulation. Returns the
@@ -158,14 +150,7 @@ def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the
         return show_run(path, refs={"metrics": metrics})
 
 
-@flow(
-    name="qmu-shots",
-    log_prints=True,
-    task_runner=ConfiguredTaskRunner(),
-    flow_run_name=run_name("shots"),
-    validate_parameters=False,  # `accepts_config` validates: a broken rule fails with its message alone
-)
-@accepts_config
+@qmu_flow("qmu-shots", flow_run_name=run_name("shots"), rebuild=False)
 def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
     """The shot-count study: for every repetition count of `hardware.shots`, MIA AUC, TPR at 1 %
     FPR, forget-set success and AUC, accuracy and the output variance, against shots. Returns

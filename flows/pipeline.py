@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow
-
-from flows.runner import ConfiguredTaskRunner
-from flows.runs import accepts_config, run_name
 from flows.steps import judge_against_oracle, membership_audit, reference_models, split, train_and_unlearn
-from flows.ui import show_run, track
 from qmu_core import housekeeping, workers
-from qmu_core.config import QMUConfig
-from qmu_core.presets import preset
+from qmu_core.config import QMUConfig, preset
+from qmu_prefect.flow import qmu_flow
+from qmu_prefect.runs import run_name
+from qmu_prefect.ui import show_run, track
 from tasks import model_outputs, publish_report
 
 
-@flow(
-    name="qmu-pipeline",
-    log_prints=True,
-    task_runner=ConfiguredTaskRunner(),
-    flow_run_name=run_name(),
-    validate_parameters=False,  # `accepts_config` validates: a broken rule fails with its message alone
-)
-@accepts_config
+@qmu_flow("qmu-pipeline", flow_run_name=run_name())
 def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - the form starts from `default`
     """Membership leakage before and after unlearning a deletion request, every method judged
     against the retrain oracle. Returns summary.json's path."""

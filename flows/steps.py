@@ -10,9 +10,9 @@ from prefect.futures import PrefectFuture
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig, derive_seed
 from qmu_core.datasets import fingerprint
+from qmu_core.identity import Which
 from qmu_core.membership import reference_names
 from qmu_core.splits import base_data
-from qmu_core.unlearning.compare import phase_name
 from tasks import (
     audit_models,
     compare_unlearning,
@@ -97,16 +97,16 @@ def train_and_unlearn(config: QMUConfig, base: ArtifactRef, splits: ArtifactRef,
     and the original model after each unlearning method (``after_<m>``)."""
     seed, train = repeat_seed(config, repeat), config.train
     common = {"model": config.model, "classes": config.data.classes}
-    suffix = f" r{repeat}" if repeat else ""  # as the report names repeats: r1/after_ga, ...
-    target = train_model.submit(
-        splits=base, train=train, which="target", seed=seed, label=f"train target{suffix}", **common
-    )
-    oracle = train_model.submit(
-        splits=splits, train=train, which="oracle", seed=seed, label=f"train oracle{suffix}", **common
-    )
-    models: dict[str, Ref] = {phase_name(repeat, "before"): target, phase_name(repeat, "oracle"): oracle}
+    before, oracle = Which.before(repeat), Which.oracle(repeat)
+    suffix = f" {before.tag}" if before.tag else ""  # as the report names repeats: r1/after_ga, ...
+    models: dict[str, Ref] = {}
+    for which, rows in ((before, base), (oracle, splits)):
+        models[which.phase] = train_model.submit(
+            splits=rows, train=train, which=which.model_id, seed=seed, label=f"train {which.model_id}{suffix}", **common
+        )
+    target = models[before.phase]
     for method in config.unlearn.methods:
-        models[phase_name(repeat, f"after_{method}")] = unlearn.submit(
+        models[Which.unlearned(method, repeat).phase] = unlearn.submit(
             weights=target,
             splits=splits,
             train=train,
@@ -126,16 +126,15 @@ def judge_against_oracle(
     common = {"model": config.model, "classes": config.data.classes, "train": config.train}
     relearned = {}
     for repeat in range(config.unlearn.seeds):
-        before = models[phase_name(repeat, "before")]
-        for name in ("oracle", *(f"after_{m}" for m in config.unlearn.methods)):
-            phase = phase_name(repeat, name)
-            relearned[phase] = relearn.submit(
-                weights=models[phase],
+        before = models[Which.before(repeat).phase]
+        for which in (Which.oracle(repeat), *(Which.unlearned(m, repeat) for m in config.unlearn.methods)):
+            relearned[which.phase] = relearn.submit(
+                weights=models[which.phase],
                 before=before,
                 splits=splits,
                 unlearn=config.unlearn.for_stage("relearn"),
                 seed=repeat_seed(config, repeat),
-                label=f"relearn {phase.replace('/', ' ')}",
+                label=f"relearn {which.title}",
                 **common,
             )
     comparison = compare_unlearning(

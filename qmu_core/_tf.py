@@ -15,8 +15,9 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from qmu_core import environment
+
+environment.apply()  # TF_USE_LEGACY_KERAS before TensorFlow is imported
 
 _KNOWN_NOISE = re.compile(
     r"Unable to register cu(DNN|FFT|BLAS) factory|All log messages before absl::InitializeLog"

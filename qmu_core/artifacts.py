@@ -2,8 +2,9 @@
 
 Every stage output lives at ``<root>/<stage>/<stage>-v<N>-<hash12>.parquet``. The key hashes the
 stage name, its version in `STAGE_VERSIONS`, the config sections it read and the keys (not the
-paths) of its upstream artifacts. The same key feeds Prefect's cache key, so a cache hit and an
-existing file always describe the same inputs. Writes are atomic (temp file, then rename).
+paths) of its upstream artifacts. Reuse is decided from the root alone, by this key and the file's
+seal (`verify`); Prefect keeps no cache records for stages (they run with ``NO_CACHE``). Writes are
+atomic (temp file, then rename).
 
 The root is a local directory or any fsspec URL (``s3://bucket/qmu``, ``file:///mnt/shared/qmu``):
 a URL root is read and written through a local mirror (`qmu_core.storage`), so `ArtifactRef.path`
@@ -396,8 +397,11 @@ def write(
 
 
 def write_output(output: Output, ref: ArtifactRef, inputs: Mapping[str, Any], *, code: str = "") -> ArtifactRef:
-    """Write a stage body's `Output`: companions first, then the main table at `ref`, then the
-    integrity record (`seal`) that makes the artifact reusable."""
+    """Write a stage body's `Output`.
+
+    Companions first, then the main table at `ref`, then the integrity record (`seal`) that
+    makes the artifact reusable.
+    """
     for stage, frame in output.companions.items():  # every table checked before the first is written
         _check_finite(frame, stage, companion(ref, stage).key)
     _check_finite(output.frame, ref.stage, ref.key)
@@ -506,8 +510,11 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 def _sealed_by(ref: ArtifactRef) -> ArtifactRef:
-    """The artifact whose integrity record lists `ref`'s file: `ref` itself, or for a companion
-    (which has no record of its own) the main artifact it was written with."""
+    """The artifact whose integrity record lists `ref`'s file.
+
+    That is `ref` itself, or for a companion (which has no record of its own) the main
+    artifact it was written with.
+    """
     remote = storage.remote(ref.root)
     own = seal_path(ref)
     if own.is_file() or (remote is not None and remote.download(_seal_rel(ref))):
@@ -563,8 +570,10 @@ def check_seal(ref: ArtifactRef) -> str | None:
 
 
 def _check_values(ref: ArtifactRef) -> str | None:
-    """What is not finite in the `FINITE_COLUMNS` of the file at `ref`, or None (cached per
-    version of the file, like `check_seal`)."""
+    """What is not finite in the `FINITE_COLUMNS` of the file at `ref`, or None.
+
+    Cached per version of the file, like `check_seal`.
+    """
     columns = list(FINITE_COLUMNS.get(ref.stage, ()))
     if not columns:
         return None
@@ -584,8 +593,9 @@ def _check_values(ref: ArtifactRef) -> str | None:
 
 
 def require_seal(ref: ArtifactRef) -> None:
-    """`check_seal`, raising; then the file's weights, probabilities or scores
-    (`FINITE_COLUMNS`) must be finite. What every reader and every stage input goes through.
+    """`check_seal`, raising; then the file's weights, probabilities or scores (`FINITE_COLUMNS`) must be finite.
+
+    What every reader and every stage input goes through.
 
     Raises:
         SealError: If the file at `ref` does not match its seal (or has none), naming the file.
@@ -605,11 +615,13 @@ def require_seal(ref: ArtifactRef) -> None:
 
 @contextlib.contextmanager
 def key_lock(ref: ArtifactRef) -> Iterator[None]:
-    """An exclusive lock on one artifact key (``<root>/<stage>/.<key>.lock``), across processes
-    and threads: concurrent runs on one root compute each artifact once.
+    """An exclusive lock on one artifact key (``<root>/<stage>/.<key>.lock``), across processes and threads.
+
+    Concurrent runs on one root compute each artifact once.
 
     For a URL root the lock file lies in this machine's mirror, so it serialises one machine's
-    processes only; why two machines computing one key is still safe: `qmu_core.storage`."""
+    processes only; why two machines computing one key is still safe: `qmu_core.storage`.
+    """
     lock = ref.path.with_name(f".{ref.key}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as fh:
@@ -691,8 +703,9 @@ def read_path(path: Path | str) -> pd.DataFrame:
 
 
 def read(ref: ArtifactRef) -> pd.DataFrame:
-    """Read an artifact written by `write`, checking its seal, stage and version first and its
-    `FINITE_COLUMNS` after.
+    """Read an artifact written by `write`.
+
+    Its seal, stage and version are checked first and its `FINITE_COLUMNS` after.
 
     Raises:
         SealError: If the file does not match its seal or has none.

@@ -178,8 +178,9 @@ def _mnist_location(path: str | None) -> Path | None:
 
 
 def fingerprint(data: DataConfig) -> str:
-    """What the data stage will read, by content: enters the split's key, so changed files
-    (same path, other bytes) recompute everything downstream.
+    """What the data stage will read, by content.
+
+    It enters the split's key, so changed files (same path, other bytes) recompute everything downstream.
 
     MNIST: SHA-256 over the names and bytes of the files found (about 30 ms for the test set);
     digits: the scikit-learn version that ships it; synthetic: generated from the seed.

@@ -23,5 +23,7 @@ class ArtifactError(QMUError):
 
 
 class SealError(ArtifactError):
-    """An artifact does not match its integrity record (its seal), or has none: it was changed
-    after it was written, so nothing may read it."""
+    """An artifact does not match its integrity record (its seal), or has none.
+
+    It was changed after it was written, so nothing may read it.
+    """

@@ -12,10 +12,10 @@ An export directory holds:
 * ``features.parquet``: the feature map (PCA ``mean``, ``component`` rows, angle scaling
   ``lo``/``hi``), for the basic QNN.
 
-README.md ("Exporting a model") documents every file's layout and holds the prediction recipe:
+docs/export.md documents every file's layout and holds the prediction recipe:
 a ``python`` block starting ``# qmu-export-recipe`` that rebuilds the class probabilities from
 these files with NumPy, pandas and Cirq only. That block is the recipe's single home;
-``tests/test_readme_recipe.py`` executes it against the model's own predictions.
+``tests/test_export_recipe.py`` executes it against the model's own predictions.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError
 from qmu_core.provenance import SplitFacts
 from qmu_core.qnn import circuits
+from qmu_core.qnn.encoding import model_encoding
+from qmu_core.qnn.frontend import model_front_end
 from qmu_core.splits import feature_map_ref
 
 __all__ = ["FORMAT", "check_out_dir", "export_model", "fetch_run_summary", "resolve_model_ref"]
@@ -93,8 +95,9 @@ def _resolve_url(url: str, phase: str) -> ArtifactRef:
 
 
 def fetch_run_summary(url: str) -> tuple[Path, str]:
-    """The summary.json of a run below a URL artifact root (its directory or the file itself),
-    downloaded afresh into the root's mirror: ``(local copy, its URL)``.
+    """The summary.json of a run below a URL artifact root (its directory or the file itself).
+
+    Downloaded afresh into the root's mirror: ``(local copy, its URL)``.
 
     Raises:
         ArtifactError: If the URL is not ``<root>/runs/<name>[/summary.json]`` or the summary does not exist.
@@ -115,10 +118,12 @@ def fetch_run_summary(url: str) -> tuple[Path, str]:
 
 
 def _model_in_summary(summary: Path, phase: str) -> Path:
-    """The model file a run's summary.json lists for `phase`, below the root the summary itself
-    lies in (``<root>/runs/<name>/summary.json``), never the root it was written in: a copied,
-    moved or remounted root is read (and audited, written) as itself (`storage.in_root`; older
-    summaries' absolute paths are read by their ``<stage>/<file>`` tail)."""
+    """The model file a run's summary.json lists for `phase`, below the root the summary itself lies in.
+
+    The summary lies at ``<root>/runs/<name>/summary.json``; the model is read below that root, never the
+    root it was written in: a copied, moved or remounted root is read (and audited, written) as itself
+    (`storage.in_root`; older summaries' absolute paths are read by their ``<stage>/<file>`` tail).
+    """
     stored = _stored_model(summary, phase, shown=str(summary))
     try:
         found = Path(storage.in_root(summary, stored))
@@ -133,8 +138,10 @@ def _model_in_summary(summary: Path, phase: str) -> Path:
 
 
 def _stored_model(summary: Path, phase: str, *, shown: str) -> str:
-    """The model path (or URL) a run's summary.json lists for `phase`, as stored; `shown` names
-    the summary in errors."""
+    """The model path (or URL) a run's summary.json lists for `phase`, as stored.
+
+    `shown` names the summary in errors.
+    """
     if not summary.is_file():
         raise ArtifactError(f"{shown} does not exist; pass a run directory, its summary.json or a model .parquet.")
     redo = "Pass the summary.json a `qmu run` wrote (its last line of output), or a model .parquet."
@@ -222,10 +229,11 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
     circuit, inputs = circuits.build_circuit(
         model.n_qubits, model.layers, encoding=model.encoding, reupload=model.reupload
     )
+    front = model_front_end(model)
     qs = circuits.qubits(model.n_qubits)
     ansatz = circuits.ansatz(qs, model.layers) if not model.reupload else circuit
     wsyms = circuits.weight_symbols(model.n_qubits, model.layers)
-    feature_map = artifacts.read(feature_map_ref(splits_ref)) if model.kind == "basic_qnn" else None
+    feature_map = artifacts.read(feature_map_ref(splits_ref)) if front.reads_features else None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -266,24 +274,10 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
     return path
 
 
-def _recipe(model: Any) -> list[str]:
+def _recipe(model: ModelConfig) -> list[str]:
+    """How to predict from the export's files, in words: the front end's and the encoding's steps."""
     steps = ["pixels: image values scaled to [0, 1] (MNIST: /255, sklearn digits: /16), flattened row-major."]
-    if model.kind == "basic_qnn":
-        steps.append("z = (pixels - mean) @ component.T  (features.parquet; one `component` row per feature).")
-        if model.encoding == "angle":
-            steps.append("x = clip((z - lo) / (hi - lo), 0, 1) * pi; zero-pad to n_qubits; bind x_i (or x_l_i).")
-        else:
-            steps.append(
-                "v = z zero-padded to 2^n, L2-normalized (all-zero -> |0..0>): the initial state of ansatz.json."
-            )
-    else:
-        steps.append(
-            "h = LeakyReLU_0.01(flatten(MaxPool2(ReLU(Conv5x5_same(2*pixels-1, conv_k) + conv_b))) "
-            "@ dense_w + dense_b) (weights.parquet, NHWC)."
-        )
-        steps.append(
-            "angle: x = pi * sigmoid(h), bind x_i; amplitude: v = h / |h| as the initial state of ansatz.json."
-        )
+    steps += model_front_end(model).recipe(model_encoding(model))
     steps.append("Resolve the circuit with manifest['weights'], simulate, read <Z_i> for every qubit i.")
     steps.append("probs = softmax(<Z> @ head.w + head.b); class = classes[argmax(probs)].")
     return steps

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from qmu_core.config import FeatureSpec
-from qmu_core.numeric import safe_divisor
+from qmu_core.qnn.encoding import encoding_named
 
 __all__ = ["VARIANCE_FLOOR", "FeatureMap"]
 
@@ -21,8 +21,9 @@ VARIANCE_FLOOR = 1e-10
 class FeatureMap:
     """Pixels -> circuit inputs: PCA fitted on the target's training records, then scaling.
 
-    Angle encoding: each component is min-max scaled to [0, pi] on the training records (and
-    clipped). Amplitude encoding: the components are zero-padded to 2^n; the model normalizes.
+    Then the encoding's scaling (`qmu_core.qnn.encoding.Encoding.scale`): angle encoding min-max
+    scales each component to [0, pi] on the training records (and clips); amplitude encoding
+    keeps them (the model normalizes). Either way they are zero-padded to ``n_out``.
     """
 
     encoding: str
@@ -38,9 +39,7 @@ class FeatureMap:
 
     def transform(self, pixels: np.ndarray) -> np.ndarray:
         """Map flattened pixels (N, d) to features (N, n_out) float32."""
-        z = self.project(pixels)
-        if self.encoding == "angle":
-            z = np.clip((z - self.lo) / safe_divisor(self.hi - self.lo), 0.0, 1.0) * np.pi
+        z = encoding_named(self.encoding).scale(self.project(pixels), self.lo, self.hi)
         out = np.zeros((len(pixels), self.n_out), dtype=np.float32)
         out[:, : z.shape[1]] = z
         return out

@@ -131,8 +131,10 @@ def _paths(value: object) -> Iterable[str]:
 
 
 def referenced(root: Path | str) -> set[Path]:
-    """Every file under `root` (its mirror, for a URL root) that some run's summary needs
-    (artifacts, seals, companions)."""
+    """Every file under `root` (its mirror, for a URL root) that some run's summary needs.
+
+    That is artifacts, seals and companions.
+    """
     root = storage.local_dir(root)
     keep: set[Path] = set()
     for summary in _summaries(root):

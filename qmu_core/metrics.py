@@ -61,8 +61,9 @@ def bootstrap_ci(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic(y, s)`, resampling members and non-members
-    separately (so every resample has both, in the original proportions).
+    """Percentile bootstrap interval of `statistic(y, s)`, resampling members and non-members separately.
+
+    So every resample has both, in the original proportions.
 
     Returns:
         ``(low, high)``; NaNs when either class is empty.
@@ -86,8 +87,9 @@ def bootstrap_ci(
 
 
 def _resamples(pos: np.ndarray, neg: np.ndarray, *, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified bootstrap indices: ``(n_boot, len(pos))`` draws from `pos` and ``(n_boot, len(neg))``
-    from `neg`, with replacement.
+    """Stratified bootstrap indices, drawn with replacement.
+
+    ``(n_boot, len(pos))`` draws from `pos` and ``(n_boot, len(neg))`` from `neg`.
 
     The draws are exactly those of `bootstrap_ci`'s loop (``rng.choice(pos, len(pos))``, then
     ``rng.choice(neg, len(neg))``, per resample), so the fast and the generic path agree.
@@ -155,8 +157,10 @@ class _Counts:
         return out
 
     def tpr_at_fpr(self, fpr: float) -> np.ndarray:
-        """Highest TPR whose FPR is at most `fpr` per row, over every threshold ``score >= t``
-        (``roc_curve(drop_intermediate=False)`` and its (0, 0) point)."""
+        """Highest TPR whose FPR is at most `fpr` per row, over every threshold ``score >= t``.
+
+        The thresholds are those of ``roc_curve(drop_intermediate=False)``, plus its (0, 0) point.
+        """
         if self._descending is None:  # members and non-members at or above each score, highest first
             self._descending = (np.cumsum(self.pos[:, ::-1], axis=1), np.cumsum(self.neg[:, ::-1], axis=1))
         tps, fps = self._descending

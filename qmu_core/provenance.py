@@ -38,6 +38,7 @@ class SplitFacts(Facts):
     )
 
     def describe(self) -> str:
+        """One log line: the source, the counts and the forget set."""
         what = f"of class {self.forget_class}" if self.request == "class" else "requested by sample_id"
         return f"{self.source}: {self.counts}; forget set = {self.forget_in_train} target_train records {what}"
 
@@ -82,6 +83,7 @@ class AuditFacts(Facts):
     paper_train_acc: float | None = Field(None, description="Accuracy of the `paper` MLP on its own training rows.")
 
     def describe(self) -> str:
+        """One log line: the reference models, the threat model, the attacks run and those skipped."""
         ran = ", ".join(f"{k} (threshold {v:.3g})" for k, v in self.thresholds.items())
         skipped = "; ".join(f"{k}: {v}" for k, v in self.not_applicable.items())
         return f"{self.n_reference} {self.reference} reference models, threat model {self.threat_model}: {ran}" + (

@@ -72,8 +72,11 @@ def is_url(root: object) -> bool:
 
 
 def normalize(root: Path | str) -> Path | str:
-    """A root as `ArtifactRef` keeps it: a `Path` for a local directory, the URL (without trailing
-    slashes) for a URL root. ``Path("s3://b/x")`` would collapse ``//``, so URLs stay strings."""
+    """A root as `ArtifactRef` keeps it.
+
+    A `Path` for a local directory, the URL (without trailing slashes) for a URL root.
+    ``Path("s3://b/x")`` would collapse ``//``, so URLs stay strings.
+    """
     if isinstance(root, Path):
         return root
     text = str(root)
@@ -101,8 +104,10 @@ def local_dir(root: Path | str) -> Path:
 
 
 def location(root: Path | str, rel: str) -> str:
-    """How to show the file `rel` (``<stage>/<name>``, ``runs/<name>/summary.json``) of `root`
-    to a user: its URL for a URL root, its local path otherwise."""
+    """How to show the file `rel` (``<stage>/<name>``, ``runs/<name>/summary.json``) of `root` to a user.
+
+    Its URL for a URL root, its local path otherwise.
+    """
     root = normalize(root)
     return f"{root.rstrip('/')}/{rel}" if isinstance(root, str) else str(root / rel)
 
@@ -168,8 +173,10 @@ def root_relative(stored: str) -> str:
 
 
 def in_root(summary: Path | str, stored: str) -> Path | str:
-    """Where file `stored` (as a summary.json at `summary` stores it) lies below that summary's own
-    root (`run_root`): a local path, or a URL for a URL root (its mirror copy is `local_dir(root) / rel`)."""
+    """Where file `stored` (as a summary.json at `summary` stores it) lies below that summary's own root (`run_root`).
+
+    A local path, or a URL for a URL root (its mirror copy is `local_dir(root) / rel`).
+    """
     root = run_root(summary)
     rel = root_relative(stored)
     return f"{str(root).rstrip('/')}/{rel}" if isinstance(root, str) else root / rel
@@ -219,9 +226,12 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class StagedRun:
-    """A run folder being written (`staged_run_folder`): every file goes into `tmp`, a hidden
-    ``runs/.<folder>.<pid>.<random>.tmp/`` (`temp_owner` names its writer), and `commit` renames
-    it to a new ``runs/<folder>`` (`run_folder`). A half-written run never has its final name."""
+    """A run folder being written (`staged_run_folder`).
+
+    Every file goes into `tmp`, a hidden ``runs/.<folder>.<pid>.<random>.tmp/``
+    (`temp_owner` names its writer), and `commit` renames it to a new ``runs/<folder>``
+    (`run_folder`). A half-written run never has its final name.
+    """
 
     def __init__(self, root: Path | str, name: str) -> None:
         self.root = normalize(root)
@@ -263,8 +273,10 @@ class StagedRun:
 
 @contextlib.contextmanager
 def staged_run_folder(root: Path | str, name: str) -> Iterator[StagedRun]:
-    """A `StagedRun` of run `name` under `root` (its mirror, for a URL root); on any error before
-    `StagedRun.commit` its temporary folder is removed, so no folder of the run is left."""
+    """A `StagedRun` of run `name` under `root` (its mirror, for a URL root).
+
+    On any error before `StagedRun.commit` its temporary folder is removed, so no folder of the run is left.
+    """
     staged = StagedRun(root, name)
     try:
         yield staged

@@ -24,7 +24,7 @@ lives for the whole process, so TensorFlow is imported once per worker, not once
   process, so the resource tracker prints no "leaked semaphore" warning after the run's output.
 * `cancel()` stops the workers at once (`STOP_SIGNAL`, no waiting for their jobs): every job waiting
   or running raises `Cancelled`, and so does every later `run` until `resume()`. The flows call
-  it when their run is cancelled or terminated (`flows.runner`). Workers ignore SIGTERM: a
+  it when their run is cancelled or terminated (`qmu_prefect.runner`). Workers ignore SIGTERM: a
   Prefect worker cancels a run with SIGTERM to the flow run's whole process group, and the
   flow's process, not that signal, decides when its workers stop (a worker dying first would
   look like a crash, `WorkerError`, to the job waiting on it).
@@ -54,6 +54,7 @@ from concurrent.futures.process import BrokenProcessPool
 from queue import Empty
 from typing import Any, TypeVar
 
+from qmu_core import environment
 from qmu_core.errors import QMUError
 from qmu_core.progress import Progress, started
 
@@ -72,9 +73,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# Environment every worker needs before TensorFlow is imported.
-WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 class WorkerError(QMUError):
@@ -145,9 +143,11 @@ def _watch_parent(parent: int) -> None:
 
 
 def _stop_worker(_signum: int, _frame: object) -> None:
-    """In a worker, on `STOP_SIGNAL` (`cancel`): exit now, mid-job. The named semaphores this
-    process made (TensorFlow's import makes one) are released first, as at a normal exit: a
-    killed worker leaves them to the resource tracker, which removes them with a warning."""
+    """In a worker, on `STOP_SIGNAL` (`cancel`): exit now, mid-job.
+
+    The named semaphores this process made (TensorFlow's import makes one) are released first, as at a
+    normal exit: a killed worker leaves them to the resource tracker, which removes them with a warning.
+    """
     from multiprocessing import util
 
     with contextlib.suppress(Exception):
@@ -159,8 +159,7 @@ def _init_worker(queue: Any, parent: int, threads: int) -> None:
     """Worker start-up: environment, TensorFlow's thread share, the parent watch."""
     global _worker_queue
     _worker_queue = queue
-    for key, value in WORKER_ENV.items():
-        os.environ.setdefault(key, value)
+    environment.apply()  # before TensorFlow is imported
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     # The parent stops its workers (module doc); a group-wide SIGTERM must not do it first.
@@ -171,8 +170,10 @@ def _init_worker(queue: Any, parent: int, threads: int) -> None:
 
 
 def _report_semaphores(queue: Any) -> None:
-    """In a worker: tell the parent every named resource this process registers with the resource
-    tracker (and releases), so that the parent can release them if this process is killed."""
+    """In a worker: tell the parent every named resource this process registers with the resource tracker.
+
+    Releases are told too, so that the parent can release them if this process is killed.
+    """
     from multiprocessing import resource_tracker
 
     register, unregister = resource_tracker.register, resource_tracker.unregister
@@ -192,8 +193,10 @@ def _report_semaphores(queue: Any) -> None:
 
 
 def _release_held_by_dead() -> None:
-    """In the parent: unlink the named semaphores of workers that died without releasing them
-    (killed), and tell the resource tracker, which would otherwise warn about them at exit."""
+    """In the parent: unlink the named semaphores of workers that died without releasing them (killed).
+
+    Also tell the resource tracker, which would otherwise warn about them at exit.
+    """
     from multiprocessing import resource_tracker
 
     for pid in list(_held):
@@ -285,10 +288,12 @@ def _ensure_pool() -> ProcessPoolExecutor:
 
 
 def _stop_locked(*, kill: bool = False) -> None:
-    """Stop the workers and release the progress queue now, not at interpreter exit: named
-    semaphores still alive then race the resource tracker, which prints warnings after our output.
+    """Stop the workers and release the progress queue now, not at interpreter exit.
 
-    `kill`: stop the workers first (`STOP_SIGNAL`, then SIGKILL) instead of waiting for their jobs."""
+    Named semaphores still alive then race the resource tracker, which prints warnings after our output.
+
+    `kill`: stop the workers first (`STOP_SIGNAL`, then SIGKILL) instead of waiting for their jobs.
+    """
     global _pool, _queue, _drainer
     if _pool is not None:
         if kill or getattr(_pool, "_broken", False):  # a broken pool's survivors ignore SIGTERM
@@ -324,9 +329,11 @@ def shutdown() -> None:
 
 
 def cancel() -> bool:
-    """The run is being cancelled: kill the workers now, without waiting for their jobs. Every
-    `run` waiting or running raises `Cancelled`, and so does every later one until `resume()`.
-    Returns whether the workers were up."""
+    """The run is being cancelled: kill the workers now, without waiting for their jobs.
+
+    Every `run` waiting or running raises `Cancelled`, and so does every later one until
+    `resume()`. Returns whether the workers were up.
+    """
     _cancelled.set()
     with _lock:
         had_pool = _pool is not None
@@ -424,8 +431,10 @@ def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kw
 
 
 def _relay(inbox: queue.Queue[tuple[Any, ...]], future: Future[Any], progress: Progress) -> None:
-    """Call `progress` in this thread for every message of the job, until its end mark (or the
-    job failed without one)."""
+    """Call `progress` in this thread for every message of the job, until its end mark.
+
+    Or until the job failed without one.
+    """
     deadline = None
     while True:
         try:

@@ -44,7 +44,8 @@ from prefect.states import Cancelled, Completed, State
 from qmu_core import artifacts, storage, workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.errors import ArtifactError
-from tasks._log import finishing_progress, info, warning
+from qmu_prefect.flow import rebuilds
+from qmu_prefect.log import finishing_progress, info, warning
 
 P = ParamSpec("P")
 
@@ -55,8 +56,10 @@ __all__ = ["Stage", "stage"]
 
 
 def _root_of(params: Mapping[str, Any]) -> Path | str:
-    """The artifact root a stage call writes under: its ``root`` or its first upstream ref's
-    (a directory or a URL root, `qmu_core.storage`; ``Path(url)`` would collapse its ``//``)."""
+    """The artifact root a stage call writes under: its ``root`` or its first upstream ref's.
+
+    A directory or a URL root (`qmu_core.storage`; ``Path(url)`` would collapse its ``//``).
+    """
     if "root" in params:
         return storage.normalize(params["root"])
     for value in params.values():
@@ -67,19 +70,15 @@ def _root_of(params: Mapping[str, Any]) -> Path | str:
     raise ArtifactError("A stage needs a `root` parameter or an ArtifactRef input to know where to write.")
 
 
-# Flows that read a run's artifacts without owning their rebuild: a cached file there that no
-# longer matches its seal is an error naming the file (`artifacts.require_seal`), not rebuilt. A
-# missing file, or one whose stage code or version changed, is computed as everywhere.
-NO_REBUILD_FLOWS = frozenset({"qmu-audit", "qmu-hardware", "qmu-shots"})
-
-
 def _may_rebuild_tampered() -> bool:
-    """Whether this stage call may rebuild a cached file that does not match its seal: outside
-    a flow (tests, scripts) and in every flow but `NO_REBUILD_FLOWS`."""
+    """Whether this stage call may rebuild a cached file that does not match its seal.
+
+    Outside a flow (tests, scripts), and in every flow not declared with ``rebuild=False`` (`qmu_flow`).
+    """
     from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
-    return ctx is None or ctx.flow is None or ctx.flow.name not in NO_REBUILD_FLOWS
+    return rebuilds(ctx.flow if ctx is not None else None)
 
 
 def _refs(value: Any) -> list[ArtifactRef]:
@@ -190,15 +189,20 @@ class Stage(Generic[P]):
         return self._named(label)(**_resolve(kwargs))
 
     def submit(self, *, label: str | None = None, **kwargs: Any) -> PrefectFuture[ArtifactRef]:
-        """Run the stage on the flow's task runner and return at once. Upstream futures (also
-        inside lists and dicts) are handed to Prefect, which waits for them where the task
-        runs, so the flow goes on submitting independent stages and the graph shows the edges.
-        `label` names the task run in the UI ("unlearn ssd r1"); default: the stage's label."""
+        """Run the stage on the flow's task runner and return at once.
+
+        Upstream futures (also inside lists and dicts) are handed to Prefect, which waits for them
+        where the task runs, so the flow goes on submitting independent stages and the graph shows
+        the edges.
+        `label` names the task run in the UI ("unlearn ssd r1"); default: the stage's label.
+        """
         return self._named(label).submit(**kwargs)
 
     def map(self, *, labels: list[str] | None = None, **kwargs: Any) -> list[PrefectFuture[ArtifactRef]]:
-        """`submit` once per element of the `list` arguments (all of one length); other
-        arguments (tuples included) go to every call unchanged. `labels`: one task-run name each."""
+        """`submit` once per element of the `list` arguments (all of one length).
+
+        Other arguments (tuples included) go to every call unchanged. `labels`: one task-run name each.
+        """
         mapped = {k: v for k, v in kwargs.items() if isinstance(v, list)}
         lengths = {len(v) for v in mapped.values()}
         if len(lengths) != 1:
@@ -213,9 +217,11 @@ class Stage(Generic[P]):
 
 
 def stage(stage_name: str, *, retries: int = 0, label: str | None = None) -> Callable[[Callable[P, Output]], Stage[P]]:
-    """Decorator: turn a body that returns an `Output` into a `Stage`. `label` names its task
-    runs in the UI, a format string of the body's parameters (``"train {which}"``); default: the
-    body's name with Prefect's short suffix."""
+    """Decorator: turn a body that returns an `Output` into a `Stage`.
+
+    `label` names its task runs in the UI, a format string of the body's parameters
+    (``"train {which}"``); default: the body's name with Prefect's short suffix.
+    """
 
     def wrap(fn: Callable[P, Output]) -> Stage[P]:
         return Stage(fn, stage_name, retries=retries, label=label)

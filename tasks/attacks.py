@@ -6,7 +6,7 @@ from qmu_core import artifacts, membership
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.attacks.audit import audit
 from qmu_core.config import AttackConfig
-from tasks._log import info
+from qmu_prefect.log import info
 from tasks._stage import stage
 
 

@@ -9,7 +9,7 @@ from qmu_core import splits as splits_module
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import DataConfig, FeatureSpec
 from qmu_core.splits import feature_map_ref, read_splits
-from tasks._log import info
+from qmu_prefect.log import info
 from tasks._stage import stage
 
 

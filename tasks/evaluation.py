@@ -13,7 +13,7 @@ from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import AttackConfig, QMUConfig
 from qmu_core.provenance import AuditFacts
 from qmu_core.unlearning import compare
-from tasks._log import info
+from qmu_prefect.log import info
 from tasks._stage import stage
 
 
@@ -31,7 +31,7 @@ def publish_report(
 ) -> str:
     """Write summary.json, report.md and the plots; log the report.
 
-    Returns the path of ``summary.json``. The flow shows it in the UI (`flows.ui.show_run`), so
+    Returns the path of ``summary.json``. The flow shows it in the UI (`qmu_prefect.ui.show_run`), so
     the artifacts belong to the flow run, not to this task run.
     """
     run_name = str(flow_run.get_name() or time.strftime("run-%Y%m%d-%H%M%S"))

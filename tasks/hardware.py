@@ -13,11 +13,11 @@ from prefect.runtime import flow_run
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import AttackConfig, ModelConfig, QMUConfig, SamplerConfig
-from qmu_core.hardware import evaluate, samplers
+from qmu_core.hardware import devices, engine, evaluate, samplers
 from qmu_core.hardware import report as hwreport
 from qmu_core.provenance import AuditFacts
 from qmu_core.splits import read_splits
-from tasks._log import info
+from qmu_prefect.log import info
 from tasks._stage import stage
 
 PROJECT_SECRET = "qmu-google-cloud-project"
@@ -26,7 +26,7 @@ PROJECT_SECRET = "qmu-google-cloud-project"
 
 def _project_id() -> str | None:
     """The Engine project from the environment, else from the Prefect Secret block (never logged)."""
-    found = samplers.project_id_from_env(os.environ)
+    found = engine.project_id_from_env(os.environ)
     if found:
         return found
     try:
@@ -47,14 +47,16 @@ def hardware_records(splits: ArtifactRef, records_per_group: int, seed: int) -> 
 
 @stage("circuits", label="prepare circuits")
 def prepare_circuits(weights: ArtifactRef, records: ArtifactRef, model: ModelConfig, target: str | None) -> Output:
-    """Each record's circuit with the weights resolved, compiled and validated for `target`."""
+    """Each record's circuit with the weights resolved, compiled and validated for `target` (a
+    processor's name, `samplers.SamplerKind.target`; None: LineQubits for a simulator)."""
+    processor = None if target is None else devices.processor(target)
     step = max(1, len(artifacts.read(records)) // 4)
 
     def report(done: int, total: int) -> None:
         if done % step == 0 or done == total:
             info(f"prepared {done}/{total} circuits for {target or 'a simulator'}")
 
-    table = evaluate.prepare_records(artifacts.read(weights), artifacts.read(records), model, target, report)
+    table = evaluate.prepare_records(artifacts.read(weights), artifacts.read(records), model, processor, report)
     info(
         f"circuits for {target or 'a simulator'}: depth {table['depth_before'].mean():.0f} -> "
         f"{table['depth_after'].mean():.0f}, two-qubit gates {table['two_qubit_before'].mean():.0f} -> "
@@ -66,7 +68,7 @@ def prepare_circuits(weights: ArtifactRef, records: ArtifactRef, model: ModelCon
 @stage("distribution", label="exact distribution")
 def exact_distribution(circuits: ArtifactRef, sampler: SamplerConfig) -> Output:
     """Every circuit's exact outcome distribution under the noise of `sampler`'s kind."""
-    return Output(evaluate.exact_distribution(artifacts.read(circuits), samplers.noise_model(sampler)))
+    return Output(evaluate.exact_distribution(artifacts.read(circuits), samplers.resolve(sampler).noise_model()))
 
 
 @stage("shots", label="measure shots")
@@ -82,7 +84,7 @@ def measure_shots(
     exact distribution. On a real device these are paid-for data: cached like everything else."""
     exact = None if distribution is None else artifacts.read(distribution)
     table = evaluate.measure_with(
-        artifacts.read(circuits), sampler, repetitions, seed=seed, cpu_threads=cpu_threads,
+        artifacts.read(circuits), samplers.resolve(sampler), repetitions, seed=seed, cpu_threads=cpu_threads,
         distribution=exact, project_id=_project_id, log=info,
     )  # fmt: skip
     return Output(table)
@@ -137,7 +139,7 @@ def publish_hardware(
 ) -> str:
     """Write the hardware report (or, with `outputs` by shots, the shot-count study) under
     ``<root>/runs/<run>/`` and log it. Returns the JSON path; the flow shows it in the UI
-    (`flows.ui.show_run`)."""
+    (`qmu_prefect.ui.show_run`)."""
     run_name = str(flow_run.get_name() or time.strftime("hw-%Y%m%d-%H%M%S"))
     published = hwreport.publish_artifacts(
         metrics, circuits, records, config=config, run_name=run_name, outputs=outputs, wall_time_s=time.time() - started

@@ -5,7 +5,7 @@ from __future__ import annotations
 from qmu_core import workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig
-from tasks._log import progress
+from qmu_prefect.log import progress
 from tasks._stage import stage
 
 
@@ -15,7 +15,7 @@ def train_model(
 ) -> Output:
     """Train model `which` (target, oracle, shadow-<i> or ref-<i>) from scratch on its member rows,
     in a worker process (`qmu_core.workers`), so models train side by side on separate cores."""
-    from qmu_core.qnn import jobs  # TensorFlow loads only when a stage really runs
+    from qmu_core import jobs  # TensorFlow loads only when a stage really runs
 
     report = progress(f"train {which}")
     return workers.run(jobs.train_split, splits, model, train, classes, which=which, seed=seed, progress=report)
@@ -27,6 +27,6 @@ def model_outputs(
 ) -> Output:
     """Class probabilities, loss and correctness of one model on every record of the split, in a
     worker process (TensorFlow stays out of the flow's process and its threads)."""
-    from qmu_core.qnn import jobs
+    from qmu_core import jobs
 
     return workers.run(jobs.outputs_split, weights, splits, model, classes, loss=loss)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from qmu_core import unlearning, workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig
-from tasks._log import progress
+from qmu_prefect.log import progress
 from tasks._stage import stage
 
 
@@ -24,7 +24,7 @@ def unlearn(
     """Unlearn the split's forget set from `weights` with `method`, in a worker process.
 
     `revision` (`qmu_core.unlearning.REVISION`) enters the key, so a changed method recomputes."""
-    from qmu_core.qnn import jobs  # TensorFlow loads only when a stage really runs
+    from qmu_core import jobs  # TensorFlow loads only when a stage really runs
 
     report = progress(f"unlearn {method}")
     return workers.run(
@@ -44,6 +44,6 @@ def relearn(
     seed: int,
 ) -> Output:
     """Fine-tuning steps on the forget set until `weights` regains the forget accuracy of `before`."""
-    from qmu_core.qnn import jobs
+    from qmu_core import jobs
 
     return workers.run(jobs.relearn_split, weights, before, splits, model, classes, unlearn, train, seed=seed)

@@ -1,17 +1,30 @@
-"""Shared fixtures: environment, a tiny config with a temporary artifact root, MNIST path."""
+"""Shared fixtures: environment, a Prefect test server, a `tiny` run, trained models, MNIST.
+
+`prefect_api` (module scope; ``pytestmark = pytest.mark.usefixtures("prefect_api")``) points a
+module's flows at the session's Prefect test server, as `prefect_test_harness` did per module
+without starting a server each time. `tiny_run` is one real `tiny` pipeline run under that server,
+made once and shared read-only (`tests.support.TinyRun`): a test that writes into an artifact
+root copies it first (`TinyRun.copy_to`).
+"""
 
 from __future__ import annotations
 
-import os
+import contextlib
+import inspect
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from qmu_core import environment
+
+environment.apply()  # before any test module imports Prefect or TensorFlow
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SERVER_STARTUP_TIMEOUT = 180  # s; a cold start (migrations) takes ~15 s on 2 busy cores
 
 
 @pytest.fixture
@@ -20,3 +33,125 @@ def mnist_dir() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"MNIST files not found in {SHARED_MNIST}")
     return SHARED_MNIST
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def prefect_test_server() -> Iterator[Any]:
+    """What `prefect_test_harness` starts, once per session: a Prefect API server subprocess.
+
+    It listens on a free port and keeps its own SQLite database in a temporary directory. Use it
+    through `prefect_api`.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+
+    with tempfile.TemporaryDirectory(prefix="qmu-prefect-test-") as tmp:
+        database = "sqlite+aiosqlite:///" + str(Path(tmp) / "prefect-test.db")
+        server = SubprocessASGIServer(port=_free_port())
+        with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
+            server.start(timeout=SERVER_STARTUP_TIMEOUT)  # the subprocess takes its settings now
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def _drain_workers() -> None:
+    """Send the buffered logs and events before the API goes (as `prefect_test_harness` does)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        with contextlib.suppress(RuntimeError):  # the log worker may not have started
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
+
+
+@contextlib.contextmanager
+def using_server(server: Any) -> Iterator[None]:
+    """Flows, tasks and clients of this process talk to `server` inside the block."""
+    import prefect.context
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    prior = SubprocessASGIServer._instances.get(None)
+    SubprocessASGIServer._instances[None] = server  # what flow code asking for "the" server finds
+    try:
+        with (
+            temporary_settings(updates={PREFECT_API_URL: server.api_url}),
+            prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()),
+        ):
+            try:
+                yield
+            finally:
+                _drain_workers()
+    finally:
+        if prior is not None:
+            SubprocessASGIServer._instances[None] = prior
+        else:
+            SubprocessASGIServer._instances.pop(None, None)
+
+
+@pytest.fixture(scope="module")
+def prefect_api(prefect_test_server: Any) -> Iterator[None]:
+    """The module's flows run against the session's Prefect test server (its own database)."""
+    with using_server(prefect_test_server):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_run(prefect_test_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real `tiny` pipeline, run once into a session artifact root under the test server."""
+    import json
+
+    from flows.pipeline import qmu_pipeline
+    from qmu_core.config import preset
+    from tests.support import TinyRun, task_states
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    cfg = preset("tiny", run={"artifact_root": str(root)})
+    with using_server(prefect_test_server):
+        state = qmu_pipeline(cfg, return_state=True)
+        assert state.is_completed(), state.message
+        flow_run_id = state.state_details.flow_run_id
+        assert flow_run_id is not None
+        # 1 split, 2 + n train, membership, m unlearn, n + m + 2 outputs, audit, evaluate, m + 1
+        # relearn, compare, report (m methods, n reference models)
+        m = len(cfg.unlearn.methods)
+        states = task_states(flow_run_id, 11 + 3 * m + 2 * cfg.attack.n_shadow)
+    path = Path(state.result())
+    return TinyRun(root, path, flow_run_id, states, json.loads(path.read_text()))
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, Any]], tuple[Any, Any, Any]]:
+    """`tests.support.trained_model_artifact` of a ModelConfig case (`EXPORT_CASES`), once per session.
+
+    Each case trains in an artifact root of its own and is shared read-only: ``get(kw)`` returns
+    ``(model_ref, splits_table, qnn)``.
+    """
+    from qmu_core.config import ModelConfig
+    from tests.support import case_id, trained_model_artifact
+
+    cache: dict[str, tuple[Any, Any, Any]] = {}
+
+    def get(kw: dict[str, Any]) -> tuple[Any, Any, Any]:
+        name = case_id(kw)
+        if name not in cache:
+            cache[name] = trained_model_artifact(tmp_path_factory.mktemp("trained"), ModelConfig(**kw))
+        return cache[name]
+
+    return get

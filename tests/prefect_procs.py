@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from qmu_core import environment
+
 __all__ = [
     "BIN",
     "FINAL",
@@ -98,7 +100,8 @@ class Processes:
         """Newest first (the worker before the server): SIGTERM, then SIGKILL to whatever is left.
 
         The flow-run processes a worker starts may sit in process groups of their own, so every
-        descendant is collected before its parent goes (orphans are re-parented out of reach)."""
+        descendant is collected before its parent goes (orphans are re-parented out of reach).
+        """
         import psutil
 
         for _, proc, _ in reversed(self.started):
@@ -132,18 +135,19 @@ def processes() -> Iterator[Processes]:
 
 
 def server_env(home: Path, api_url: str, **extra: str) -> dict[str, str]:
-    """This process's environment without its PREFECT_ settings, for a server at `api_url` whose
-    home (and SQLite database) is `home`; `extra` added last."""
+    """The environment of a Prefect server at `api_url` whose home (and SQLite database) is `home`.
+
+    This process's environment without its PREFECT_ settings, with QMU's variables
+    (`qmu_core.environment.ENV`); `extra` added last.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "QMU_REPO"}
     env.update(
+        environment.ENV,
         PREFECT_HOME=str(home),
         PREFECT_API_URL=api_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         PREFECT_SERVER_LOG_RETRYABLE_ERRORS="true",  # SQLite lock contention shows up as 503s: log why
         PREFECT_WORKER_QUERY_SECONDS="3",
-        TF_USE_LEGACY_KERAS="1",
-        TF_CPP_MIN_LOG_LEVEL="3",
     )
     env.update(extra)
     return env
@@ -159,8 +163,10 @@ def run_cli(argv: list[str], env: dict[str, str], what: str, timeout: float = 18
 
 
 def start_server(procs: Processes, home: Path, *, ui: bool = False, **extra: str) -> tuple[str, dict[str, str]]:
-    """`prefect server start` on a free loopback port with its home in `home`; returns its API URL
-    and the environment that talks to it, once it answers /health."""
+    """`prefect server start` on a free loopback port with its home in `home`.
+
+    Returns its API URL and the environment that talks to it, once it answers /health.
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +17,12 @@ from qmu_core.qnn import circuits
 __all__ = [
     "EXPORT_CASES",
     "MODEL_CASES",
+    "TinyRun",
     "case_id",
     "cirq_expectations",
     "random_inputs",
     "resolve",
+    "task_states",
     "trained_model_artifact",
     "z_expectations",
 ]
@@ -57,9 +62,8 @@ def random_inputs(cfg: ModelConfig, n: int, *, seed: int = 1, image_side: int = 
 def cirq_expectations(qnn: Any, x: np.ndarray) -> np.ndarray:
     """⟨Z_i⟩ of a `QNN` on inputs `x`, recomputed by resolving `qnn.circuit` and `cirq.Simulator`."""
     from qmu_core._tf import tf
-    from qmu_core.qnn.backends.base import symbol_values
 
-    values = symbol_values(qnn.cfg, qnn.front_end(tf.constant(x))).numpy()
+    values = qnn.backend.symbol_values(qnn.front_end(tf.constant(x))).numpy()
     theta = qnn.variables["theta"].numpy()
     names = [str(s) for s in qnn.input_symbols] + [str(s) for s in qnn.weight_symbols]
     out = []
@@ -90,10 +94,8 @@ def trained_model_artifact(root: Path, model: ModelConfig, *, epochs: int = 1) -
     Returns:
         ``(model_ref, splits_table, qnn)``; `qnn` is the model rebuilt from its artifact.
     """
-    from qmu_core import artifacts
-    from qmu_core.config import TrainConfig
-    from qmu_core.presets import preset
-    from qmu_core.qnn import jobs
+    from qmu_core import artifacts, jobs
+    from qmu_core.config import TrainConfig, preset
     from qmu_core.splits import read_splits
     from tasks import split_data, train_model
 
@@ -103,3 +105,57 @@ def trained_model_artifact(root: Path, model: ModelConfig, *, epochs: int = 1) -
     ref = train_model.task.fn(splits=splits, model=model, train=train, classes=data.classes, which="target", seed=0)
     table = read_splits(splits)
     return ref, table, jobs.load_model(artifacts.read(ref), table, model, data.classes)
+
+
+def task_states(flow_run_id: Any, expected: int, timeout: float = 60.0) -> dict[str, str]:
+    """Final task-run states of a flow run, by task-run name.
+
+    Prefect 3 records them asynchronously (events), so poll until all `expected` runs have reached a
+    final state (or `timeout` s pass).
+    """
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            states: dict[str, str] = {}
+            for r in runs:  # Prefect's 3-hex name suffixes can collide: keep every run
+                if r.state is not None:
+                    states[r.name if r.name not in states else f"{r.name}~{r.id.hex[:8]}"] = r.state.name
+            if (
+                len(states) >= expected and all(r.state and r.state.is_final() for r in runs)
+            ) or time.monotonic() > deadline:
+                return states
+            time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """One fresh `tiny` pipeline run (the `tiny_run` fixture of tests/conftest.py), shared by the session.
+
+    Read `root` only, and `copy_to` a root of your own before writing into one.
+    """
+
+    root: Path
+    summary_path: Path
+    flow_run_id: Any
+    states: dict[str, str]  # its task runs' final state names, by task-run name
+    _summary: dict[str, Any]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run's summary.json (a fresh copy per call: callers may change it)."""
+        return copy.deepcopy(self._summary)
+
+    def copy_to(self, dest: Path) -> Path:
+        """A copy of the artifact root at `dest` (roots are relocatable); returns `dest`."""
+        shutil.copytree(self.root, dest, dirs_exist_ok=True)
+        return dest
+
+    def in_copy(self, dest: Path) -> Path:
+        """The run's summary.json inside a copy of the root at `dest`."""
+        return dest / self.summary_path.relative_to(self.root)

@@ -8,8 +8,9 @@ destructor: "terminate called without an active exception", SIGABRT (exit 134 in
 Every pyarrow we tried (17.0.0 to 26.0.1) does this (25+ only narrow the window), so no pyarrow pin
 fixes it. pandas >= 3.1 opens local files in pyarrow's C++ layer (pandas GH#47702) and did not abort
 in our runs, but cirq-core 1.5.0 (pinned by tensorflow-quantum 0.7.6) requires pandas~=2.0. Until then the
-test is an expected failure; scripts can pass ``filesystem=pyarrow.fs.LocalFileSystem()`` to
-`pd.read_parquet`, or use ``pyarrow.parquet.read_table(path).to_pandas()``.
+test is an expected failure, kept out of the default suite (`make test-slow` runs it); scripts can pass
+``filesystem=pyarrow.fs.LocalFileSystem()`` to `pd.read_parquet`, or use
+``pyarrow.parquet.read_table(path).to_pandas()``.
 
 The race depends on timing (a few percent of runs on a loaded 2-core machine, fewer when idle), so
 the one-liner runs many times, two at once.
@@ -87,6 +88,7 @@ def _exit_codes(one_liner: str) -> None:
     )
 
 
+@pytest.mark.slow  # an upstream race we cannot fix (above): it documents it, `make test-slow` runs it
 @pytest.mark.xfail(
     PANDAS_READS_THROUGH_PYTHON,
     reason="pandas < 3.1 reads through a Python file; pyarrow then aborts at exit in a few percent of runs",

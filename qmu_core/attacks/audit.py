@@ -1,7 +1,7 @@
 """The membership audit: fit every attack once on the reference models, score every model.
 
 `audit` is what the ``mia_scores`` stage does. It builds the attacker's `Reference` from the
-reference models' outputs and the membership matrix, fits each attack of `ATTACK_NAMES` that
+reference models' outputs and the membership matrix, fits each attack of `ATTACKS` that
 applies under the configured threat model and reference kind, and scores every audited model
 (``before``, every ``after_*``, ``oracle``, or any model given to ``qmu audit``) with the same
 frozen attacks. Its table has one row per (phase, attack, audited record): the target's members
@@ -16,56 +16,24 @@ import numpy as np
 import pandas as pd
 
 from qmu_core.artifacts import Output
-from qmu_core.attacks.base import Attack, Observations, Reference
-from qmu_core.attacks.gap import GapAttack
-from qmu_core.attacks.lira import LiraOffline, LiraOnline
-from qmu_core.attacks.loss import LossAttack
+from qmu_core.attacks.base import AUDITED_ROLES, Attack, Observations, Reference
 from qmu_core.attacks.paper import PaperAttack
-from qmu_core.attacks.rmia import Rmia
-from qmu_core.config import ATTACK_NAMES, AttackConfig, derive_seed
+from qmu_core.config import ATTACKS, AttackConfig
 from qmu_core.errors import ArtifactError
-from qmu_core.membership import reference_rows, true_members
+from qmu_core.membership import true_members
 from qmu_core.provenance import AuditFacts
 
-__all__ = ["AUDITED_ROLES", "audit", "build", "paper_protocol_rows"]
-
-# The records every attack is scored and judged on: target members and non-members.
-AUDITED_ROLES = ("target_train", "target_holdout")
-
-# Share of the target's members and non-members the `paper` protocol trains its MLP on.
-PAPER_TRAIN_SHARE = 0.8
+__all__ = ["audit", "build"]
 
 
 def build(name: str, config: AttackConfig, splits: pd.DataFrame, *, seed: int) -> Attack:
-    """The unfitted attack `name` with its settings from `config`."""
-    if name == "gap":
-        return GapAttack()
-    if name == "loss":
-        return LossAttack()
-    if name == "lira_offline":
-        return LiraOffline(fixed_variance=config.lira_fixed_variance)
-    if name == "lira_online":
-        return LiraOnline(fixed_variance=config.lira_fixed_variance)
-    if name == "rmia":
-        return Rmia(gamma=config.rmia_gamma, a=config.rmia_offline_a)
-    if name == "paper":
-        rows = (
-            paper_protocol_rows(splits, seed=seed)
-            if config.protocol == "paper"
-            else reference_rows(splits, config.reference)
-        )
-        return PaperAttack(config, rows, seed=derive_seed(seed, "attack"))
-    raise ValueError(f"unknown attack {name!r}; known: {', '.join(ATTACK_NAMES)}")
+    """The unfitted attack `name` (its `ATTACKS` entry's implementation) with its settings from `config`.
 
-
-def paper_protocol_rows(splits: pd.DataFrame, *, seed: int) -> np.ndarray:
-    """The `paper` protocol's training rows: a seeded 80 % of the target's members and non-members."""
-    audited = np.flatnonzero(splits["role"].isin(AUDITED_ROLES).to_numpy())
-    rng = np.random.default_rng(derive_seed(seed, "paper-protocol"))
-    chosen = rng.choice(audited, size=int(round(PAPER_TRAIN_SHARE * len(audited))), replace=False)
-    mask = np.zeros(len(splits), dtype=bool)
-    mask[chosen] = True
-    return mask
+    Raises:
+        ConfigError: If `ATTACKS` has no attack `name`.
+    """
+    attack: type[Attack] = ATTACKS.entry(name).load()
+    return attack.from_config(config, splits, seed=seed)
 
 
 def _in_split_order(outputs: pd.DataFrame, ids: np.ndarray, what: str) -> pd.DataFrame:
@@ -130,7 +98,7 @@ def audit(
     reference = reference_set(splits, membership, reference_outputs, config, classes)
     fitted: dict[str, Attack] = {}
     reasons: dict[str, str] = {}
-    for name in ATTACK_NAMES:
+    for name in ATTACKS:
         attack = build(name, config, splits, seed=seed)
         reason = attack.applicable(reference)
         if reason:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,11 @@ import pandas as pd
 from qmu_core import frames
 from qmu_core.errors import ConfigError
 
+if TYPE_CHECKING:
+    from qmu_core.config import AttackConfig
+
 __all__ = [
+    "AUDITED_ROLES",
     "THREAT_MODELS",
     "Attack",
     "Observations",
@@ -43,6 +47,9 @@ __all__ = [
     "logit_confidence",
     "true_class_prob",
 ]
+
+# The records every attack is scored and judged on: target members and non-members.
+AUDITED_ROLES = ("target_train", "target_holdout")
 
 ThreatModel = Literal["probs", "expectations", "labels"]
 THREAT_MODELS: tuple[ThreatModel, ...] = ("probs", "expectations", "labels")
@@ -138,8 +145,10 @@ class Reference:
 
     @property
     def has_in_models(self) -> bool:
-        """True if some record outside the population was trained on by some reference model
-        (``population`` reference models): only then do online attacks apply."""
+        """True if some record outside the population was trained on by some reference model.
+
+        That happens with ``population`` reference models; only then do online attacks apply.
+        """
         return bool(self.membership[:, ~self.population].any())
 
 
@@ -179,6 +188,15 @@ class Attack(ABC):
     online: ClassVar[bool] = False
 
     threshold: float = float("nan")
+
+    @classmethod
+    def from_config(cls, config: AttackConfig, splits: pd.DataFrame, *, seed: int) -> Self:
+        """The unfitted attack with its settings from `config`, for the split `splits` and root seed `seed`.
+
+        The settings are the fields its `qmu_core.config.ATTACKS` entry reads. The attacks
+        without settings take none.
+        """
+        return cls()
 
     def applicable(self, reference: Reference) -> str | None:
         """None if this attack can run on `reference`, else the reason it cannot (for the report)."""

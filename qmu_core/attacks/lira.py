@@ -1,5 +1,6 @@
-"""LiRA, the likelihood-ratio attack of Carlini et al. (2022), "Membership Inference Attacks From
-First Principles", offline and online.
+"""LiRA, the likelihood-ratio attack of Carlini et al. (2022), offline and online.
+
+The paper is "Membership Inference Attacks From First Principles".
 
 Per (model, record) the attack reads a statistic ``s`` (`lira_statistic`):
 
@@ -52,12 +53,17 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import numpy as np
 from scipy.special import log_ndtr
 
 from qmu_core.attacks.base import Attack, Observations, Reference, ThreatModel, balanced_threshold, logit_confidence
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from qmu_core.config import AttackConfig
 
 __all__ = ["VAR_FLOOR_ABS", "VAR_FLOOR_REL", "LiraOffline", "LiraOnline", "lira_statistic"]
 
@@ -162,17 +168,23 @@ def _log_normal(s: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
 
 
 class _Lira(Attack):
-    """Shared fitting, leave-one-model-out threshold and scoring of both LiRA variants."""
+    """Shared fitting, leave-one-model-out threshold and scoring of both LiRA variants.
 
-    def __init__(self, fixed_variance: bool = True) -> None:
-        """Args:
+    Args:
         fixed_variance: One variance per side and dimension pooled over records (True, for few
             reference models) or a per-record variance (False).
-        """
+    """
+
+    def __init__(self, fixed_variance: bool = True) -> None:
         self.fixed_variance = fixed_variance
         self._gauss: _Gaussians | None = None
         self._orient: np.ndarray | None = None
         self._threat_model: ThreatModel | None = None
+
+    @classmethod
+    def from_config(cls, config: AttackConfig, splits: pd.DataFrame, *, seed: int) -> Self:
+        """LiRA with ``attack.lira_fixed_variance``."""
+        return cls(fixed_variance=config.lira_fixed_variance)
 
     def fit(self, reference: Reference) -> _Lira:
         """Fit the per-record Gaussians and the leave-one-model-out threshold.

@@ -24,22 +24,26 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 
 from qmu_core import frames
-from qmu_core.attacks.base import Attack, Observations, Reference, true_class_prob
-from qmu_core.config import AttackConfig
+from qmu_core.attacks.base import AUDITED_ROLES, Attack, Observations, Reference, true_class_prob
+from qmu_core.config import AttackConfig, derive_seed
 from qmu_core.errors import ConfigError
+from qmu_core.membership import reference_rows
 from qmu_core.numeric import safe_divisor
 
-__all__ = ["MAX_TRAIN_ROWS", "AttackModel", "PaperAttack", "features", "fit_classifier"]
+__all__ = ["MAX_TRAIN_ROWS", "AttackModel", "PaperAttack", "features", "fit_classifier", "paper_protocol_rows"]
 
 MAX_TRAIN_ROWS = 4000
 """The MLP trains on at most this many (model, record) rows, a seeded random subset (the paper
 used 800): enough for 13 features, and it keeps the fit to seconds with many reference models."""
+
+# Share of the target's members and non-members the `paper` protocol trains its MLP on.
+PAPER_TRAIN_SHARE = 0.8
 
 
 def features(obs: Observations) -> np.ndarray:
@@ -175,7 +179,21 @@ class PaperAttack(Attack):
         self.model: AttackModel | None = None
         self.train_acc = float("nan")
 
+    @classmethod
+    def from_config(cls, config: AttackConfig, splits: pd.DataFrame, *, seed: int) -> Self:
+        """The attack on the rows ``attack.protocol`` picks.
+
+        These are the reference models' (``shadow``, by ``attack.reference``) or `paper_protocol_rows`.
+        """
+        rows = (
+            paper_protocol_rows(splits, seed=seed)
+            if config.protocol == "paper"
+            else reference_rows(splits, config.reference)
+        )
+        return cls(config, rows, seed=derive_seed(seed, "attack"))
+
     def fit(self, reference: Reference) -> PaperAttack:
+        """Train the MLP on the reference models' observations of its rows (labels: membership). Returns self."""
         x = np.concatenate([features(obs)[self.rows] for obs in reference.models])
         y = np.concatenate([m[self.rows] for m in reference.membership])
         if len(y) > MAX_TRAIN_ROWS:
@@ -186,6 +204,17 @@ class PaperAttack(Attack):
         return self
 
     def score(self, target: Observations) -> np.ndarray:
+        """``(R,)`` membership scores: the fitted MLP's score of each record's features."""
         if self.model is None:
             raise RuntimeError("PaperAttack.score before fit.")
         return self.model.score(features(target))
+
+
+def paper_protocol_rows(splits: pd.DataFrame, *, seed: int) -> np.ndarray:
+    """The `paper` protocol's training rows: a seeded 80 % of the target's members and non-members."""
+    audited = np.flatnonzero(splits["role"].isin(AUDITED_ROLES).to_numpy())
+    rng = np.random.default_rng(derive_seed(seed, "paper-protocol"))
+    chosen = rng.choice(audited, size=int(round(PAPER_TRAIN_SHARE * len(audited))), replace=False)
+    mask = np.zeros(len(splits), dtype=bool)
+    mask[chosen] = True
+    return mask

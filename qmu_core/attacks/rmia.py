@@ -1,5 +1,6 @@
-"""RMIA, the relative membership inference attack of Zarifzadeh et al. (2024), "Low-Cost
-High-Power Membership Inference Attacks".
+"""RMIA, the relative membership inference attack of Zarifzadeh et al. (2024).
+
+The paper is "Low-Cost High-Power Membership Inference Attacks".
 
 A record ``x`` is a member if the target model ``theta`` likes it, relative to how much the
 reference models like it, more than it likes most population records ``z``::
@@ -29,12 +30,17 @@ membership class only, it falls back to 0.5.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import numpy as np
 
 from qmu_core.attacks.base import Attack, Observations, Reference, ThreatModel, balanced_threshold, true_class_prob
 from qmu_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from qmu_core.config import AttackConfig
 
 __all__ = ["Rmia", "record_likelihood"]
 
@@ -49,19 +55,20 @@ def record_likelihood(obs: Observations) -> np.ndarray:
 
 
 class Rmia(Attack):
-    """RMIA: the share of population records ``z`` that ``x`` beats by a likelihood ratio above ``gamma``."""
+    """RMIA: the share of population records ``z`` that ``x`` beats by a likelihood ratio above ``gamma``.
+
+    Args:
+        gamma: The bar ``LR(x, z) > gamma`` (> 0; the paper's default 1).
+        a: The offline approximation's constant, in [0, 1].
+
+    Raises:
+        ConfigError: If `gamma` or `a` is out of range.
+    """
 
     name: ClassVar[str] = "rmia"
     supports: ClassVar[frozenset[str]] = frozenset({"probs", "labels"})
 
     def __init__(self, gamma: float = 1.0, a: float = 0.3) -> None:
-        """Args:
-        gamma: The bar ``LR(x, z) > gamma`` (> 0; the paper's default 1).
-        a: The offline approximation's constant, in [0, 1].
-
-        Raises:
-            ConfigError: If `gamma` or `a` is out of range.
-        """
         if not gamma > 0.0:
             raise ConfigError(f"RMIA gamma must be > 0, got {gamma}.")
         if not 0.0 <= a <= 1.0:
@@ -71,6 +78,11 @@ class Rmia(Attack):
         self._pr_x: np.ndarray | None = None
         self._population: np.ndarray | None = None
         self._threat_model: ThreatModel | None = None
+
+    @classmethod
+    def from_config(cls, config: AttackConfig, splits: pd.DataFrame, *, seed: int) -> Self:
+        """RMIA with ``attack.rmia_gamma`` and ``attack.rmia_offline_a``."""
+        return cls(gamma=config.rmia_gamma, a=config.rmia_offline_a)
 
     def applicable(self, reference: Reference) -> str | None:
         """As `Attack.applicable`, and the population (the ``z`` records) must not be empty."""

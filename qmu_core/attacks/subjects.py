@@ -32,17 +32,16 @@ from typing import Any
 
 from qmu_core import artifacts, storage
 from qmu_core.artifacts import ArtifactRef
-from qmu_core.config import AttackConfig, QMUConfig
+from qmu_core.config import AttackConfig, QMUConfig, validate
 from qmu_core.errors import ArtifactError
 from qmu_core.export import fetch_run_summary, model_inputs, resolve_model_ref
-from qmu_core.overrides import validate
+from qmu_core.identity import Which
 
 __all__ = [
     "DEFAULT_ROOT",
     "REFERENCE_FIELDS",
     "Subject",
     "latest_run",
-    "phase_name",
     "resolve",
     "resolve_many",
     "run_names",
@@ -69,13 +68,14 @@ class Subject:
     """The `attack` argument of `resolve` / `resolve_many` was used (a model artifact)."""
 
 
-def phase_name(which: str) -> str:
-    """The report's name for a model: target -> before, unlearned-<m> -> after_<m>."""
-    if which == "target":
-        return "before"
-    if which.startswith("unlearned-"):
-        return "after_" + which.split("-", 1)[1]
-    return which
+def _phase(model_id: str) -> str:
+    """The report's name for a stored model.
+
+    Model id target -> before, unlearned-<m> -> after_<m> (`Which.of_model_id`), any other
+    model (a reference model) by its own id.
+    """
+    which = Which.of_model_id(model_id)
+    return which.phase if which is not None else model_id
 
 
 def resolve(source: Path | str, *, attack: AttackConfig | None = None) -> Subject:
@@ -102,7 +102,7 @@ def resolve(source: Path | str, *, attack: AttackConfig | None = None) -> Subjec
     config = _config_of(ref)
     return Subject(
         config.model_copy(update={"attack": attack or AttackConfig()}),
-        {phase_name(_which(ref)): ref},
+        {_phase(_model_id(ref)): ref},
         (f"model {ref.location}",),
         attack_given=attack is not None,
     )
@@ -113,7 +113,8 @@ def _run(summary: Path, source: Path | str) -> Subject:
 
     Its models, and so the audit's artifact root, are those below the root the summary lies in
     (`resolve_model_ref`), not the root it was written in: auditing a copy of a root reads and
-    writes the copy."""
+    writes the copy.
+    """
     first = resolve_model_ref(source, phase="before")  # checks the summary and the file
     data = json.loads(summary.read_text(encoding="utf-8"))
     config = validate(data.get("config", {}), f"the config stored in {source}")
@@ -122,7 +123,7 @@ def _run(summary: Path, source: Path | str) -> Subject:
     return Subject(config, {p: resolve_model_ref(source, phase=p) for p in phases}, (f"run {source}",))
 
 
-def _which(ref: ArtifactRef) -> str:
+def _model_id(ref: ArtifactRef) -> str:
     return str(artifacts.read(ref)["model_id"].iloc[0])
 
 
@@ -157,8 +158,10 @@ def split_sources(text: str) -> list[str]:
 def resolve_many(
     sources: Sequence[str | Path], *, root: Path | str = DEFAULT_ROOT, attack: AttackConfig | None = None
 ) -> Subject:
-    """One `Subject` for every source (module doc): run names, run folders, summary.json files,
-    model paths or keys; none (or only blank ones): the latest pipeline run under `root`.
+    """One `Subject` for every source (module doc).
+
+    Sources are run names, run folders, summary.json files, model paths or keys; none (or
+    only blank ones): the latest pipeline run under `root`.
 
     `attack`: the attack section of model artifacts; default: that of the newest run under the
     model's root that lists the model, else `AttackConfig()`. A run keeps its own.
@@ -198,8 +201,11 @@ def _summaries(root: Path | str) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def _is_pipeline_run(data: dict[str, Any]) -> bool:
-    """A summary a ``qmu-pipeline`` run wrote: a ``before`` model and the unlearning comparison
-    (an audit's own summary has no ``comparison``)."""
+    """Whether `data` is a summary a ``qmu-pipeline`` run wrote.
+
+    Such a summary has a ``before`` model and the unlearning comparison (an audit's own
+    summary has no ``comparison``).
+    """
     models, listed = data.get("models"), data.get("artifacts")
     return isinstance(models, dict) and "before" in models and isinstance(listed, dict) and "comparison" in listed
 
@@ -279,9 +285,11 @@ def _model(source: Path | str, attack: AttackConfig | None) -> Subject:
 
 
 def _named(root: Path | str, name: str) -> Path | None:
-    """The summary.json of the run `name` under `root` (its folder, else the newest run whose
-    summary calls itself `name`: a folder name is the run name made safe), or the model file of
-    key `name`; None if there is none."""
+    """The summary.json of the run `name` under `root`, or the model file of key `name`; None if there is none.
+
+    The run is found by its folder, else as the newest run whose summary calls itself `name`
+    (a folder name is the run name made safe).
+    """
     local = storage.local_dir(root)
     for candidate in (
         local / "runs" / name / "summary.json",
@@ -297,8 +305,10 @@ def _named(root: Path | str, name: str) -> Path | None:
 
 
 def _listing_run(ref: ArtifactRef) -> tuple[Path, AttackConfig] | None:
-    """The newest run under the model's root whose summary lists the model (pipeline runs first),
-    and its attack section."""
+    """The newest run under the model's root whose summary lists the model, and its attack section.
+
+    Pipeline runs come first.
+    """
     tail = f"model/{ref.key}.parquet"
     summaries = _summaries(ref.root)
     for path, data in sorted(summaries, key=lambda item: not _is_pipeline_run(item[1])):
@@ -343,8 +353,11 @@ def _reference_part(config: QMUConfig) -> dict[str, Any]:
 
 
 def _merge(subjects: list[Subject], sources: list[str]) -> Subject:
-    """One subject of several: the first's config, every model once (a clashing phase name gets
-    ``_2``, ``_3``, ...); every source must agree with the first on `REFERENCE_FIELDS`."""
+    """One subject of several: the first's config, every model once.
+
+    A clashing phase name gets ``_2``, ``_3``, ...; every source must agree with the first
+    on `REFERENCE_FIELDS`.
+    """
     first = subjects[0]
     expected = _reference_part(first.config)
     models: dict[str, ArtifactRef] = {}

@@ -1,16 +1,25 @@
 """The hardware path: a trained basic QNN's circuits prepared for, and sampled on, quantum devices.
 
 TensorFlow-free (Cirq, cirq-google, qsimcirq, NumPy, pandas only), so circuits can be built,
-compiled and sampled without the training stack. The one small interface is a `cirq.Sampler`:
+compiled and sampled without the training stack. The one small interface is a `cirq.Sampler`.
+Split by concern, as cirq_google splits devices, noise and engine factories (each layer imports
+only the ones below it; ``lint-imports`` checks it):
 
-* `processors`: the Google processors QMU holds offline (``rainbow``, ``weber``, ``willow_pink``):
-  devices, gate sets, median-calibration noise models, the virtual engine's and the noisy QVM's
-  samplers, a simple noise model, and `ring_cost` (a ring's calibrated error);
-* `prepare`: concrete per-record circuits (`resolved_circuits`), the qubit ring with the lowest
-  calibrated error (`best_ring`), and `prepare` / `prepare_model`, which place, compile to the
-  processor's gate set, validate and measure them; `to_frame` / `from_frame` store them as Cirq JSON;
-* `emulator`: `DensityMatrixEmulator`, exact output distributions under any noise model, then shots;
-* `samplers`: one `cirq.Sampler` per ``hardware.sampler`` kind, and what each compiles for;
+* `devices`: the Google processors QMU holds offline (``rainbow``, ``weber``, ``willow_pink``):
+  `devices.processor` validates a name once and returns a `devices.Processor` (device,
+  specification, gate set, median calibration, calibrated properties, circuit duration);
+* `noise`: the processor's calibrated noise model and a simple, processor-free one;
+* `layout`: rings of coupled qubits, their calibrated cost (`layout.ring_cost`) and the best one;
+* `prepare`: concrete per-record circuits (`prepare.resolved_circuits`), placed on a ring,
+  compiled to the processor's gate set, validated and measured (`prepare.prepare_model`);
+  `to_frame` / `from_frame` store them as Cirq JSON;
+* `transfer` (the arithmetic) and `planning` (analysis, noise per moment, plans) compute exact
+  output distributions under any noise model; `emulator.DensityMatrixEmulator` is the
+  `cirq.Sampler` drawing shots from them;
+* `engine`: the real Quantum Engine's sampler with a deadline, and the project id;
+* `samplers`: ALL sampler construction. `samplers.resolve` is the one function that decides on a
+  ``hardware.sampler`` kind; its `samplers.SamplerKind` says what the kind compiles for, its
+  noise, how shots are drawn and a one-line name, and builds the `cirq.Sampler`;
 * `sampling`: batched sampling with retries (`run_circuits`), ⟨Z_i⟩ and its standard error from
   the bits (`z_from_bits`), and the `outputs` rows from ⟨Z⟩ (`outputs_from_z`);
 * `evaluate`: the measured records, prepared circuits, exact distributions, shots and measured

@@ -24,18 +24,20 @@ import numpy as np
 import pandas as pd
 
 from qmu_core import frames, report
-from qmu_core.config import GoogleEngineSampler, ModelConfig, SamplerConfig
+from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError, ConfigError
-from qmu_core.hardware import prepare, samplers, sampling
+from qmu_core.hardware import prepare, sampling
+from qmu_core.hardware.devices import Processor
 from qmu_core.hardware.emulator import DensityMatrixEmulator
+from qmu_core.hardware.samplers import SamplerKind
 from qmu_core.provenance import AuditFacts
 from qmu_core.qnn import circuits
+from qmu_core.qnn.frontend import model_front_end
 
 __all__ = [
     "MEASURED_ROLES",
     "bits_from_frame",
     "check_model",
-    "circuit_stats",
     "choose_records",
     "exact_distribution",
     "measure",
@@ -43,7 +45,6 @@ __all__ = [
     "measured_outputs",
     "prepare_records",
     "subset_metrics",
-    "variance_by_source",
     "z_from_distribution",
 ]
 
@@ -57,7 +58,7 @@ def check_model(model: ModelConfig) -> None:
     Raises:
         ConfigError: For the HQNN (its CNN front end runs on the CPU).
     """
-    if model.kind != "basic_qnn":
+    if not model_front_end(model).reads_features:
         raise ConfigError(
             f"model.kind={model.kind!r}: the hardware path measures a basic QNN, whose circuit reads the features "
             "directly (the HQNN's CNN front end runs on the CPU). Use the preset `paper_angle` (form: Preset; CLI: "
@@ -89,15 +90,12 @@ def prepare_records(
     weights: pd.DataFrame,
     records: pd.DataFrame,
     model: ModelConfig,
-    target: str | None,
+    target: Processor | None,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """The prepared-circuits table (`prepare.to_frame`) of `records` under `weights`."""
-    from qmu_core.hardware import processors
-
+    """The prepared-circuits table (`prepare.to_frame`) of `records` under `weights`, for `target`."""
     x = frames.stack(records["x"], np.float64)
-    gateset = None if target is None else processors.gateset(target)
-    prepared = prepare.prepare_model(weights, x, model, target=target, gateset=gateset, progress=progress)
+    prepared = prepare.prepare_model(weights, x, model, target=target, progress=progress)
     return prepare.to_frame(prepared, records["sample_id"].to_numpy())
 
 
@@ -208,31 +206,9 @@ def subset_metrics(
     return table
 
 
-def circuit_stats(frames_: Sequence[pd.DataFrame]) -> dict[str, float]:
-    """Mean depth and two-qubit counts before and after compilation over prepared-circuit tables."""
-    both = pd.concat(list(frames_), ignore_index=True)
-    keys = ("depth_before", "depth_after", "two_qubit_before", "two_qubit_after")
-    return {k: float(both[k].mean()) for k in keys}
-
-
-def variance_by_source(
-    outputs: Mapping[str, Mapping[str, pd.DataFrame]], sample_ids: np.ndarray, *, exact: str
-) -> dict[tuple[str, str], float]:
-    """``{(source, phase): report.output_variance}`` of every source against source `exact`."""
-    from qmu_core.hardware.report import output_variance
-
-    reference = outputs[exact]
-    return {
-        (source, phase): output_variance(table, reference[phase], sample_ids)
-        for source, by_phase in outputs.items()
-        for phase, table in by_phase.items()
-        if phase in reference
-    }
-
-
 def measure_with(
     circuits_frame: pd.DataFrame,
-    config: SamplerConfig,
+    kind: SamplerKind,
     repetitions: int,
     *,
     seed: int,
@@ -241,11 +217,19 @@ def measure_with(
     project_id: Callable[[], str | None],
     log: Callable[[str], None],
 ) -> pd.DataFrame:
-    """`measure` through the sampler of `config` (or, given one, from the exact `distribution`),
-    logging progress with an ETA and the throughput.
+    """`measure` through the sampler of `kind` (or, given one, from the exact `distribution`).
+
+    Logs progress with an ETA and the throughput.
 
     Args:
-        project_id: Called only for a real Engine run, to read the project from the environment.
+        circuits_frame: The prepared circuits, as `measure` takes them.
+        kind: The sampler kind; its sampler is built here (`SamplerKind.build`) unless `distribution` is given.
+        repetitions: Shots per circuit.
+        seed: Seed of the sampler, or of the draws from `distribution`.
+        cpu_threads: Threads of a local simulator.
+        distribution: An `exact_distribution` table of the same circuits to draw the shots from, or None.
+        project_id: Called only when the kind needs a project (the real Engine), to read it from the
+            environment.
         log: Receives one line per chunk of circuits and a closing line.
     """
     started = time.monotonic()
@@ -257,12 +241,12 @@ def measure_with(
     if distribution is not None:
         table = measure(circuits_frame, None, repetitions, distribution=distribution, seed=seed)
     else:
-        project = project_id() if isinstance(config, GoogleEngineSampler) else None
-        sampler = samplers.build(config, seed=seed, cpu_threads=cpu_threads, project_id=project)
+        project = project_id() if kind.needs_project else None
+        sampler = kind.build(seed=seed, cpu_threads=cpu_threads, project_id=project)
         table = measure(circuits_frame, sampler, repetitions, seed=seed, progress=report)
     elapsed = time.monotonic() - started
     log(
-        f"{samplers.describe(config)}: {len(circuits_frame)} circuits x {repetitions} shots in {elapsed:.1f}s "
+        f"{kind.describes}: {len(circuits_frame)} circuits x {repetitions} shots in {elapsed:.1f}s "
         f"({len(circuits_frame) / max(elapsed, 1e-9):.1f} circuits/s)"
     )
     return table

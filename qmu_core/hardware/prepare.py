@@ -3,17 +3,14 @@
 * `resolved_circuits`: the model circuit (`qmu_core.qnn.circuits.build_circuit`) with the trained
   ``theta`` and every record's input-symbol values bound: concrete circuits on
   ``cirq.LineQubit(0..n-1)``, without measurements (simulate them for exact ⟨Z⟩);
-* `device_ring` / `rings` / `best_ring`: n device qubits forming a cycle of the device's coupling
-  graph: the first one, all of them, and the one with the lowest calibrated error
-  (`processors.ring_cost`: two-qubit gate errors, T1/Tphi decay over the circuit, read-out),
-  which `prepare` and `prepare_model` use by default;
 * `prepare`: for ``target=None`` the circuits stay on LineQubits (simulators); for a Google
-  processor (``"rainbow"``, ``"weber"``, ``"willow_pink"``: `qmu_core.hardware.processors`) logical
-  qubit ``i`` goes to ring qubit ``i``, so the model's CNOT ring ``0->1->...->n-1->0`` only couples
-  neighbours (angle encoding), then the circuit is compiled to the processor's calibrated
-  two-qubit gate (√iSWAP on rainbow and weber, CZ on willow_pink) and validated against the
-  device. Every prepared circuit ends with one measurement ``cirq.measure(*qubits, key="z")`` in
-  *logical* order, so bit ``i`` of a sample is logical qubit ``i`` whatever physical qubit carries it;
+  `qmu_core.hardware.devices.Processor` logical qubit ``i`` goes to qubit ``i`` of a ring
+  (`qmu_core.hardware.layout.best_ring` by default: the ring with the lowest calibrated error),
+  so the model's CNOT ring ``0->1->...->n-1->0`` only couples neighbours (angle encoding), then
+  the circuit is compiled to the processor's calibrated two-qubit gate (√iSWAP on rainbow and
+  weber, CZ on willow_pink) and validated against the device. Every prepared circuit ends with
+  one measurement ``cirq.measure(*qubits, key="z")`` in *logical* order, so bit ``i`` of a sample
+  is logical qubit ``i`` whatever physical qubit carries it;
 * `prepare_model`: the same for a model and its records, compiling the fixed parts once (fast);
 * `to_frame` / `from_frame`: prepared circuits as rows of Cirq JSON (``cirq.to_json``).
 
@@ -38,26 +35,22 @@ import pandas as pd
 from qmu_core import frames
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError, ConfigError
-from qmu_core.hardware import processors
-from qmu_core.qnn import amplitude, circuits
+from qmu_core.hardware.devices import Processor
+from qmu_core.hardware.layout import best_ring, two_qubit_count
+from qmu_core.qnn import circuits
+from qmu_core.qnn.encoding import model_encoding
+from qmu_core.qnn.frontend import model_front_end
 
 __all__ = [
     "MEASUREMENT_KEY",
-    "TARGETS",
     "CircuitStats",
     "Prepared",
-    "device",
-    "best_ring",
-    "device_ring",
     "from_frame",
-    "input_values",
     "prepare",
     "prepare_model",
     "resolved_circuits",
-    "rings",
     "theta",
     "to_frame",
-    "two_qubit_count",
 ]
 
 # cirq 1.5 warns about a 1.6 default for every CircuitOperation its compiler builds internally (nothing
@@ -67,10 +60,6 @@ warnings.filterwarnings("ignore", message=".*use_repetition_ids", category=Futur
 
 MEASUREMENT_KEY = "z"
 """Key of the one measurement every prepared circuit ends with (qubits in logical order)."""
-
-TARGETS: tuple[str, ...] = processors.PROCESSORS
-"""Google processors QMU holds offline (`qmu_core.hardware.processors`)."""
-
 
 # ---------------------------------------------------------------------------- resolved circuits
 
@@ -96,30 +85,6 @@ def theta(weights: pd.DataFrame, model: ModelConfig) -> np.ndarray:
     return values
 
 
-def input_values(features: np.ndarray, model: ModelConfig) -> np.ndarray:
-    """Values of the circuit's input symbols per record, ``(B, n_inputs)`` float64 (NumPy).
-
-    Angle encoding binds the features as they are (tiled per layer with re-uploading); amplitude
-    encoding binds the state-preparation angles (`qmu_core.qnn.amplitude.angles_np`). This is the
-    NumPy twin of `qmu_core.qnn.backends.base.symbol_values`.
-
-    Raises:
-        ConfigError: If `features` is not ``(B, width)`` with the width the encoding reads.
-    """
-    x = np.asarray(features, dtype=np.float64)
-    width = model.feature_spec.n_components
-    if x.ndim != 2 or x.shape[1] != width:
-        raise ConfigError(
-            f"{model.encoding} encoding on {model.n_qubits} qubits reads {width} features per record, got an "
-            f"array of shape {x.shape}; pass the split's `x` column stacked as (records, {width})."
-        )
-    if model.encoding == "amplitude":
-        return amplitude.angles_np(x)
-    if model.reupload:
-        return np.tile(x, (1, model.layers))
-    return x
-
-
 def resolved_circuits(weights: pd.DataFrame, features: np.ndarray, model: ModelConfig) -> list[cirq.Circuit]:
     """One concrete circuit per record: the model circuit with `theta` and the record's inputs bound.
 
@@ -135,7 +100,7 @@ def resolved_circuits(weights: pd.DataFrame, features: np.ndarray, model: ModelC
         ConfigError: For an HQNN (its CNN front end runs on the CPU), or features of the wrong width.
         ArtifactError: If the weights do not fit the model.
     """
-    if model.kind != "basic_qnn":
+    if not model_front_end(model).reads_features:
         raise ConfigError(
             f"model.kind={model.kind!r}: the HQNN's CNN front end runs on the CPU, and the hardware path needs "
             "a basic QNN (model.kind='basic_qnn') whose circuit reads the features directly."
@@ -147,7 +112,7 @@ def resolved_circuits(weights: pd.DataFrame, features: np.ndarray, model: ModelC
     wsyms = [str(s) for s in circuits.weight_symbols(model.n_qubits, model.layers)]
     fixed = dict(zip(wsyms, theta(weights, model), strict=True))
     out = []
-    for row in input_values(features, model):
+    for row in model_encoding(model).values(features, model):
         values = {**fixed, **dict(zip(names, row, strict=True))}
         resolved = cirq.resolve_parameters(circuit, cirq.ParamResolver({k: float(v) for k, v in values.items()}))
         if cirq.is_parameterized(resolved):
@@ -156,213 +121,7 @@ def resolved_circuits(weights: pd.DataFrame, features: np.ndarray, model: ModelC
     return out
 
 
-# ---------------------------------------------------------------------------- devices
-
-
-def device(target: str) -> Any:
-    """The `cirq_google.GridDevice` of a processor of `TARGETS` (`processors.device`).
-
-    Raises:
-        ConfigError: If `target` is not one of `TARGETS`.
-    """
-    if target not in TARGETS:
-        raise ConfigError(f"Unknown hardware target {target!r}; use one of {list(TARGETS)} or None (simulator).")
-    return processors.device(target)
-
-
-def _graph(dev: Any) -> dict[cirq.Qid, set[cirq.Qid]]:
-    adjacency: dict[cirq.Qid, set[cirq.Qid]] = {q: set() for q in dev.metadata.qubit_set}
-    for a, b in dev.metadata.nx_graph.edges():
-        adjacency[a].add(b)
-        adjacency[b].add(a)
-    return adjacency
-
-
-def _bipartite(adjacency: dict[cirq.Qid, set[cirq.Qid]]) -> bool:
-    colour: dict[cirq.Qid, int] = {}
-    for root in sorted(adjacency):
-        if root in colour:
-            continue
-        colour[root] = 0
-        stack = [root]
-        while stack:
-            q = stack.pop()
-            for p in adjacency[q]:
-                if p not in colour:
-                    colour[p] = 1 - colour[q]
-                    stack.append(p)
-                elif colour[p] == colour[q]:
-                    return False
-    return True
-
-
-def device_ring(dev: Any, n: int) -> list[cirq.GridQubit]:
-    """n qubits of `dev` forming a cycle of its coupling graph, in ring order.
-
-    Qubit ``i`` couples to qubit ``i + 1`` and qubit ``n - 1`` to qubit 0 (for ``n = 2``, one
-    coupled pair). The search is a depth-first search from the smallest qubit upwards, so the
-    ring is deterministic; on a grid, 8 qubits give a 2x4 rectangle or a similar compact cycle.
-
-    Raises:
-        ConfigError: If the device has no such cycle (on a square grid: odd n).
-    """
-    adjacency = _graph(dev)
-    nodes = sorted(adjacency)
-    if n == 2:
-        for q in nodes:
-            if adjacency[q]:
-                return [q, min(adjacency[q])]
-    no_ring = (
-        f"The device has no ring (cycle) of {n} coupled qubits, which the model's CNOT ring needs; "
-        "choose an even model.n_qubits on a square-grid device, or a smaller one."
-    )
-    if n < 2 or (n % 2 == 1 and _bipartite(adjacency)) or n > len(nodes):
-        raise ConfigError(no_ring)
-    for start in nodes:
-        found = _cycle_from(start, n, adjacency)
-        if found is not None:
-            return found
-    raise ConfigError(no_ring)
-
-
-def _cycle_from(start: cirq.Qid, n: int, adjacency: dict[cirq.Qid, set[cirq.Qid]]) -> list[Any] | None:
-    """A cycle of length n through `start` using only qubits greater than `start`, or None."""
-    path = [start]
-    on_path = {start}
-
-    def extend() -> bool:
-        last = path[-1]
-        if len(path) == n:
-            return start in adjacency[last]
-        for q in sorted(adjacency[last]):
-            if q > start and q not in on_path:
-                path.append(q)
-                on_path.add(q)
-                if extend():
-                    return True
-                on_path.discard(path.pop())
-        return False
-
-    return path if extend() else None
-
-
-def rings(dev: Any, n: int) -> list[list[cirq.GridQubit]]:
-    """Every cycle of n coupled qubits of `dev`, each once, in ring order (as `device_ring` gives one).
-
-    A cycle is listed once whatever its rotation or direction: it starts at its smallest qubit and
-    runs towards the smaller of that qubit's two ring neighbours (``ring[1] < ring[-1]``). The
-    list is sorted by the rings' qubit sequences, so it is deterministic and ``rings(dev, n)[0]``
-    is ``device_ring(dev, n)``. For ``n = 2`` a ring is one coupled pair ``[a, b]`` with
-    ``a < b`` (the model's two CNOTs act on it). A depth-first search pruned by the distance back
-    to the start: willow_pink (105 qubits) has 401 rings of 8 qubits and 5,292 of 12 (< 1 s).
-
-    Raises:
-        ConfigError: If the device has no such cycle, as `device_ring` raises it.
-    """
-    device_ring(dev, n)  # the same checks and errors; raises when there is no ring at all
-    adjacency = _graph(dev)
-    nodes = sorted(adjacency)
-    if n == 2:
-        return [[a, b] for a in nodes for b in sorted(adjacency[a]) if a < b]
-    return sorted(ring for start in nodes for ring in _cycles_from(start, n, adjacency))
-
-
-def _cycles_from(start: cirq.Qid, n: int, adjacency: dict[cirq.Qid, set[cirq.Qid]]) -> list[list[Any]]:
-    """Every cycle of length n through `start` and qubits greater than it, once (``path[1] < path[-1]``)."""
-    distance = {start: 0}  # graph distance back to `start` through qubits above it
-    frontier = [start]
-    while frontier:
-        step = []
-        for q in frontier:
-            for p in adjacency[q]:
-                if p > start and p not in distance:
-                    distance[p] = distance[q] + 1
-                    step.append(p)
-        frontier = step
-    path = [start]
-    on_path = {start}
-    found: list[list[Any]] = []
-
-    def extend() -> None:
-        if len(path) == n:
-            if start in adjacency[path[-1]] and path[1] < path[-1]:
-                found.append(list(path))
-            return
-        left = n - len(path)  # edges still to walk after the next qubit, the closing edge included
-        for q in sorted(adjacency[path[-1]]):
-            if q > start and q not in on_path and distance.get(q, n) <= left:
-                path.append(q)
-                on_path.add(q)
-                extend()
-                on_path.discard(path.pop())
-
-    extend()
-    return found
-
-
-_BEST_RINGS: dict[tuple[str, int, int], tuple[cirq.GridQubit, ...]] = {}
-
-
-def _ansatz_load(target: str, n: int, layers: int) -> tuple[float, float, float]:
-    """Two-qubit gates per ring edge, single-qubit gates per qubit and duration (ns) of the compiled ansatz.
-
-    The angle-encoded model circuit (`circuits.build_circuit`, n qubits, `layers` layers) with
-    generic fixed angles, compiled to the processor's gate set (`processors.gateset`: a CNOT
-    becomes 1 CZ on willow_pink, 2 √iSWAPs on rainbow and weber), timed moment by moment
-    (`processors.circuit_duration_ns`) without its read-out.
-    """
-    circuit, inputs = circuits.build_circuit(n, layers, encoding="angle")
-    symbols = [str(s) for s in inputs] + [str(s) for s in circuits.weight_symbols(n, layers)]
-    angles = np.random.default_rng(0).uniform(0.1, 3.0, len(symbols))
-    resolved = cirq.resolve_parameters(circuit, dict(zip(symbols, map(float, angles), strict=True)))
-    compiled = _compile(resolved, processors.gateset(target))
-    two = two_qubit_count(compiled)
-    one = sum(1 for op in compiled.all_operations() if cirq.num_qubits(op) == 1)
-    return two / n, one / n, processors.circuit_duration_ns(target, compiled)
-
-
-def best_ring(target: str, n: int, *, layers: int) -> list[cirq.GridQubit]:
-    """The ring of n qubits of `target` with the lowest `processors.ring_cost` for the model's circuit.
-
-    Every ring of `rings` is scored by `processors.ring_cost` with the two-qubit gates per
-    coupler, single-qubit gates per qubit and duration of the angle-encoded circuit of n qubits
-    and `layers` layers compiled for the processor (`_ansatz_load`: n CNOTs per layer on the
-    ring), so the calibration decides: on willow_pink 8 qubits avoid the short-Tphi qubits
-    (0, 8) and (1, 8) of `device_ring`. Equal costs keep the earlier ring of `rings` (when
-    every ring lacks calibration data, that is `device_ring`). The ring is in order: logical
-    qubit ``i`` couples to ``i + 1`` and ``n - 1`` to 0. Cached per (target, n, layers).
-
-    Raises:
-        ConfigError: For an unknown target, a device without a ring of n qubits, or layers that
-            are not a whole number >= 0.
-    """
-    if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or layers < 0:
-        raise ConfigError(f"best_ring(): layers={layers!r}; pass the model's number of layers (an int >= 0).")
-    key = (target, int(n), int(layers))
-    if key not in _BEST_RINGS:
-        dev = device(target)
-        candidates = rings(dev, n)
-        two, one, duration = _ansatz_load(target, n, int(layers))
-        costs = [
-            processors.ring_cost(
-                target,
-                ring,
-                two_qubit_gates_per_edge=two,
-                duration_ns=duration,
-                single_qubit_gates_per_qubit=one,
-            )
-            for ring in candidates
-        ]
-        _BEST_RINGS[key] = tuple(candidates[int(np.argmin(costs))])
-    return list(_BEST_RINGS[key])
-
-
 # ---------------------------------------------------------------------------- preparation
-
-
-def two_qubit_count(circuit: cirq.AbstractCircuit) -> int:
-    """Operations acting on two qubits (measurements excluded)."""
-    return sum(1 for op in circuit.all_operations() if cirq.num_qubits(op) == 2 and not cirq.is_measurement(op))
 
 
 @dataclass(frozen=True)
@@ -382,7 +141,7 @@ class Prepared:
     Attributes:
         circuits: One circuit per record, ending with ``cirq.measure(*qubits, key="z")``.
         qubits: The physical qubit of each logical qubit (``qubits[i]`` carries logical ``i``).
-        target: The processor compiled for, or None (LineQubits, no compilation).
+        target: The name of the processor compiled for, or None (LineQubits, no compilation).
         stats: Depth and two-qubit-gate counts of every circuit before and after compilation.
     """
 
@@ -423,7 +182,7 @@ def _place(
     dev: Any,
     *,
     route: bool,
-    target: str | None,
+    target: Processor,
 ) -> tuple[cirq.Circuit, tuple[cirq.Qid, ...]]:
     """The circuit on device qubits and the physical qubit each logical qubit ends on.
 
@@ -437,7 +196,7 @@ def _place(
     if not route:
         raise ConfigError(
             f"{len(uncoupled)} two-qubit gates (first: {uncoupled[0]}) act on qubits that are not coupled on "
-            f"{target} (amplitude encoding's state preparation); pass route=True to insert SWAPs, use "
+            f"{target.name} (amplitude encoding's state preparation); pass route=True to insert SWAPs, use "
             "model.encoding='angle' on a device, or target=None."
         )
     routed, initial, swaps = cirq.RouteCQC(dev.metadata.nx_graph).route_circuit(circuit)
@@ -448,7 +207,7 @@ def _place(
 def prepare(
     circuits_: Sequence[cirq.Circuit],
     *,
-    target: str | None,
+    target: Processor | None,
     qubits: Sequence[cirq.GridQubit] | None = None,
     route: bool = True,
     validate: bool = True,
@@ -459,19 +218,19 @@ def prepare(
     Args:
         circuits_: Concrete circuits on ``cirq.LineQubit(0..n-1)`` without measurements
             (`resolved_circuits`), all on the same n qubits.
-        target: None (keep LineQubits, no compilation: for simulators) or a processor of
-            `TARGETS`: logical qubit ``i`` goes to ``qubits[i]``, the circuit is compiled with
-            ``cirq.optimize_for_target_gateset`` to the processor's gate set (`processors.gateset`).
+        target: None (keep LineQubits, no compilation: for simulators) or a `Processor`: logical
+            qubit ``i`` goes to ``qubits[i]``, the circuit is compiled with
+            ``cirq.optimize_for_target_gateset`` to the processor's gate set (`Processor.gateset`).
         qubits: The device qubits to use, a ring in order; default `best_ring` of the target.
         route: When the ring placement leaves a two-qubit gate between uncoupled qubits
             (amplitude encoding's state preparation), route the circuit with ``cirq.RouteCQC``
             on the device graph (SWAPs inserted; the read-out follows each logical qubit to where
             it ends). With False such circuits raise `ConfigError`.
         validate: Check every final circuit with the device's ``validate_circuit``.
-        gateset: Compilation target; default the processor's (`processors.gateset`).
+        gateset: Compilation target; default the processor's (`Processor.gateset`).
 
     Raises:
-        ConfigError: For unknown targets, circuits that are not concrete LineQubit circuits, or
+        ConfigError: For circuits that are not concrete LineQubit circuits, or
             (``route=False``) a two-qubit gate between qubits the ring placement leaves uncoupled.
     """
     if not circuits_:
@@ -482,7 +241,7 @@ def prepare(
         physical: list[cirq.Qid] = list(logical)
         dev = None
     else:
-        dev = device(target)
+        dev = target.device
         layers = max(1, round(two_qubit_count(circuits_[0]) / n))  # CNOTs per ring edge: the ansatz's layers
         physical = list(qubits) if qubits is not None else best_ring(target, n, layers=layers)
         if len(physical) != n:
@@ -496,11 +255,11 @@ def prepare(
         if sorted(circuit.all_qubits()) != logical:
             raise ConfigError("prepare() got circuits on different qubits; prepare one model's circuits at a time.")
         _logical_qubits(circuit)
-        if dev is None:
+        if target is None:
             compiled, final_qubits = circuit, tuple(physical)
         else:
             placed, final_qubits = _place(circuit, mapping, edges, dev, route=route, target=target)
-            compiled = _compile(placed, gateset or processors.gateset(target))
+            compiled = _compile(placed, gateset or target.gateset)
         if readout_qubits is None:
             readout_qubits = final_qubits
         elif final_qubits != readout_qubits:
@@ -521,7 +280,7 @@ def prepare(
             )
         )
     assert readout_qubits is not None
-    return Prepared(circuits=out, qubits=readout_qubits, target=target, stats=stats)
+    return Prepared(circuits=out, qubits=readout_qubits, target=None if target is None else target.name, stats=stats)
 
 
 def _is_input_op(op: cirq.Operation, inputs: set[str]) -> bool:
@@ -565,7 +324,7 @@ def prepare_model(
     features: np.ndarray,
     model: ModelConfig,
     *,
-    target: str | None,
+    target: Processor | None,
     qubits: Sequence[cirq.GridQubit] | None = None,
     gateset: cirq.CompilationTargetGateset | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -581,13 +340,15 @@ def prepare_model(
     multi-qubit gates) compiles every record alone (`prepare`).
 
     Args:
-        weights, features, model: As for `resolved_circuits`.
-        target: None (LineQubits, no compilation) or a processor of `TARGETS`.
+        weights: The `model` table of a trained basic QNN, as for `resolved_circuits`.
+        features: The records' features ``(B, width)``, as for `resolved_circuits`.
+        model: The model section the weights were trained with, as for `resolved_circuits`.
+        target: None (LineQubits, no compilation) or a `Processor`.
         qubits: Device qubits, a ring in order; default `best_ring` (lowest calibrated error).
-        gateset: Compilation target; default the processor's (`processors.gateset`).
+        gateset: Compilation target; default the processor's (`Processor.gateset`).
         progress: Called as ``progress(done, total)`` while records are prepared.
     """
-    if model.kind != "basic_qnn" or target is None or model.encoding != "angle":
+    if not model_front_end(model).reads_features or target is None or not model_encoding(model).single_qubit_inputs:
         circuits_ = resolved_circuits(weights, features, model)
         return prepare(circuits_, target=target, qubits=qubits, gateset=gateset)
     circuit, inputs = circuits.build_circuit(
@@ -600,7 +361,7 @@ def prepare_model(
     parts = _segments(template, set(names))
     if parts is None:  # pragma: no cover - angle encoding always splits
         return prepare(resolved_circuits(weights, features, model), target=target, qubits=qubits, gateset=gateset)
-    dev = device(target)
+    dev = target.device
     logical = sorted(template.all_qubits())
     physical = list(qubits) if qubits is not None else best_ring(target, len(logical), layers=model.layers)
     if len(physical) != len(logical):
@@ -611,11 +372,11 @@ def prepare_model(
     for part in parts:
         if isinstance(part, cirq.Circuit):
             placed, _ = _place(part, mapping, edges, dev, route=False, target=target)
-            compiled_parts.append(_compile(placed, gateset or processors.gateset(target)))
+            compiled_parts.append(_compile(placed, gateset or target.gateset))
         else:
             compiled_parts.append([op.transform_qubits(mapping) for op in part])
     readout = cirq.Moment(cirq.measure(*physical, key=MEASUREMENT_KEY))
-    values = input_values(features, model)
+    values = model_encoding(model).values(features, model)
     before = CircuitStats(len(circuit), 0, two_qubit_count(circuit), 0)
     out: list[cirq.Circuit] = []
     stats: list[CircuitStats] = []
@@ -640,7 +401,7 @@ def prepare_model(
         stats.append(after)
         if progress is not None:
             progress(k + 1, len(values))
-    return Prepared(circuits=out, qubits=tuple(physical), target=target, stats=stats)
+    return Prepared(circuits=out, qubits=tuple(physical), target=target.name, stats=stats)
 
 
 def _compile(circuit: cirq.Circuit, gateset: cirq.CompilationTargetGateset) -> cirq.Circuit:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,19 @@ import pandas as pd
 from qmu_core import artifacts, frames, storage
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig
-from qmu_core.presets import changed_fields, changed_markdown
+from qmu_core.config.overrides import changed_fields, changed_markdown
+from qmu_core.hardware import samplers
 
-__all__ = ["COLUMNS", "HardwareReport", "output_variance", "publish", "publish_artifacts", "rows"]
+__all__ = [
+    "COLUMNS",
+    "HardwareReport",
+    "circuit_stats",
+    "output_variance",
+    "publish",
+    "publish_artifacts",
+    "rows",
+    "variance_by_source",
+]
 
 COLUMNS = (
     "retain_test_acc",
@@ -70,6 +80,26 @@ def output_variance(measured: pd.DataFrame, exact: pd.DataFrame, sample_ids: np.
     pa_ = frames.stack(a["prob"], np.float64)
     pb = frames.stack(b["prob"], np.float64)
     return float(np.mean(np.sum((pa_ - pb) ** 2, axis=1)))
+
+
+def circuit_stats(frames_: Sequence[pd.DataFrame]) -> dict[str, float]:
+    """Mean depth and two-qubit counts before and after compilation over prepared-circuit tables."""
+    both = pd.concat(list(frames_), ignore_index=True)
+    keys = ("depth_before", "depth_after", "two_qubit_before", "two_qubit_after")
+    return {k: float(both[k].mean()) for k in keys}
+
+
+def variance_by_source(
+    outputs: Mapping[str, Mapping[str, pd.DataFrame]], sample_ids: np.ndarray, *, exact: str
+) -> dict[tuple[str, str], float]:
+    """``{(source, phase): output_variance}`` of every source against source `exact`."""
+    reference = outputs[exact]
+    return {
+        (source, phase): output_variance(table, reference[phase], sample_ids)
+        for source, by_phase in outputs.items()
+        for phase, table in by_phase.items()
+        if phase in reference
+    }
 
 
 def _fmt(v: Any) -> str:
@@ -164,7 +194,7 @@ def publish(
         tables: `hw_metrics` tables by source.
         config: The run's config (stored in the JSON).
         run_dir: Directory to write into (created).
-        sampler: `samplers.describe` of the sampler.
+        sampler: The sampler's one-line name (`samplers.SamplerKind.describes`).
         study: Shot-count study (plot against shots) instead of one re-evaluation.
         circuit_stats: Mean depth / two-qubit counts before and after compilation.
         variance: ``{(source, phase): output_variance}`` (study).
@@ -221,19 +251,19 @@ def publish_artifacts(
     outputs: Mapping[str, Mapping[str, ArtifactRef]] | None,
     wall_time_s: float,
 ) -> HardwareReport:
-    """`publish` from artifact refs: `hw_metrics` by source, prepared circuits by phase, the
-    measured records and (study) the `hw_outputs` by source and phase, under ``<root>/runs/<folder>``
-    (`storage.run_folder` of `run_name`), written into a temporary folder renamed to it once whole
-    (`storage.staged_run_folder`)."""
-    from qmu_core.hardware import evaluate, samplers
+    """`publish` from artifact refs.
 
+    The refs are `hw_metrics` by source, prepared circuits by phase, the measured records and (study)
+    the `hw_outputs` by source and phase. Writes under ``<root>/runs/<folder>`` (`storage.run_folder`
+    of `run_name`), into a temporary folder renamed to it once whole (`storage.staged_run_folder`).
+    """
     tables = {k: artifacts.read(v) for k, v in metrics.items()}
-    stats = evaluate.circuit_stats([artifacts.read(v) for v in circuits.values()])
+    stats = circuit_stats([artifacts.read(v) for v in circuits.values()])
     variance = None
     if outputs is not None:
         ids = artifacts.read(records)["sample_id"].to_numpy()
         read = {src: {ph: artifacts.read(r) for ph, r in by_phase.items()} for src, by_phase in outputs.items()}
-        variance = evaluate.variance_by_source(read, ids, exact="exact")
+        variance = variance_by_source(read, ids, exact="exact")
     root = next(iter(metrics.values())).root
     # written into a temporary folder renamed to the run's folder once whole (for a URL root: in
     # the local mirror, then uploaded)
@@ -242,7 +272,7 @@ def publish_artifacts(
             tables,
             config=config,
             run_dir=staged.tmp,
-            sampler=samplers.describe(config.hardware.sampler),
+            sampler=samplers.resolve(config.hardware.sampler).describes,
             study=outputs is not None,
             circuit_stats=stats,
             variance=variance,

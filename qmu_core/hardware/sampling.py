@@ -1,7 +1,5 @@
 """Sampling prepared circuits and turning the bits into ⟨Z⟩ and `outputs` rows (NumPy, no TensorFlow).
 
-* `qsim_sampler`: qsimcirq's simulator with a seed and its thread count set (qsim uses one
-  thread unless told otherwise);
 * `run_circuits`: raw bits ``(records, repetitions, n_qubits)`` of circuits measured into key
   ``"z"`` (`qmu_core.hardware.prepare`), through ``sampler.run_batch`` in chunks, a chunk
   retried on transient errors (`TRANSIENT_ERRORS`);
@@ -23,7 +21,6 @@ import pandas as pd
 
 from qmu_core import frames
 from qmu_core.errors import ArtifactError, ConfigError
-from qmu_core.hardware import processors
 from qmu_core.hardware.prepare import MEASUREMENT_KEY
 
 __all__ = [
@@ -31,7 +28,6 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "outputs_from_z",
     "per_record_loss",
-    "qsim_sampler",
     "run_circuits",
     "softmax",
     "z_from_bits",
@@ -59,17 +55,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = _transient_errors()
 Anything else (an invalid circuit, a permission error) fails at once."""
 
 
-def qsim_sampler(seed: int, cpu_threads: int | None = None, noise: cirq.NoiseModel | None = None) -> cirq.Sampler:
-    """qsimcirq's simulator as a seeded sampler (`processors.qsim_simulator`).
-
-    Args:
-        seed: Seed of the measurement (and noise) sampling: same seed and calls, same bits.
-        cpu_threads: Threads of qsim; default every core this process may use.
-        noise: A noise model (qsim then samples trajectories, one per shot), or None.
-    """
-    return processors.qsim_simulator(seed, cpu_threads, noise, "qsim_sampler")
-
-
 def run_circuits(
     circuits: Sequence[cirq.Circuit],
     sampler: cirq.Sampler,
@@ -85,7 +70,8 @@ def run_circuits(
     Args:
         circuits: Circuits ending with ``cirq.measure(*qubits, key="z")`` (`prepare`), all
             measuring the same number of qubits.
-        sampler: Any ``cirq.Sampler`` (`qsim_sampler`, a virtual or real Engine processor's sampler).
+        sampler: Any ``cirq.Sampler`` (`qmu_core.hardware.samplers`: qsim, a virtual or real Engine
+            processor's sampler, the emulator).
         repetitions: Shots per circuit.
         batch: Circuits per ``run_batch`` call.
         retries: How often a chunk is sent again after a `TRANSIENT_ERRORS` error.

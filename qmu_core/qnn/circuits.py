@@ -1,10 +1,10 @@
-"""Cirq circuits of the QNNs: encodings, the hardware-efficient ansatz and the read-out.
+"""Cirq circuits of the QNNs: the model circuit (encoding, then ansatz), the ansatz and the read-out.
 
 Pure Cirq + SymPy (no TensorFlow), so exported circuits can be rebuilt and checked by anyone
 who uses Cirq. Symbol names are fixed and documented:
 
 * ``x_{i}``: angle-encoding input on qubit ``i`` (``x_{l}_{i}`` with data re-uploading);
-* ``a_{k}``: amplitude-encoding (state preparation) angles, see `qmu_core.amplitude`;
+* ``a_{k}``: amplitude-encoding (state preparation) angles, see `qmu_core.qnn.amplitude`;
 * ``w_{l}_{i}_{j}``: trainable rotation ``j`` (0..2) on qubit ``i`` in layer ``l``.
 
 One ansatz layer is a U3-equivalent rotation on every qubit,
@@ -12,6 +12,8 @@ One ansatz layer is a U3-equivalent rotation on every qubit,
 ``0->1->...->n-1->0``. ``PhasedX(p, e)`` followed by ``Z**c`` reaches every single-qubit
 unitary up to a global phase (like ``U3(theta, phi, lambda)``) with two gates instead of
 three, and both gates are natively supported by TFQ's serializer.
+
+The encodings' symbols and gates are `qmu_core.qnn.encoding`'s.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ import cirq
 import numpy as np
 import sympy
 
-from qmu_core.errors import ConfigError
+from qmu_core.qnn.encoding import ANGLE, encoding_named
 
 __all__ = [
-    "angle_symbols",
     "ansatz",
     "build_circuit",
     "qubits",
@@ -43,17 +44,6 @@ def qubits(n: int) -> list[cirq.LineQubit]:
 def weight_symbols(n_qubits: int, layers: int) -> list[sympy.Symbol]:
     """Trainable symbols in (layer, qubit, rotation) order; 3 * n_qubits * layers of them."""
     return [sympy.Symbol(f"w_{l}_{i}_{j}") for l in range(layers) for i in range(n_qubits) for j in range(3)]
-
-
-def angle_symbols(n_qubits: int, layers: int = 1, *, reupload: bool = False) -> list[sympy.Symbol]:
-    """Input symbols of angle encoding: one per qubit, per layer when re-uploading."""
-    if not reupload:
-        return [sympy.Symbol(f"x_{i}") for i in range(n_qubits)]
-    return [sympy.Symbol(f"x_{l}_{i}") for l in range(layers) for i in range(n_qubits)]
-
-
-def _angle_layer(qs: Sequence[cirq.Qid], symbols: Sequence[sympy.Symbol]) -> list[cirq.Operation]:
-    return [cirq.ry(s).on(q) for q, s in zip(qs, symbols, strict=True)]
 
 
 def _rotation(q: cirq.Qid, w: Sequence[sympy.Basic]) -> list[cirq.Operation]:
@@ -76,13 +66,13 @@ def ansatz(
     *,
     inputs: Sequence[sympy.Symbol] | None = None,
 ) -> cirq.Circuit:
-    """The hardware-efficient ansatz; with `inputs` (re-uploading) they precede every layer."""
+    """The hardware-efficient ansatz; with `inputs` (angle re-uploading) they precede every layer."""
     n = len(qs)
     ws = weight_symbols(n, layers)
     circuit = cirq.Circuit()
     for l in range(layers):
         if inputs is not None:
-            circuit += _angle_layer(qs, inputs[l * n : (l + 1) * n])
+            circuit += ANGLE.layer(qs, inputs[l * n : (l + 1) * n])
         for i, q in enumerate(qs):
             circuit += _rotation(q, ws[(l * n + i) * 3 : (l * n + i) * 3 + 3])
         circuit += _cnot_ring(qs)
@@ -102,25 +92,22 @@ def build_circuit(
     Args:
         n_qubits: Number of qubits n.
         layers: Ansatz layers L.
-        encoding: ``"angle"`` (Ry(x_i) per qubit) or ``"amplitude"`` (state preparation of a
-            real 2^n vector from 2^n - 1 angles, `qmu_core.amplitude`).
+        encoding: A `qmu_core.qnn.encoding` name: ``"angle"`` (Ry(x_i) per qubit) or
+            ``"amplitude"`` (state preparation of a real 2^n vector from 2^n - 1 angles).
         reupload: Angle encoding only: encode before every layer.
 
     Returns:
         ``(circuit, input_symbols)``.
+
+    Raises:
+        ConfigError: For an unknown encoding, or re-uploading with amplitude encoding.
     """
     qs = qubits(n_qubits)
-    if encoding == "angle":
-        inputs = angle_symbols(n_qubits, layers, reupload=reupload)
-        if reupload:
-            return ansatz(qs, layers, inputs=inputs), inputs
-        return cirq.Circuit(_angle_layer(qs, inputs)) + ansatz(qs, layers), inputs
-    if encoding == "amplitude":
-        from qmu_core.qnn import amplitude
-
-        prep, inputs = amplitude.state_prep_circuit(qs)
-        return prep + ansatz(qs, layers), inputs
-    raise ConfigError(f"encoding={encoding!r} is not supported; use 'angle' or 'amplitude'.")
+    loader = encoding_named(encoding)
+    inputs = loader.input_symbols(n_qubits, layers, reupload=reupload)
+    if reupload:
+        return ansatz(qs, layers, inputs=inputs), inputs
+    return loader.prepare(qs, inputs) + ansatz(qs, layers), inputs
 
 
 def z_signs(n_qubits: int) -> np.ndarray:

@@ -1,12 +1,13 @@
 """The quantum classifiers: basic QNN and hybrid CNN + QNN (HQNN).
 
-A `QNN` is a classical front end (identity for the basic QNN, a CNN for the HQNN), an
+A `QNN` is a classical front end (`qmu_core.qnn.frontend`: identity for the basic QNN, a CNN
+for the HQNN), an
 expectation backend (`qmu_core.qnn.backends`: ⟨Z_i⟩ of the circuit, through TFQ's qsim ops with
 the Adjoint differentiator) and a dense softmax head. The backend is chosen once, at
 construction, from ``model.backend`` (or passed in); `QNN` itself never branches on it.
 
-Data enters the circuit only as symbol values: angles for angle encoding, state-preparation
-angles for amplitude encoding. The HQNN's CNN front end (Conv 5x5 -> ReLU -> MaxPool 2 ->
+Data enters the circuit only as symbol values (`qmu_core.qnn.encoding`): angles for angle
+encoding, state-preparation angles for amplitude encoding. The HQNN's CNN front end (Conv 5x5 -> ReLU -> MaxPool 2 ->
 Dense -> LeakyReLU(0.01)) feeds the encoding; TFQ differentiates with respect to symbol
 values, so gradients reach the CNN.
 
@@ -23,13 +24,9 @@ from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError
 from qmu_core.qnn.backends import ExpectationBackend, make_backend
+from qmu_core.qnn.frontend import glorot, model_front_end
 
 __all__ = ["QNN", "build_model"]
-
-
-def _glorot(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int) -> np.ndarray:
-    limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
 
 class QNN:
@@ -57,6 +54,8 @@ class QNN:
         self.image_side = image_side
         n = model.n_qubits
         self.backend = backend if backend is not None else make_backend(model)
+        self.encoding = self.backend.encoding
+        self.front = model_front_end(model)
         self.circuit, self.input_symbols = self.backend.circuit, self.backend.input_symbols
         self.weight_symbols = self.backend.weight_symbols
 
@@ -65,19 +64,10 @@ class QNN:
         theta = rng.normal(0.0, 1.0, size=n_w) if model.init == "normal" else rng.uniform(-np.pi, np.pi, size=n_w)
         init: dict[str, np.ndarray] = {
             "theta": theta.astype(np.float32),
-            "head_w": _glorot(rng, (n, n_classes), n, n_classes),
+            "head_w": glorot(rng, (n, n_classes), n, n_classes),
             "head_b": np.zeros(n_classes, dtype=np.float32),
         }
-        if model.kind == "hqnn":
-            f = model.cnn_filters
-            pooled = (image_side // 2) ** 2 * f
-            width = model.feature_spec.n_components  # what the encoding reads: n angles or 2^n amplitudes
-            init |= {
-                "conv_k": _glorot(rng, (5, 5, 1, f), 25, 25 * f),
-                "conv_b": np.zeros(f, dtype=np.float32),
-                "dense_w": _glorot(rng, (pooled, width), pooled, width),
-                "dense_b": np.zeros(width, dtype=np.float32),
-            }
+        init |= self.front.initial_variables(rng, model, image_side)
         self.variables: dict[str, tf.Variable] = {k: tf.Variable(v, name=k, dtype=tf.float32) for k, v in init.items()}
 
     # ------------------------------------------------------------------ forward pass
@@ -89,17 +79,7 @@ class QNN:
 
     def front_end(self, inputs: tf.Tensor) -> tf.Tensor:
         """Classical part: features (basic QNN) or CNN output (HQNN), shape (B, width)."""
-        if self.cfg.kind == "basic_qnn":
-            return inputs
-        side = self.image_side
-        img = tf.reshape(inputs, (-1, side, side, 1))
-        h = tf.nn.relu(tf.nn.conv2d(img, self.variables["conv_k"], 1, "SAME") + self.variables["conv_b"])
-        h = tf.nn.max_pool2d(h, 2, 2, "VALID")
-        h = tf.reshape(h, (tf.shape(h)[0], -1))
-        h = tf.nn.leaky_relu(h @ self.variables["dense_w"] + self.variables["dense_b"], alpha=0.01)
-        if self.cfg.encoding == "angle":
-            h = np.pi * tf.sigmoid(h)  # angles in (0, pi), like the scaled PCA features
-        return h
+        return self.front.forward(self.variables, inputs, self.cfg, self.image_side)
 
     @tf.autograph.experimental.do_not_convert
     def expectations(self, inputs: tf.Tensor) -> tf.Tensor:

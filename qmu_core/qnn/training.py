@@ -16,6 +16,7 @@ from qmu_core._tf import tf, tf_keras
 from qmu_core.config import ModelConfig, TrainConfig
 from qmu_core.frames import class_index
 from qmu_core.progress import Progress
+from qmu_core.qnn.frontend import model_front_end
 from qmu_core.qnn.models import QNN, build_model
 
 __all__ = [
@@ -59,7 +60,7 @@ def optimizer(train: TrainConfig) -> tf_keras.optimizers.Optimizer:
 
 def model_inputs(splits: pd.DataFrame, model: ModelConfig) -> np.ndarray:
     """The array a model reads: reduced features (basic QNN) or pixels (HQNN)."""
-    return frames.stack(splits["x"] if model.kind == "basic_qnn" else splits["pixels"])
+    return frames.stack(splits[model_front_end(model).column])
 
 
 def model_for(model: ModelConfig, classes: Sequence[int], *, seed: int, image_side: int) -> QNN:
@@ -68,6 +69,7 @@ def model_for(model: ModelConfig, classes: Sequence[int], *, seed: int, image_si
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The indices ``0 .. n-1`` in a random order from `rng`, in batches of `batch_size` (the last may be short)."""
     order = rng.permutation(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 

@@ -1,5 +1,6 @@
-"""Every unlearning method against the oracle, per repeat (the `comparison` stage), and the
-means over repeats. Pure pandas/NumPy: no TensorFlow.
+"""Every unlearning method against the oracle, per repeat (the `comparison` stage), and the means over repeats.
+
+Pure pandas/NumPy: no TensorFlow.
 
 Rows are named by method: ``noop`` (the model before unlearning), each of
 ``unlearn.methods``, and ``retrain`` (the oracle). Metrics per row:
@@ -30,6 +31,7 @@ from scipy import stats
 
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.identity import Which, lineup
 from qmu_core.provenance import AuditFacts, ModelFacts, RelearnFacts
 
 __all__ = [
@@ -41,8 +43,6 @@ __all__ = [
     "compare_artifacts",
     "compare_methods",
     "js_divergence",
-    "phase_name",
-    "row_phases",
     "within",
 ]
 
@@ -62,16 +62,6 @@ TOLERANCE = {
 }
 """A method matches the oracle on a metric when |value - oracle| is at most this (for an
 attack's metric, the entry of its suffix). The same numbers are stated in every report."""
-
-
-def phase_name(repeat: int, name: str) -> str:
-    """The audit phase of model `name` (``before``, ``oracle``, ``after_<m>``) in repeat `repeat`."""
-    return name if repeat == 0 else f"r{repeat}/{name}"
-
-
-def row_phases(methods: Sequence[str]) -> dict[str, str]:
-    """Row name -> phase in repeat 0: ``noop`` -> ``before``, a method -> ``after_<m>``, ``retrain`` -> ``oracle``."""
-    return {"noop": "before", **{m: f"after_{m}" for m in methods}, "retrain": "oracle"}
 
 
 def tolerance(metric: str) -> float | None:
@@ -104,7 +94,7 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Repeat:
-    """One repeat's models, by row name (``noop``, methods, ``retrain``): outputs and facts."""
+    """One repeat's models, by row name (`Which.row`: ``noop``, methods, ``retrain``): outputs and facts."""
 
     outputs: Mapping[str, pd.DataFrame]
     facts: Mapping[str, ModelFacts]
@@ -117,15 +107,14 @@ def _forget_probs(outputs: pd.DataFrame) -> pd.Series:
 
 
 def compare_methods(
-    metrics: pd.DataFrame, repeats: Sequence[Repeat], *, phases: Mapping[str, str], attacks: Sequence[str]
+    metrics: pd.DataFrame, repeats: Sequence[Repeat], *, methods: Sequence[str], attacks: Sequence[str]
 ) -> pd.DataFrame:
     """The `comparison` table (module doc): one row per (repeat, method, metric).
 
     Args:
         metrics: The run's `metrics` table (model-level rows have ``attack == ""``).
         repeats: Per repeat, the models' outputs and facts by row name.
-        phases: Row name -> phase name in repeat 0 (``noop`` -> ``before``, ``ga`` -> ``after_ga``,
-            ``retrain`` -> ``oracle``); repeat k uses `phase_name`.
+        methods: The unlearning methods; the rows are `identity.lineup` (before, methods, oracle).
         attacks: The audit's attacks, in report order.
     """
     values = {
@@ -134,10 +123,10 @@ def compare_methods(
     }
     rows: list[dict[str, object]] = []
     for k, rep in enumerate(repeats):
-        oracle_probs = _forget_probs(rep.outputs["retrain"])
+        oracle_probs = _forget_probs(rep.outputs[Which.oracle().row])
         table: dict[str, dict[str, float]] = {}
-        for name, base in phases.items():
-            phase = phase_name(k, base)
+        for which in lineup(methods, k):
+            name, phase, trained = which.row, which.phase, which.role != "before"
             got: dict[str, float] = {m: values.get((phase, "", m), math.nan) for m in (*ACCURACIES, *HEADLINE)}
             for attack in attacks:
                 for m in FORGET_ATTACK_METRICS:
@@ -146,14 +135,14 @@ def compare_methods(
             got["js_to_oracle"] = float(np.mean(js_divergence(np.stack(list(probs)), np.stack(list(oracle_probs)))))
             facts = rep.facts.get(name)
             relearn = rep.relearn.get(name)
-            got["wall_s"] = _num(facts.wall_s if facts else None) if name != "noop" else 0.0
-            got["circuit_evals"] = _num(facts.circuit_evals if facts else None) if name != "noop" else 0.0
-            got["relearn_steps"] = _num(relearn.steps if relearn else None) if name != "noop" else 0.0
+            got["wall_s"] = _num(facts.wall_s if facts else None) if trained else 0.0
+            got["circuit_evals"] = _num(facts.circuit_evals if facts else None) if trained else 0.0
+            got["relearn_steps"] = _num(relearn.steps if relearn else None) if trained else 0.0
             if facts is not None and facts.reached_stop is not None:
                 got["reached_stop"] = float(facts.reached_stop)
                 got["passes"] = float(facts.passes or 0)
             table[name] = got
-        oracle = table["retrain"]
+        oracle = table[Which.oracle().row]
         for name, got in table.items():
             for metric, value in got.items():
                 ref = oracle.get(metric, math.nan)
@@ -213,10 +202,9 @@ def compare_artifacts(
 ) -> Output:
     """`compare_methods` on a run's artifacts (the `comparison` stage): refs by audit phase."""
     audit = artifacts.read_facts(scores, AuditFacts)
-    phases = row_phases(methods)
     runs = []
     for k in range(repeats):
-        names = {name: phase_name(k, base) for name, base in phases.items()}
+        names = {which.row: which.phase for which in lineup(methods, k)}
         runs.append(
             Repeat(
                 outputs={n: artifacts.read(outputs[p]) for n, p in names.items()},
@@ -226,4 +214,4 @@ def compare_artifacts(
                 },
             )
         )
-    return Output(compare_methods(artifacts.read(metrics), runs, phases=phases, attacks=tuple(audit.thresholds)))
+    return Output(compare_methods(artifacts.read(metrics), runs, methods=methods, attacks=tuple(audit.thresholds)))

@@ -29,6 +29,7 @@ class FineTune(Method):
     reads = "R"
 
     def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
+        """Fine-tune on the retained records for ``unlearn.finetune_epochs`` epochs (module doc)."""
         evals = Evals()
         epochs = self.cfg.finetune_epochs
         xr, yr = request.x_retain, request.y_retain

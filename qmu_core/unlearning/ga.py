@@ -44,6 +44,7 @@ class GradientAscent(Method):
     reads = "U"
 
     def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
+        """Passes of SGD steps on the forget set's ``unlearn.objective`` (module doc)."""
         opt = tf_keras.optimizers.SGD(learning_rate=self.cfg.learning_rate)
         step = forget_step(model, opt, self.cfg.objective, self.train.loss)
         evals = Evals()
@@ -69,8 +70,10 @@ def forget_objective(model: QNN, xb: tf.Tensor, yb: tf.Tensor, objective: str, l
 def forget_step(
     model: QNN, opt: tf_keras.optimizers.Optimizer, objective: str, loss: str
 ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """A compiled SGD step on a forget batch; returns the batch's objective (the ascended loss
-    itself for ``ascent``, the complement loss for ``complement``)."""
+    """A compiled SGD step on a forget batch; returns the batch's objective.
+
+    The objective is the ascended loss itself for ``ascent``, the complement loss for ``complement``.
+    """
     variables = model.trainable_variables
     sign = 1.0 if objective == "complement" else -1.0
 

@@ -1,5 +1,7 @@
-"""Parameter importances the methods share: the diagonal empirical Fisher information, per record
-(`fisher_diagonal`) or per mini-batch as SSD's reference computes it (`batch_fisher`).
+"""Parameter importances the methods share.
+
+The diagonal empirical Fisher information, per record (`fisher_diagonal`) or per mini-batch
+as SSD's reference computes it (`batch_fisher`).
 
 ``fisher_diagonal`` is the mean over records of the squared gradient of ``-log p(y|x)`` with
 respect to every variable (quantum weights ``theta`` and every classical tensor alike), one
@@ -49,8 +51,10 @@ def gradients(
 
 
 def fisher_diagonal(model: QNN, x: np.ndarray, y: np.ndarray, evals: Evals) -> dict[str, np.ndarray]:
-    """Diagonal empirical Fisher per variable name: mean over records of squared per-record gradients
-    (`batch_fisher` with batches of one record)."""
+    """Diagonal empirical Fisher per variable name: mean over records of squared per-record gradients.
+
+    That is `batch_fisher` with batches of one record.
+    """
     return batch_fisher(model, x, y, evals, batch_size=1)
 
 
@@ -63,8 +67,10 @@ def batch_fisher(
     batch_size: int,
     rng: np.random.Generator | None = None,
 ) -> dict[str, np.ndarray]:
-    """Diagonal Fisher as SSD's reference code computes it: the mean over mini-batches (records in
-    a random order from `rng`, else in order) of the squared gradient of the batch's mean ``-log p(y|x)``.
+    """Diagonal Fisher as SSD's reference code computes it.
+
+    The mean over mini-batches (records in a random order from `rng`, else in order) of the
+    squared gradient of the batch's mean ``-log p(y|x)``.
 
     Unlike `fisher_diagonal`, gradients average within a batch before squaring: records that pull
     a parameter the same way (one class) add up, records that disagree (a mix of classes) cancel.

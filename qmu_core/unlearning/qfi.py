@@ -38,7 +38,6 @@ import numpy as np
 from qmu_core._tf import tf
 from qmu_core.errors import ConfigError
 from qmu_core.qnn.backends.dense import cnot_ring_permutation
-from qmu_core.qnn.backends.states import amplitude_states, product_states
 from qmu_core.qnn.models import QNN
 from qmu_core.unlearning.base import Evals
 
@@ -75,15 +74,11 @@ def rotation_and_derivatives(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def encoded_states(model: QNN, x: np.ndarray) -> np.ndarray:
     """The states the encoding prepares for model inputs `x`, ``(B, 2^n)`` complex128, unit norm.
 
-    The HQNN's inputs pass through its CNN front end first; the rules are those of
-    `qmu_core.qnn.backends.states` (renormalized in float64).
+    The HQNN's inputs pass through its CNN front end first; the rule is the encoding's
+    (`qmu_core.qnn.encoding.Encoding.states_tf`, renormalized in float64).
     """
     features = model.front_end(tf.constant(np.asarray(x, np.float32)))
-    if model.cfg.encoding == "amplitude":
-        states = amplitude_states(features).numpy()
-    else:
-        states = product_states(features).numpy()
-    states = states.astype(np.complex128)
+    states = model.encoding.states_tf(features).numpy().astype(np.complex128)
     return states / np.linalg.norm(states, axis=1, keepdims=True)
 
 

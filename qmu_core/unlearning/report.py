@@ -1,5 +1,7 @@
-"""The deletion report: what was deleted, every method against the oracle, a verdict per method
-and metric, a bar chart, and (sample requests) each deleted record's membership score.
+"""The deletion report.
+
+What was deleted, every method against the oracle, a verdict per method and metric, a bar
+chart, and (sample requests) each deleted record's membership score.
 
 Pure pandas/matplotlib; reads the `comparison` table (`qmu_core.unlearning.compare`).
 """
@@ -65,6 +67,7 @@ class Deletion:
     sample_ids: tuple[int, ...] = ()
 
     def describe(self) -> str:
+        """One log line: what was requested and how many target training records, with their SHA-256."""
         what = f"class {self.forget_class}" if self.kind == "class" else f"{self.count} records by sample_id"
         return f"{what}: {self.count} target training records (SHA-256 of the sorted ids {self.sha256[:16]}…)"
 
@@ -91,8 +94,11 @@ def _cell(row: Mapping[str, Any], metric: str) -> str:
 def deletion_summary(
     comparison: pd.DataFrame, deletion: Deletion, *, not_reached: Sequence[str], headline: str
 ) -> dict[str, Any]:
-    """summary.json's ``deletion`` section: the request, the tolerances, and per method and metric
-    the mean over repeats, its 95% CI, the oracle's mean, the gap and the verdict."""
+    """summary.json's ``deletion`` section.
+
+    The request, the tolerances, and per method and metric the mean over repeats, its 95%
+    CI, the oracle's mean, the gap and the verdict.
+    """
     agg = aggregate(comparison)
     methods: dict[str, dict[str, Any]] = {}
     for row in agg.to_dict("records"):
@@ -233,6 +239,7 @@ def record_scores(
 
     Args:
         scores: The `mia_scores` table.
+        headline: The attack whose scores are taken.
         phases: Column name -> phase (e.g. ``{"before": "before", "ga": "after_ga", "oracle": "oracle"}``).
         sample_ids: The deleted records.
     """
@@ -247,8 +254,10 @@ def record_scores(
 
 
 def deletion_plot(comparison: pd.DataFrame, path: Path, *, title: str) -> Path:
-    """Grouped bars: per metric, before (no-op), each method and the oracle (means over repeats,
-    95% CI whiskers when there are repeats)."""
+    """Grouped bars: per metric, before (no-op), each method and the oracle.
+
+    Means over repeats, 95% CI whiskers when there are repeats.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

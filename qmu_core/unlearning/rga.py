@@ -67,6 +67,7 @@ class RetainedBatches:
         self._queue = np.zeros(0, dtype=np.int64)
 
     def take(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """The next `size` indices of the stream (class doc)."""
         size = min(size, self.n)
         while len(self._queue) < size:
             self._queue = np.concatenate([self._queue, rng.permutation(self.n)])
@@ -94,8 +95,9 @@ def rga_step(
     objective: str,
     loss: str,
 ) -> RGAStep:
-    """A compiled RGA step ``step(x_U, y_U, x_R, y_R)`` (module doc); returns the batch's forget
-    objective as GA reports it (the complement loss, or the ascended training loss).
+    """A compiled RGA step ``step(x_U, y_U, x_R, y_R)`` (module doc).
+
+    Returns the batch's forget objective as GA reports it (the complement loss, or the ascended training loss).
 
     With ``retain_weight == 0`` the retained batch is ignored (not evaluated).
     """
@@ -130,6 +132,7 @@ class RelativeGradientAscent(Method):
     reads = "U, R"
 
     def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
+        """Passes of RGA steps with the relative weights from the Fisher of U and R (module doc)."""
         evals = Evals()
         xu, yu, xr, yr = request.x_forget, request.y_forget, request.x_retain, request.y_retain
         weights = relative_weights(fisher_diagonal(model, xu, yu, evals), fisher_diagonal(model, xr, yr, evals))

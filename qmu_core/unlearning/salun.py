@@ -1,5 +1,6 @@
-"""SalUn: saliency-masked random-label unlearning (Fan et al., ICLR 2024, "SalUn: Empowering
-machine unlearning via gradient-based weight saliency"), its random-label (RL) variant.
+"""SalUn: saliency-masked random-label unlearning, its random-label (RL) variant.
+
+Fan et al., ICLR 2024, "SalUn: Empowering machine unlearning via gradient-based weight saliency".
 
 Saliency mask, computed once on the trained model before the first step:
 
@@ -65,8 +66,10 @@ def complement_gradients(
 
 
 def saliency_mask(grads: Mapping[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
-    """Boolean mask per variable name: the ``max(1, round(sparsity · N))`` largest ``|grad|``
-    over all parameters together, ties broken by position (module doc)."""
+    """Boolean mask per variable name: the ``max(1, round(sparsity · N))`` largest ``|grad|`` over all parameters.
+
+    All parameters are ranked together; ties are broken by position (module doc).
+    """
     names = sorted(grads)
     flat = np.concatenate([np.abs(np.asarray(grads[k], np.float64)).ravel() for k in names])
     k = min(flat.size, max(1, int(np.floor(sparsity * flat.size + 0.5))))
@@ -117,6 +120,7 @@ class SalUn(Method):
     reads = "U, R"
 
     def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
+        """Passes of random-label steps on the salient parameters only (module doc)."""
         evals = Evals()
         xu, yu, xr, yr = request.x_forget, request.y_forget, request.x_retain, request.y_retain
         bs = self.cfg.batch_size

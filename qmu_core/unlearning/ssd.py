@@ -110,6 +110,7 @@ class SelectiveSynapticDampening(Method):
     reads = "U, R"
 
     def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
+        """One dampening step on the parameters specialised to the forget set (module doc)."""
         alpha, lam = self.cfg.ssd_alpha, self.cfg.ssd_lambda
         evals = Evals()
         full, forget = importances(

@@ -5,7 +5,7 @@ Everything is real: `prefect server start` (UI included) in a temporary PREFECT_
 root as prefect.yaml's header documents it, a `prefect worker start` subprocess, and Debian's
 Chromium driven by Playwright (tests/prefect_procs.py starts and stops the processes).
 
-Prefect serves two UIs: V1 at `/deployments` (the URL the README, `prefect deploy` and workers
+Prefect serves two UIs: V1 at `/deployments` (the URL docs/running.md, `prefect deploy` and workers
 print) and V2 at `/v2/` (where the front page redirects). Each gets one Custom run with exactly
 one field changed, `train.epochs` to 2:
 
@@ -98,7 +98,7 @@ def _submit(page: Any, server_log: Path, attempts: int = 12) -> tuple[str, dict[
 
 
 def _expected(preset_name: str) -> dict[str, Any]:
-    from qmu_core.presets import preset
+    from qmu_core.config import preset
 
     config = preset(preset_name).model_dump(mode="json")
     config["train"]["epochs"] = EPOCHS
@@ -175,7 +175,7 @@ def test_custom_runs_from_both_prefect_uis(
             page.set_default_timeout(UI_TIMEOUT_MS)
             expect.set_options(timeout=UI_TIMEOUT_MS)
 
-            # V1: the README's URL -> default -> Run -> Custom run; one field: train.epochs.
+            # V1: the documented URL (docs/running.md) -> default -> Run -> Custom run; one field: train.epochs.
             page.goto(base + "/deployments")
             page.locator(f"a[href$='/deployments/deployment/{ids['default']}']").first.click()
             expect(page).to_have_url(re.compile(f"/deployments/deployment/{ids['default']}"))

@@ -10,41 +10,33 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
-from prefect.testing.utilities import prefect_test_harness
 from prefect.utilities.schema_tools.validation import validate
 
 from flows.audit import qmu_audit
-from flows.pipeline import qmu_pipeline
 from qmu_core.attacks.subjects import latest_run, resolve_many
 from qmu_core.errors import ArtifactError
-from qmu_core.presets import preset
+from tests.support import TinyRun
 
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_backend() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("artifacts")
+def root(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's `tiny` run's artifact root: the audits below write into it."""
+    return tiny_run.copy_to(tmp_path_factory.mktemp("artifacts"))
 
 
 @pytest.fixture(scope="module")
-def run(root: Path) -> dict[str, Any]:
-    """The `tiny` pipeline, run once into the temporary artifact root: its summary.json."""
-    state = qmu_pipeline(preset("tiny", run={"artifact_root": str(root)}), return_state=True)
-    assert state.is_completed(), state.message
-    summary = json.loads(Path(state.result()).read_text())
-    summary["path"] = state.result()
+def run(tiny_run: TinyRun, root: Path) -> dict[str, Any]:
+    """The `tiny` pipeline's run in `root`: its summary.json."""
+    summary = tiny_run.summary
+    summary["path"] = str(tiny_run.in_copy(root))
     return summary
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from flows import cli
-from qmu_core import config as config_module
+from qmu_cli.root import main
 from qmu_core import export as export_module
+from qmu_core.config import run as run_section
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def no_flow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def error_of(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     """Run `qmu argv`, check the error contract (exit 2, one message, no traceback); the message."""
-    code = cli.main(argv)
+    code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith("qmu: error: ") and "Traceback" not in err
@@ -56,7 +56,7 @@ def test_run_into_an_unwritable_artifact_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     real_access = os.access
-    monkeypatch.setattr(config_module.os, "access", lambda p, mode: Path(p) != tmp_path and real_access(p, mode))
+    monkeypatch.setattr(run_section.os, "access", lambda p, mode: Path(p) != tmp_path and real_access(p, mode))
     err = error_of(capsys, ["run", "--preset", "tiny", "--set", f"run.artifact_root={tmp_path / 'art'}"])
     assert f"run.artifact_root='{tmp_path / 'art'}' is not writable" in err
     assert not (tmp_path / "art").exists()
@@ -78,12 +78,12 @@ def test_run_with_a_class_the_dataset_lacks(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_an_int_for_a_float_field_still_works(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["config", "show", "--set", "train.learning_rate=1"]) == 0
+    assert main(["config", "show", "--set", "train.learning_rate=1"]) == 0
     assert json.loads(capsys.readouterr().out)["train"]["learning_rate"] == 1.0
 
 
 def test_set_of_a_section_object_keeps_the_presets_other_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["config", "show", "--preset", "tiny", "--set", 'data={"n_test": 50}']) == 0
+    assert main(["config", "show", "--preset", "tiny", "--set", 'data={"n_test": 50}']) == 0
     data = json.loads(capsys.readouterr().out)["data"]
     assert data["n_test"] == 50 and data["classes"] == [0, 1, 4, 7] and data["n_target_train"] == 120
 
@@ -99,7 +99,7 @@ def test_a_too_small_shadow_pool_warns(capsys: pytest.CaptureFixture[str]) -> No
         "--set",
         "attack.reference=disjoint",
     ]
-    assert cli.main(args) == 0
+    assert main(args) == 0
     err = capsys.readouterr().err
     assert err.startswith("qmu: WARNING: each of the attack.n_shadow=2 reference models trains on 5 records")
     assert "Raise data.n_shadow_pool to at least 16" in err
@@ -184,6 +184,6 @@ def test_export_of_a_relative_root_run_from_another_directory(
 
     monkeypatch.setattr(export_module, "export_model", fake_export)
     monkeypatch.chdir(tmp_path)  # not where the run was made
-    assert cli.main(["export", str(run_dir), str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    assert main(["export", str(run_dir), str(tmp_path / "out")]) == 0, capsys.readouterr().err
     (ref,) = exported
     assert ref.path.resolve() == model.resolve()  # type: ignore[attr-defined]

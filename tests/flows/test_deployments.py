@@ -26,7 +26,7 @@ DEPLOYMENTS = {  # name: (flow, preset)
 
 def test_every_deployment_resolves_and_names_its_preset_only() -> None:
     """A deployment names its preset instead of repeating its values, so the two cannot drift."""
-    from qmu_core.presets import preset
+    from qmu_core.config import preset
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     assert [d["name"] for d in spec["deployments"]] == list(DEPLOYMENTS)
@@ -49,7 +49,7 @@ def test_every_deployment_resolves_and_names_its_preset_only() -> None:
 
 
 def test_the_deploy_step_requires_qmu_repo_to_be_this_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from flows.deploy import DeployError, check_repo
+    from qmu_prefect.deploy import DeployError, check_repo
 
     monkeypatch.delenv("QMU_REPO", raising=False)
     with pytest.raises(DeployError, match=r"QMU_REPO is not set.*QMU_REPO=\$PWD prefect deploy --all"):
@@ -69,7 +69,7 @@ def test_the_form_sends_only_changed_fields_and_the_preset_fills_the_rest() -> N
     from prefect.utilities.schema_tools.validation import is_valid
 
     from flows.pipeline import qmu_pipeline
-    from qmu_core.presets import preset
+    from qmu_core.config import preset
 
     schema = parameter_schema(qmu_pipeline.fn).model_dump()
     for name, definition in schema["definitions"].items():
@@ -89,7 +89,7 @@ def test_the_flow_form_starts_from_the_default_preset() -> None:
     import inspect
 
     from flows.pipeline import qmu_pipeline
-    from qmu_core.presets import preset
+    from qmu_core.config import preset
 
     default = inspect.signature(qmu_pipeline.fn).parameters["config"].default
     assert default == preset("default")

@@ -5,14 +5,14 @@
   flow: `qmu` prints the stage's own error instead, once, with its fix.
 * A training worker killed (kill -9) mid-training: the pool restarts and every job it failed,
   the killed one included, runs once more (`qmu_core.workers`): the run completes.
-* SIGTERM during a long training: no stage starts after it, exit 143.
+* SIGTERM during a long training: no stage starts after it, exit 143 (with SIGINT and the
+  temporary server's end, in test_reliability.py's interrupt test).
 * A local Dask cluster binds no fixed port (its scheduler's HTTP server was on 127.0.0.1:8787).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import os
 import re
@@ -26,7 +26,8 @@ from typing import Any
 import psutil
 import pytest
 
-from flows import cli
+from qmu_cli.root import main
+from qmu_core import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +79,7 @@ def main_with_failing_flow(kind: str, root: str) -> int:
     import flows.pipeline
 
     flows.pipeline.qmu_pipeline = _failing_flow(_error(kind, Path(root)))  # type: ignore[assignment]
-    return cli.main(["run", "--preset", "tiny", "--set", f"run.artifact_root={root}"])
+    return main(["run", "--preset", "tiny", "--set", f"run.artifact_root={root}"])
 
 
 def _qmu_lines(log: str) -> list[str]:
@@ -117,14 +118,13 @@ def test_a_failed_stage_is_its_own_error_once_not_unfinished_run(
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "PREFECT_HOME": str(home), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env = environment.child_env(PREFECT_HOME=str(home))
     env.pop("PREFECT_API_URL", None)
     return env
 
 
 def _qmu(tmp: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "flows", "run", "--preset", "tiny", "--set", f"run.artifact_root={tmp / 'root'}"]
+    cmd = [sys.executable, "-m", "qmu_cli", "run", "--preset", "tiny", "--set", f"run.artifact_root={tmp / 'root'}"]
     return subprocess.Popen(
         [*cmd, *extra], cwd=ROOT, env=_env(tmp / "home"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -153,10 +153,14 @@ def _training_workers(pid: int) -> list[psutil.Process]:
 
 
 def test_a_killed_training_worker_costs_one_retry_not_the_run(tmp_path: Path) -> None:
-    """kill -9 one training worker after its first epoch: the run completes, the killed model and the
-    one training beside it train once more on the restarted pool, the queued ones are not lost."""
-    proc = _qmu(tmp_path, "--set", "train.epochs=200")
-    lines = _until(proc, r": epoch 1/200")
+    """A training worker killed (kill -9) after its first epoch costs one retry, not the run.
+
+    The run completes: the killed model and the one training beside it train once more on the
+    restarted pool, the queued one is not lost (one unlearning method and one reference model:
+    three models for two workers).
+    """
+    proc = _qmu(tmp_path, "--set", "train.epochs=60", "--set", 'unlearn.methods=["ga"]', "--set", "attack.n_shadow=1")
+    lines = _until(proc, r": epoch 1/60")
     victims = _training_workers(proc.pid)
     assert victims, "no training worker found"
     victims[0].kill()
@@ -169,46 +173,8 @@ def test_a_killed_training_worker_costs_one_retry_not_the_run(tmp_path: Path) ->
     said = [line for line in log.splitlines() if "died" in line]
     assert len(said) == 1 and "once more" in said[0], said
     trained = re.findall(r"Task run '(train [^']+)' - stage model \S+: computed", log)
-    assert len(trained) == 4 and len(set(trained)) == 4, trained  # every model of the run, none lost
+    assert len(trained) == 3 and len(set(trained)) == 3, trained  # every model of the run, none lost
     assert Path(log.strip().splitlines()[-1]).name == "summary.json"
-
-
-STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \|")
-
-
-def _when(line: str, day: dt.date) -> dt.datetime | None:
-    match = STAMP.match(line)
-    return dt.datetime.combine(day, dt.time.fromisoformat(match.group(1))) if match else None
-
-
-def test_sigterm_during_training_starts_no_stage_and_exits_143(tmp_path: Path) -> None:
-    """SIGTERM while target and oracle train 500 epochs and the reference models wait for a
-    worker: the queued ones never start, nothing is computed after it, the exit is 143."""
-    proc = _qmu(tmp_path, "--set", "train.epochs=500")
-    lines = _until(proc, r": epoch 1/500")
-    time.sleep(1.0)  # well inside the training
-    sent_at = dt.datetime.now()
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=120)
-    took = time.monotonic() - sent
-    log = "".join(lines) + rest
-    print(f"\nSIGTERM to exit: {took:.1f} s")
-    print(log[-3000:])
-    assert proc.returncode == 143, log[-3000:]
-    assert "Traceback" not in log and "terminated" in log
-    day = sent_at.date()
-    before = [line for line in log.splitlines() if (_when(line, day) or sent_at) < sent_at]
-    started = set(re.findall(r"(train \S+): epoch \d+/", "\n".join(before)))
-    assert started, "no training before the signal"
-    slack = sent_at + dt.timedelta(seconds=0.5)  # lines of the signal's own moment
-    after = [line for line in log.splitlines() if (_when(line, day) or sent_at) > slack]
-    late = [line for line in after if re.search(r"(train \S+): epoch \d+/", line)
-            and re.search(r"(train \S+): epoch", line).group(1) not in started]  # type: ignore[union-attr]  # fmt: skip
-    assert not late, "stages started after SIGTERM:\n" + "\n".join(late[:10])
-    computed = [line for line in after if re.search(r"stage \S+ \S+: computed", line)]
-    assert not computed, "stages finished after SIGTERM:\n" + "\n".join(computed)
-    assert not [line for line in after if re.search(r": epoch (500)/500", line)], "a training ran to its end"
 
 
 def main_with_swallowing_flow(root: str) -> int:
@@ -217,8 +183,8 @@ def main_with_swallowing_flow(root: str) -> int:
     from prefect import flow, task
 
     import flows.pipeline
-    from flows.runner import ConfiguredTaskRunner
     from qmu_core import workers
+    from qmu_prefect.runner import ConfiguredTaskRunner
 
     @task
     def train(name: str) -> int:
@@ -238,7 +204,7 @@ def main_with_swallowing_flow(root: str) -> int:
         return str(Path(root) / "summary.json")
 
     flows.pipeline.qmu_pipeline = swallowing  # type: ignore[assignment]
-    return cli.main(["run", "--preset", "tiny", "--set", f"run.artifact_root={root}"])
+    return main(["run", "--preset", "tiny", "--set", f"run.artifact_root={root}"])
 
 
 def test_sigterm_in_a_flow_run_stops_like_ctrl_c_even_when_its_exception_is_swallowed(tmp_path: Path) -> None:
@@ -276,8 +242,8 @@ def _listening(pid: int) -> set[tuple[str, int]]:
 def test_a_local_dask_cluster_binds_no_fixed_port() -> None:
     from distributed import LocalCluster
 
-    from flows.runner import build
     from qmu_core.config import RunConfig
+    from qmu_prefect.runner import build
 
     runner: Any = build(RunConfig(task_runner="dask", workers=1))
     before = _listening(os.getpid())

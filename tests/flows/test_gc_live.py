@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.cli import main
-from qmu_core import artifacts, housekeeping
+from qmu_cli.root import main
+from qmu_core import artifacts, environment, housekeeping
 from qmu_core.artifacts import Output
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,10 +62,14 @@ def test_gc_while_another_process_runs_removes_nothing(
 
 
 def test_gc_during_a_real_run_leaves_the_run_whole(tmp_path: Path) -> None:
-    """`qmu run --preset tiny` in a subprocess; at its first computed stage, `qmu artifacts gc`."""
+    """`qmu run --preset tiny` in a subprocess; at its first computed stage, `qmu artifacts gc`.
+
+    One unlearning method and one reference model: every kind of stage, with less to train.
+    """
     root = tmp_path / "root"
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TF_USE_LEGACY_KERAS": "1"}
-    cmd = [sys.executable, "-m", "flows.cli", "run", "--preset", "tiny", "--set", f"run.artifact_root={root}"]
+    env = environment.child_env()
+    cmd = [sys.executable, "-m", "qmu_cli", "run", "--preset", "tiny", "--set", f"run.artifact_root={root}"]
+    cmd += ["--set", 'unlearn.methods=["ga"]', "--set", "attack.n_shadow=1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
     assert proc.stdout is not None
     lines: list[str] = []
@@ -81,7 +84,7 @@ def test_gc_during_a_real_run_leaves_the_run_whole(tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "".join(lines[-20:])
     assert wrote is not None, "".join(lines[-20:])
     gc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "artifacts", "gc", "--root", str(root)],
+        [sys.executable, "-m", "qmu_cli", "artifacts", "gc", "--root", str(root)],
         capture_output=True,
         text=True,
         cwd=REPO,

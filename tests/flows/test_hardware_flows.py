@@ -9,28 +9,29 @@ shrinking with the shots.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
-from flows.cli import main
 from flows.hardware import qmu_hardware, qmu_shots
-from qmu_core.presets import preset
+from qmu_cli.root import main
+from qmu_core.config import preset
+from tests.support import TinyRun
 
 PHASES = {"before", "oracle", *(f"after_{m}" for m in ("ga", "ssd", "rga", "salun", "finetune"))}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_backend() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("artifacts")
+def root(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's `tiny` run's root.
+
+    The hardware flows reuse its trained models (the same stages and keys as the pipeline's) and
+    write their own artifacts into the copy.
+    """
+    return tiny_run.copy_to(tmp_path_factory.mktemp("artifacts"))
 
 
 def _rows(path: str) -> dict[tuple[str, str], dict]:

@@ -10,7 +10,7 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.pipeline import qmu_pipeline
-from qmu_core.presets import preset
+from qmu_core.config import preset
 
 pytestmark = pytest.mark.slow
 

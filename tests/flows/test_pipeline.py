@@ -3,46 +3,21 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
-from flows.cli import main
 from flows.pipeline import qmu_pipeline
-from qmu_core.config import QMUConfig
-from qmu_core.overrides import apply_overrides
-from qmu_core.presets import preset
+from qmu_cli.root import main
+from qmu_core.config import QMUConfig, preset
+from qmu_core.config.overrides import apply_overrides
+from tests.support import TinyRun, task_states
 
 HEADLINE = ("retain_test_acc", "forget_test_acc", "mia_auc", "mia_forget_success")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_backend() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
-def _task_states(flow_run_id: object, expected: int) -> dict[str, str]:
-    """Final task-run states of a flow run. Prefect 3 records them asynchronously (events),
-    so poll until all `expected` runs have reached a final state."""
-    deadline = time.monotonic() + 60
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            states: dict[str, str] = {}
-            for r in runs:  # Prefect's 3-hex name suffixes can collide: keep every run
-                if r.state is not None:
-                    states[r.name if r.name not in states else f"{r.name}~{r.id.hex[:8]}"] = r.state.name
-            if (
-                len(states) >= expected and all(r.state and r.state.is_final() for r in runs)
-            ) or time.monotonic() > deadline:
-                return states
-            time.sleep(0.5)
+pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def _run(cfg: QMUConfig) -> tuple[dict, dict[str, str]]:
@@ -53,21 +28,26 @@ def _run(cfg: QMUConfig) -> tuple[dict, dict[str, str]]:
     # compare, report (m methods)
     m = len(cfg.unlearn.methods)
     expected = 11 + 3 * m + 2 * cfg.attack.n_shadow
-    return summary, _task_states(state.state_details.flow_run_id, expected)
+    return summary, task_states(state.state_details.flow_run_id, expected)
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("artifacts")
+def root(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's copy of the session's `tiny` run: the tests below run again into it."""
+    return tiny_run.copy_to(tmp_path_factory.mktemp("artifacts"))
 
 
 @pytest.fixture(scope="module")
-def first(root: Path) -> tuple[dict, dict[str, str]]:
-    return _run(preset("tiny", run={"artifact_root": str(root)}))
+def first(tiny_run: TinyRun) -> tuple[dict, dict[str, str]]:
+    """The first run: the session's fresh `tiny` run (its summary and its task runs' states)."""
+    return tiny_run.summary, tiny_run.states
 
 
-def test_first_run_trains_real_models_and_writes_the_summary(first: tuple[dict, dict[str, str]], root: Path) -> None:
+def test_first_run_trains_real_models_and_writes_the_summary(
+    first: tuple[dict, dict[str, str]], tiny_run: TinyRun
+) -> None:
     summary, states = first
+    root = tiny_run.root
     assert set(summary["models"]) >= {"before", "after_ga", "oracle"}
     for phase in ("before", "after_ga", "oracle"):
         for key in HEADLINE:
@@ -238,7 +218,7 @@ def test_a_cross_field_rule_fails_the_run_before_any_stage_with_the_rule_message
     )
     assert state.message == rule
     flow_run_id = state.state_details.flow_run_id
-    assert _task_states(flow_run_id, 0) == {}
+    assert task_states(flow_run_id, 0) == {}
     APILogWorker.drain_all(timeout=10)
     with get_client(sync_client=True) as client:
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))

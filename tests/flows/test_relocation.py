@@ -7,23 +7,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
-from flows.cli import main
-from flows.pipeline import qmu_pipeline
+from qmu_cli.root import main
 from qmu_core import storage
 from qmu_core.export import resolve_model_ref
-from qmu_core.presets import preset
+from tests.support import TinyRun
 
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_backend() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -32,12 +25,10 @@ def _hashes(root: Path) -> dict[str, str]:
 
 
 def test_auditing_a_copied_root_reads_and_writes_the_copy_only(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_run: TinyRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    original, copy = tmp_path / "original", tmp_path / "copy"
-    state = qmu_pipeline(preset("tiny", run={"artifact_root": str(original)}), return_state=True)
-    assert state.is_completed(), state.message
-    name = Path(state.result()).parent.name
+    original, copy = tiny_run.root, tmp_path / "copy"  # the session's fresh `tiny` run: read only
+    name = tiny_run.summary_path.parent.name
     shutil.copytree(original, copy)
     before = _hashes(original)
     runs_before = {p.name for p in (copy / "runs").iterdir()}
@@ -55,5 +46,6 @@ def test_auditing_a_copied_root_reads_and_writes_the_copy_only(
     listed = [p for v in audit["artifacts"].values() for p in (v.values() if isinstance(v, dict) else [v])]
     assert listed and all(not Path(p).is_absolute() and (copy / p).is_file() for p in listed)
     assert (copy / audit["report_md"]).is_file() and str(tmp_path) not in json.dumps(audit["artifacts"])
+    assert str(original) not in json.dumps(audit["artifacts"])
     digest = hashlib.sha256((copy / audit["artifacts"]["before"]).read_bytes()).hexdigest()
     assert digest == before[audit["artifacts"]["before"]]  # the same model, read from the copy

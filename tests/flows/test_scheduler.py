@@ -29,6 +29,8 @@ import httpx
 import pytest
 import yaml
 
+from qmu_core import environment
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_START_TIMEOUT = 90.0  # s; a cold start (migrations) takes ~15 s on 2 cores
 SCHEDULE_TIMEOUT = 90.0  # s; the recent-deployments loop runs every 5 s
@@ -55,9 +57,9 @@ class _Server:
         self.log = home / "server.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(
+            environment.ENV,
             PREFECT_HOME=str(home),
             PREFECT_API_URL=self.url,
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_UI_ENABLED="false",
             PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
             PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="true",
@@ -104,7 +106,7 @@ def _prefect(server: _Server, *args: str, env: dict[str, str] | None = None, tim
 
     full = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "QMU_REPO"}
     full.update(PREFECT_API_URL=server.url, PREFECT_HOME=str(server.log.parent), COLUMNS="200", **(env or {}))
-    full["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    full.update(environment.ENV)
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("prefect")), *args],

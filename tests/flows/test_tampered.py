@@ -6,36 +6,29 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
-from flows.cli import main
-from flows.pipeline import qmu_pipeline
+from qmu_cli.root import main
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef
-from qmu_core.presets import preset
+from tests.support import TinyRun
 
 SEAL = "does not match its seal; rerun `qmu run` to rebuild it, or restore the file"
 HARDWARE = '{"sampler": {"kind": "emulator"}, "records_per_group": 4, "repetitions": 50}'
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_backend() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 @pytest.fixture(scope="module")
-def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("clean")
-    summary = json.loads(Path(qmu_pipeline(preset("tiny", run={"artifact_root": str(root)}))).read_text())
-    return root, summary
+def clean(tiny_run: TinyRun) -> tuple[Path, dict]:
+    """The session's clean `tiny` run (read only: every case copies it)."""
+    return tiny_run.root, tiny_run.summary
 
 
 def _copy(clean: tuple[Path, dict], tmp_path: Path) -> tuple[Path, ArtifactRef]:

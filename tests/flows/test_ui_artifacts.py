@@ -8,7 +8,6 @@ import base64
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,21 +17,17 @@ from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import Artifact
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.hardware import qmu_hardware
-from flows.pipeline import qmu_pipeline
-from qmu_core.presets import preset
+from qmu_core.config import preset
 from qmu_core.report import rounded
-from tasks._log import ProgressBar, finishing_progress, progress
+from qmu_prefect.log import ProgressBar, finishing_progress, progress
+from tests.support import TinyRun
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_backend() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def _artifacts(flow_run_id: UUID) -> list[Artifact]:
@@ -53,17 +48,15 @@ def _settled(flow_run_id: UUID, done: Any, timeout: float = 30.0) -> list[Artifa
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("artifacts")
+def root(tiny_run: TinyRun) -> Path:
+    """The session's `tiny` run's artifact root (read only)."""
+    return tiny_run.root
 
 
 @pytest.fixture(scope="module")
-def run(root: Path) -> tuple[dict[str, Any], UUID]:
-    state = qmu_pipeline(preset("tiny", run={"artifact_root": str(root)}), return_state=True)
-    assert state.is_completed(), state.message
-    summary = json.loads(Path(state.result()).read_text())
-    assert state.state_details.flow_run_id is not None
-    return summary, state.state_details.flow_run_id
+def run(tiny_run: TinyRun) -> tuple[dict[str, Any], UUID]:
+    """The session's `tiny` run: its summary and its flow run."""
+    return tiny_run.summary, tiny_run.flow_run_id
 
 
 def _decimals(value: float) -> int:
@@ -180,7 +173,8 @@ def test_progress_bars_reach_100(run: tuple[dict[str, Any], UUID]) -> None:
     assert flow_bar.description == f"reference models trained {len(references)}/{len(references)}"
 
 
-def test_the_hardware_report_belongs_to_its_flow_run(run: tuple[dict[str, Any], UUID], root: Path) -> None:
+def test_the_hardware_report_belongs_to_its_flow_run(tiny_run: TinyRun, tmp_path: Path) -> None:
+    root = tiny_run.copy_to(tmp_path / "root")  # the run's models, in a root this test writes to
     hardware = {"sampler": {"kind": "emulator", "noise": "none"}, "records_per_group": 4, "repetitions": 100}
     state = qmu_hardware(preset("tiny", run={"artifact_root": str(root)}, hardware=hardware), return_state=True)
     assert state.is_completed(), state.message

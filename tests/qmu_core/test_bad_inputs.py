@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qmu_core import config as config_module
-from qmu_core.config import AttackConfig, DataConfig, FeatureSpec, QMUConfig, check_artifact_root
+from qmu_core.config import PRESETS, AttackConfig, DataConfig, FeatureSpec, QMUConfig, check_artifact_root, preset
+from qmu_core.config import run as config_run
+from qmu_core.config.overrides import apply_overrides, load_config_file, merge_sections
 from qmu_core.datasets import MNIST_HELP, load_dataset
 from qmu_core.errors import ArtifactError, ConfigError, DataError
 from qmu_core.export import check_out_dir, resolve_model_ref
 from qmu_core.membership import shadow_warnings
-from qmu_core.overrides import apply_overrides, load_config_file, merge_sections
-from qmu_core.presets import PRESETS, preset
 from qmu_core.splits import split_roles
 
 IMAGES, LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
@@ -281,7 +280,7 @@ def test_artifact_root_that_is_not_writable(tmp_path: Path, monkeypatch: pytest.
     locked.mkdir()
     real_access = os.access
     # chmod does not stop root, so deny access the way a read-only directory would
-    monkeypatch.setattr(config_module.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
+    monkeypatch.setattr(config_run.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
     with pytest.raises(ConfigError, match=r"run.artifact_root='.*/locked' is not writable: it denies write access"):
         check_artifact_root(locked)
     with pytest.raises(ConfigError, match=r"its nearest existing parent '.*/locked' denies write access"):

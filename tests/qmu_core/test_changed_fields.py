@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qmu_core.config import QMUConfig
-from qmu_core.presets import changed_fields, changed_markdown, preset
+from qmu_core.config import QMUConfig, preset
+from qmu_core.config.overrides import changed_fields, changed_markdown
 
 
 def test_a_preset_as_it_is_changes_nothing() -> None:

@@ -3,10 +3,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from qmu_core.config import QMUConfig, derive_seed
+from qmu_core.config import PRESETS, QMUConfig, derive_seed, preset
+from qmu_core.config.overrides import apply_overrides
 from qmu_core.errors import ConfigError
-from qmu_core.overrides import apply_overrides
-from qmu_core.presets import PRESETS, preset
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -72,13 +71,3 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
     }
     assert len(seeds) == 52
     assert all(0 <= s < 2**31 for s in seeds)
-
-
-def test_readme_config_reference_is_generated() -> None:
-    from pathlib import Path
-
-    from qmu_core.docs import reference_markdown
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("`qmu config schema` has the full JSON schema).\n\n", 1)[1]
-    assert section == reference_markdown(), "README is stale: run `qmu config reference` and paste it"

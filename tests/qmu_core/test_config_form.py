@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from qmu_core.config import SAMPLER_CLASSES, QMUConfig, Section
-from qmu_core.presets import PRESETS, preset
+from qmu_core.config import PRESETS, SAMPLER_CLASSES, QMUConfig, Section, preset
 
 SENT = {  # ui: the body's `parameters` (both UIs leave untouched choices out; `kind` is the variant's tag)
     "v1": {"config": {"preset": "default", "hardware": {"sampler": {"kind": "emulator"}}, "train": {"epochs": 2}}},

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from qmu_core import frames, splits
-from qmu_core.config import DataConfig, FeatureSpec
+from qmu_core.config import DataConfig, FeatureSpec, preset
 from qmu_core.datasets import load_dataset
 from qmu_core.errors import DataError
 from qmu_core.membership import member_mask
-from qmu_core.presets import preset
 
 
 def _split(**kw):

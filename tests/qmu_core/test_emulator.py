@@ -18,9 +18,11 @@ import sympy
 from scipy import stats
 
 from qmu_core.errors import ConfigError
-from qmu_core.hardware import processors
 from qmu_core.hardware import sampling as hs
-from qmu_core.hardware.emulator import MAX_QUBITS, DensityMatrixEmulator
+from qmu_core.hardware.devices import processor
+from qmu_core.hardware.emulator import DensityMatrixEmulator
+from qmu_core.hardware.noise import noise_model
+from qmu_core.hardware.planning import MAX_QUBITS
 
 F32_TOL = 300 * float(np.finfo(np.float32).eps)  # float32 arithmetic through tens of fused operations
 F64_TOL = 1e-12
@@ -41,7 +43,7 @@ GATES: dict[cirq.Gate, int] = {
 
 @pytest.fixture(scope="module")
 def rainbow() -> cirq.NoiseModel:
-    return processors.noise_model("rainbow")
+    return noise_model(processor("rainbow"))
 
 
 def constant(kind: str) -> cirq.NoiseModel | None:

@@ -1,26 +1,26 @@
 """The export directory's manifest, circuit symbols and model-reference resolution.
 
-That an export recomputes the model's predictions is checked by tests/test_readme_recipe.py,
-which runs the README's recipe block.
+That an export recomputes the model's predictions is checked by tests/test_export_recipe.py,
+which runs the recipe block of docs/export.md.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cirq
 import pytest
 
-from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError
 from qmu_core.export import export_model, resolve_model_ref
-from tests.support import EXPORT_CASES, case_id, trained_model_artifact
+from tests.support import EXPORT_CASES, case_id
 
 
 @pytest.mark.parametrize("kw", EXPORT_CASES, ids=case_id)
-def test_export_manifest_and_circuit_symbols(tmp_path: Path, kw: dict) -> None:
-    ref, _, _ = trained_model_artifact(tmp_path / "art", ModelConfig(**kw))
+def test_export_manifest_and_circuit_symbols(tmp_path: Path, kw: dict, trained_model: Callable) -> None:
+    ref, _, _ = trained_model(kw)
     manifest_path = export_model(ref, tmp_path / "export")
     manifest = json.loads(manifest_path.read_text())
     circuit = cirq.read_json(json_text=(tmp_path / "export" / "circuit.json").read_text())

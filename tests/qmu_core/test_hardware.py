@@ -17,8 +17,10 @@ import pytest
 
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ConfigError
+from qmu_core.hardware import layout, samplers
 from qmu_core.hardware import prepare as hp
 from qmu_core.hardware import sampling as hs
+from qmu_core.hardware.devices import processor
 from qmu_core.qnn import circuits
 from tests.support import random_inputs
 
@@ -68,7 +70,7 @@ def amplitude() -> Case:
 
 @pytest.fixture(scope="module")
 def rainbow(angle: Case) -> hp.Prepared:
-    return hp.prepare(angle.resolved, target="rainbow")
+    return hp.prepare(angle.resolved, target=processor("rainbow"))
 
 
 @pytest.mark.parametrize("name", ["angle", "amplitude"])
@@ -91,7 +93,7 @@ def test_reupload_binds_every_layers_inputs() -> None:
 
 
 def test_rainbow_circuit_validates_and_keeps_z(angle: Case, rainbow: hp.Prepared) -> None:
-    dev = hp.device("rainbow")
+    dev = processor("rainbow").device
     ring = rainbow.qubits
     assert len(set(ring)) == 8 and all(isinstance(q, cirq.GridQubit) for q in ring)
     assert all(ring[i].is_adjacent(ring[(i + 1) % 8]) for i in range(8))  # a ring of couplers
@@ -111,13 +113,13 @@ def test_rainbow_circuit_validates_and_keeps_z(angle: Case, rainbow: hp.Prepared
 
 
 def test_device_ring_and_its_errors() -> None:
-    dev = hp.device("weber")
-    ring = hp.device_ring(dev, 12)
+    dev = processor("weber").device
+    ring = layout.device_ring(dev, 12)
     assert len(set(ring)) == 12 and all(ring[i].is_adjacent(ring[(i + 1) % 12]) for i in range(12))
     with pytest.raises(ConfigError, match="no ring"):
-        hp.device_ring(dev, 7)
+        layout.device_ring(dev, 7)
     with pytest.raises(ConfigError, match="Unknown hardware target"):
-        hp.device("sycamore-x")
+        processor("sycamore-x")
 
 
 def test_amplitude_on_a_device_is_routed() -> None:
@@ -126,9 +128,9 @@ def test_amplitude_on_a_device_is_routed() -> None:
     weights = pd.DataFrame({"variable": ["theta"], "shape": [[12]], "values": [rng.normal(size=12)]})
     (logical,) = hp.resolved_circuits(weights, rng.normal(size=(1, 16)), model)
     with pytest.raises(ConfigError, match="not coupled on rainbow"):
-        hp.prepare([logical], target="rainbow", route=False)
-    prepared = hp.prepare([logical], target="rainbow")
-    hp.device("rainbow").validate_circuit(prepared.circuits[0])
+        hp.prepare([logical], target=processor("rainbow"), route=False)
+    prepared = hp.prepare([logical], target=processor("rainbow"))
+    processor("rainbow").device.validate_circuit(prepared.circuits[0])
     assert prepared.stats[0].two_qubit_after > 2 * prepared.stats[0].two_qubit_before  # SWAPs added
     np.testing.assert_allclose(
         _z_exact(prepared.circuits[0], prepared.qubits), _z_exact(logical, circuits.qubits(4)), atol=1e-6
@@ -141,7 +143,7 @@ def test_qsim_sampling_matches_exact_z(angle: Case, rainbow: hp.Prepared) -> Non
     local = hp.prepare(angle.resolved[:2], target=None)
     assert local.qubits == tuple(circuits.qubits(8))
     for prepared, seed in ((local, 11), (hp.Prepared(rainbow.circuits[:2], rainbow.qubits, "rainbow"), 13)):
-        bits = hs.run_circuits(prepared.circuits, hs.qsim_sampler(seed, cpu_threads=2), shots, batch=1)
+        bits = hs.run_circuits(prepared.circuits, samplers.qsim_sampler(seed, cpu_threads=2), shots, batch=1)
         assert bits.shape == (2, shots, 8) and bits.dtype == np.uint8
         z, stderr = hs.z_from_bits(bits)
         exact = angle.z[:2]
@@ -152,7 +154,7 @@ def test_qsim_sampling_matches_exact_z(angle: Case, rainbow: hp.Prepared) -> Non
 
 def test_qsim_sampler_is_seeded(angle: Case) -> None:
     local = hp.prepare(angle.resolved[:1], target=None)
-    a, b = (hs.run_circuits(local.circuits, hs.qsim_sampler(7, cpu_threads=1), 50) for _ in range(2))
+    a, b = (hs.run_circuits(local.circuits, samplers.qsim_sampler(7, cpu_threads=1), 50) for _ in range(2))
     np.testing.assert_array_equal(a, b)
 
 
@@ -222,9 +224,10 @@ def test_hqnn_is_refused() -> None:
 
 def test_hardware_path_imports_no_tensorflow() -> None:
     code = (
-        "import sys, qmu_core.hardware.prepare, qmu_core.hardware.sampling; "
+        "import sys, qmu_core.hardware.prepare, qmu_core.hardware.sampling, qmu_core.hardware.samplers, "
+        "qmu_core.hardware.evaluate, qmu_core.hardware.report; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_quantum', 'tf_keras') "
-        "or m in ('qmu_core._tf', 'qmu_core.qnn.models', 'qmu_core.qnn.training', 'qmu_core.qnn.jobs')); "
+        "or m in ('qmu_core._tf', 'qmu_core.qnn.models', 'qmu_core.qnn.training', 'qmu_core.jobs')); "
         "print(bad); sys.exit(bool(bad))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -241,9 +244,9 @@ def test_prepare_model_compiles_once_and_keeps_every_records_z(reupload: bool) -
     x = rng.uniform(0, np.pi, size=(3, 4))
     logical = hp.resolved_circuits(weights, x, model)
     seen: list[tuple[int, int]] = []
-    fast = hp.prepare_model(weights, x, model, target="rainbow", progress=lambda k, n: seen.append((k, n)))
+    fast = hp.prepare_model(weights, x, model, target=processor("rainbow"), progress=lambda k, n: seen.append((k, n)))
     assert seen[-1] == (3, 3)
-    dev = hp.device("rainbow")
+    dev = processor("rainbow").device
     for circuit, compiled in zip(logical, fast.circuits, strict=True):
         dev.validate_circuit(compiled)
         np.testing.assert_allclose(_z_exact(compiled, fast.qubits), _z_exact(circuit, circuits.qubits(4)), atol=1e-5)

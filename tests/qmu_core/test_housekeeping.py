@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows import cli
+from qmu_cli.root import main
 from qmu_core import artifacts, housekeeping
 from qmu_core.artifacts import Output
 from qmu_core.errors import ArtifactError
@@ -51,9 +51,9 @@ def test_gc_keeps_what_runs_name_and_removes_the_rest(tmp_path: Path) -> None:
 def test_gc_dry_run_removes_nothing_and_ls_counts(tmp_path: Path, capsys) -> None:
     kept, orphan = _metrics(tmp_path, 1), _metrics(tmp_path, 2)
     _run(tmp_path, "r1", {"metrics": kept})
-    assert cli.main(["artifacts", "gc", "--dry-run", "--root", str(tmp_path)]) == 0
+    assert main(["artifacts", "gc", "--dry-run", "--root", str(tmp_path)]) == 0
     assert orphan.path.exists() and "would remove" in capsys.readouterr().out
-    assert cli.main(["artifacts", "ls", "--root", str(tmp_path)]) == 0
+    assert main(["artifacts", "ls", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| metrics | 2 |" in out and "| 1 | 1 |" in out and "runs: 1 (r1)" in out
 
@@ -79,10 +79,10 @@ def test_gc_removes_nothing_while_a_run_is_live(tmp_path: Path, capsys) -> None:
         orphan = _metrics(tmp_path, 2)  # what a running flow just wrote: no summary names it yet
         with pytest.raises(ArtifactError, match=r"a run is in progress on .* \(pid \d+\); gc removes nothing"):
             housekeeping.collect_garbage(tmp_path)
-        assert cli.main(["artifacts", "gc", "--root", str(tmp_path)]) == 2
+        assert main(["artifacts", "gc", "--root", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert f"(pid {os.getpid()})" in err and len(err.strip().splitlines()) == 1
-        assert cli.main(["artifacts", "ls", "--root", str(tmp_path)]) == 0
+        assert main(["artifacts", "ls", "--root", str(tmp_path)]) == 0
         assert f"runs in progress: 1 (pid {os.getpid()})" in capsys.readouterr().out
         assert orphan.path.exists() and artifacts.verify(orphan) is None
     removed = housekeeping.collect_garbage(tmp_path)  # the run ended: now it is an orphan
@@ -108,7 +108,7 @@ def test_unfinished_run_folders_are_listed_and_dead_ones_removed(tmp_path: Path,
         (folder / "report.md").write_text("# half")
         (folder / "summary.json").write_text("{}")
     assert housekeeping._summaries(tmp_path) == []  # never a run
-    assert cli.main(["artifacts", "ls", "--root", str(tmp_path)]) == 0
+    assert main(["artifacts", "ls", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "runs: 0" in out and "unfinished run folders: 2 (1 of a process that is gone" in out
     removed = housekeeping.collect_garbage(tmp_path)

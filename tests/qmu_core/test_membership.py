@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qmu_core.config import AttackConfig
+from qmu_core.config import AttackConfig, preset
 from qmu_core.membership import member_mask, membership_matrix, reference_names, reference_rows
-from qmu_core.presets import preset
 from qmu_core.splits import split_roles
 from tasks import train_model
 

@@ -10,7 +10,6 @@ from qmu_core._tf import tf, tfq
 from qmu_core.config import ModelConfig, TrainConfig
 from qmu_core.errors import ArtifactError
 from qmu_core.qnn import training
-from qmu_core.qnn.backends.base import symbol_values
 from qmu_core.qnn.backends.plain import PlainTFQBackend
 from qmu_core.qnn.models import build_model
 from qmu_core.unlearning import ga
@@ -49,7 +48,7 @@ def test_adjoint_gradients_equal_parameter_shift(kw: dict) -> None:
     qnn, cfg = _model(**kw)
     x = tf.constant(random_inputs(cfg, 3))
     plain = PlainTFQBackend(cfg)
-    values = tf.concat([symbol_values(cfg, x), tf.tile(qnn.variables["theta"][None], [3, 1])], 1)
+    values = tf.concat([plain.symbol_values(x), tf.tile(qnn.variables["theta"][None], [3, 1])], 1)
     programs = tf.tile(plain.program, [3])
     ops = tf.tile(plain.operators, [3, 1])
     weights = tf.constant(np.random.default_rng(2).normal(size=(3, cfg.n_qubits)).astype(np.float32))

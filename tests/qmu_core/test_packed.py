@@ -9,6 +9,7 @@ import pytest
 from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
 from qmu_core.qnn.backends import packed
+from qmu_core.qnn.encoding import AMPLITUDE, ANGLE
 from qmu_core.qnn.models import build_model
 from tests.support import MODEL_CASES, cirq_expectations, random_inputs
 
@@ -109,10 +110,11 @@ def test_first_use_inside_tf_function_and_batch_sizes_retrace() -> None:
 
 
 def test_rules_and_fallback_for_large_registers() -> None:
-    assert packed.packing_ancillas(10, "angle") == packed.MAX_ANCILLAS
-    assert packed.packing_ancillas(11, "angle") == 0 and packed.packing_ancillas(12, "amplitude") == 0
-    assert not packed.unitary_forward(8, "angle", True, training=False)  # re-uploading
-    assert packed.unitary_forward(8, "amplitude", False, training=True)
+    assert packed.packing_ancillas(10, ANGLE) == packed.MAX_ANCILLAS
+    assert packed.packing_ancillas(11, ANGLE) == 0 and packed.packing_ancillas(12, AMPLITUDE) == 0
+    assert not packed.unitary_forward(8, ANGLE, True, training=False)  # re-uploading
+    assert packed.unitary_forward(8, AMPLITUDE, False, training=True)
+    assert not packed.unitary_forward(8, ANGLE, False, training=True)
     qnn, cfg = _model("tfq_packed", n_qubits=11, layers=1)
     assert qnn.backend.name == "tfq"  # too large to pack: the plain backend
     x = random_inputs(cfg, 2)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qmu_core import splits
-from qmu_core.presets import preset
+from qmu_core.config import preset
 from qmu_core.qnn import training
 
 pytestmark = pytest.mark.slow

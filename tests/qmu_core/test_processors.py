@@ -1,6 +1,6 @@
-"""Google processors offline (qmu_core.hardware.processors): willow_pink's bundled device, the gate
-set each processor compiles to, calibrated noise models, the virtual and noisy-QVM samplers, and
-the simple noise model (checked exactly against hand-computed density matrices)."""
+"""Google processors offline (qmu_core.hardware.devices, noise, samplers): willow_pink's bundled
+device, the gate set each processor compiles to, calibrated noise models, the virtual and noisy-QVM
+samplers, and the simple noise model (checked exactly against hand-computed density matrices)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from qmu_core.errors import ConfigError
-from qmu_core.hardware import processors as hw
+from qmu_core.hardware import noise, samplers
+from qmu_core.hardware.devices import PROCESSORS, processor
+from qmu_core.hardware.noise import noise_model
 from qmu_core.qnn import circuits
 
 BUNDLED = {
@@ -50,8 +52,8 @@ def _ansatz_on(ring: list[cirq.GridQubit], layers: int, seed: int = 0) -> cirq.C
 
 
 def _compiled(name: str, cols: int, layers: int = 1) -> tuple[cirq.Circuit, list[cirq.GridQubit]]:
-    ring = _ring(hw.device(name), cols)
-    return cirq.optimize_for_target_gateset(_ansatz_on(ring, layers), gateset=hw.gateset(name)), ring
+    ring = _ring(processor(name).device, cols)
+    return cirq.optimize_for_target_gateset(_ansatz_on(ring, layers), gateset=processor(name).gateset), ring
 
 
 def _z(circuit: cirq.Circuit, qubits: list[cirq.GridQubit], noise: cirq.NoiseModel | None = None) -> np.ndarray:
@@ -71,8 +73,8 @@ def test_bundled_files_are_the_upstream_bytes() -> None:
 
 
 def test_willow_pink_device_validates_a_compiled_ring() -> None:
-    dev = hw.device("willow_pink")
-    assert isinstance(dev, cirq_google.GridDevice) and hw.device("willow_pink") is dev
+    dev = processor("willow_pink").device
+    assert isinstance(dev, cirq_google.GridDevice) and processor("willow_pink").device is dev
     assert len(dev.metadata.qubit_set) == 105 and len(dev.metadata.nx_graph.edges()) == 182
     compiled, ring = _compiled("willow_pink", 4)
     measured = compiled + cirq.Moment(cirq.measure(*ring, key="z"))
@@ -86,33 +88,33 @@ def test_willow_pink_device_validates_a_compiled_ring() -> None:
     with pytest.raises(ValueError):
         dev.validate_circuit(cirq.Circuit(cirq.X(cirq.GridQubit(30, 30))))
     # the reset entry cirq-google 1.5 cannot parse becomes the noise model's reset time
-    assert hw.noise_properties("willow_pink").gate_times_ns[cirq.ResetChannel] == 160.0
-    assert hw.median_calibration("willow_pink").timestamp == 1723795877630
+    assert processor("willow_pink").noise_properties.gate_times_ns[cirq.ResetChannel] == 160.0
+    assert processor("willow_pink").calibration.timestamp == 1723795877630
 
 
 def test_unknown_processor_says_which_exist() -> None:
-    for call in (hw.device, hw.gateset, hw.noise_model, hw.noise_properties, hw.median_calibration):
-        with pytest.raises(ConfigError, match=r"'sycamore'.*willow_pink"):
-            call("sycamore")
+    # the name is checked once, where the processor object is built; everything else takes the object
+    with pytest.raises(ConfigError, match=r"'sycamore'.*willow_pink"):
+        processor("sycamore")
     with pytest.raises(ConfigError, match="unknown processor"):
-        hw.virtual_sampler("sycamore", seed=0, cpu_threads=1)
+        processor("sycamore")
     with pytest.raises(ConfigError, match="cpu_threads"):
-        hw.virtual_sampler("rainbow", seed=0, cpu_threads=0)
+        samplers.virtual_sampler(processor("rainbow"), seed=0, cpu_threads=0)
 
 
 # ---------------------------------------------------------------------------- gate sets and noise
 
 
-@pytest.mark.parametrize("name", hw.PROCESSORS)
+@pytest.mark.parametrize("name", PROCESSORS)
 def test_gateset_gates_carry_calibrated_two_qubit_noise(name: str) -> None:
     compiled, ring = _compiled(name, 4)
-    hw.device(name).validate_circuit(compiled + cirq.Moment(cirq.measure(*ring, key="z")))
+    processor(name).device.validate_circuit(compiled + cirq.Moment(cirq.measure(*ring, key="z")))
     two_qubit = [op for op in compiled.all_operations() if len(op.qubits) == 2]
     assert len(two_qubit) == (8 if name == "willow_pink" else 16)  # a CNOT is one CZ or two √iSWAPs
-    props = hw.noise_properties(name)
+    props = processor(name).noise_properties
     for op in two_qubit:  # the calibration knows this gate's error on this coupler
         assert cirq.OpIdentifier(type(op.gate), *op.qubits) in props.gate_pauli_errors, op
-    noisy = cirq.Circuit(hw.noise_model(name).noisy_moments(compiled, sorted(compiled.all_qubits())))
+    noisy = cirq.Circuit(noise_model(processor(name)).noisy_moments(compiled, sorted(compiled.all_qubits())))
     noise_pairs = {  # the compiled circuit has neither: every such operation is noise
         frozenset(op.qubits)
         for op in noisy.all_operations()
@@ -121,12 +123,12 @@ def test_gateset_gates_carry_calibrated_two_qubit_noise(name: str) -> None:
     assert {frozenset(op.qubits) for op in two_qubit} <= noise_pairs
 
 
-@pytest.mark.parametrize("name", hw.PROCESSORS)
+@pytest.mark.parametrize("name", PROCESSORS)
 def test_noise_model_changes_z(name: str) -> None:
-    model = hw.noise_model(name)
-    assert isinstance(model, cirq.NoiseModel) and hw.noise_model(name) is model
-    ring = _ring(hw.device(name), 2)
-    circuit = cirq.optimize_for_target_gateset(_ansatz_on(ring, 2, seed=3), gateset=hw.gateset(name))
+    model = noise_model(processor(name))
+    assert isinstance(model, cirq.NoiseModel) and noise_model(processor(name)) is model
+    ring = _ring(processor(name).device, 2)
+    circuit = cirq.optimize_for_target_gateset(_ansatz_on(ring, 2, seed=3), gateset=processor(name).gateset)
     ideal, noisy = _z(circuit, ring), _z(circuit, ring, model)
     assert np.max(np.abs(noisy - ideal)) > 1e-3
     assert np.all(np.abs(noisy) <= 1 + 1e-9)
@@ -137,9 +139,9 @@ def test_noise_model_changes_z(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["rainbow", "willow_pink"])
 def test_virtual_sampler_validates_then_samples_noiselessly(name: str) -> None:
-    sampler = hw.virtual_sampler(name, seed=1, cpu_threads=1)
+    sampler = samplers.virtual_sampler(processor(name), seed=1, cpu_threads=1)
     assert isinstance(sampler, cirq.Sampler)
-    a, b = _ring(hw.device(name), 2)[:2]
+    a, b = _ring(processor(name).device, 2)[:2]
     off_device = cirq.GridQubit(40, 40)
     with pytest.raises(ValueError):
         sampler.run(cirq.Circuit(cirq.X(off_device), cirq.measure(off_device, key="z")), repetitions=2)
@@ -153,18 +155,19 @@ def test_virtual_sampler_validates_then_samples_noiselessly(name: str) -> None:
 
 def test_noisy_qvm_sampler_is_seeded_and_noisy() -> None:
     name = "willow_pink"
-    a, b = _ring(hw.device(name), 2)[:2]
+    a, b = _ring(processor(name).device, 2)[:2]
     circuit = cirq.Circuit(cirq.H(a), cirq.X(b), cirq.measure(a, b, key="z"))
 
     def bits(seed: int) -> np.ndarray:
-        return hw.noisy_qvm_sampler(name, seed=seed, cpu_threads=1).run(circuit, repetitions=400).measurements["z"]
+        sampler = samplers.noisy_qvm_sampler(processor(name), seed=seed, cpu_threads=1)
+        return sampler.run(circuit, repetitions=400).measurements["z"]
 
     first = bits(7)
     np.testing.assert_array_equal(first, bits(7))
     assert not np.array_equal(first, bits(8))
     assert 0.4 < first[:, 0].mean() < 0.6
     assert 0 < np.sum(first[:, 1] == 0) < 40  # b is |1>: readout error and T1 flip a few shots
-    sampler = hw.noisy_qvm_sampler("rainbow", seed=0, cpu_threads=1)
+    sampler = samplers.noisy_qvm_sampler(processor("rainbow"), seed=0, cpu_threads=1)
     assert sampler.processor.get_current_calibration().timestamp == 1637058415838
 
 
@@ -183,14 +186,14 @@ def test_simple_noise_model_matches_hand_computed_density_matrices() -> None:
     a, b = cirq.LineQubit.range(2)
     p, gamma, e = 0.06, 0.1, 0.05
     # |1> after X: depolarizing flips it with probability 2p/3, then damping decays it with gamma
-    model = hw.simple_noise_model(p, gamma, 0.0)
+    model = noise.simple_noise_model(p, gamma, 0.0)
     assert model is not None
     rho = _rho(model, cirq.Circuit(cirq.X(a)), [a])
     p1 = (1 - 2 * p / 3) * (1 - gamma)
     np.testing.assert_allclose(rho, np.diag([1 - p1, p1]), atol=1e-7)
     # two-qubit gate: the two-qubit depolarizing channel (each of the 15 Paulis with p/15); the idle
     # qubit b of the first moment gets no gate noise
-    model = hw.simple_noise_model(p, 0.0, 0.0)
+    model = noise.simple_noise_model(p, 0.0, 0.0)
     assert model is not None
     rho = _rho(model, cirq.Circuit(cirq.X(a), cirq.CNOT(a, b)), [a, b])
     flip = 2 * p / 3
@@ -199,7 +202,7 @@ def test_simple_noise_model_matches_hand_computed_density_matrices() -> None:
     p10 = p01 = (1 - flip) * 4 * p / 15 + flip * 4 * p / 15  # one qubit flipped (4 of 15 Paulis each)
     np.testing.assert_allclose(np.real(np.diag(rho)), [p00, p01, p10, p11], atol=1e-7)
     # read-out: a bit flip before the measurement, which itself gets no depolarizing
-    model = hw.simple_noise_model(p, gamma, e)
+    model = noise.simple_noise_model(p, gamma, e)
     assert model is not None
     circuit = cirq.Circuit(cirq.X(a), cirq.measure(a, key="z"))
     noisy = cirq.Circuit(model.noisy_moments(circuit, [a]))
@@ -217,26 +220,26 @@ def test_simple_noise_model_runs_on_qsim_and_density_matrix() -> None:
 
     a, b = cirq.LineQubit.range(2)
     e = 0.1
-    model = hw.simple_noise_model(0.0, 0.0, e)
+    model = noise.simple_noise_model(0.0, 0.0, e)
     assert model is not None
     circuit = cirq.Circuit(cirq.X(a), cirq.CNOT(a, b), cirq.measure(a, b, key="z"))
     for sim in (qsimcirq.QSimSimulator(seed=3, noise=model), cirq.DensityMatrixSimulator(seed=3, noise=model)):
         bits = sim.run(circuit, repetitions=2000).measurements["z"]
         assert abs(np.mean(bits == 0) - e) < 0.025, type(sim).__name__
-    depolarized = hw.simple_noise_model(0.3, 0.2, 0.0)
+    depolarized = noise.simple_noise_model(0.3, 0.2, 0.0)
     bits = qsimcirq.QSimSimulator(seed=3, noise=depolarized).run(circuit, repetitions=500).measurements["z"]
     assert 0.05 < np.mean(bits == 0) < 0.6
 
 
 def test_simple_noise_model_validates_rates() -> None:
-    assert hw.simple_noise_model(0, 0, 0) is None
-    assert hw.simple_noise_model(0.01, 0, 0) == hw.SimpleNoiseModel(0.01, 0.0, 0.0)
+    assert noise.simple_noise_model(0, 0, 0) is None
+    assert noise.simple_noise_model(0.01, 0, 0) == noise.SimpleNoiseModel(0.01, 0.0, 0.0)
     for bad in (-0.1, 1.0, 1.5, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match=r"depolarizing=.*\[0, 1\)"):
-            hw.simple_noise_model(bad, 0, 0)
+            noise.simple_noise_model(bad, 0, 0)
     with pytest.raises(ConfigError, match="readout_error"):
-        hw.simple_noise_model(0, 0, 1.0)
+        noise.simple_noise_model(0, 0, 1.0)
     with pytest.raises(ConfigError, match="amplitude_damping"):
-        hw.simple_noise_model(0, "0.1", 0)  # type: ignore[arg-type]
+        noise.simple_noise_model(0, "0.1", 0)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="amplitude_damping"):
-        hw.simple_noise_model(0, True, 0)
+        noise.simple_noise_model(0, True, 0)

@@ -13,8 +13,8 @@ import pytest
 
 from qmu_core import artifacts, housekeeping, report, storage
 from qmu_core.artifacts import Output
+from qmu_core.config import preset
 from qmu_core.errors import ArtifactError
-from qmu_core.presets import preset
 from qmu_core.provenance import AuditFacts
 
 
@@ -107,7 +107,7 @@ def test_a_report_that_fails_midway_leaves_no_run_folder(tmp_path: Path, monkeyp
     def disk_full(path: Path, summary: object) -> Path:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(report, "write_summary", disk_full)
+    monkeypatch.setattr("qmu_core.report.folder.write_summary", disk_full)
     with pytest.raises(OSError, match="No space left"):
         report.publish(refs, run_name="r1", config=preset("tiny"), wall_time_s=1.0)
     assert not (tmp_path / "runs" / "r1").exists()

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 from qmu_core import frames, splits
 from qmu_core.features import FeatureMap
-from qmu_core.presets import preset
+from qmu_core.config import preset
 arrays = {}
 for name in ("tiny", "default"):
     cfg = preset(name)

@@ -1,5 +1,5 @@
-"""The sampler seam (qmu_core.hardware.samplers): config kinds, what each compiles for, and the
-Quantum Engine adapter's contract with the Engine API (no network)."""
+"""The sampler seam (qmu_core.hardware.samplers, engine): config kinds, what each compiles for, and
+the Quantum Engine adapter's contract with the Engine API (no network)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from qmu_core.config import (
+    SAMPLER_CLASSES,
     SAMPLER_KINDS,
     EmulatorSampler,
     GoogleEngineSampler,
@@ -28,7 +29,7 @@ from qmu_core.config import (
     QsimSampler,
 )
 from qmu_core.errors import ConfigError, QMUError
-from qmu_core.hardware import evaluate, prepare, samplers, sampling
+from qmu_core.hardware import engine, evaluate, prepare, samplers, sampling
 from qmu_core.hardware.emulator import DensityMatrixEmulator
 
 
@@ -64,18 +65,36 @@ def test_every_kind_parses_from_the_form_and_bad_kinds_say_which_exist() -> None
 
 
 def test_targets_and_noise_of_each_kind() -> None:
-    assert samplers.target(QsimSampler()) is None
-    assert samplers.target(QsimNoisySampler()) is None
-    assert samplers.target(GoogleVirtualSampler(processor="weber")) == "weber"
-    assert samplers.target(GoogleNoisyQVMSampler(processor="rainbow")) == "rainbow"
-    assert samplers.target(EmulatorSampler()) == "willow_pink"
-    assert samplers.target(EmulatorSampler(noise="qsim_noisy")) is None
+    assert samplers.resolve(QsimSampler()).target is None
+    assert samplers.resolve(QsimNoisySampler()).target is None
+    assert samplers.resolve(GoogleVirtualSampler(processor="weber")).target == "weber"
+    assert samplers.resolve(GoogleNoisyQVMSampler(processor="rainbow")).target == "rainbow"
+    assert samplers.resolve(EmulatorSampler()).target == "willow_pink"
+    assert samplers.resolve(EmulatorSampler(noise="qsim_noisy")).target is None
     with pytest.raises(ConfigError, match="device spec"):
-        samplers.target(GoogleEngineSampler(processor_id="sycamore-x"))
-    assert samplers.noise_model(QsimSampler()) is None
-    assert samplers.noise_model(EmulatorSampler(noise="none")) is None
-    assert isinstance(samplers.noise_model(EmulatorSampler()), cirq.NoiseModel)
-    assert isinstance(samplers.noise_model(QsimNoisySampler()), cirq.NoiseModel)
+        samplers.resolve(GoogleEngineSampler(processor_id="sycamore-x"))
+    assert samplers.resolve(QsimSampler()).noise_model() is None
+    assert samplers.resolve(EmulatorSampler(noise="none")).noise_model() is None
+    assert isinstance(samplers.resolve(EmulatorSampler()).noise_model(), cirq.NoiseModel)
+    assert isinstance(samplers.resolve(QsimNoisySampler()).noise_model(), cirq.NoiseModel)
+
+
+def test_each_kind_is_decided_once_and_says_what_it_is() -> None:
+    kinds = {kind: samplers.resolve(SAMPLER_CLASSES[kind]()) for kind in SAMPLER_KINDS}  # type: ignore[arg-type]
+    assert {k: v.name for k, v in kinds.items()} == {k: k for k in SAMPLER_KINDS}
+    assert {k: v.describes for k, v in kinds.items()} == {
+        "qsim": "qsim",
+        "qsim_noisy": "qsim_noisy",
+        "google_virtual": "google_virtual (willow_pink)",
+        "google_noisy_qvm": "google_noisy_qvm (willow_pink)",
+        "google_engine": "google_engine (willow_pink)",
+        "emulator": "emulator (willow_pink noise)",
+    }
+    assert samplers.resolve(EmulatorSampler(noise="qsim_noisy")).describes == "emulator (simple noise)"
+    assert samplers.resolve(EmulatorSampler(noise="none")).describes == "emulator (noiseless)"
+    assert [k for k, v in kinds.items() if v.draws_from_distribution] == ["emulator"]
+    assert [k for k, v in kinds.items() if v.needs_project] == ["google_engine"]
+    assert kinds["emulator"].processor is kinds["google_virtual"].processor  # one validated object per name
 
 
 @pytest.mark.parametrize(
@@ -86,7 +105,7 @@ def test_targets_and_noise_of_each_kind() -> None:
 def test_each_sampler_measures_a_prepared_circuit(config: object) -> None:
     """Swap the sampler, nothing else: the same prepared circuits run through any kind."""
     records = pd.DataFrame({"sample_id": [5, 9], "x": list(np.random.default_rng(1).uniform(0, 3, size=(2, 4)))})
-    frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.target(config))  # type: ignore[arg-type]
+    frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.resolve(config).processor)  # type: ignore[arg-type]
     sampler = samplers.build(config, seed=3, cpu_threads=1)  # type: ignore[arg-type]
     shots = evaluate.measure(frame, sampler, 64)
     bits = evaluate.bits_from_frame(shots, 4)
@@ -134,18 +153,18 @@ def test_google_engine_adapter_hands_the_engine_api_the_processor_and_repetition
     import cirq_google
     from cirq_google.api import v2
 
-    monkeypatch.delenv(samplers.PROJECT_ENV, raising=False)
+    monkeypatch.delenv(engine.PROJECT_ENV, raising=False)
     config = GoogleEngineSampler(processor_id="willow_pink")
     with pytest.raises(ConfigError, match="GOOGLE_CLOUD_PROJECT"):
-        samplers.build(config, seed=0, project_id=samplers.project_id_from_env())
-    monkeypatch.setenv(samplers.PROJECT_ENV, "qmu-contract-test")
-    sampler = samplers.build(config, seed=0, project_id=samplers.project_id_from_env())
+        samplers.build(config, seed=0, project_id=engine.project_id_from_env())
+    monkeypatch.setenv(engine.PROJECT_ENV, "qmu-contract-test")
+    sampler = samplers.build(config, seed=0, project_id=engine.project_id_from_env())
     assert isinstance(sampler, cirq_google.ProcessorSampler)
     recorder = _RecordingEngineClient()
     sampler.processor.context.client = recorder  # type: ignore[attr-defined]
 
     records = pd.DataFrame({"sample_id": [7], "x": [np.array([0.1, 0.2, 0.3, 0.4])]})
-    frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.target(config))
+    frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.resolve(config).processor)
     circuit = prepare.from_frame(frame).circuits[0]
     with pytest.raises(_Sent):
         sampling.run_circuits([circuit], sampler, repetitions=1234, retries=0)
@@ -179,7 +198,7 @@ class _SilentEngineClient:
 
 def _engine_circuit(config: GoogleEngineSampler) -> cirq.Circuit:
     records = pd.DataFrame({"sample_id": [7], "x": [np.array([0.1, 0.2, 0.3, 0.4])]})
-    frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.target(config))
+    frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.resolve(config).processor)
     return prepare.from_frame(frame).circuits[0]
 
 
@@ -207,7 +226,7 @@ def test_an_engine_call_without_an_answer_fails_within_the_deadline() -> None:
 
 
 def test_a_stopped_run_abandons_a_waiting_engine_call_at_once() -> None:
-    """SIGTERM or Ctrl-C stop a run through `workers.cancel` (flows.runner): a caller waiting for the
+    """SIGTERM or Ctrl-C stop a run through `workers.cancel` (qmu_prefect.runner): a caller waiting for the
     Engine gives up within a fraction of a second, not after `timeout_s`."""
     from qmu_core import workers
 
@@ -278,19 +297,19 @@ def test_hardware_timeout_is_a_strict_positive_number() -> None:
 @pytest.mark.hardware
 def test_real_engine_round_trip() -> None:  # pragma: no cover - needs credentials and a processor
     """A few shots on the real device; run with `pytest -m hardware` and GOOGLE_CLOUD_PROJECT set."""
-    project = samplers.project_id_from_env()
+    project = engine.project_id_from_env()
     if not project:
         pytest.skip("GOOGLE_CLOUD_PROJECT is not set")
     config = GoogleEngineSampler(processor_id="willow_pink")
     records = pd.DataFrame({"sample_id": [7], "x": [np.array([0.1, 0.2, 0.3, 0.4])]})
-    frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.target(config))
+    frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.resolve(config).processor)
     shots = evaluate.measure(frame, samplers.build(config, seed=0, project_id=project), 100)
     assert evaluate.bits_from_frame(shots, 4).shape == (1, 100, 4)
 
 
 def test_set_switches_the_sampler_kind_with_that_kinds_defaults() -> None:
-    from qmu_core.overrides import apply_overrides
-    from qmu_core.presets import preset
+    from qmu_core.config import preset
+    from qmu_core.config.overrides import apply_overrides
 
     base = preset("tiny")
     cfg = apply_overrides(base, ["hardware.sampler.kind=google_noisy_qvm", "hardware.sampler.processor=weber"])

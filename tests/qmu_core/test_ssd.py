@@ -10,7 +10,6 @@ from qmu_core._tf import tf
 from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig
 from qmu_core.errors import ConfigError
 from qmu_core.qnn import circuits
-from qmu_core.qnn.backends.base import symbol_values
 from qmu_core.qnn.models import QNN, build_model
 from qmu_core.qnn.training import fit
 from qmu_core.unlearning.base import Evals, Request, accuracy, forget_state
@@ -157,7 +156,7 @@ def test_qfi_needs_reupload_off() -> None:
 
 def _cirq_qfi(model: QNN, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """Per-record QFI diagonal from cirq.Simulator states (complex128) and central differences in theta."""
-    values = symbol_values(model.cfg, model.front_end(tf.constant(x))).numpy().astype(np.float64)
+    values = model.backend.symbol_values(model.front_end(tf.constant(x))).numpy().astype(np.float64)
     theta = model.variables["theta"].numpy().astype(np.float64)
     names = [str(s) for s in model.input_symbols] + [str(s) for s in model.weight_symbols]
     qs, sim = circuits.qubits(model.cfg.n_qubits), cirq.Simulator(dtype=np.complex128)

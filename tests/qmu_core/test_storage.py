@@ -12,9 +12,8 @@ from prefect.states import State
 
 from qmu_core import artifacts, housekeeping, storage
 from qmu_core.artifacts import ArtifactRef, Output
-from qmu_core.config import TrainConfig, check_artifact_root
+from qmu_core.config import TrainConfig, check_artifact_root, preset
 from qmu_core.errors import ArtifactError, ConfigError
-from qmu_core.presets import preset
 from tasks import split_data
 
 

@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from qmu_core import artifacts, splits
 from qmu_core._tf import tf
-from qmu_core.config import DataConfig, FeatureSpec, ModelConfig, TrainConfig, UnlearnConfig
+from qmu_core.config import DataConfig, FeatureSpec, ModelConfig, TrainConfig, UnlearnConfig, preset
 from qmu_core.errors import DataError
+from qmu_core.identity import Which
 from qmu_core.membership import member_mask
-from qmu_core.presets import preset
 from qmu_core.provenance import ModelFacts, RelearnFacts
 from qmu_core.qnn import training
 from qmu_core.qnn.models import build_model
@@ -137,13 +137,9 @@ def _outputs(probs: list[list[float]]) -> pd.DataFrame:
 def test_compare_methods_gives_gaps_to_the_oracle_per_repeat_and_means_with_cis() -> None:
     metrics = []
     for k, (ga, oracle) in enumerate([(0.9, 0.8), (0.7, 0.8)]):
-        for phase, acc in (("before", 1.0), ("after_ga", ga), ("oracle", oracle)):
-            metrics.append(
-                {"phase": compare.phase_name(k, phase), "attack": "", "metric": "retain_test_acc", "value": acc}
-            )
-            metrics.append(
-                {"phase": compare.phase_name(k, phase), "attack": "loss", "metric": "forget_auc", "value": acc / 2}
-            )
+        for which, acc in ((Which.before(k), 1.0), (Which.unlearned("ga", k), ga), (Which.oracle(k), oracle)):
+            metrics.append({"phase": which.phase, "attack": "", "metric": "retain_test_acc", "value": acc})
+            metrics.append({"phase": which.phase, "attack": "loss", "metric": "forget_auc", "value": acc / 2})
     facts = {
         "noop": ModelFacts(which="target"),
         "ga": ModelFacts(which="unlearned-ga", passes=2, reached_stop=True, wall_s=1.5, circuit_evals=40),
@@ -153,9 +149,7 @@ def test_compare_methods_gives_gaps_to_the_oracle_per_repeat_and_means_with_cis(
     relearned["retrain"] = RelearnFacts(which="oracle", target_acc=0.9, steps=None, max_steps=10)
     outs = {"noop": _outputs([[1, 0]]), "ga": _outputs([[0.5, 0.5]]), "retrain": _outputs([[0, 1]])}
     repeat = compare.Repeat(outputs=outs, facts=facts, relearn=relearned)
-    table = compare.compare_methods(
-        pd.DataFrame(metrics), [repeat, repeat], phases=compare.row_phases(["ga"]), attacks=["loss"]
-    )
+    table = compare.compare_methods(pd.DataFrame(metrics), [repeat, repeat], methods=["ga"], attacks=["loss"])
     row = table.set_index(["repeat", "method", "metric"])
     assert row.loc[(0, "ga", "retain_test_acc"), "gap"] == pytest.approx(0.1)
     assert row.loc[(1, "ga", "retain_test_acc"), "gap"] == pytest.approx(-0.1)

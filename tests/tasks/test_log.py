@@ -9,7 +9,7 @@ import pytest
 
 from qmu_core import workers
 from qmu_core.progress import started
-from tasks import _log
+from qmu_prefect import log as _log
 
 
 def _line(created: float = 100.0) -> _log.ProgressLine:

@@ -10,9 +10,8 @@ from prefect.states import State
 
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
-from qmu_core.config import TrainConfig
+from qmu_core.config import TrainConfig, preset
 from qmu_core.errors import ArtifactError
-from qmu_core.presets import preset
 from qmu_core.provenance import ModelFacts, SplitFacts
 from tasks import audit_models, evaluate, membership_matrix, model_outputs, split_data, train_model, unlearn
 from tasks._stage import Stage
@@ -146,7 +145,7 @@ def test_task_bodies_are_thin_and_import_no_other_task_module(path: Path) -> Non
             )
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tasks."):
-            assert node.module in {"tasks._stage", "tasks._log"}, f"{path.name} imports {node.module}"
+            assert node.module == "tasks._stage", f"{path.name} imports {node.module}"
 
 
 def test_every_stage_has_one_task_name() -> None:

@@ -17,6 +17,7 @@ from qmu_core.qnn.backends.base import ExpectationBackend
 from qmu_core.qnn.backends.dense import DenseBackend
 from qmu_core.qnn.backends.packed import PackedTFQBackend, packing_ancillas
 from qmu_core.qnn.backends.plain import PlainTFQBackend
+from qmu_core.qnn.encoding import model_encoding
 
 __all__ = ["BACKENDS", "ExpectationBackend", "make_backend"]
 
@@ -38,6 +39,6 @@ def make_backend(model: ModelConfig, name: str | None = None) -> ExpectationBack
     name = name or model.backend
     if name not in BACKENDS:
         raise ConfigError(f"Unknown expectation backend {name!r}; choose one of {', '.join(BACKENDS)}.")
-    if name == "tfq_packed" and packing_ancillas(model.n_qubits, model.encoding) == 0:
+    if name == "tfq_packed" and packing_ancillas(model.n_qubits, model_encoding(model)) == 0:
         name = "tfq"
     return BACKENDS[name](model)

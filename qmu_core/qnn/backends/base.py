@@ -6,7 +6,8 @@ records are packed, which TFQ op runs the forward pass). `QNN` only calls `expec
 
 Inputs are the classical *features* of a batch, shape ``(B, width)``: angles in [0, pi] for
 angle encoding (``width = n_qubits``), any real vector of width ``2^n`` for amplitude encoding.
-`symbol_values` turns them into the circuit's input-symbol values (`qmu_core.qnn.circuits`).
+The model's `qmu_core.qnn.encoding.Encoding` (``backend.encoding``) turns them into the circuit's
+input-symbol values and encoded states.
 """
 
 from __future__ import annotations
@@ -15,22 +16,10 @@ from abc import ABC, abstractmethod
 
 from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
-from qmu_core.qnn import amplitude, circuits
+from qmu_core.qnn import circuits
+from qmu_core.qnn.encoding import model_encoding
 
-__all__ = ["ExpectationBackend", "symbol_values"]
-
-
-def symbol_values(model: ModelConfig, features: tf.Tensor) -> tf.Tensor:
-    """Values of the circuit's input symbols for a batch of features, ``(B, n_inputs)``.
-
-    Angle encoding binds the features as they are (tiled per layer with re-uploading);
-    amplitude encoding binds the state-preparation angles of `qmu_core.qnn.amplitude`.
-    """
-    if model.encoding == "amplitude":
-        return amplitude.angles_tf(features)
-    if model.reupload:
-        return tf.tile(features, [1, model.layers])
-    return features
+__all__ = ["ExpectationBackend"]
 
 
 class ExpectationBackend(ABC):
@@ -46,10 +35,15 @@ class ExpectationBackend(ABC):
     def __init__(self, model: ModelConfig) -> None:
         self.model = model
         self.n_qubits = model.n_qubits
+        self.encoding = model_encoding(model)
         self.circuit, self.input_symbols = circuits.build_circuit(
             model.n_qubits, model.layers, encoding=model.encoding, reupload=model.reupload
         )
         self.weight_symbols = circuits.weight_symbols(model.n_qubits, model.layers)
+
+    def symbol_values(self, features: tf.Tensor) -> tf.Tensor:
+        """Values of the circuit's input symbols for a batch of features, ``(B, n_inputs)``."""
+        return self.encoding.values_tf(features, self.model)
 
     @abstractmethod
     def expectations(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:

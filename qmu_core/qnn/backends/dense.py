@@ -20,7 +20,6 @@ from qmu_core.config import ModelConfig
 from qmu_core.errors import ConfigError
 from qmu_core.qnn import circuits
 from qmu_core.qnn.backends.base import ExpectationBackend
-from qmu_core.qnn.backends.states import amplitude_states, product_states
 
 __all__ = ["DenseBackend", "cnot_ring_permutation"]
 
@@ -60,15 +59,12 @@ class DenseBackend(ExpectationBackend):
         super().__init__(model)
         self.n = model.n_qubits
         self.layers = model.layers
-        self.encoding = model.encoding
         self._perm = tf.constant(cnot_ring_permutation(self.n), dtype=tf.int32)
         self._zsign = tf.constant(circuits.z_signs(self.n))
 
     def initial_state(self, x: tf.Tensor) -> tf.Tensor:
         """Encoded states (B, 2^n) complex64."""
-        if self.encoding == "amplitude":
-            return tf.cast(amplitude_states(x), tf.complex64)
-        return tf.cast(product_states(x), tf.complex64)
+        return tf.cast(self.encoding.states_tf(x), tf.complex64)
 
     def layer_unitaries(self, theta: tf.Tensor) -> tf.Tensor:
         """Single-qubit part of every layer as one 2^n x 2^n matrix, shape (L, 2^n, 2^n)."""

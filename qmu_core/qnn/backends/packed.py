@@ -25,15 +25,16 @@ gates), not the simulation. This module packs ``R = 2^NA`` records into one prog
 Every op call gets at least two programs (an empty ``cirq.Circuit`` pads, TFQ skips it):
 with a single program TFQ takes a much slower multithreaded path. Padded record slots get
 zero angles and a zero upstream gradient. The Adjoint call is issued as two independent op
-calls over the two halves of the batch (`split_gradient`): one TFQ call runs essentially on
-one core, two calls in a ``tf.function`` graph run in parallel.
+calls over the two halves of the batch (``split_gradient``, on for every encoding): one TFQ
+call runs essentially on one core, two calls in a ``tf.function`` graph run in parallel.
 
-Backend rules (`packing_ancillas`, `unitary_forward`, `split_gradient`), applied once when a
+Backend rules (`packing_ancillas`, `unitary_forward`), applied once when a
 `PackedTFQBackend` is built (`qmu_core.qnn.backends.make_backend` falls back to the plain backend
 when `packing_ancillas` is 0):
 
 * packing applies to every encoding (angle, re-uploading, amplitude; basic QNN and HQNN) for
-  ``n_qubits <= MAX_PACKED_SYSTEM_QUBITS`` (10). Angle encoding uses ``NA = 4`` ancillas
+  ``n_qubits <= MAX_PACKED_SYSTEM_QUBITS`` (10), with the encoding's ``ancillas``
+  (`qmu_core.qnn.encoding`). Angle encoding uses ``NA = 4`` ancillas
   (``R = 16`` records per program, at most 14 simulated qubits). Amplitude encoding uses
   ``NA = 2`` (``R = 4``): each record still needs its ``2^n - 1`` data rotations (now
   controlled ones acting on an ``R`` times larger state), so only the CNOTs and the ansatz are
@@ -42,7 +43,8 @@ when `packing_ancillas` is 0):
   ``2^15``-``2^16`` amplitudes per program and the unitary route would not pay off);
 * the unitary route needs a circuit of the form "encoded state, then weight ansatz", so never
   with re-uploading; it is used for inference (`PackedCircuit.predict`) when
-  ``n_qubits <= 10`` and for the training forward of amplitude encoding when ``n_qubits <= 8``
+  ``n_qubits <= 10`` and for the training forward of an encoding with ``unitary_training``
+  (amplitude) when ``n_qubits <= 8``
   (then one ``2^n x 2^n`` unitary is cheaper than simulating the packed state preparation);
   everything else uses the packed state op. Gradients always come from the Adjoint call.
 * Serialized programs are cached per ``(n_qubits, layers, encoding, reupload, NA)``; TFQ's
@@ -61,8 +63,8 @@ from qmu_core._tf import tf, tfq
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ConfigError
 from qmu_core.qnn import circuits
-from qmu_core.qnn.backends.base import ExpectationBackend, symbol_values
-from qmu_core.qnn.backends.states import amplitude_states, product_states
+from qmu_core.qnn.backends.base import ExpectationBackend
+from qmu_core.qnn.encoding import Encoding
 
 __all__ = [
     "MAX_PACKED_SYSTEM_QUBITS",
@@ -70,7 +72,6 @@ __all__ = [
     "PackedTFQBackend",
     "packed_circuit",
     "packing_ancillas",
-    "split_gradient",
     "unitary_forward",
 ]
 
@@ -78,13 +79,7 @@ MAX_PACKED_SYSTEM_QUBITS = 10
 """Largest ``n_qubits`` that is packed; larger models use the plain Expectation layer."""
 
 MAX_ANCILLAS = 4
-"""Ancilla qubits of the record register: ``R = 2^4 = 16`` records per program."""
-
-ANCILLAS: dict[str, int] = {"angle": MAX_ANCILLAS, "amplitude": 2}
-"""Ancillas per encoding (amplitude packing simulates 255 controlled gates per record)."""
-
-SPLIT_GRADIENT_ENCODINGS: frozenset[str] = frozenset({"angle", "amplitude"})
-"""Encodings whose Adjoint call is split into two op calls to use two cores."""
+"""Most ancilla qubits of a record register: ``R = 2^4 = 16`` records per program."""
 
 UNITARY_INFERENCE_MAX_QUBITS = 10
 """Largest ``n_qubits`` whose inference goes through one ``2^n x 2^n`` unitary."""
@@ -93,32 +88,27 @@ UNITARY_TRAINING_MAX_QUBITS = 8
 """Largest ``n_qubits`` whose amplitude-encoding training forward uses the unitary."""
 
 
-def packing_ancillas(n_qubits: int, encoding: str = "angle") -> int:
+def packing_ancillas(n_qubits: int, encoding: Encoding) -> int:
     """Ancillas of the record register for a model; 0 means "do not pack".
 
     Args:
         n_qubits: System qubits n of the model.
-        encoding: ``"angle"`` or ``"amplitude"``.
+        encoding: The model's encoding.
 
     Returns:
-        0 if ``n_qubits > MAX_PACKED_SYSTEM_QUBITS``, else ``ANCILLAS[encoding]``.
+        0 if ``n_qubits > MAX_PACKED_SYSTEM_QUBITS``, else ``encoding.ancillas``.
     """
     if n_qubits > MAX_PACKED_SYSTEM_QUBITS:
         return 0
-    return ANCILLAS.get(encoding, MAX_ANCILLAS)
+    return encoding.ancillas
 
 
-def split_gradient(encoding: str) -> bool:
-    """Whether the Adjoint call is split into two op calls (see `PackedCircuit`)."""
-    return encoding in SPLIT_GRADIENT_ENCODINGS
-
-
-def unitary_forward(n_qubits: int, encoding: str, reupload: bool, *, training: bool) -> bool:
+def unitary_forward(n_qubits: int, encoding: Encoding, reupload: bool, *, training: bool) -> bool:
     """Whether the forward pass may use the weight-ansatz unitary (exact, see module doc).
 
     Args:
         n_qubits: System qubits n.
-        encoding: ``"angle"`` or ``"amplitude"``.
+        encoding: The model's encoding.
         reupload: Data re-uploading (then the unitary route is not applicable).
         training: Forward inside a differentiable call (True) or plain inference (False).
 
@@ -129,7 +119,7 @@ def unitary_forward(n_qubits: int, encoding: str, reupload: bool, *, training: b
         return False
     if not training:
         return n_qubits <= UNITARY_INFERENCE_MAX_QUBITS
-    return encoding == "amplitude" and n_qubits <= UNITARY_TRAINING_MAX_QUBITS
+    return encoding.unitary_training and n_qubits <= UNITARY_TRAINING_MAX_QUBITS
 
 
 def packed_circuit(
@@ -140,7 +130,7 @@ def packed_circuit(
     Args:
         n_qubits: System qubits n (``LineQubit(0..n-1)``); ancillas are ``LineQubit(n..)``.
         layers: Ansatz layers.
-        encoding: ``"angle"`` or ``"amplitude"``.
+        encoding: A `qmu_core.qnn.encoding` name.
         reupload: Angle encoding with data re-uploading.
         n_ancillas: Ancillas NA; ``2^NA`` records per program.
 
@@ -207,7 +197,7 @@ class PackedCircuit:
     Args:
         n_qubits: System qubits n (``LineQubit(0..n-1)``).
         layers: Ansatz layers.
-        encoding: ``"angle"`` or ``"amplitude"``.
+        encoding: The model's encoding.
         reupload: Angle encoding with data re-uploading.
         n_ancillas: Ancillas NA of the record register (``R = 2^NA`` records per program).
         split_gradient: Run the Adjoint call as two independent op calls (two cores).
@@ -218,7 +208,7 @@ class PackedCircuit:
         *,
         n_qubits: int,
         layers: int,
-        encoding: str,
+        encoding: Encoding,
         reupload: bool,
         n_ancillas: int = MAX_ANCILLAS,
         split_gradient: bool = False,
@@ -243,7 +233,7 @@ class PackedCircuit:
                 self._weight_names,
                 self._observables,
                 self.n_inputs,
-            ) = _program_tensors(n_qubits, layers, encoding, reupload, n_ancillas)
+            ) = _program_tensors(n_qubits, layers, encoding.name, reupload, n_ancillas)
             r_count = self.records
             self._walsh = tf.constant(
                 [[(-1.0) ** bin(r & s).count("1") for r in range(r_count)] for s in range(r_count)],
@@ -332,7 +322,7 @@ class PackedCircuit:
             values: ``(B, n_inputs)`` data symbol values (angles or state-preparation angles).
             theta: ``(n_weights,)`` weight symbol values.
             states: Amplitude encoding with the unitary training route: the encoded states
-                ``(B, 2^n)`` that `values` prepare (`amplitude_states`). Gradients reach
+                ``(B, 2^n)`` that `values` prepare (`Encoding.states_tf`). Gradients reach
                 `values` and `theta` only (through TFQ's Adjoint differentiator).
 
         Returns:
@@ -341,7 +331,7 @@ class PackedCircuit:
         values = tf.convert_to_tensor(values, tf.float32)
         theta = tf.convert_to_tensor(theta, tf.float32)
         forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-        if self.unitary_training:  # amplitude encoding only (see `unitary_forward`)
+        if self.unitary_training:  # an encoding with `unitary_training` (see `unitary_forward`)
             if states is None:
                 raise ConfigError("PackedCircuit.expectations: the unitary route needs the encoded `states`.")
             fixed = tf.stop_gradient(tf.convert_to_tensor(states, tf.float32))
@@ -366,13 +356,15 @@ class PackedCircuit:
         return packed_expectations(values, theta)
 
     def predict(self, values: tf.Tensor | None, theta: tf.Tensor, states: tf.Tensor | None = None) -> tf.Tensor:
-        """``<Z_i>`` without gradients: the weight-ansatz unitary on `states` when
-        `unitary_inference` holds, else the packed state op on `values`.
+        """``<Z_i>`` without gradients.
+
+        The weight-ansatz unitary on `states` when `unitary_inference` holds, else the
+        packed state op on `values`.
 
         Args:
             values: ``(B, n_inputs)`` data symbol values (packed state route).
             theta: ``(n_weights,)`` weight values.
-            states: The encoded states (unitary route): `product_states` / `amplitude_states`.
+            states: The encoded states (unitary route): `Encoding.states_tf` of the features.
         """
         theta = tf.convert_to_tensor(theta, tf.float32)
         if self.unitary_inference:
@@ -395,7 +387,7 @@ class PackedTFQBackend(ExpectationBackend):
 
     def __init__(self, model: ModelConfig) -> None:
         super().__init__(model)
-        n_ancillas = packing_ancillas(model.n_qubits, model.encoding)
+        n_ancillas = packing_ancillas(model.n_qubits, self.encoding)
         if n_ancillas == 0:
             raise ConfigError(
                 f"The packed backend handles up to {MAX_PACKED_SYSTEM_QUBITS} qubits, the model has "
@@ -404,25 +396,20 @@ class PackedTFQBackend(ExpectationBackend):
         self.packed = PackedCircuit(
             n_qubits=model.n_qubits,
             layers=model.layers,
-            encoding=model.encoding,
+            encoding=self.encoding,
             reupload=model.reupload,
             n_ancillas=n_ancillas,
-            split_gradient=split_gradient(model.encoding),
+            split_gradient=True,
         )
-        amp = model.encoding == "amplitude"
-        # Which inputs each route needs, fixed here: states for a unitary route, symbol values
-        # for the packed state op (the unitary inference of amplitude encoding needs no angles).
-        self._train_states = amplitude_states if self.packed.unitary_training else None
-        self._infer_values = not (self.packed.unitary_inference and amp)
-        self._infer_states: Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor] | None = None
-        if self.packed.unitary_inference:
-            self._infer_states = (lambda f, v: amplitude_states(f)) if amp else (lambda f, v: product_states(v))
 
     def expectations(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
-        states = self._train_states(features) if self._train_states is not None else None
-        return self.packed.expectations(symbol_values(self.model, features), theta, states)
+        """Differentiable ⟨Z_i⟩ by the packed state op, or by the unitary route when `unitary_training` holds."""
+        # a unitary route reads the encoded states, the packed state op the symbol values
+        states = self.encoding.states_tf(features) if self.packed.unitary_training else None
+        return self.packed.expectations(self.symbol_values(features), theta, states)
 
     def predict(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
-        values = symbol_values(self.model, features) if self._infer_values else None
-        states = self._infer_states(features, values) if self._infer_states is not None else None
-        return tf.stop_gradient(self.packed.predict(values, theta, states))
+        """⟨Z_i⟩ for inference (no gradients), by the unitary route when `unitary_inference` holds."""
+        if self.packed.unitary_inference:
+            return tf.stop_gradient(self.packed.predict(None, theta, self.encoding.states_tf(features)))
+        return tf.stop_gradient(self.packed.predict(self.symbol_values(features), theta, None))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from qmu_core._tf import tf, tfq
 from qmu_core.config import ModelConfig
 from qmu_core.qnn import circuits
-from qmu_core.qnn.backends.base import ExpectationBackend, symbol_values
+from qmu_core.qnn.backends.base import ExpectationBackend
 
 __all__ = ["PlainTFQBackend"]
 
@@ -23,7 +23,8 @@ class PlainTFQBackend(ExpectationBackend):
         self._layer = tfq.layers.Expectation(differentiator=tfq.differentiators.Adjoint())
 
     def expectations(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
-        values = symbol_values(self.model, features)
+        """Differentiable ⟨Z_i⟩ from TFQ's `Expectation` layer (adjoint differentiator)."""
+        values = self.symbol_values(features)
         batch = tf.shape(values)[0]
         return self._layer(
             tf.tile(self.program, [batch]),

@@ -1,0 +1,37 @@
+"""`qmu hardware` and `qmu shots`: the run's models measured through a sampler with finite shots."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from qmu_cli.flow_run import run_flow
+from qmu_cli.options import add_config_args, add_refresh_arg, config_of
+from qmu_core.config import check_artifact_root
+
+__all__ = ["hardware", "register"]
+
+
+def register(sub: Any) -> None:
+    """Add ``hardware`` and ``shots`` to the `qmu` subcommands `sub`."""
+    hw = sub.add_parser(
+        "hardware",
+        help="Measure the run's models (before, unlearned, oracle) through hardware.sampler with finite shots.",
+    )
+    shots = sub.add_parser("shots", help="Shot-count study: the audit against the shots per record (hardware.shots).")
+    for p in (hw, shots):
+        add_config_args(p)
+        add_refresh_arg(p)
+        p.set_defaults(handler=hardware)
+
+
+def hardware(args: argparse.Namespace) -> int:
+    """`qmu hardware` / `qmu shots`: the run's models measured through a sampler."""
+    config = config_of(args)
+    check_artifact_root(config.run.artifact_root)
+    from qmu_core.hardware.evaluate import check_model
+
+    check_model(config.model)
+    from flows.hardware import qmu_hardware, qmu_shots
+
+    return run_flow(args, config, qmu_hardware if args.command == "hardware" else qmu_shots, config)

@@ -1,0 +1,109 @@
+"""The `attack` section and the catalogue of membership attacks (`ATTACKS`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from qmu_core.config.catalogue import Catalogue, Variant
+from qmu_core.config.form import Section
+
+__all__ = ["ATTACKS", "ATTACK_NAMES", "AttackConfig", "AttackName"]
+
+ATTACKS = Catalogue(
+    "membership attack",
+    {
+        "gap": Variant("gap (member = correct)", implementation="qmu_core.attacks.gap:GapAttack"),
+        "paper": Variant(
+            "paper (MLP)",
+            reads=frozenset({"protocol", "reference", "classifier", "max_iter", "threshold"}),
+            implementation="qmu_core.attacks.paper:PaperAttack",
+        ),
+        "loss": Variant("loss threshold", implementation="qmu_core.attacks.loss:LossAttack"),
+        "lira_offline": Variant(
+            "LiRA offline",
+            reads=frozenset({"lira_fixed_variance"}),
+            implementation="qmu_core.attacks.lira:LiraOffline",
+        ),
+        "lira_online": Variant(
+            "LiRA online",
+            reads=frozenset({"lira_fixed_variance"}),
+            implementation="qmu_core.attacks.lira:LiraOnline",
+        ),
+        "rmia": Variant(
+            "RMIA", reads=frozenset({"rmia_gamma", "rmia_offline_a"}), implementation="qmu_core.attacks.rmia:Rmia"
+        ),
+    },
+)
+"""Every membership attack QMU runs (`qmu_core.attacks`), in report order. An entry's `reads`
+are the `attack` fields its construction and fit read besides `threat_model`, which selects what
+every attack observes; its implementation is an `Attack` built by ``from_config``."""
+
+ATTACK_NAMES = ATTACKS.names
+
+if TYPE_CHECKING:
+    AttackName = str
+else:
+    AttackName = ATTACKS.literal()
+
+
+class AttackConfig(Section):
+    """The membership audit: reference models, threat model and the attacks' settings."""
+
+    n_shadow: int = Field(
+        8, strict=True, ge=1, le=64, description="Reference (shadow) models; each is its own cached training."
+    )
+    reference: Literal["disjoint", "population"] = Field(
+        "population",
+        description=(
+            "What reference models train on. `disjoint` (the paper's gray-box setting): random halves of "
+            "the attacker's own pool, never an audited record, so only offline attacks apply. "
+            "`population` (LiRA's setting): random halves of every candidate record (target members, "
+            "non-members and the pool), so online LiRA and RMIA see models trained with and without "
+            "each audited record."
+        ),
+    )
+    threat_model: Literal["probs", "expectations", "labels"] = Field(
+        "probs",
+        description=(
+            "What the attacker observes per record: `probs`, the class probabilities and the true label "
+            "(gray-box, the paper's); `expectations`, the circuit's raw <Z> read-out and the label; "
+            "`labels`, only whether the prediction is right."
+        ),
+    )
+    headline: AttackName = Field(
+        "lira_online",
+        description="The attack behind the top-level `mia_*` numbers of the summary and the plot.",
+    )
+    protocol: Literal["shadow", "paper"] = Field(
+        "shadow",
+        description=(
+            "How the `paper` attack's MLP is trained: `shadow`, on the reference models' outputs (sound); "
+            "`paper`, on the target's own members and non-members (80% of them), as the paper did, so "
+            "its numbers can be reproduced (most audited records are then in the attack's training set)."
+        ),
+    )
+    classifier: Literal["mlp", "logistic"] = Field(
+        "mlp", description="`paper` attack: `mlp`, the 64-64 ReLU network (the paper's); `logistic` regression."
+    )
+    max_iter: int = Field(1000, strict=True, ge=10, description="`paper` attack: classifier training iterations.")
+    threshold: float = Field(
+        0.5, strict=True, gt=0, lt=1, description="`paper` attack: score above which a record is 'member'."
+    )
+    lira_fixed_variance: bool = Field(
+        True,
+        strict=True,
+        description=(
+            "LiRA: one variance shared by all records (Carlini et al.'s choice for few reference models) "
+            "instead of one per record."
+        ),
+    )
+    rmia_gamma: float = Field(1.0, strict=True, gt=0, le=100, description="RMIA: likelihood-ratio bar gamma.")
+    rmia_offline_a: float = Field(
+        0.3,
+        strict=True,
+        ge=0,
+        le=1,
+        description="RMIA without IN models: Pr(x) = ((1+a) Pr_OUT(x) + (1-a)) / 2 (Zarifzadeh et al.).",
+    )

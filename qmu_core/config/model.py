@@ -1,0 +1,89 @@
+"""The `model` and `train` sections, and the features a model needs from the data stage."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from qmu_core.config.form import Section
+
+__all__ = ["FeatureSpec", "ModelConfig", "TrainConfig"]
+
+
+class FeatureSpec(Section):
+    """How pixels are reduced to circuit inputs; derived from the model section."""
+
+    encoding: Literal["angle", "amplitude"] = "angle"
+    n_components: int = 8
+
+
+class ModelConfig(Section):
+    """The quantum classifier: basic QNN or hybrid CNN+QNN, encoding and ansatz size."""
+
+    kind: Literal["basic_qnn", "hqnn"] = Field(
+        "basic_qnn",
+        description="`basic_qnn`: PCA features into the circuit; `hqnn`: a CNN front end feeds it.",
+    )
+    encoding: Literal["angle", "amplitude"] = Field(
+        "angle",
+        description=(
+            "`angle`: one feature per qubit as an Ry angle (runs on devices); `amplitude`: 2^n "
+            "features as the amplitudes of n qubits (the paper's simulation)."
+        ),
+    )
+    n_qubits: int = Field(8, strict=True, ge=2, le=12, description="Qubits in the circuit.")
+    layers: int = Field(5, strict=True, ge=1, le=40, description="Ansatz layers: rotations then a CNOT ring.")
+    reupload: bool = Field(
+        False, strict=True, description="Angle encoding only: re-encode the features before every layer."
+    )
+    init: Literal["normal", "uniform_pi"] = Field(
+        "normal", description="Circuit weight init: N(0, 1) (basic QNN) or U(-pi, pi) (HQNN)."
+    )
+    cnn_filters: int = Field(5, strict=True, ge=1, le=64, description="HQNN only: Conv2D filters (5x5, same).")
+    backend: Literal["tfq_packed", "tfq"] = Field(
+        "tfq_packed",
+        description=(
+            "How TFQ's qsim ops evaluate the circuit (same numbers either way): `tfq_packed` packs "
+            "many records into one program to cut TFQ's per-record overhead; `tfq` is the plain "
+            "one-program-per-record Expectation layer."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _reupload_needs_angle(self) -> ModelConfig:
+        if self.reupload and self.encoding != "angle":
+            raise ValueError(
+                "model.reupload=true needs model.encoding='angle'; amplitude encoding prepares "
+                "the state once. Set one of the two differently."
+            )
+        return self
+
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        """Reduced features the data stage must produce for this model."""
+        n = self.n_qubits if self.encoding == "angle" else 2**self.n_qubits
+        return FeatureSpec(encoding=self.encoding, n_components=n)
+
+
+class TrainConfig(Section):
+    """How the target, shadow and oracle models are trained (the same recipe for all)."""
+
+    epochs: int = Field(10, strict=True, ge=1, le=500, description="Passes over the training set.")
+    batch_size: int = Field(32, strict=True, ge=1, le=4096, description="Records per gradient step.")
+    learning_rate: float = Field(0.05, strict=True, gt=0, le=10, description="Step size.")
+    optimizer: Literal["sgd", "nesterov", "adam"] = Field(
+        "adam",
+        description=(
+            "`adam` (our default: converges in few epochs); `nesterov`: SGD with Nesterov "
+            "momentum (the paper's basic QNN); `sgd`: SGD with momentum (the paper's HQNN)."
+        ),
+    )
+    momentum: float = Field(0.9, strict=True, ge=0, lt=1, description="Momentum for `sgd` and `nesterov`.")
+    loss: Literal["bce_sum", "cross_entropy"] = Field(
+        "cross_entropy",
+        description=(
+            "`bce_sum`: sum over classes of binary cross-entropy on the softmax outputs (paper, "
+            "basic QNN); `cross_entropy`: categorical cross-entropy (paper, HQNN)."
+        ),
+    )

@@ -1,0 +1,221 @@
+"""The `unlearn` section and the catalogue of unlearning methods (`METHODS`).
+
+A method's stage is keyed by the `unlearn` fields its entry `reads` (`UnlearnConfig.for_stage`),
+so tuning one method never re-runs another; tests/qmu_core/config/test_catalogues.py checks that
+each method reads no other field.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from qmu_core.config.catalogue import Catalogue, Variant
+from qmu_core.config.form import Section
+
+__all__ = ["METHODS", "RELEARN", "UNLEARN_METHODS", "MethodName", "UnlearnConfig"]
+
+_ITERATIVE = frozenset({"objective", "learning_rate", "batch_size", "max_epochs", "stop_forget_acc"})
+
+METHODS = Catalogue(
+    "unlearning method",
+    {
+        "ga": Variant(
+            "gradient ascent",
+            reads=_ITERATIVE,
+            hint="A saturated model has near-zero loss gradients under unlearn.objective=ascent: use complement, "
+            "or raise unlearn.learning_rate or unlearn.max_epochs.",
+            implementation="qmu_core.unlearning.ga:GradientAscent",
+        ),
+        "ssd": Variant(
+            "selective synaptic dampening",
+            reads=frozenset({"batch_size", "stop_forget_acc", "ssd_alpha", "ssd_lambda", "ssd_importance"}),
+            hint="SSD dampens once: lower unlearn.ssd_alpha (more parameters dampened) or unlearn.ssd_lambda "
+            "(stronger).",
+            implementation="qmu_core.unlearning.ssd:SelectiveSynapticDampening",
+        ),
+        "rga": Variant(
+            "relative gradient ascent",
+            reads=_ITERATIVE | {"rga_retain_weight", "rga_learning_rate"},
+            hint="Raise unlearn.learning_rate or unlearn.max_epochs, or lower unlearn.rga_retain_weight.",
+            implementation="qmu_core.unlearning.rga:RelativeGradientAscent",
+        ),
+        "salun": Variant(
+            "SalUn (saliency-masked random labels)",
+            # `objective` is not read (SalUn's objective is its random labels); it stays in the
+            # key so that existing salun artifacts keep their keys.
+            reads=_ITERATIVE | {"salun_sparsity", "salun_learning_rate"},
+            hint="Raise unlearn.learning_rate, unlearn.max_epochs or unlearn.salun_sparsity.",
+            implementation="qmu_core.unlearning.salun:SalUn",
+        ),
+        "finetune": Variant(
+            "fine-tuning on the retained set",
+            reads=frozenset({"stop_forget_acc", "finetune_epochs", "finetune_learning_rate"}),
+            hint="Fine-tuning on the retained set forgets only slowly: raise unlearn.finetune_epochs.",
+            implementation="qmu_core.unlearning.finetune:FineTune",
+        ),
+    },
+)
+"""Unlearning methods (`qmu_core.unlearning`), in report order. An entry's `reads` are the
+`unlearn` fields its stage reads (the method and its stopping target); its implementation is a
+`qmu_core.unlearning.base.Method`. The retrain oracle and the no-op baseline (the model before
+unlearning) are always part of the comparison."""
+
+RELEARN = Variant(
+    "relearn time",
+    reads=frozenset({"batch_size", "relearn_max_steps"}),
+    implementation="qmu_core.unlearning.relearn:relearn_steps",
+)
+"""The relearn stage, keyed like a method by the `unlearn` fields it reads."""
+
+UNLEARN_METHODS = METHODS.names
+
+if TYPE_CHECKING:
+    MethodName = str
+else:
+    MethodName = METHODS.literal()
+
+
+class UnlearnConfig(Section):
+    """The unlearning methods compared against the retrain oracle, and their hyperparameters.
+
+    Stopping rule, fixed before any method runs: the iterative methods (GA, RGA, SalUn) stop
+    after the first pass that reaches the request's target, or after `max_epochs` passes. For a
+    class, the target is forget-set training accuracy at or below `stop_forget_acc`; for a list
+    of sample_ids, a forget-set mean loss -log p(y|x) at or above the model's own mean loss on
+    held-out records. SSD is one dampening step, fine-tune a fixed number of epochs; all report
+    whether they reached the target.
+    """
+
+    methods: tuple[MethodName, ...] = Field(
+        UNLEARN_METHODS,
+        min_length=1,
+        description=(
+            "Methods to run, each from the trained model: `ga` gradient ascent; `ssd` selective synaptic "
+            "dampening (Fisher importance); `rga` relative gradient ascent (importance-weighted ascent on the "
+            "forget set plus descent on the retained set); `salun` saliency-masked random-label unlearning; "
+            "`finetune` training on the retained set only. The retrain oracle and the no-op baseline always run."
+        ),
+    )
+    seeds: int = Field(
+        1,
+        strict=True,
+        ge=1,
+        le=20,
+        description=(
+            "Repeats of the comparison. Repeat k > 0 retrains the target and the oracle from another seed and "
+            "unlearns again (the split and the attacks stay fixed); the report gives means with 95% CIs."
+        ),
+    )
+    objective: Literal["ascent", "complement"] = Field(
+        "complement",
+        description=(
+            "The forget-set objective of `ga` and `rga`: `complement` (our default), descend on "
+            "-log(1 - p(y)) = softplus(logit margin), whose gradient stays near 1 when p(y) is near 1; "
+            "`ascent`, ascend the training loss (the paper's rule, kept by the paper presets; its gradient "
+            "vanishes on a saturated model)."
+        ),
+    )
+    learning_rate: float = Field(
+        0.05, strict=True, gt=0, le=10, description="SGD step size of `ga` (and of `rga`, `salun` unless set)."
+    )
+    batch_size: int = Field(
+        32,
+        strict=True,
+        ge=1,
+        le=4096,
+        description="Forget records per step (`ga`, `rga`, `salun`); retained "
+        "records per step of `rga`/`salun` and per batch of the Fisher importances.",
+    )
+    max_epochs: int = Field(
+        10, strict=True, ge=1, le=500, description="Upper bound on passes over the forget set (`ga`, `rga`, `salun`)."
+    )
+    stop_forget_acc: float = Field(
+        0.05,
+        strict=True,
+        ge=0,
+        le=1,
+        description=(
+            "Class requests: stop once accuracy on the forget set falls to this (checked after each pass). "
+            "Sample requests stop once the forget set's mean loss rises to the model's mean loss on held-out "
+            "records instead."
+        ),
+    )
+    ssd_alpha: float = Field(
+        10.0,
+        strict=True,
+        gt=0,
+        description="SSD: dampen parameters whose forget importance exceeds alpha x the full-set one.",
+    )
+    ssd_lambda: float = Field(
+        1.0, strict=True, gt=0, description="SSD: dampened parameters are scaled by min(lambda x I_D / I_U, 1)."
+    )
+    ssd_importance: Literal["fisher", "qfi"] = Field(
+        "qfi",
+        description=(
+            "SSD importance of the circuit weights: `qfi` (default), the diagonal of the circuit's quantum "
+            "Fisher information averaged over records; `fisher`, the diagonal empirical Fisher (squared "
+            "mini-batch gradients of the log-likelihood), as for every classical parameter. Circuit weights are "
+            "rotation angles: dampening one towards 0 is not switching it off, and with `fisher` SSD wrecked "
+            "the default model."
+        ),
+    )
+    rga_learning_rate: float | None = Field(
+        None, gt=0, le=10, description="RGA's SGD step size; empty: `learning_rate`."
+    )
+    rga_retain_weight: float = Field(
+        1.0,
+        strict=True,
+        ge=0,
+        description="RGA: weight of the descent step on a retained batch beside the forget step (0: ascent only).",
+    )
+    salun_learning_rate: float | None = Field(
+        None, gt=0, le=10, description="SalUn's SGD step size; empty: `learning_rate`."
+    )
+    salun_sparsity: float = Field(
+        0.5,
+        strict=True,
+        gt=0,
+        le=1,
+        description="SalUn: fraction of parameters (largest forget-gradient magnitude) the mask lets change.",
+    )
+    finetune_epochs: int = Field(
+        5,
+        strict=True,
+        ge=1,
+        le=500,
+        description="Fine-tune: epochs on the retained set (the train optimizer).",
+    )
+    finetune_learning_rate: float = Field(
+        0.01, strict=True, gt=0, le=10, description="Fine-tune: step size on the retained set."
+    )
+    relearn_max_steps: int = Field(
+        200,
+        strict=True,
+        ge=1,
+        le=100000,
+        description=(
+            "Relearn time: fine-tuning steps on the forget set (train optimizer, `batch_size` records) until "
+            "the original forget accuracy returns; counting stops here."
+        ),
+    )
+
+    def step_size(self, method: str) -> float:
+        """The SGD step size of `method`: its own (``rga_learning_rate``, ...) or `learning_rate`."""
+        own: float | None = getattr(self, f"{method}_learning_rate", None)
+        return self.learning_rate if own is None else own
+
+    def for_stage(self, name: str) -> UnlearnConfig:
+        """This section with only the fields stage `name` reads (a method, or ``relearn``).
+
+        Those are its `METHODS` entry's `reads` (`RELEARN`'s), the rest at their defaults. Stages are keyed
+        by this, so tuning SSD never re-runs GA, and adding a method or a repeat reuses every finished one.
+
+        Raises:
+            KeyError: If `name` is neither a method nor ``relearn``.
+        """
+        keep = RELEARN.reads if name == "relearn" else METHODS[name].reads
+        return UnlearnConfig(methods=(name,) if name in METHODS else UNLEARN_METHODS).model_copy(
+            update={k: getattr(self, k) for k in keep}
+        )

@@ -1,0 +1,272 @@
+"""What the pipeline's model stages do, on split tables: train, predict outputs, unlearn.
+
+Each function takes DataFrames and configs and returns an `Output` (table + typed facts) for
+the stage to write; nothing here knows about Prefect or files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from qmu_core import artifacts, unlearning
+from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.config import METHODS, ModelConfig, TrainConfig, UnlearnConfig, derive_seed
+from qmu_core.errors import ArtifactError
+from qmu_core.identity import Which
+from qmu_core.membership import member_mask
+from qmu_core.progress import Progress
+from qmu_core.provenance import ModelFacts, RelearnFacts
+from qmu_core.qnn import training
+from qmu_core.qnn.models import QNN
+from qmu_core.splits import SplitTable, read_splits
+from qmu_core.unlearning import relearn
+from qmu_core.unlearning.base import Evals, Request, acc_and_loss, accuracy
+
+__all__ = [
+    "deletion_request",
+    "load_model",
+    "outputs",
+    "relearn_split",
+    "train",
+    "train_split",
+    "unlearn",
+    "unlearn_split",
+]
+
+
+def train(
+    splits: SplitTable,
+    model: ModelConfig,
+    train: TrainConfig,
+    classes: Sequence[int],
+    *,
+    which: str,
+    seed: int,
+    progress: Progress | None = None,
+) -> Output:
+    """Train model `which` (target, oracle or shadow-<i>) from scratch on its member rows.
+
+    The oracle shares the target's seed: same initial weights and batch order, minus the
+    forget set.
+    """
+    rows = splits.frame[member_mask(splits.frame, which, seed=seed)]
+    model_seed = derive_seed(seed, "target" if which == "oracle" else which)
+    qnn = training.model_for(model, classes, seed=model_seed, image_side=splits.image_side)
+    started = time.perf_counter()
+    history = training.fit(
+        qnn,
+        training.model_inputs(rows, model),
+        training.class_index(rows["label"].to_numpy(), classes),
+        train,
+        seed=derive_seed(model_seed, "batches"),
+        progress=progress,
+    )
+    facts = ModelFacts(
+        which=which,
+        n_train=len(rows),
+        history=history,
+        wall_s=round(time.perf_counter() - started, 3),
+        circuit_evals=2 * train.epochs * len(rows),
+    )
+    return Output(qnn.weights_frame(which), facts)
+
+
+def train_split(
+    splits: ArtifactRef,
+    model: ModelConfig,
+    train_cfg: TrainConfig,
+    classes: Sequence[int],
+    *,
+    which: str,
+    seed: int,
+    progress: Progress | None = None,
+) -> Output:
+    """`train` on the split stored at `splits` (what a worker process runs: it reads the table itself)."""
+    return train(read_splits(splits), model, train_cfg, classes, which=which, seed=seed, progress=progress)
+
+
+def load_model(weights: pd.DataFrame, splits: SplitTable, model: ModelConfig, classes: Sequence[int]) -> QNN:
+    """Rebuild a trained QNN from its `model` table."""
+    qnn = training.model_for(model, classes, seed=0, image_side=splits.image_side)
+    return qnn.load_frame(weights)
+
+
+def outputs(
+    weights: pd.DataFrame, splits: SplitTable, model: ModelConfig, classes: Sequence[int], *, loss: str
+) -> Output:
+    """Class probabilities, loss and correctness of one model on every record of the split."""
+    qnn = load_model(weights, splits, model, classes)
+    model_id = str(weights["model_id"].iloc[0])
+    frame = training.predict_outputs(qnn, splits.frame, model_cfg=model, classes=classes, loss=loss, model_id=model_id)
+    return Output(frame)
+
+
+def outputs_split(
+    weights: ArtifactRef, splits: ArtifactRef, model: ModelConfig, classes: Sequence[int], *, loss: str
+) -> Output:
+    """`outputs` of the model stored at `weights` on the split stored at `splits`.
+
+    This is what a worker process runs: it reads both tables itself.
+
+    Raises:
+        ArtifactError: If the weights are not finite (`artifacts.read`) or give outputs that are
+            not (finite but huge weights), naming the weights' file; nothing is written.
+    """
+    out = outputs(artifacts.read(weights), read_splits(splits), model, classes, loss=loss)
+    why = artifacts.non_finite(out.frame, "outputs")
+    if why is not None:
+        raise ArtifactError(
+            f"The model {weights.location} gives outputs that are not finite ({why}); its weights are "
+            "unusable. Delete it and its seal, then rerun `qmu run` to rebuild it."
+        )
+    return out
+
+
+def deletion_request(
+    splits: SplitTable, qnn: QNN, model: ModelConfig, classes: Sequence[int], unlearn: UnlearnConfig
+) -> tuple[Request, int]:
+    """The `Request` a method reads, and the circuit evaluations its stopping target cost.
+
+    Forget set: the ``target_train`` rows marked ``is_forget``; retained set: the other
+    ``target_train`` rows. Stopping target (`qmu_core.unlearning.base`): ``stop_forget_acc`` for a
+    class request; for a sample request, `qnn`'s mean loss on the ``target_holdout`` records.
+    """
+    frame = splits.frame
+    train_rows = frame["role"] == "target_train"
+    forget, retain = frame[train_rows & frame["is_forget"]], frame[train_rows & ~frame["is_forget"]]
+    kind = splits.facts.request
+    evals = Evals()
+
+    def xy(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return training.model_inputs(rows, model), training.class_index(rows["label"].to_numpy(), classes)
+
+    request = Request(kind, *xy(forget), *xy(retain), stop_acc=unlearn.stop_forget_acc)
+    if kind == "samples":  # the held-out records' mean loss (`qmu_core.unlearning.base`)
+        held_acc, held_loss = acc_and_loss(qnn, *xy(frame[frame["role"] == "target_holdout"]), evals)
+        request = replace(request, stop_acc=held_acc, stop_loss=held_loss)
+    return request, evals.count
+
+
+def unlearn(
+    weights: pd.DataFrame,
+    splits: SplitTable,
+    model: ModelConfig,
+    classes: Sequence[int],
+    unlearn: UnlearnConfig,
+    train_cfg: TrainConfig,
+    *,
+    method: str,
+    seed: int,
+    progress: Progress | None = None,
+) -> Output:
+    """Make a trained model forget the deletion request's records with `method`.
+
+    Returns the unlearned weights; the facts say whether the method reached its stopping
+    target, its wall time and its circuit evaluations; a warning if it did not reach it.
+    """
+    qnn = load_model(weights, splits, model, classes)
+    request, spent = deletion_request(splits, qnn, model, classes, unlearn)
+    impl = unlearning.method(method, unlearn, train_cfg)
+    started = time.perf_counter()
+    result = impl.run(qnn, request, seed=derive_seed(seed, "unlearn", method), progress=progress)
+    wall = time.perf_counter() - started
+    model_id = Which.unlearned(method).model_id
+    last = result.history[-1] if result.history else {}
+    now = (
+        f"forget-set loss is {last.get('forget_loss', float('nan')):.3f}"
+        if request.stop_loss is not None
+        else f"forget-set accuracy is still {last.get('forget_acc', float('nan')):.3f}"
+    )
+    facts = ModelFacts(
+        which=model_id,
+        method=method,
+        passes=len(result.history),
+        reached_stop=result.reached_stop,
+        history=result.history,
+        stop_acc=request.stop_acc,
+        stop_loss=request.stop_loss,
+        stop_target=request.target(),
+        note=result.note,
+        wall_s=round(wall, 3),
+        circuit_evals=result.circuit_evals + spent,
+    )
+    warnings = (
+        ()
+        if result.reached_stop
+        else (
+            f"{method}: {now} after {len(result.history)} pass(es) (stopping target: {request.target()}): the "
+            "method did not reach its stopping rule. " + METHODS.entry(method).hint,
+        )
+    )
+    return Output(qnn.weights_frame(model_id), facts, warnings=warnings)
+
+
+def unlearn_split(
+    weights: ArtifactRef,
+    splits: ArtifactRef,
+    model: ModelConfig,
+    classes: Sequence[int],
+    unlearn_cfg: UnlearnConfig,
+    train_cfg: TrainConfig,
+    *,
+    method: str,
+    seed: int,
+    progress: Progress | None = None,
+) -> Output:
+    """`unlearn` on stored artifacts (what a worker process runs)."""
+    table = read_splits(splits)
+    return unlearn(
+        artifacts.read(weights),
+        table,
+        model,
+        classes,
+        unlearn_cfg,
+        train_cfg,
+        method=method,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def relearn_split(
+    weights: ArtifactRef,
+    before: ArtifactRef,
+    splits: ArtifactRef,
+    model: ModelConfig,
+    classes: Sequence[int],
+    unlearn_cfg: UnlearnConfig,
+    train_cfg: TrainConfig,
+    *,
+    seed: int,
+) -> Output:
+    """Relearn time of the model at `weights` (`qmu_core.unlearning.relearn`).
+
+    Measured against the forget accuracy of the model at `before`.
+    """
+    table = read_splits(splits)
+    frame = table.frame
+    forget = frame[(frame["role"] == "target_train") & frame["is_forget"]]
+    x, y = training.model_inputs(forget, model), training.class_index(forget["label"].to_numpy(), classes)
+    original = load_model(artifacts.read(before), table, model, classes)
+    target = relearn.RELEARN_SHARE * accuracy(original, x, y, Evals())
+    weights_table = artifacts.read(weights)
+    qnn = load_model(weights_table, table, model, classes)
+    steps, curve = relearn.relearn_steps(
+        qnn,
+        x,
+        y,
+        train_cfg,
+        target_acc=target,
+        batch_size=unlearn_cfg.batch_size,
+        max_steps=unlearn_cfg.relearn_max_steps,
+        seed=derive_seed(seed, "relearn"),
+    )
+    model_id = str(weights_table["model_id"].iloc[0])
+    frame_out = pd.DataFrame({"model_id": model_id, "step": np.arange(len(curve), dtype=np.int64), "forget_acc": curve})
+    facts = RelearnFacts(which=model_id, target_acc=target, steps=steps, max_steps=unlearn_cfg.relearn_max_steps)
+    return Output(frame_out, facts)
