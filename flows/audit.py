@@ -1,5 +1,6 @@
-"""The audit flow: membership attacks on a run's models (or given model artifacts), reusing the
-cached reference models.
+"""The audit flow: membership attacks on a run's models (or given model artifacts).
+
+It reuses the cached reference models.
 
 Its parameters are what a user has in hand, typed as plain strings (the Prefect form shows each
 with its description and an example): a run's name, its folder, its summary.json, or model paths
@@ -41,8 +42,10 @@ ROOT_EXAMPLES = [DEFAULT_ROOT, "/srv/qmu/artifacts", "s3://bucket/qmu"]
 def audit_subject(
     source: str, artifact_root: str, overrides: tuple[str, ...] | list[str], *, attack: AttackConfig | None = None
 ) -> Subject:
-    """What `qmu_audit` audits: the subject `source` names (`resolve_many`; several sources
-    separated by commas), `overrides` applied to its config, its artifact root checked.
+    """What `qmu_audit` audits: the subject `source` names (`resolve_many`).
+
+    Several sources are separated by commas; `overrides` are applied to its config, and its
+    artifact root is checked.
 
     Raises:
         QMUError: If the source names nothing usable or an override is invalid (one message).
@@ -63,9 +66,10 @@ def qmu_audit(
     overrides: Annotated[tuple[str, ...], Field(examples=OVERRIDE_EXAMPLES)] = (),
     artifact_root: Annotated[str, Field(examples=ROOT_EXAMPLES)] = DEFAULT_ROOT,
 ) -> str:
-    """Membership audit of a run's models (or of given model artifacts) with every attack, on the
-    same records and reference models as the run that made them (reused from the cache).
-    Returns summary.json's path.
+    """Membership audit of a run's models (or of given model artifacts) with every attack.
+
+    On the same records and reference models as the run that made them (reused from the
+    cache). Returns summary.json's path.
 
     Args:
         source: What to audit: a run's name (e.g. nimble-lemur: its folder under

@@ -34,9 +34,11 @@ from tasks.hardware import (
 
 
 def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
-    """The run's models (repeat 0), their simulated outputs and audit, the measured records, and
-    the prepared circuits and exact distribution (under the sampler's noise) of every model to
-    measure: the audited ones and, with `hardware.measure_references`, the attacker's references."""
+    """The run's models (repeat 0), their simulated outputs and audit, the measured records, and more.
+
+    Also the prepared circuits and exact distribution (under the sampler's noise) of every model to
+    measure: the audited ones and, with `hardware.measure_references`, the attacker's references.
+    """
     check_model(config.model)  # before anything trains
     hw = config.hardware
     base, splits = split(config)
@@ -76,8 +78,10 @@ def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
 
 
 def _measured(config: QMUConfig, s: dict[str, Any], repetitions: int | None) -> dict[str, Any]:
-    """Each measured model's outputs with the measured records from `repetitions` shots (None:
-    the exact distribution under the sampler's noise)."""
+    """Each measured model's outputs with the measured records from `repetitions` shots.
+
+    None: from the exact distribution under the sampler's noise.
+    """
     hw = config.hardware
     common = {"model": config.model, "classes": config.data.classes, "loss": config.train.loss}
     out = {}
@@ -105,9 +109,11 @@ def _measured(config: QMUConfig, s: dict[str, Any], repetitions: int | None) -> 
 
 
 def _judged(config: QMUConfig, s: dict[str, Any], outputs: dict[str, Any], source: str) -> ArtifactRef:
-    """The attacks fitted on the reference models' outputs (measured the same way when
-    `hardware.measure_references`, else simulated) scored on the audited models' `outputs`;
-    metrics over the measured records."""
+    """The attacks fitted on the reference models' outputs, scored on the audited models' `outputs`.
+
+    The reference outputs are measured the same way when `hardware.measure_references`, else
+    simulated; the metrics are over the measured records.
+    """
     names = list(s["references"]["reference_models"])
     own = [outputs.get(n, s["audit"]["reference_outputs"][n]) for n in names]
     audited = {phase: outputs[phase] for phase in s["models"]}
@@ -125,9 +131,10 @@ def _judged(config: QMUConfig, s: dict[str, Any], outputs: dict[str, Any], sourc
 
 @qmu_flow("qmu-hardware", flow_run_name=run_name("hardware"), rebuild=False)
 def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
-    """Before, every unlearned model and the oracle measured on `hardware.sampler` with
-    `hardware.repetitions` shots; accuracy and the audit beside exact simulation. Returns the
-    report's JSON path."""
+    """Before, every unlearned model and the oracle measured on `hardware.sampler` with `hardware.repetitions` shots.
+
+    Accuracy and the audit beside exact simulation. Returns the report's JSON path.
+    """
     started = time.time()
     with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
         workers.configure(config.run.workers)
@@ -152,9 +159,11 @@ def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the
 
 @qmu_flow("qmu-shots", flow_run_name=run_name("shots"), rebuild=False)
 def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
-    """The shot-count study: for every repetition count of `hardware.shots`, MIA AUC, TPR at 1 %
-    FPR, forget-set success and AUC, accuracy and the output variance, against shots. Returns
-    the study's JSON path."""
+    """The shot-count study: the metrics against shots, for every repetition count of `hardware.shots`.
+
+    The metrics are MIA AUC, TPR at 1 % FPR, forget-set success and AUC, accuracy and the
+    output variance. Returns the study's JSON path.
+    """
     started = time.time()
     with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
         workers.configure(config.run.workers)

@@ -15,8 +15,10 @@ from tasks import model_outputs, publish_report
 
 @qmu_flow("qmu-pipeline", flow_run_name=run_name())
 def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - the form starts from `default`
-    """Membership leakage before and after unlearning a deletion request, every method judged
-    against the retrain oracle. Returns summary.json's path."""
+    """Membership leakage before and after unlearning a deletion request.
+
+    Every method is judged against the retrain oracle. Returns summary.json's path.
+    """
     started = time.time()
     with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
         workers.configure(config.run.workers)

@@ -1,5 +1,8 @@
-"""Steps the flows compose: the split, the reference models, the membership audit, and the
-unlearning methods of one repeat judged against its oracle."""
+"""Steps the flows compose.
+
+The split, the reference models, the membership audit, and the unlearning methods of one
+repeat judged against its oracle.
+"""
 
 from __future__ import annotations
 
@@ -50,8 +53,10 @@ def split(config: QMUConfig) -> tuple[ArtifactRef, ArtifactRef]:
 
 
 def reference_models(config: QMUConfig, splits: ArtifactRef) -> dict[str, Any]:
-    """The attacker's reference models, each on its own random half (submitted, not awaited),
-    and the membership matrix that says which half."""
+    """The attacker's reference models, each on its own random half (submitted, not awaited).
+
+    Also the membership matrix that says which half.
+    """
     names = reference_names(config.attack)
     common = {"model": config.model, "classes": config.data.classes, "train": config.train, "seed": config.run.seed}
     models = train_model.map(splits=splits, which=names, labels=[f"train {n}" for n in names], **common)
@@ -62,8 +67,10 @@ def reference_models(config: QMUConfig, splits: ArtifactRef) -> dict[str, Any]:
 def membership_audit(
     config: QMUConfig, splits: ArtifactRef, references: dict[str, Any], outputs: dict[str, Ref]
 ) -> dict[str, Any]:
-    """Every attack fitted once on the reference models' outputs, then the same frozen attacks
-    score every audited model (`outputs`: {phase: outputs}); metrics with CIs per attack."""
+    """Every attack fitted once on the reference models' outputs; metrics with CIs per attack.
+
+    The same frozen attacks then score every audited model (`outputs`: {phase: outputs}).
+    """
     common = {"model": config.model, "classes": config.data.classes, "loss": config.train.loss}
     models = references["reference_models"]
     reference_outputs = model_outputs.map(
@@ -92,9 +99,11 @@ def repeat_seed(config: QMUConfig, repeat: int) -> int:
 
 
 def train_and_unlearn(config: QMUConfig, base: ArtifactRef, splits: ArtifactRef, repeat: int) -> dict[str, Ref]:
-    """One repeat, by audit phase: the original model (``before``, on the `base` split, so every
-    request of one data config shares it), the oracle retrained without the deletion request,
-    and the original model after each unlearning method (``after_<m>``)."""
+    """One repeat, by audit phase: the original model, the oracle, and the original model after each method.
+
+    The original model (``before``) trains on the `base` split, so every request of one data config shares
+    it; the oracle is retrained without the deletion request; the unlearned models are ``after_<m>``.
+    """
     seed, train = repeat_seed(config, repeat), config.train
     common = {"model": config.model, "classes": config.data.classes}
     before, oracle = Which.before(repeat), Which.oracle(repeat)

@@ -100,6 +100,8 @@ def stop_signal() -> KeyboardInterrupt | None:
     """The stop this process got, as the exception its signal raises; None if there was none.
 
     An error raised after a stop signal is the stop's own consequence (a stage Cancelled).
+
+    An error raised after a stop signal is the stop's own consequence (a stage Cancelled).
     """
     if not SIGNALLED:
         return None

@@ -27,8 +27,10 @@ def split_data(data: DataConfig, features: FeatureSpec, seed: int, source: str, 
 
 @stage("splits", label="deletion request")
 def request_split(splits: ArtifactRef, data: DataConfig) -> Output:
-    """The split `splits` with the sample deletion request of `data` marked (`is_forget`); the
-    records, roles, features and feature map stay those of `splits`."""
+    """The split `splits` with the sample deletion request of `data` marked (`is_forget`).
+
+    The records, roles, features and feature map stay those of `splits`.
+    """
     table = read_splits(splits)
     base = Output(table.frame, table.facts, companions={"feature_map": artifacts.read(feature_map_ref(splits))})
     out = splits_module.apply_request(base, data)

@@ -1,5 +1,8 @@
-"""Hardware stages: the measured records, prepared circuits, exact distributions, shots,
-measured outputs and their metrics; and the publication of a hardware or shot-count report."""
+"""Hardware stages, and the publication of a hardware or shot-count report.
+
+The stages: the measured records, prepared circuits, exact distributions, shots, measured
+outputs and their metrics.
+"""
 
 from __future__ import annotations
 
@@ -47,8 +50,10 @@ def hardware_records(splits: ArtifactRef, records_per_group: int, seed: int) -> 
 
 @stage("circuits", label="prepare circuits")
 def prepare_circuits(weights: ArtifactRef, records: ArtifactRef, model: ModelConfig, target: str | None) -> Output:
-    """Each record's circuit with the weights resolved, compiled and validated for `target` (a
-    processor's name, `samplers.SamplerKind.target`; None: LineQubits for a simulator)."""
+    """Each record's circuit with the weights resolved, compiled and validated for `target`.
+
+    `target` is a processor's name (`samplers.SamplerKind.target`); None: LineQubits for a simulator.
+    """
     processor = None if target is None else devices.processor(target)
     step = max(1, len(artifacts.read(records)) // 4)
 
@@ -80,8 +85,10 @@ def measure_shots(
     cpu_threads: int,
     distribution: ArtifactRef | None,
 ) -> Output:
-    """`repetitions` shots of every circuit: through the sampler, or (emulator) drawn from the
-    exact distribution. On a real device these are paid-for data: cached like everything else."""
+    """`repetitions` shots of every circuit: through the sampler, or (emulator) drawn from the exact distribution.
+
+    On a real device these are paid-for data: cached like everything else.
+    """
     exact = None if distribution is None else artifacts.read(distribution)
     table = evaluate.measure_with(
         artifacts.read(circuits), samplers.resolve(sampler), repetitions, seed=seed, cpu_threads=cpu_threads,
@@ -101,8 +108,10 @@ def hardware_outputs(
     classes: tuple[int, ...],
     loss: str,
 ) -> Output:
-    """The model's outputs with the measured records' rows from ⟨Z⟩ of the shots (or, without
-    shots, of the exact distribution)."""
+    """The model's outputs with the measured records' rows from ⟨Z⟩ of the shots.
+
+    Without shots, from ⟨Z⟩ of the exact distribution.
+    """
     chosen = artifacts.read(records)
     if shots is not None:
         z, _ = evaluate.sampling.z_from_bits(evaluate.bits_from_frame(artifacts.read(shots), model.n_qubits))
@@ -137,9 +146,11 @@ def publish_hardware(
     started: float,
     outputs: Mapping[str, Mapping[str, ArtifactRef]] | None = None,
 ) -> str:
-    """Write the hardware report (or, with `outputs` by shots, the shot-count study) under
-    ``<root>/runs/<run>/`` and log it. Returns the JSON path; the flow shows it in the UI
-    (`qmu_prefect.ui.show_run`)."""
+    """Write the hardware report (or, with `outputs` by shots, the shot-count study) and log it.
+
+    It goes under ``<root>/runs/<run>/``. Returns the JSON path; the flow shows it in the UI
+    (`qmu_prefect.ui.show_run`).
+    """
     run_name = str(flow_run.get_name() or time.strftime("hw-%Y%m%d-%H%M%S"))
     published = hwreport.publish_artifacts(
         metrics, circuits, records, config=config, run_name=run_name, outputs=outputs, wall_time_s=time.time() - started

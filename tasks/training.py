@@ -13,8 +13,10 @@ from tasks._stage import stage
 def train_model(
     splits: ArtifactRef, model: ModelConfig, train: TrainConfig, classes: tuple[int, ...], which: str, seed: int
 ) -> Output:
-    """Train model `which` (target, oracle, shadow-<i> or ref-<i>) from scratch on its member rows,
-    in a worker process (`qmu_core.workers`), so models train side by side on separate cores."""
+    """Train model `which` (target, oracle, shadow-<i> or ref-<i>) from scratch on its member rows.
+
+    It trains in a worker process (`qmu_core.workers`), so models train side by side on separate cores.
+    """
     from qmu_core import jobs  # TensorFlow loads only when a stage really runs
 
     report = progress(f"train {which}")
@@ -25,8 +27,10 @@ def train_model(
 def model_outputs(
     weights: ArtifactRef, splits: ArtifactRef, model: ModelConfig, classes: tuple[int, ...], loss: str
 ) -> Output:
-    """Class probabilities, loss and correctness of one model on every record of the split, in a
-    worker process (TensorFlow stays out of the flow's process and its threads)."""
+    """Class probabilities, loss and correctness of one model on every record of the split.
+
+    Computed in a worker process (TensorFlow stays out of the flow's process and its threads).
+    """
     from qmu_core import jobs
 
     return workers.run(jobs.outputs_split, weights, splits, model, classes, loss=loss)

@@ -23,7 +23,8 @@ def unlearn(
 ) -> Output:
     """Unlearn the split's forget set from `weights` with `method`, in a worker process.
 
-    `revision` (`qmu_core.unlearning.REVISION`) enters the key, so a changed method recomputes."""
+    `revision` (`qmu_core.unlearning.REVISION`) enters the key, so a changed method recomputes.
+    """
     from qmu_core import jobs  # TensorFlow loads only when a stage really runs
 
     report = progress(f"unlearn {method}")

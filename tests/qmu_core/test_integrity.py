@@ -118,7 +118,7 @@ def test_seal_checks_are_cached_per_file_version(tmp_path: Path, monkeypatch: py
         calls.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(artifacts, "sha256_file", counting)
+    monkeypatch.setattr("qmu_core.artifacts.seals.sha256_file", counting)
     for _ in range(5):
         artifacts.read(ref)
     assert len(calls) <= 1
