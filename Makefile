@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PRESET ?= default
+# pytest-xdist workers of `make test`; a test file runs whole on one worker (--dist loadfile).
+TEST_JOBS ?= 2
 
 # The environment variables QMU needs are declared once, in qmu_core/environment.py: `qmu`, the
 # test suite and the bench scripts set them themselves; `make ui` starts Prefect's server with them.
@@ -22,8 +24,8 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)  ## the main job on the embedded default dataset (scikit-learn digits)
 	$(BIN)/qmu run --preset $(PRESET) $(ARGS)
 
-test: lint  ## the gates, then the default test suite (what CI runs)
-	$(BIN)/python -m pytest -q $(ARGS)
+test: lint  ## the gates, then the default test suite (what CI runs), one pytest worker per core (TEST_JOBS)
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile $(ARGS)
 
 lint: $(STAMP)  ## ruff (lint + format), mypy on qmu_core, import-linter contracts
 	$(BIN)/ruff check .

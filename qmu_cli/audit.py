@@ -40,8 +40,8 @@ def audit(args: argparse.Namespace) -> int:
     """`qmu audit`: recover the config and models from a run or from model artifacts, audit them.
 
     The run: its name under data/artifacts, its folder or summary.json; model artifacts: several
-    separated by commas. Checked here before Prefect starts; the flow resolves the same source again. A model
-    artifact takes `--preset`'s attack section (a run keeps its own): passed on as an override.
+    separated by commas. Checked here before Prefect starts; the flow resolves the same source again. A
+    model artifact takes `--preset`'s attack section (a run keeps its own): passed on as an override.
     """
     from qmu_core.attacks.subjects import DEFAULT_ROOT, resolve_many, split_sources
 

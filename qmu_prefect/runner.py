@@ -72,8 +72,8 @@ def _stop_now() -> None:
 def _chain_sigterm() -> Callable[[], None] | None:
     """In the main thread of `qmu run`: put a SIGTERM handler in front of the current one.
 
-    The current one is Prefect's, in a flow run. Returns what undoes it, or None where it does not
-    apply (module doc) or signals cannot be handled (another thread).
+    The current one is Prefect's, in a flow run. Returns what undoes it, or None where it
+    does not apply (module doc) or signals cannot be handled (another thread).
     """
     if not on_sigterm:  # not `qmu run`: Prefect's handler must stay (module doc)
         return None

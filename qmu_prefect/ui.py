@@ -81,9 +81,9 @@ def _create(client: SyncPrefectClient, flow_run_id: UUID, kind: str, key: str, d
 def markdown_with_images(markdown: str, images: Mapping[str, str | Path], *, before: str | None = None) -> str:
     """`markdown` with each PNG of `images` ({caption: path}) as a ``data:`` URI image.
 
-    A relative link to the file's name (``![...](deletion.png)``, how the report links it on disk)
-    is replaced in place, where the UI could not follow it; the others go to a "Plots" section
-    placed before the first line starting with `before` (else at the end).
+    A relative link to the file's name (``![...](deletion.png)``, how the report links it on
+    disk) is replaced in place, where the UI could not follow it; the others go to a "Plots"
+    section placed before the first line starting with `before` (else at the end).
     """
     lines = []
     for caption, path in images.items():
@@ -158,8 +158,7 @@ def _ref_paths(refs: Mapping[str, Any]) -> dict[str, str | dict[str, str]]:
 def _in_root(summary_path: str, value: Any) -> Any:
     """`value` as a local path or URL below the root `summary_path` lies in (`storage.in_root`).
 
-    `value` is a path summary.json stores, relative to its artifact root, or a mapping of them;
-    None stays None.
+    `value` is a path summary.json stores, relative to its artifact root, or a mapping of them; None stays None.
     """
     if isinstance(value, Mapping):
         return {k: _in_root(summary_path, v) for k, v in value.items()}
@@ -242,8 +241,7 @@ def _hardware_artifacts(
 def show_run(path: str, refs: Mapping[str, Any] | None = None) -> str:
     """Publish the report whose JSON is at `path` as artifacts of the current flow run (module doc).
 
-    `refs` ({name: ArtifactRef or {part: ArtifactRef}}) adds their files to the Files table.
-    Returns `path`.
+    `refs` ({name: ArtifactRef or {part: ArtifactRef}}) adds their files to the Files table. Returns `path`.
     """
     flow_run_id = _flow_run_id()
     raw = _read(path)

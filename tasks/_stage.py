@@ -192,9 +192,8 @@ class Stage(Generic[P]):
         """Run the stage on the flow's task runner and return at once.
 
         Upstream futures (also inside lists and dicts) are handed to Prefect, which waits for them
-        where the task runs, so the flow goes on submitting independent stages and the graph shows
-        the edges.
-        `label` names the task run in the UI ("unlearn ssd r1"); default: the stage's label.
+        where the task runs, so the flow goes on submitting independent stages and the graph shows the
+        edges. `label` names the task run in the UI ("unlearn ssd r1"); default: the stage's label.
         """
         return self._named(label).submit(**kwargs)
 

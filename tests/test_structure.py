@@ -41,8 +41,10 @@ SAMPLER_CLASSES = {variant.config.__name__ for variant in SAMPLERS.values() if v
 
 
 def _kind_decisions(tree: ast.AST) -> list[int]:
-    """Lines that branch on a sampler kind: isinstance on a sampler class, a class pattern of one,
-    or ``<x>.kind == "<a sampler kind>"``."""
+    """Lines that branch on a sampler kind.
+
+    isinstance on a sampler class, a class pattern of one, or ``<x>.kind == "<a sampler kind>"``.
+    """
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance":
@@ -62,9 +64,7 @@ def _kind_decisions(tree: ast.AST) -> list[int]:
 
 def test_sampler_kind_is_decided_only_by_the_catalogue() -> None:
     """`qmu_core.hardware.samplers.resolve` looks the kind up in `SAMPLERS`; nothing branches on it."""
-    decisions = {
-        f"{_rel(p)}:{line}" for p in _modules() for line in _kind_decisions(ast.parse(p.read_text(), str(p)))
-    }
+    decisions = {f"{_rel(p)}:{line}" for p in _modules() for line in _kind_decisions(ast.parse(p.read_text(), str(p)))}
     assert not decisions, f"code that branches on a sampler kind outside the catalogue: {sorted(decisions)}"
 
 
@@ -83,3 +83,50 @@ def test_the_kind_check_finds_a_branch() -> None:
 def test_every_sampler_kind_names_a_builder(kind: str) -> None:
     """Every kind's entry names a builder that exists (import only; building is tested in test_samplers)."""
     assert callable(SAMPLERS[kind].load())
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of a module graph: its strongly connected components of two or more modules."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while True:
+                w = stack.pop()
+                part.append(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle() -> None:
+    """No module imports itself through others (lazy imports inside functions count too)."""
+    import grimp
+
+    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    modules = set(graph.modules)
+    edges = {m: set(graph.find_modules_directly_imported_by(m)) & modules for m in modules}
+    assert not _cycles(edges), f"import circles: {_cycles(edges)}"
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(edges) == [["a", "b", "c"]]

@@ -22,7 +22,8 @@ both UIs (names and tags), the run pages, the deletion report and the comparison
 
 Artifacts land in the repository's data/artifacts: the pull step's directory is resolved when
 deploying. The worker runs with PREFECT_TASKS_REFRESH_CACHE=true so that no stage is reused from
-there: each run computes everything."""
+there: each run computes everything.
+"""
 
 from __future__ import annotations
 
@@ -78,8 +79,11 @@ def _v1_field(page: Any, label: str) -> Any:
 
 
 def _submit(page: Any, server_log: Path, attempts: int = 12) -> tuple[str, dict[str, Any], int]:
-    """Click Submit until the server takes the run; returns its id, the parameters the UI sent
-    and how many 503s came first (SQLite busy on 2 cores: the form keeps its values, a user clicks again)."""
+    """Click Submit until the server takes the run.
+
+    Returns its id, the parameters the UI sent and how many 503s came first (SQLite busy on
+    2 cores: the form keeps its values, a user clicks again).
+    """
     busy = 0
     for _ in range(attempts):
         with page.expect_response(lambda r: r.url.endswith("/create_flow_run") and r.request.method == "POST") as info:
@@ -116,8 +120,10 @@ def _diff(got: Any, want: Any, path: str = "") -> dict[str, tuple[Any, Any]]:
 
 
 def _summary(api: str, run: dict[str, Any], started: float) -> tuple[Path, dict[str, Any]]:
-    """The run's summary.json: runs/<run name>/ under the repository's artifact root; else the path
-    in its `qmu-files` artifact; else the newest summary.json written since `started`."""
+    """The run's summary.json: runs/<run name>/ under the repository's artifact root.
+
+    Else the path in its `qmu-files` artifact; else the newest summary.json written since `started`.
+    """
     candidates = [RUNS / run["name"] / "summary.json"]
     arts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
     for art in arts:
@@ -132,8 +138,10 @@ def _summary(api: str, run: dict[str, Any], started: float) -> tuple[Path, dict[
 
 
 def _deletion_images(page: Any, url: str) -> list[tuple[str, int]]:
-    """(src, its first 60 characters; naturalWidth) of every <img> on the artifact page `url`, once
-    each has loaded or failed."""
+    """(src, its first 60 characters; naturalWidth) of every <img> on the artifact page `url`.
+
+    Read once each has loaded or failed.
+    """
     page.goto(url)
     page.get_by_text(re.compile("Deletion|deletion")).first.wait_for()
     page.wait_for_timeout(1500)

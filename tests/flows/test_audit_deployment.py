@@ -11,6 +11,7 @@ and reuse every reference model of the run: their task runs end Cached.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,20 @@ def _tasks(api: str, run_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def deployed(deployed_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
-    """A completed run of the smoke deployment through the session's real server and worker."""
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     tmp = tmp_path_factory.mktemp("audit-deployment")
-    api, procs, worker_log = deployed_server.api, deployed_server.procs, deployed_server.worker_log
-    root = tmp / "artifacts"
-    config = {"preset": "tiny", "run": {"artifact_root": str(root)}}
-    run = _run(api, procs, worker_log, "smoke", {"config": config})
-    assert run["state_type"] == "COMPLETED", f"{run['state']}\n{pp.tail(worker_log)}"
-    (path,) = sorted(root.glob(f"runs/{run['name']}/summary.json"))
-    return Deployed(api, procs, worker_log, root, run, json.loads(path.read_text()))
+    with pp.processes() as procs:
+        api, env = pp.start_server(procs, tmp / "home")
+        pp.create_pool(env)
+        pp.deploy(env, "smoke", "audit")
+        worker_log = tmp / "worker.log"
+        pp.start_worker(procs, env, worker_log)
+        root = tmp / "artifacts"
+        config = {"preset": "tiny", "run": {"artifact_root": str(root)}}
+        run = _run(api, procs, worker_log, "smoke", {"config": config})
+        assert run["state_type"] == "COMPLETED", f"{run['state']}\n{pp.tail(worker_log)}"
+        (path,) = sorted(root.glob(f"runs/{run['name']}/summary.json"))
+        yield Deployed(api, procs, worker_log, root, run, json.loads(path.read_text()))
 
 
 def _audited(deployed: Deployed, parameters: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -1,8 +1,10 @@
-"""The `audit` deployment as a newcomer uses it in the Prefect UI: the form's parameters are plain
-strings (a run name, a model path, or nothing for Quick run), checked against the flow's parameter
-schema as the server checks them, then run the way a worker runs a deployment's flow run
-(`Flow.validate_parameters` on the JSON parameters, then the call). The run's reference models
-come from the cache: no model is trained again."""
+"""The `audit` deployment as a newcomer uses it in the Prefect UI.
+
+The form's parameters are plain strings (a run name, a model path, or nothing for Quick run),
+checked against the flow's parameter schema as the server checks them, then run the way a
+worker runs a deployment's flow run (`Flow.validate_parameters` on the JSON parameters, then
+the call). The run's reference models come from the cache: no model is trained again.
+"""
 
 from __future__ import annotations
 
@@ -41,8 +43,11 @@ def run(tiny_run: TinyRun, root: Path) -> dict[str, Any]:
 
 
 def _form_run(parameters: dict[str, Any]) -> Any:
-    """Run `qmu_audit` as a deployment run with these form parameters: the server's JSON-schema
-    check, then what the worker does (validate the JSON parameters, call the flow)."""
+    """Run `qmu_audit` as a deployment run with these form parameters.
+
+    First the server's JSON-schema check, then what the worker does (validate the JSON
+    parameters, call the flow).
+    """
     schema = qmu_audit.parameters.model_dump()
     assert validate(parameters, schema, raise_on_error=False) == [], parameters
     return qmu_audit(**qmu_audit.validate_parameters(parameters), return_state=True)
@@ -54,9 +59,11 @@ def _summary(state: Any) -> dict[str, Any]:
 
 
 def _model_stages(flow_run_id: Any, keys: set[str]) -> dict[str, tuple[str, str]]:
-    """``{model key: (its "stage model" log line's verdict, its task run's state name)}`` of the
-    flow run's model stages. Logs and states arrive asynchronously: poll until every key of
-    `keys` has a final state."""
+    """The verdicts and task-run states of the flow run's model stages, by model key.
+
+    As ``{model key: (its "stage model" log line's verdict, its task run's state name)}``. Logs and
+    states arrive asynchronously: poll until every key of `keys` has a final state.
+    """
     deadline = time.monotonic() + 60
     with get_client(sync_client=True) as client:
         while True:
@@ -162,8 +169,10 @@ def test_several_model_paths_make_one_audit(run: dict[str, Any], root: Path) -> 
 
 
 def test_sources_made_with_other_reference_models_are_refused(run: dict[str, Any], root: Path) -> None:
-    """A run of the same models but another attack section (8 reference models, not 2): one
-    audit cannot score both against the same reference models."""
+    """A run of the same models but another attack section (8 reference models, not 2) is refused.
+
+    One audit cannot score both against the same reference models.
+    """
     other = json.loads(Path(run["path"]).read_text())
     other["config"]["attack"]["n_shadow"] = 8
     # in the run's root: summary.json names its models relative to the root it lies in
@@ -193,8 +202,10 @@ def test_a_bad_name_fails_in_one_line_listing_the_runs(run: dict[str, Any], root
 def test_quick_run_audits_the_latest_pipeline_run_not_an_audit(
     run: dict[str, Any], root: Path, by_model_path: tuple[Any, dict[str, Any]]
 ) -> None:
-    """No source (the UI's Quick run; here with the test's root): the newest pipeline run, even
-    when an audit's summary (of one model) is newer."""
+    """No source (the UI's Quick run; here with the test's root): the newest pipeline run.
+
+    Even when an audit's summary (of one model) is newer.
+    """
     audit_summary = Path(by_model_path[0].result())
     future = time.time() + 60
     os.utime(audit_summary, (future, future))

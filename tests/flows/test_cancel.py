@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,41 +71,46 @@ class Cancelled:
 
 
 @pytest.fixture(scope="module")
-def cancelled(deployed_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Cancelled:
-    """A run of the smoke deployment through the session's real server and worker, cancelled mid-training."""
+def cancelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cancelled]:
+    """A run of the smoke deployment through a real server and worker, cancelled mid-training."""
     tmp = tmp_path_factory.mktemp("cancel")
-    api, procs, worker_log = deployed_server.api, deployed_server.procs, deployed_server.worker_log
+    with pp.processes() as procs:
+        api, env = pp.start_server(procs, tmp / "home")
+        pp.create_pool(env)
+        pp.deploy(env, DEPLOYMENT)
+        worker_log = tmp / "worker.log"
+        pp.start_worker(procs, env, worker_log)
 
-    root = tmp / "artifacts"
-    config = {"preset": "tiny", "train": {"epochs": 200}, "run": {"artifact_root": str(root)}}
-    created = httpx.post(
-        f"{api}/deployments/{pp.deployment_id(api, DEPLOYMENT)}/create_flow_run",
-        json={"parameters": {"config": config}},
-        timeout=30,
-    )
-    assert created.status_code == 201, created.text
-    run_id = created.json()["id"]
+        root = tmp / "artifacts"
+        config = {"preset": "tiny", "train": {"epochs": 200}, "run": {"artifact_root": str(root)}}
+        created = httpx.post(
+            f"{api}/deployments/{pp.deployment_id(api, DEPLOYMENT)}/create_flow_run",
+            json={"parameters": {"config": config}},
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
 
-    _wait_for_epoch(api, run_id, procs, worker_log)
-    cancelled_at = time.monotonic()
-    answer = httpx.post(f"{api}/flow_runs/{run_id}/set_state", json={"state": {"type": "CANCELLING"}}, timeout=30)
-    assert answer.status_code in (200, 201), answer.text
-    run = pp.wait_final(api, run_id, procs, worker_log, CANCEL_TIMEOUT)
-    took = time.monotonic() - cancelled_at
+        _wait_for_epoch(api, run_id, procs, worker_log)
+        cancelled_at = time.monotonic()
+        answer = httpx.post(f"{api}/flow_runs/{run_id}/set_state", json={"state": {"type": "CANCELLING"}}, timeout=30)
+        assert answer.status_code in (200, 201), answer.text
+        run = pp.wait_final(api, run_id, procs, worker_log, CANCEL_TIMEOUT)
+        took = time.monotonic() - cancelled_at
 
-    deadline = time.monotonic() + GONE_TIMEOUT
-    left = procs.descendants("prefect worker")
-    while left and time.monotonic() < deadline:
-        time.sleep(0.5)
+        deadline = time.monotonic() + GONE_TIMEOUT
         left = procs.descendants("prefect worker")
-    shown = []
-    for p in left:
-        with contextlib.suppress(Exception):
-            shown.append(f"{p.pid} {' '.join(p.cmdline()[:4])}")
-    time.sleep(2)  # the last log lines of the flow's process reach the API
-    records = pp.logs(api, run_id)
-    tasks = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}, timeout=30).json()
-    return Cancelled(run, records, tasks, shown, sorted(root.rglob("*.tmp")), took)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.5)
+            left = procs.descendants("prefect worker")
+        shown = []
+        for p in left:
+            with contextlib.suppress(Exception):
+                shown.append(f"{p.pid} {' '.join(p.cmdline()[:4])}")
+        time.sleep(2)  # the last log lines of the flow's process reach the API
+        records = pp.logs(api, run_id)
+        tasks = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}, timeout=30).json()
+        yield Cancelled(run, records, tasks, shown, sorted(root.rglob("*.tmp")), took)
 
 
 def test_a_cancel_from_the_ui_is_one_line_and_leaves_nothing(cancelled: Cancelled) -> None:

@@ -126,10 +126,12 @@ def _service_account_key(path: Path, token_uri: str) -> None:
 
 
 def test_google_engine_without_network_fails_within_the_timeout(tiny_run: TinyRun, tmp_path: Path) -> None:
-    """`qmu hardware` on the real Engine with a valid-looking key and no network (issue 25, item
-    11): every way out (the token endpoint, gRPC through `grpc_proxy`) reaches a local port that
+    """`qmu hardware` on the real Engine with a valid-looking key and no network (issue 25, item 11).
+
+    Every way out (the token endpoint, gRPC through `grpc_proxy`) reaches a local port that
     accepts and never answers, so nothing leaves the machine. The run fails `hardware.timeout_s`
-    after the Engine call with exit code 2 and one message naming the endpoint and the cause."""
+    after the Engine call with exit code 2 and one message naming the endpoint and the cause.
+    """
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)
@@ -187,9 +189,11 @@ def test_google_engine_without_network_fails_within_the_timeout(tiny_run: TinyRu
 
 
 def test_progress_calls_to_an_unreachable_api_give_up_and_then_skip_it() -> None:
-    """`best_effort` (progress bars, UI artifacts): a refused connection costs one short call, not
-    Prefect's retries with backoff (2 + 4 + 8 + 16 + 32 s through a task run's client, which has
-    connected before: the crawl of item 10); later calls return at once while the API is down."""
+    """`best_effort` (progress bars, UI artifacts): a refused connection costs one short call.
+
+    Not Prefect's retries with backoff (2 + 4 + 8 + 16 + 32 s through a task run's client, which
+    has connected before: the crawl of item 10); later calls return at once while the API is down.
+    """
     import uuid
 
     from prefect.client.schemas.actions import ArtifactUpdate

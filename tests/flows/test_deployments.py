@@ -62,9 +62,11 @@ def test_the_deploy_step_requires_qmu_repo_to_be_this_checkout(monkeypatch: pyte
 
 
 def test_the_form_sends_only_changed_fields_and_the_preset_fills_the_rest() -> None:
-    """Prefect's form fills every field that has a schema default into the run's parameters
-    (seen in a browser, tests/e2e); the form schema has none, so a form run is the deployment's
-    preset plus the fields changed. This is the body the UI sent for one changed field."""
+    """Prefect's form fills every field that has a schema default into the run's parameters.
+
+    As seen in a browser (tests/e2e). The form schema has none, so a form run is the deployment's
+    preset plus the fields changed. This is the body the UI sent for one changed field.
+    """
     from prefect.utilities.callables import parameter_schema
     from prefect.utilities.schema_tools.validation import is_valid
 

@@ -1,5 +1,6 @@
-"""Faults end to end (issue 25, items 8, 9, 12, 13): the real cause once, a dead worker costs
-(almost) nothing, SIGTERM stops a flow run like Ctrl-C, no fixed ports.
+"""Faults end to end (issue 25, items 8, 9, 12, 13).
+
+The real cause once, a dead worker costs (almost) nothing, SIGTERM stops a flow run like Ctrl-C, no fixed ports.
 
 * A stage that fails makes Prefect raise `UnfinishedRun` (a downstream future is NotReady) in the
   flow: `qmu` prints the stage's own error instead, once, with its fix.
@@ -178,8 +179,10 @@ def test_a_killed_training_worker_costs_one_retry_not_the_run(tmp_path: Path) ->
 
 
 def main_with_swallowing_flow(root: str) -> int:
-    """`qmu run` whose flow swallows the exception SIGTERM raises in it (as a library catching
-    BaseException in the main thread would) and goes on to train another model."""
+    """`qmu run` whose flow swallows the exception SIGTERM raises in it and goes on to train another model.
+
+    As a library catching BaseException in the main thread would.
+    """
     from prefect import flow, task
 
     import flows.pipeline
@@ -208,8 +211,10 @@ def main_with_swallowing_flow(root: str) -> int:
 
 
 def test_sigterm_in_a_flow_run_stops_like_ctrl_c_even_when_its_exception_is_swallowed(tmp_path: Path) -> None:
-    """Prefect's SIGTERM handler replaces qmu's in a flow run: the exit fallback must still be
-    armed and no training may start after the signal (it went on for ~50 s, issue 25 item 12)."""
+    """Prefect's SIGTERM handler replaces qmu's in a flow run: the exit fallback must still be armed.
+
+    And no training may start after the signal (it went on for ~50 s, issue 25 item 12).
+    """
     script = "import sys; from tests.flows.test_faults import main_with_swallowing_flow as m; sys.exit(m(sys.argv[1]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(tmp_path / "root")],

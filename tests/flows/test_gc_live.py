@@ -1,5 +1,8 @@
-"""`qmu artifacts gc` never removes what a live run may use: while a flow runs on a root (it holds
-`housekeeping.live_run`), gc refuses and removes nothing; the run completes."""
+"""`qmu artifacts gc` never removes what a live run may use.
+
+While a flow runs on a root (it holds `housekeeping.live_run`), gc refuses and removes
+nothing; the run completes.
+"""
 
 from __future__ import annotations
 

@@ -179,9 +179,11 @@ def test_cli_rejects_bad_input_with_a_remedy(capsys: pytest.CaptureFixture[str])
 def test_tiny_on_a_two_worker_dask_cluster_matches_the_default_runner(
     first: tuple[dict, dict[str, str]], root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`run.task_runner=dask`: every stage runs in a local Dask cluster's two worker processes (the
-    Dask workers inherit the environment, not Prefect's settings context, so the API URL goes
-    there too) and the run's metrics are the default runner's, for the same seed."""
+    """`run.task_runner=dask`: every stage runs in a local Dask cluster's two worker processes.
+
+    The Dask workers inherit the environment, not Prefect's settings context, so the API URL
+    goes there too. The run's metrics are the default runner's, for the same seed.
+    """
     import numpy as np
     from prefect.settings import PREFECT_API_URL
 
@@ -205,9 +207,11 @@ def test_tiny_on_a_two_worker_dask_cluster_matches_the_default_runner(
 
 
 def test_a_cross_field_rule_fails_the_run_before_any_stage_with_the_rule_message_alone() -> None:
-    """What a form run gets when two fields disagree (the server's JSON schema checks one field
-    at a time): the run fails before any stage; its state message and its first ERROR line are
-    the rule's own message, with no Prefect traceback anywhere in its log."""
+    """What a form run gets when two fields disagree (the server's JSON schema checks one field at a time).
+
+    The run fails before any stage; its state message and its first ERROR line are the
+    rule's own message, with no Prefect traceback anywhere in its log.
+    """
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.logging.handlers import APILogWorker
 

@@ -1,6 +1,8 @@
-"""Roots are relocatable: a copy of an artifact root is a root of its own. Auditing a run of the
-copy reads and writes the copy only (summary.json names files relative to its root), with the
-real `tiny` pipeline and `qmu audit` under a Prefect test server."""
+"""Roots are relocatable: a copy of an artifact root is a root of its own.
+
+Auditing a run of the copy reads and writes the copy only (summary.json names files relative
+to its root), with the real `tiny` pipeline and `qmu audit` under a Prefect test server.
+"""
 
 from __future__ import annotations
 

@@ -100,8 +100,10 @@ class _Server:
 
 
 def _prefect(server: _Server, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> str:
-    """Run the `prefect` CLI against `server` in a pseudo-terminal, as a user types it: a
-    command that stops at a prompt never finishes and fails the test with what it printed."""
+    """Run the `prefect` CLI against `server` in a pseudo-terminal, as a user types it.
+
+    A command that stops at a prompt never finishes and fails the test with what it printed.
+    """
     import pty
 
     full = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "QMU_REPO"}
@@ -167,10 +169,12 @@ async def _scheduled_runs(deployment_id: UUID) -> list[Any]:
 
 @pytest.mark.timeout(600)
 def test_prefect_deploy_all_registers_every_deployment_and_the_nightly_schedule_fires(tmp_path: Path) -> None:
-    """The commands of prefect.yaml's header, verbatim, against a fresh server: without QMU_REPO
-    `prefect deploy --all` stops at deploy time with the remedy; with it, every deployment
-    registers without a prompt, `prefect deployment ls` lists them, the smoke deployment's
-    nightly schedule shows, and the server's scheduler creates its runs."""
+    """The commands of prefect.yaml's header, verbatim, against a fresh server.
+
+    Without QMU_REPO `prefect deploy --all` stops at deploy time with the remedy; with it,
+    every deployment registers without a prompt, `prefect deployment ls` lists them, the
+    smoke deployment's nightly schedule shows, and the server's scheduler creates its runs.
+    """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())

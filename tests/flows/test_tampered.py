@@ -1,5 +1,8 @@
-"""Trust end to end (issue 25): the CLI refuses a tampered or non-finite model and never derives a
-sealed artifact from it. One `tiny` run; every case works on its own copy of the artifact root."""
+"""Trust end to end (issue 25): the CLI refuses a tampered or non-finite model.
+
+It never derives a sealed artifact from it. One `tiny` run; every case works on its own copy
+of the artifact root.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +35,10 @@ def clean(tiny_run: TinyRun) -> tuple[Path, dict]:
 
 
 def _copy(clean: tuple[Path, dict], tmp_path: Path) -> tuple[Path, ArtifactRef]:
-    """A copy of the clean root and the ref of its `before` model, whose outputs are deleted (as
-    in the issue: the tampered model's outputs were computed after the tampering)."""
+    """A copy of the clean root and the ref of its `before` model, whose outputs are deleted.
+
+    As in the issue: the tampered model's outputs were computed after the tampering.
+    """
     root, summary = clean
     copy = tmp_path / "root"
     shutil.copytree(root, copy)
@@ -66,9 +71,11 @@ def _seals(root: Path) -> set[Path]:
 
 
 def _check_root(root: Path, tampered: ArtifactRef, before: set[Path]) -> None:
-    """Every seal under `root` verifies (but the tampered model's own, for `negated`), and no
-    artifact sealed since the tampering was derived from the tampered model (only, after a run
-    rebuilt it, from the rebuilt one)."""
+    """Every seal under `root` verifies (but the tampered model's own, for `negated`).
+
+    And no artifact sealed since the tampering was derived from the tampered model (only,
+    after a run rebuilt it, from the rebuilt one).
+    """
     failing = []
     for path in sorted(_seals(root)):
         record = json.loads(path.read_text())
@@ -137,8 +144,10 @@ def test_hardware_refuses(
 def test_a_refused_audit_leaves_the_next_run_clean(
     clean: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The issue's sequence: negate the weights, audit (refused), run: the run rebuilds the
-    tampered model (its own rebuild path) and reports what the clean run reported."""
+    """The issue's sequence: negate the weights, audit (refused), run.
+
+    The run rebuilds the tampered model (its own rebuild path) and reports what the clean run reported.
+    """
     root, ref = _copy(clean, tmp_path)
     _tamper(ref, "negated")
     before = _seals(root)

@@ -1,6 +1,8 @@
-"""What the Prefect UI shows of a run: the flow run's own artifacts (report with its plots,
-rounded tables, files) and progress bars that reach 100 %, read back through the client from a
-real tiny pipeline under a Prefect test server."""
+"""What the Prefect UI shows of a run.
+
+The flow run's own artifacts (report with its plots, rounded tables, files) and progress bars that
+reach 100 %, read back through the client from a real tiny pipeline under a Prefect test server.
+"""
 
 from __future__ import annotations
 

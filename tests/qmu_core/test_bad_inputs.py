@@ -1,5 +1,7 @@
-"""Bad inputs are QMUErrors that name the field or file, the bad value and the fix; suspicious
-but allowed inputs are warnings. No training here: every case fails (or warns) up front."""
+"""Bad inputs are QMUErrors that name the field or file, the bad value and the fix.
+
+Suspicious but allowed inputs are warnings. No training here: every case fails (or warns) up front.
+"""
 
 from __future__ import annotations
 

@@ -71,8 +71,10 @@ def test_summaries_with_relative_paths_still_protect_their_files(tmp_path: Path,
 
 
 def test_gc_removes_nothing_while_a_run_is_live(tmp_path: Path, capsys) -> None:
-    """What a running flow holds (`live_run`) stops gc: the run's inputs and outputs are named by
-    no summary until it ends, so they look like orphans."""
+    """What a running flow holds (`live_run`) stops gc.
+
+    The run's inputs and outputs are named by no summary until it ends, so they look like orphans.
+    """
     kept = _metrics(tmp_path, 1)
     _run(tmp_path, "r1", {"metrics": kept})
     with housekeeping.live_run(tmp_path):

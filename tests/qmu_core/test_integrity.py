@@ -1,5 +1,8 @@
-"""Every reader verifies (issue 25): a read checks the artifact's seal first, weights, outputs and
-scores are finite at write and at read, and a stage never reads an input that does not verify."""
+"""Every reader verifies (issue 25).
+
+A read checks the artifact's seal first, weights, outputs and scores are finite at write and
+at read, and a stage never reads an input that does not verify.
+"""
 
 from __future__ import annotations
 
@@ -145,8 +148,10 @@ def test_non_finite_values_are_refused_at_write(tmp_path: Path, stage: str, fram
 
 
 def test_huge_weights_sealed_consistently_are_refused_at_read(tmp_path: Path) -> None:
-    """3e38 fits float32; a consistent reseal makes the seal match, the read still refuses the
-    non-finite values (here written past the write check)."""
+    """3e38 fits float32; a consistent reseal makes the seal match, the read still refuses the non-finite values.
+
+    Here they are written past the write check.
+    """
     ref = _sealed(tmp_path)
     _rewrite(ref.path, _weights([3e38, math.nan, math.inf]))
     artifacts.seal(ref, [ref], code="c0")

@@ -197,8 +197,10 @@ def test_housekeeping_works_on_the_mirror_of_a_url_root(
 
 
 def test_a_run_folder_stays_in_runs_and_never_replaces_an_earlier_run(tmp_path: Path) -> None:
-    """A flow-run name is user input (the UI's Run name, `--flow-run-name`): its folder is derived
-    from it, one level below ``runs/``, and a second run of one name gets a new folder."""
+    """A flow-run name is user input (the UI's Run name, `--flow-run-name`).
+
+    Its folder is derived from it, one level below ``runs/``, and a second run of one name gets a new folder.
+    """
     from qmu_core.storage import run_folder
 
     assert run_folder(tmp_path, "default-class4-3f2a9c-brave-otter") == "runs/default-class4-3f2a9c-brave-otter"

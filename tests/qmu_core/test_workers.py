@@ -64,8 +64,10 @@ def test_a_job_reports_its_start_in_the_worker_before_its_first_step() -> None:
 
 
 def test_a_job_queued_behind_a_busy_worker_starts_when_the_worker_takes_it() -> None:
-    """One worker, busy for 2 s: the next job's start is reported after that, not at submit time
-    (so its progress lines tell running time from time in the queue)."""
+    """One worker, busy for 2 s: the next job's start is reported after that, not at submit time.
+
+    So its progress lines tell running time from time in the queue.
+    """
     workers.run(workers.ping)  # the pool is up
     submitted = time.monotonic()
     busy = threading.Thread(target=workers.run, args=(time.sleep, 2.0))
@@ -106,9 +108,11 @@ def test_cancel_stops_a_running_job_as_cancelled_not_as_a_dead_worker() -> None:
 
 
 def test_workers_outlive_sigterm_the_flow_process_stops_them() -> None:
-    """A Prefect worker cancels a run with SIGTERM to the run's process group: the training
-    workers must not die of it before the flow's process stops them (`cancel`), or their jobs
-    would fail as a dead worker (`WorkerError`)."""
+    """A Prefect worker cancels a run with SIGTERM to the run's process group: the workers must survive it.
+
+    The training workers must not die of it before the flow's process stops them (`cancel`),
+    or their jobs would fail as a dead worker (`WorkerError`).
+    """
     pid = workers.run(workers.ping)
     os.kill(pid, signal.SIGTERM)
     time.sleep(0.5)
@@ -116,8 +120,11 @@ def test_workers_outlive_sigterm_the_flow_process_stops_them() -> None:
 
 
 def test_a_killed_worker_costs_one_retry_of_the_jobs_it_broke_not_their_failure() -> None:
-    """kill -9 one of two busy workers: the pool restarts and every job the broken pool failed
-    (the killed one, the one running beside it, the one queued) runs once more and succeeds."""
+    """One of two busy workers killed with kill -9: the pool restarts, and the jobs it broke run once more.
+
+    Every job the broken pool failed (the killed one, the one running beside it, the one
+    queued) runs once more and succeeds.
+    """
     workers.configure(2)
     try:
         workers.run(workers.ping)  # the pool is up

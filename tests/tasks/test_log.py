@@ -1,5 +1,8 @@
-"""Progress lines of stage tasks: running time from the job's start in its worker, the time it
-waited for a worker apart, an ETA from the epochs seen."""
+"""Progress lines of stage tasks.
+
+Running time from the job's start in its worker, the time it waited for a worker apart, an
+ETA from the epochs seen.
+"""
 
 from __future__ import annotations
 

@@ -106,8 +106,10 @@ def test_forget_success_and_control_by_hand() -> None:
 def _naive_intervals(
     s: np.ndarray, y: np.ndarray, forget: np.ndarray, threshold: float, *, seed: int, n_boot: int, level: float
 ) -> tuple[dict[str, tuple[float, float]], int]:
-    """`bootstrap_ci`'s resampling loop, scored with scikit-learn, every metric on the same resamples;
-    also how many resamples had no forget-set member or non-member."""
+    """`bootstrap_ci`'s resampling loop, scored with scikit-learn, every metric on the same resamples.
+
+    Also how many resamples had no forget-set member or non-member.
+    """
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
     values: dict[str, list[float]] = {k: [] for k in CI_KEYS}
@@ -243,8 +245,10 @@ def test_roc_plot_rejects_a_frame_without_curves(tmp_path: Path) -> None:
 
 
 def test_roc_plot_wraps_after_four_panels(tmp_path: Path) -> None:
-    """Seven phases (a run's before, oracle and five methods): two rows of four panels, not one
-    strip that the Prefect UI would shrink to illegible at page width."""
+    """Seven phases (a run's before, oracle and five methods): two rows of four panels.
+
+    Not one strip that the Prefect UI would shrink to illegible at page width.
+    """
     from PIL import Image
 
     frame = _roc_frame(True)

@@ -4,7 +4,8 @@ The payloads below are what the UIs sent for a Custom run of deployment `default
 train.epochs changed (recorded with Chromium against `prefect server start`, Prefect 3.8.8; the
 browser test tests/e2e/test_ui_browser.py repeats it end to end). With `"type": "boolean"` the
 older UI (/deployments) drew every bool as a switch in the off position and sent it as `false`:
-`OLD_V1` below, which silently turned off two settings the preset turns on."""
+`OLD_V1` below, which silently turned off two settings the preset turns on.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Google processors offline (qmu_core.hardware.devices, noise, samplers): willow_pink's bundled
-device, the gate set each processor compiles to, calibrated noise models, the virtual and noisy-QVM
-samplers, and the simple noise model (checked exactly against hand-computed density matrices)."""
+"""Google processors offline (qmu_core.hardware.devices, noise, samplers).
+
+willow_pink's bundled device, the gate set each processor compiles to, calibrated noise models, the virtual
+and noisy-QVM samplers, and the simple noise model (checked exactly against hand-computed density matrices).
+"""
 
 from __future__ import annotations
 

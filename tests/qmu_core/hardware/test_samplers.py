@@ -1,5 +1,8 @@
-"""The sampler seam (qmu_core.hardware.samplers, engine): config kinds, what each compiles for, and
-the Quantum Engine adapter's contract with the Engine API (no network)."""
+"""The sampler seam (qmu_core.hardware.samplers, engine).
+
+Config kinds, what each compiles for, and the Quantum Engine adapter's contract with the
+Engine API (no network).
+"""
 
 from __future__ import annotations
 
@@ -203,8 +206,10 @@ def _engine_circuit(config: GoogleEngineSampler) -> cirq.Circuit:
 
 
 def test_an_engine_call_without_an_answer_fails_within_the_deadline() -> None:
-    """No network: the Engine call is given up after `timeout_s` with the processor, the endpoint and
-    the likely cause, not retried, and the blocked call does not keep the caller (issue 25, item 11)."""
+    """No network: the Engine call is given up after `timeout_s` with the processor, the endpoint and the likely cause.
+
+    It is not retried, and the blocked call does not keep the caller (issue 25, item 11).
+    """
     config = GoogleEngineSampler(processor_id="willow_pink")
     sampler = samplers.build(config, seed=0, project_id="qmu-deadline-test", timeout_s=2)
     silent = _SilentEngineClient()
@@ -226,8 +231,10 @@ def test_an_engine_call_without_an_answer_fails_within_the_deadline() -> None:
 
 
 def test_a_stopped_run_abandons_a_waiting_engine_call_at_once() -> None:
-    """SIGTERM or Ctrl-C stop a run through `workers.cancel` (qmu_prefect.runner): a caller waiting for the
-    Engine gives up within a fraction of a second, not after `timeout_s`."""
+    """SIGTERM or Ctrl-C stop a run through `workers.cancel` (qmu_prefect.runner).
+
+    A caller waiting for the Engine gives up within a fraction of a second, not after `timeout_s`.
+    """
     from qmu_core import workers
 
     config = GoogleEngineSampler(processor_id="willow_pink")

@@ -1,5 +1,7 @@
-"""The report repeats every warning of the run (the config's and every artifact's, cached too); its run
-folder names files relative to the artifact root and appears whole or not at all."""
+"""The report repeats every warning of the run (the config's and every artifact's, cached too).
+
+Its run folder names files relative to the artifact root and appears whole or not at all.
+"""
 
 from __future__ import annotations
 
@@ -100,8 +102,10 @@ def test_the_summary_names_files_relative_to_its_root(tmp_path: Path) -> None:
 
 
 def test_a_report_that_fails_midway_leaves_no_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Disk full while writing summary.json, the last of the run's files: before, the run's
-    folder kept the plots, report.md and index.html under its final name with no summary."""
+    """Disk full while writing summary.json, the last of the run's files, leaves no run folder.
+
+    Before, the run's folder kept the plots, report.md and index.html under its final name with no summary.
+    """
     refs = _published_inputs(tmp_path)
 
     def disk_full(path: Path, summary: object) -> Path:
@@ -127,8 +131,10 @@ def test_two_runs_of_one_name_get_two_folders(tmp_path: Path) -> None:
 
 
 def test_stored_paths_resolve_below_the_root_the_summary_lies_in(tmp_path: Path) -> None:
-    """New summaries store root-relative paths; older ones absolute paths or URLs of wherever the
-    root was: both resolve below the root the summary.json itself lies in."""
+    """New summaries store root-relative paths; older ones absolute paths or URLs of wherever the root was.
+
+    Both resolve below the root the summary.json itself lies in.
+    """
     summary = tmp_path / "copy" / "runs" / "r1" / "summary.json"
     assert storage.run_root(summary) == tmp_path / "copy"
     assert storage.in_root(summary, "model/m.parquet") == tmp_path / "copy" / "model" / "m.parquet"

@@ -1,5 +1,7 @@
-"""Deletion requests, the unlearning comparison against the oracle, GA on saturated models,
-relearn time, and the stage keys of the methods."""
+"""Deletion requests, the unlearning comparison against the oracle, GA on saturated models, relearn time.
+
+Also the stage keys of the methods.
+"""
 
 from __future__ import annotations
 
