@@ -155,3 +155,19 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[st
         return cache[name]
 
     return get
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the long files first, so that `make test`'s two xdist workers finish together.
+
+    The end-to-end files (`tests/flows/`, the top-level `tests/test_*.py`) run real pipelines and
+    servers; the unit tests after them fill the gaps. The sort is stable: a file's tests keep their
+    order, and every worker sees the same order (xdist requires it).
+    """
+    root = Path(__file__).resolve().parent
+
+    def rank(item: pytest.Item) -> int:
+        rel = item.path.resolve().relative_to(root)
+        return 0 if rel.parts[0] == "flows" else 1 if len(rel.parts) == 1 else 2
+
+    items.sort(key=rank)
