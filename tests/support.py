@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ import numpy as np
 
 from qmu_core.config import ModelConfig
 from qmu_core.qnn import circuits
+
+REPO = Path(__file__).resolve().parents[1]
 
 __all__ = [
     "EXPORT_CASES",
@@ -159,3 +163,26 @@ class TinyRun:
     def in_copy(self, dest: Path) -> Path:
         """The run's summary.json inside a copy of the root at `dest`."""
         return dest / self.summary_path.relative_to(self.root)
+
+
+def qmu_env(home: Path) -> dict[str, str]:
+    """The environment of a `qmu` subprocess with its own PREFECT_HOME (and its own temporary server)."""
+    from qmu_core import environment
+
+    env = environment.child_env(PREFECT_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def qmu_tiny(root: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
+    """`python -m qmu_cli run --preset tiny` into `root` as a user starts it (stdout and stderr together)."""
+    cmd = [sys.executable, "-m", "qmu_cli", "run", "--preset", "tiny", "--set", f"run.artifact_root={root}", *extra]
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=qmu_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str]:
+    """Wait for `proc`: its exit code and output."""
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out

@@ -10,32 +10,12 @@ import datetime as dt
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from qmu_core import environment
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = environment.child_env(PREFECT_HOME=str(home))
-    env.pop("PREFECT_API_URL", None)
-    return env
-
-
-def _qmu(root: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "qmu_cli", "run", "--preset", "tiny", "--set", f"run.artifact_root={root}", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
+from tests.support import finish, qmu_tiny
 
 
 def _server_pid(log: str) -> int:
@@ -70,7 +50,7 @@ def test_interrupt_starts_no_stage_and_leaves_no_server(tmp_path: Path, sig: int
     The queued ones never start, nothing is computed after it, no training runs to its end, the
     exit code is the signal's, the temporary Prefect server is gone and no temporary file is left.
     """
-    proc = _qmu(tmp_path / "root", tmp_path / "home", "--set", "train.epochs=500")
+    proc = qmu_tiny(tmp_path / "root", tmp_path / "home", "--set", "train.epochs=500")
     lines: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until models are training
@@ -104,7 +84,7 @@ def test_interrupt_starts_no_stage_and_leaves_no_server(tmp_path: Path, sig: int
 
 
 def test_sigkill_takes_the_server_down_too(tmp_path: Path) -> None:
-    proc = _qmu(tmp_path / "root", tmp_path / "home")
+    proc = qmu_tiny(tmp_path / "root", tmp_path / "home")
     assert proc.stdout is not None
     lines = []
     for line in proc.stdout:
@@ -121,7 +101,7 @@ def test_sigkill_takes_the_server_down_too(tmp_path: Path) -> None:
 
 
 def test_an_error_inside_a_task_reaches_the_user_once(tmp_path: Path) -> None:
-    code, log = _finish(_qmu(tmp_path / "root", tmp_path / "home", "--set", "data.n_target_train=2000"))
+    code, log = finish(qmu_tiny(tmp_path / "root", tmp_path / "home", "--set", "data.n_target_train=2000"))
     assert code == 2, log[-2000:]
     assert "Traceback" not in log
     assert log.count("The split needs") == 1 and "qmu: error: The split needs" in log

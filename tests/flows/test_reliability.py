@@ -9,40 +9,20 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from qmu_core import environment
-from tests.support import TinyRun
+from tests.support import TinyRun, finish, qmu_tiny
 
-ROOT = Path(__file__).resolve().parents[2]
 # tiny: split, 4 trainings, membership, 5 unlearning methods, 9 outputs, audit, evaluate, 6 relearn, comparison
 STAGES = 29
 # The smallest run with every kind of stage (for the locking test): one method and one reference
 # model: split, 3 trainings, membership, 1 unlearning, 4 outputs, audit, evaluate, 2 relearn, comparison.
 MINIMAL = ("--set", 'unlearn.methods=["ga"]', "--set", "attack.n_shadow=1")
 MINIMAL_STAGES = 15
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = environment.child_env(PREFECT_HOME=str(home))
-    env.pop("PREFECT_API_URL", None)
-    return env
-
-
-def _qmu(root: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "qmu_cli", "run", "--preset", "tiny", "--set", f"run.artifact_root={root}", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
 
 
 def _summary(log: str) -> dict:
@@ -80,7 +60,7 @@ def test_another_prefect_home_reuses_the_root_and_rebuilds_a_truncated_file(
     root, summary = first
     model = root / summary["artifacts"]["before"]
     model.write_bytes(model.read_bytes()[:100])  # truncated under a fully cached run
-    code, again = _finish(_qmu(root, tmp_path / "another-home"))
+    code, again = finish(qmu_tiny(root, tmp_path / "another-home"))
     assert code == 0, again[-3000:]
     states = _states(again)
     assert len(states) == STAGES and states.count("Completed") == 1 and states.count("Cached") == STAGES - 1
@@ -92,7 +72,7 @@ def test_another_prefect_home_reuses_the_root_and_rebuilds_a_truncated_file(
 def test_refresh_recomputes_everything_with_identical_values(first: tuple[Path, dict], tmp_path: Path) -> None:
     root, before = first
     outputs = _outputs(root, before)
-    code, again = _finish(_qmu(root, tmp_path / "home", "--refresh"))
+    code, again = finish(qmu_tiny(root, tmp_path / "home", "--refresh"))
     assert code == 0, again[-3000:]
     assert "Traceback" not in again and "ERROR" not in again
     assert set(_states(again)) == {"Completed"}
@@ -105,8 +85,8 @@ def test_refresh_recomputes_everything_with_identical_values(first: tuple[Path, 
 
 
 def test_three_concurrent_runs_on_one_root(tmp_path: Path) -> None:
-    procs = [_qmu(tmp_path / "root", tmp_path / f"home-{i}", *MINIMAL) for i in range(3)]
-    results = [_finish(p) for p in procs]
+    procs = [qmu_tiny(tmp_path / "root", tmp_path / f"home-{i}", *MINIMAL) for i in range(3)]
+    results = [finish(p) for p in procs]
     assert [code for code, _ in results] == [0, 0, 0], [log[-2000:] for _, log in results]
     summaries = [_summary(log) for _, log in results]
     assert summaries[0]["models"] == summaries[1]["models"] == summaries[2]["models"]
