@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from qmu_cli.flow_run import run_flow
+from qmu_cli.flow_run import run_flow, start_early
 from qmu_cli.options import add_refresh_arg
 from qmu_core.config import PRESETS, check_artifact_root, preset
 from qmu_core.config.overrides import apply_overrides
@@ -51,6 +51,7 @@ def audit(args: argparse.Namespace) -> int:
     overrides += args.set or []
     config = apply_overrides(subject.config, overrides)
     check_artifact_root(config.run.artifact_root)
+    start_early()  # the temporary Prefect server boots while the flow imports
     from flows.audit import qmu_audit
 
     return run_flow(args, config, qmu_audit, args.source, tuple(overrides), DEFAULT_ROOT)

@@ -17,7 +17,14 @@ from qmu_cli.log_filter import FirstErrors, chain, console_without_known_errors,
 from qmu_core.config import QMUConfig
 from qmu_core.storage import is_url, local_dir
 
-__all__ = ["run_flow"]
+__all__ = ["run_flow", "start_early"]
+
+
+def start_early() -> None:
+    """Launch the temporary Prefect server (if the run needs one) before the flow's modules import."""
+    from qmu_prefect.server import start_early as start
+
+    start()
 
 
 def run_flow(args: argparse.Namespace, config: QMUConfig, flow: Any, *params: Any) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from qmu_cli.flow_run import run_flow
+from qmu_cli.flow_run import run_flow, start_early
 from qmu_cli.options import add_config_args, add_refresh_arg, config_of
 from qmu_core.config import check_artifact_root
 
@@ -32,6 +32,7 @@ def hardware(args: argparse.Namespace) -> int:
     from qmu_core.hardware.evaluate import check_model
 
     check_model(config.model)
+    start_early()  # the temporary Prefect server boots while the flow imports
     from flows.hardware import qmu_hardware, qmu_shots
 
     return run_flow(args, config, qmu_hardware if args.command == "hardware" else qmu_shots, config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from qmu_cli.flow_run import run_flow
+from qmu_cli.flow_run import run_flow, start_early
 from qmu_cli.options import add_config_args, add_refresh_arg, config_of
 
 __all__ = ["register", "run"]
@@ -22,6 +22,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """`qmu run`: validate, connect to (or start) the Prefect API, run the flow."""
     config = config_of(args)
+    start_early()  # the temporary Prefect server boots while the flow imports
     from flows.pipeline import qmu_pipeline
 
     return run_flow(args, config, qmu_pipeline, config)

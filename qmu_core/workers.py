@@ -296,7 +296,10 @@ def _stop_locked(*, kill: bool = False) -> None:
     """
     global _pool, _queue, _drainer
     if _pool is not None:
-        if kill or getattr(_pool, "_broken", False):  # a broken pool's survivors ignore SIGTERM
+        # An idle pool's workers are stopped the same way: a worker that exits normally tears
+        # TensorFlow down first, about a second for every run's end (they have no job to lose).
+        idle = not getattr(_pool, "_pending_work_items", None)
+        if kill or idle or getattr(_pool, "_broken", False):  # a broken pool's survivors ignore SIGTERM
             processes = list((getattr(_pool, "_processes", None) or {}).values())
             for process in processes:
                 with contextlib.suppress(Exception):

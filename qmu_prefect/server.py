@@ -22,6 +22,7 @@ and every run starts from a copy of it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
@@ -42,7 +43,7 @@ import httpx
 from qmu_core import environment
 from qmu_core.errors import QMUError
 
-__all__ = ["ServerError", "lost_server_message", "on_server_lost", "prefect_api"]
+__all__ = ["ServerError", "lost_server_message", "on_server_lost", "prefect_api", "start_early"]
 
 # Runs in the child: die with the parent (Linux), then become the uvicorn server.
 _LAUNCH = (
@@ -120,8 +121,8 @@ def _remove_dead_scratch() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _temporary_server(startup_timeout: float = 120.0) -> Iterator[str]:
+def _new_scratch() -> Path:
+    """A scratch directory for one temporary server, holding a copy of the migrated template database."""
     _remove_dead_scratch()
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     try:
@@ -129,7 +130,55 @@ def _temporary_server(startup_timeout: float = 120.0) -> Iterator[str]:
         for name in ("prefect.db", "memo_store.toml"):
             if (template / name).is_file():
                 shutil.copy2(template / name, scratch / name)
-        with _server_in(scratch, startup_timeout) as (url, process):
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return scratch
+
+
+_EARLY: list[tuple[Path, str, subprocess.Popen[bytes]]] = []
+"""The temporary server `start_early` launched, until `prefect_api` takes it."""
+
+
+def start_early() -> None:
+    """Launch the temporary API server now if the run will need one (no PREFECT_API_URL).
+
+    A CLI command calls this before it imports its flow: the server boots (about 3 s) while the
+    flow's modules import, and `prefect_api` then finds it running. Unused, it stops at exit.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value() or _EARLY:
+        return
+    scratch = _new_scratch()
+    try:
+        url, process = _launch(scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    _EARLY.append((scratch, url, process))
+    atexit.register(_discard_early)
+
+
+def _discard_early() -> None:
+    while _EARLY:
+        scratch, _, process = _EARLY.pop()
+        _stop(process)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _temporary_server(startup_timeout: float = 120.0) -> Iterator[str]:
+    if _EARLY:
+        scratch, url, process = _EARLY.pop()
+    else:
+        scratch = _new_scratch()
+        url, process = None, None
+    try:
+        if process is None:
+            url, process = _launch(scratch)
+        assert url is not None
+        with _serving(url, process, startup_timeout):
             print(f"qmu: temporary Prefect API at {url} (pid {process.pid})", file=sys.stderr, flush=True)
             watch = _Watch(process)
             try:
@@ -137,12 +186,21 @@ def _temporary_server(startup_timeout: float = 120.0) -> Iterator[str]:
             finally:
                 watch.stop()  # before the server is stopped on purpose
     finally:
+        if process is not None:
+            _stop(process)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def _server_in(scratch: Path, startup_timeout: float = 180.0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Prefect API server on a free port with its home and database in `scratch`."""
+    url, process = _launch(scratch)
+    with _serving(url, process, startup_timeout):
+        yield url, process
+
+
+def _launch(scratch: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a Prefect API server on a free port with its home and database in `scratch` (not awaited)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = environment.child_env(
@@ -163,6 +221,12 @@ def _server_in(scratch: Path, startup_timeout: float = 180.0) -> Iterator[tuple[
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    return url, process
+
+
+@contextlib.contextmanager
+def _serving(url: str, process: subprocess.Popen[bytes], startup_timeout: float) -> Iterator[None]:
+    """Wait until the server at `url` answers; stop it when the block ends."""
     try:
         deadline = time.monotonic() + startup_timeout
         while not _healthy(url, timeout=1.0):
@@ -172,7 +236,7 @@ def _server_in(scratch: Path, startup_timeout: float = 180.0) -> Iterator[tuple[
             if time.monotonic() > deadline:
                 raise ServerError(f"The temporary Prefect server did not answer within {startup_timeout:.0f} s.")
             time.sleep(0.1)
-        yield url, process
+        yield
     finally:
         _stop(process)
 

@@ -18,6 +18,10 @@ from qmu_core.qnn import circuits
 
 REPO = Path(__file__).resolve().parents[1]
 
+ONE_WORKER = ("--set", "run.workers=1")
+"""`qmu run` arguments for plumbing tests that do not test the training pool: one worker process
+imports TensorFlow once instead of once per core (about 5 s of CPU per run on 2 cores)."""
+
 __all__ = [
     "EXPORT_CASES",
     "MODEL_CASES",

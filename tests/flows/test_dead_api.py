@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from qmu_core import environment
-from tests.support import TinyRun
+from tests.support import ONE_WORKER, TinyRun
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH = re.compile(r": epoch \d+/\d+")
@@ -61,7 +61,7 @@ def test_killing_the_temporary_api_server_does_not_make_the_run_crawl(tmp_path: 
     env.pop("PREFECT_API_URL", None)
     root = tmp_path / "artifacts"
     cmd = [sys.executable, "-m", "qmu_cli", "run", "--preset", "tiny", "--set", "train.epochs=100"]
-    cmd += ["--set", f"run.artifact_root={root}"]
+    cmd += ["--set", f"run.artifact_root={root}", *ONE_WORKER]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )

@@ -21,6 +21,7 @@ import pytest
 from qmu_cli.root import main
 from qmu_core import artifacts, environment, housekeeping
 from qmu_core.artifacts import Output
+from tests.support import ONE_WORKER
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = """from qmu_core import housekeeping; import sys, time
@@ -67,12 +68,12 @@ def test_gc_while_another_process_runs_removes_nothing(
 def test_gc_during_a_real_run_leaves_the_run_whole(tmp_path: Path) -> None:
     """`qmu run --preset tiny` in a subprocess; at its first computed stage, `qmu artifacts gc`.
 
-    One unlearning method and one reference model: every kind of stage, with less to train.
+    One unlearning method, one reference model, one training process: every kind of stage, with less to train.
     """
     root = tmp_path / "root"
     env = environment.child_env()
     cmd = [sys.executable, "-m", "qmu_cli", "run", "--preset", "tiny", "--set", f"run.artifact_root={root}"]
-    cmd += ["--set", 'unlearn.methods=["ga"]', "--set", "attack.n_shadow=1"]
+    cmd += ["--set", 'unlearn.methods=["ga"]', "--set", "attack.n_shadow=1", *ONE_WORKER]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
     assert proc.stdout is not None
     lines: list[str] = []

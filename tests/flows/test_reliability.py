@@ -1,27 +1,31 @@
-"""`qmu run` as a user runs it: reuse from the root alone, concurrent runs, --refresh.
+"""`qmu run` as a user runs it: concurrent runs on one root, reuse from the root alone, --refresh.
 
-Each run is a subprocess with its own temporary Prefect server. The root the reuse tests start
-from is a copy of the session's fresh `tiny` run (`tiny_run`, made in the test process under
-another Prefect server): reuse needs the root alone. Interrupts: test_interrupts.py.
+Each run is a subprocess with its own temporary Prefect server. Three runs start together on an
+empty root; the reuse and refresh tests start from a copy of the root they completed: reuse needs
+the root alone. The refresh test starts from a copy of the session's `tiny` run (`tiny_run`), whose
+every unlearning method must recompute to identical values. Interrupts: test_interrupts.py.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support import TinyRun, finish, qmu_tiny
+from tests.support import ONE_WORKER, TinyRun, finish, qmu_tiny
 
 # tiny: split, 4 trainings, membership, 5 unlearning methods, 9 outputs, audit, evaluate, 6 relearn, comparison
 STAGES = 29
-# The smallest run with every kind of stage (for the locking test): one method and one reference
-# model: split, 3 trainings, membership, 1 unlearning, 4 outputs, audit, evaluate, 2 relearn, comparison.
-MINIMAL = ("--set", 'unlearn.methods=["ga"]', "--set", "attack.n_shadow=1")
+
+# The smallest run with every kind of stage: one method and one reference model: split, 3
+# trainings, membership, 1 unlearning, 4 outputs, audit, evaluate, 2 relearn, comparison. One
+# training process: these tests are about the root, not the training pool (test_faults.py is).
+MINIMAL = ("--set", 'unlearn.methods=["ga"]', "--set", "attack.n_shadow=1", *ONE_WORKER)
 MINIMAL_STAGES = 15
 
 
@@ -49,9 +53,33 @@ def _outputs(root: Path, summary: dict) -> dict[str, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def first(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A root holding one complete `tiny` run (a copy of the session's), and its summary."""
-    return tiny_run.copy_to(tmp_path_factory.mktemp("root")), tiny_run.summary
+def concurrent(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[int, str]]]:
+    """Three `MINIMAL` runs started together on one empty root: the root and each run's (exit code, log)."""
+    tmp = tmp_path_factory.mktemp("concurrent")
+    procs = [qmu_tiny(tmp / "root", tmp / f"home-{i}", *MINIMAL) for i in range(3)]
+    return tmp / "root", [finish(p) for p in procs]
+
+
+@pytest.fixture()
+def first(concurrent: tuple[Path, list[tuple[int, str]]], tmp_path: Path) -> tuple[Path, dict]:
+    """A root holding one complete `MINIMAL` run (a copy of the concurrent runs' root), and its summary."""
+    root, results = concurrent
+    code, log = results[0]
+    assert code == 0, log[-3000:]
+    summary = _summary(log)
+    copy = shutil.copytree(root, tmp_path / "root")
+    return copy, json.loads(json.dumps(summary).replace(str(root), str(copy)))
+
+
+def test_three_concurrent_runs_on_one_root(concurrent: tuple[Path, list[tuple[int, str]]]) -> None:
+    root, results = concurrent
+    assert [code for code, _ in results] == [0, 0, 0], [log[-2000:] for _, log in results]
+    summaries = [_summary(log) for _, log in results]
+    assert summaries[0]["models"] == summaries[1]["models"] == summaries[2]["models"]
+    assert not list(root.rglob("*.tmp"))
+    # each artifact was computed once: the runs share the work through per-key locks
+    completed = sum(_states(log).count("Completed") for _, log in results)
+    assert completed == MINIMAL_STAGES, completed
 
 
 def test_another_prefect_home_reuses_the_root_and_rebuilds_a_truncated_file(
@@ -60,37 +88,32 @@ def test_another_prefect_home_reuses_the_root_and_rebuilds_a_truncated_file(
     root, summary = first
     model = root / summary["artifacts"]["before"]
     model.write_bytes(model.read_bytes()[:100])  # truncated under a fully cached run
-    code, again = finish(qmu_tiny(root, tmp_path / "another-home"))
+    code, again = finish(qmu_tiny(root, tmp_path / "another-home", *MINIMAL))
     assert code == 0, again[-3000:]
     states = _states(again)
-    assert len(states) == STAGES and states.count("Completed") == 1 and states.count("Cached") == STAGES - 1
+    assert len(states) == MINIMAL_STAGES and states.count("Completed") == 1
+    assert states.count("Cached") == MINIMAL_STAGES - 1
     assert "cannot be reused" in again  # the truncated model was noticed, then rebuilt
     assert _summary(again)["models"] == summary["models"]
     assert pd.read_parquet(model).shape[0] > 0
 
 
-def test_refresh_recomputes_everything_with_identical_values(first: tuple[Path, dict], tmp_path: Path) -> None:
-    root, before = first
+@pytest.fixture()
+def tiny_copy(tiny_run: TinyRun, tmp_path: Path) -> tuple[Path, dict]:
+    """A root holding one complete `tiny` run, every unlearning method included (a copy of the session's)."""
+    return tiny_run.copy_to(tmp_path / "root"), tiny_run.summary
+
+
+def test_refresh_recomputes_everything_with_identical_values(tiny_copy: tuple[Path, dict], tmp_path: Path) -> None:
+    root, before = tiny_copy
     outputs = _outputs(root, before)
-    code, again = finish(qmu_tiny(root, tmp_path / "home", "--refresh"))
+    code, again = finish(qmu_tiny(root, tmp_path / "home", *ONE_WORKER, "--refresh"))
     assert code == 0, again[-3000:]
     assert "Traceback" not in again and "ERROR" not in again
-    assert set(_states(again)) == {"Completed"}
+    assert _states(again) == ["Completed"] * STAGES
     after = _summary(again)
     assert _numbers(after["models"]) == _numbers(before["models"])
     for phase, frame in _outputs(root, after).items():
         old = outputs[phase]
         assert frame[["sample_id", "loss", "correct"]].equals(old[["sample_id", "loss", "correct"]]), phase
         np.testing.assert_array_equal(np.stack(frame["prob"]), np.stack(old["prob"]))
-
-
-def test_three_concurrent_runs_on_one_root(tmp_path: Path) -> None:
-    procs = [qmu_tiny(tmp_path / "root", tmp_path / f"home-{i}", *MINIMAL) for i in range(3)]
-    results = [finish(p) for p in procs]
-    assert [code for code, _ in results] == [0, 0, 0], [log[-2000:] for _, log in results]
-    summaries = [_summary(log) for _, log in results]
-    assert summaries[0]["models"] == summaries[1]["models"] == summaries[2]["models"]
-    assert not list((tmp_path / "root").rglob("*.tmp"))
-    # each artifact was computed once: the runs share the work through per-key locks
-    completed = sum(_states(log).count("Completed") for _, log in results)
-    assert completed == MINIMAL_STAGES, completed
