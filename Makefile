@@ -25,7 +25,7 @@ run: $(STAMP)  ## the main job on the embedded default dataset (scikit-learn dig
 	$(BIN)/qmu run --preset $(PRESET) $(ARGS)
 
 test: lint  ## the gates, then the default test suite (what CI runs), one pytest worker per core (TEST_JOBS)
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 lint: $(STAMP)  ## ruff (lint + format), mypy on qmu_core, import-linter contracts
 	$(BIN)/ruff check .

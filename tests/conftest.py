@@ -2,9 +2,9 @@
 
 `prefect_api` (module scope; ``pytestmark = pytest.mark.usefixtures("prefect_api")``) points a
 module's flows at the session's Prefect test server, as `prefect_test_harness` did per module
-without starting a server each time. `tiny_run` is one real `tiny` pipeline run under that server,
-made once and shared read-only (`tests.support.TinyRun`): a test that writes into an artifact
-root copies it first (`TinyRun.copy_to`).
+without starting a server each time. `tiny_run` is one real `tiny` pipeline run, made once per
+session (once for all xdist workers) and shared read-only (`tests.support.TinyRun`): a test that
+writes into an artifact root copies it first (`TinyRun.copy_to`).
 """
 
 from __future__ import annotations
@@ -112,18 +112,16 @@ def prefect_api(prefect_test_server: Any) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def tiny_run(prefect_test_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The real `tiny` pipeline, run once into a session artifact root under the test server."""
+def _make_tiny_run(server: Any, root: Path) -> Any:
+    """Run the real `tiny` pipeline into `root` under the Prefect test server `server`."""
     import json
 
     from flows.pipeline import qmu_pipeline
     from qmu_core.config import preset
     from tests.support import TinyRun, task_states
 
-    root = tmp_path_factory.mktemp("tiny-run")
     cfg = preset("tiny", run={"artifact_root": str(root)})
-    with using_server(prefect_test_server):
+    with using_server(server):
         state = qmu_pipeline(cfg, return_state=True)
         assert state.is_completed(), state.message
         flow_run_id = state.state_details.flow_run_id
@@ -133,7 +131,42 @@ def tiny_run(prefect_test_server: Any, tmp_path_factory: pytest.TempPathFactory)
         m = len(cfg.unlearn.methods)
         states = task_states(flow_run_id, 11 + 3 * m + 2 * cfg.attack.n_shadow)
     path = Path(state.result())
-    return TinyRun(root, path, flow_run_id, states, json.loads(path.read_text()))
+    return TinyRun(root, path, flow_run_id, states, json.loads(path.read_text()), server.api_url)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(prefect_test_server: Any, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Any:
+    """The real `tiny` pipeline, run once per test session into an artifact root, shared read-only.
+
+    Under `make test` the xdist workers share one: the first worker that needs it runs it (under a
+    file lock, in the session's common temporary directory) and records it; the others wait for
+    that record and read it. Its flow run lives on the Prefect test server of the worker that ran
+    it (`TinyRun.server`); tests that read the flow run itself from the API use `tiny_run_here`.
+    """
+    import fcntl
+
+    from tests.support import TinyRun
+
+    if worker_id == "master":  # not under xdist
+        return _make_tiny_run(prefect_test_server, tmp_path_factory.mktemp("tiny-run"))
+    shared = tmp_path_factory.getbasetemp().parent / "tiny-run"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this worker dies
+        record = shared / "tiny-run.json"
+        if record.is_file():
+            return TinyRun.load(record)
+        (shared / "root").mkdir(parents=True, exist_ok=True)
+        run = _make_tiny_run(prefect_test_server, shared / "root")
+        run.save(record)
+        return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run_here(tiny_run: Any, prefect_test_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`tiny_run` if its flow run is on this worker's Prefect test server, else a fresh `tiny` run made here."""
+    if tiny_run.server == prefect_test_server.api_url:
+        return tiny_run
+    return _make_tiny_run(prefect_test_server, tmp_path_factory.mktemp("tiny-run-here"))
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,27 @@ class TinyRun:
     flow_run_id: Any
     states: dict[str, str]  # its task runs' final state names, by task-run name
     _summary: dict[str, Any]
+    server: str  # the API URL of the Prefect test server its flow run is on
+
+    def save(self, path: Path) -> None:
+        """Record the run in `path` (JSON) for the other xdist workers (`load`)."""
+        fields = {"root": str(self.root), "summary_path": str(self.summary_path), "server": self.server}
+        fields |= {"flow_run_id": str(self.flow_run_id), "states": self.states}
+        path.write_text(json.dumps(fields))
+
+    @classmethod
+    def load(cls, path: Path) -> TinyRun:
+        """The run `save` recorded in `path`."""
+        fields = json.loads(path.read_text())
+        summary_path = Path(fields["summary_path"])
+        return cls(
+            Path(fields["root"]),
+            summary_path,
+            uuid.UUID(fields["flow_run_id"]),
+            fields["states"],
+            json.loads(summary_path.read_text()),
+            fields["server"],
+        )
 
     @property
     def summary(self) -> dict[str, Any]:

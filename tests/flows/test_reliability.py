@@ -2,8 +2,7 @@
 
 Each run is a subprocess with its own temporary Prefect server. Three runs start together on an
 empty root; the reuse and refresh tests start from a copy of the root they completed: reuse needs
-the root alone. The refresh test starts from a copy of the session's `tiny` run (`tiny_run`), whose
-every unlearning method must recompute to identical values. Interrupts: test_interrupts.py.
+the root alone. Interrupts: test_interrupts.py.
 """
 
 from __future__ import annotations
@@ -17,10 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support import ONE_WORKER, TinyRun, finish, qmu_tiny
-
-# tiny: split, 4 trainings, membership, 5 unlearning methods, 9 outputs, audit, evaluate, 6 relearn, comparison
-STAGES = 29
+from tests.support import ONE_WORKER, finish, qmu_tiny
 
 # The smallest run with every kind of stage: one method and one reference model: split, 3
 # trainings, membership, 1 unlearning, 4 outputs, audit, evaluate, 2 relearn, comparison. One
@@ -98,19 +94,18 @@ def test_another_prefect_home_reuses_the_root_and_rebuilds_a_truncated_file(
     assert pd.read_parquet(model).shape[0] > 0
 
 
-@pytest.fixture()
-def tiny_copy(tiny_run: TinyRun, tmp_path: Path) -> tuple[Path, dict]:
-    """A root holding one complete `tiny` run, every unlearning method included (a copy of the session's)."""
-    return tiny_run.copy_to(tmp_path / "root"), tiny_run.summary
+def test_refresh_recomputes_everything_with_identical_values(first: tuple[Path, dict], tmp_path: Path) -> None:
+    """Bit-identical: same process layout (`MINIMAL`'s one training process), same machine.
 
-
-def test_refresh_recomputes_everything_with_identical_values(tiny_copy: tuple[Path, dict], tmp_path: Path) -> None:
-    root, before = tiny_copy
+    Every method against a fresh run of the default runner (to float tolerance):
+    test_pipeline.py's Dask test.
+    """
+    root, before = first
     outputs = _outputs(root, before)
-    code, again = finish(qmu_tiny(root, tmp_path / "home", *ONE_WORKER, "--refresh"))
+    code, again = finish(qmu_tiny(root, tmp_path / "home", *MINIMAL, "--refresh"))
     assert code == 0, again[-3000:]
     assert "Traceback" not in again and "ERROR" not in again
-    assert _states(again) == ["Completed"] * STAGES
+    assert _states(again) == ["Completed"] * MINIMAL_STAGES
     after = _summary(again)
     assert _numbers(after["models"]) == _numbers(before["models"])
     for phase, frame in _outputs(root, after).items():

@@ -50,15 +50,15 @@ def _settled(flow_run_id: UUID, done: Any, timeout: float = 30.0) -> list[Artifa
 
 
 @pytest.fixture(scope="module")
-def root(tiny_run: TinyRun) -> Path:
-    """The session's `tiny` run's artifact root (read only)."""
-    return tiny_run.root
+def root(tiny_run_here: TinyRun) -> Path:
+    """The artifact root of a `tiny` run whose flow run is on this session's test server (read only)."""
+    return tiny_run_here.root
 
 
 @pytest.fixture(scope="module")
-def run(tiny_run: TinyRun) -> tuple[dict[str, Any], UUID]:
-    """The session's `tiny` run: its summary and its flow run."""
-    return tiny_run.summary, tiny_run.flow_run_id
+def run(tiny_run_here: TinyRun) -> tuple[dict[str, Any], UUID]:
+    """That `tiny` run: its summary and its flow run."""
+    return tiny_run_here.summary, tiny_run_here.flow_run_id
 
 
 def _decimals(value: float) -> int:
