@@ -43,7 +43,7 @@ import httpx
 from qmu_core import environment
 from qmu_core.errors import QMUError
 
-__all__ = ["ServerError", "lost_server_message", "on_server_lost", "prefect_api", "start_early"]
+__all__ = ["ServerError", "lost_server_message", "on_server_lost", "prefect_api", "seed_home", "start_early"]
 
 # Runs in the child: die with the parent (Linux), then become the uvicorn server.
 _LAUNCH = (
@@ -103,6 +103,21 @@ def _template() -> Path:
     finally:
         shutil.rmtree(build, ignore_errors=True)
     return cache
+
+
+def seed_home(home: Path, database: Path | None = None) -> None:
+    """Put a copy of the migrated empty database (and its memo store) into a new server's `home`.
+
+    A server started on it skips about 10 s of migrations and block registration, as the
+    temporary server does. `database`: where the server's SQLite file is (default
+    ``home/prefect.db``). Existing files are left alone.
+    """
+    template = _template()
+    targets = {"prefect.db": database or home / "prefect.db", "memo_store.toml": home / "memo_store.toml"}
+    for name, target in targets.items():
+        if (template / name).is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(template / name, target)
 
 
 def _mkdir(path: Path) -> Path:

@@ -52,6 +52,9 @@ def prefect_test_server() -> Iterator[Any]:
     from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
     with tempfile.TemporaryDirectory(prefix="qmu-prefect-test-") as tmp:
+        from qmu_prefect.server import seed_home
+
+        seed_home(Path(tmp), Path(tmp) / "prefect-test.db")  # migrated once per machine, not per session
         database = "sqlite+aiosqlite:///" + str(Path(tmp) / "prefect-test.db")
         server = SubprocessASGIServer(port=_free_port())
         with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):

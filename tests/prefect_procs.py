@@ -167,7 +167,10 @@ def start_server(procs: Processes, home: Path, *, ui: bool = False, **extra: str
 
     Returns its API URL and the environment that talks to it, once it answers /health.
     """
+    from qmu_prefect.server import seed_home
+
     home.mkdir(parents=True, exist_ok=True)
+    seed_home(home)  # the migrated empty database: no 10 s of migrations per server
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = server_env(home, api, **extra)

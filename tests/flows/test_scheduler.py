@@ -55,6 +55,9 @@ class _Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         self.log = home / "server.log"
+        from qmu_prefect.server import seed_home
+
+        seed_home(home)  # a fresh server: the migrated empty database, without 10 s of migrations
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(
             environment.ENV,
