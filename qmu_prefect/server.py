@@ -136,19 +136,17 @@ def _remove_dead_scratch() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _new_scratch() -> Path:
-    """A scratch directory for one temporary server, holding a copy of the migrated template database."""
+def _launched() -> tuple[Path, str, subprocess.Popen[bytes]]:
+    """A new scratch directory seeded with the template database, and a server launched on it (not awaited)."""
     _remove_dead_scratch()
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     try:
-        template = _template()
-        for name in ("prefect.db", "memo_store.toml"):
-            if (template / name).is_file():
-                shutil.copy2(template / name, scratch / name)
+        seed_home(scratch)
+        url, process = _launch(scratch)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return scratch
+    return scratch, url, process
 
 
 _EARLY: list[tuple[Path, str, subprocess.Popen[bytes]]] = []
@@ -165,13 +163,7 @@ def start_early() -> None:
 
     if PREFECT_API_URL.value() or _EARLY:
         return
-    scratch = _new_scratch()
-    try:
-        url, process = _launch(scratch)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    _EARLY.append((scratch, url, process))
+    _EARLY.append(_launched())
     atexit.register(_discard_early)
 
 
@@ -184,15 +176,8 @@ def _discard_early() -> None:
 
 @contextlib.contextmanager
 def _temporary_server(startup_timeout: float = 120.0) -> Iterator[str]:
-    if _EARLY:
-        scratch, url, process = _EARLY.pop()
-    else:
-        scratch = _new_scratch()
-        url, process = None, None
+    scratch, url, process = _EARLY.pop() if _EARLY else _launched()
     try:
-        if process is None:
-            url, process = _launch(scratch)
-        assert url is not None
         with _serving(url, process, startup_timeout):
             print(f"qmu: temporary Prefect API at {url} (pid {process.pid})", file=sys.stderr, flush=True)
             watch = _Watch(process)
@@ -201,8 +186,6 @@ def _temporary_server(startup_timeout: float = 120.0) -> Iterator[str]:
             finally:
                 watch.stop()  # before the server is stopped on purpose
     finally:
-        if process is not None:
-            _stop(process)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

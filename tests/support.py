@@ -192,6 +192,15 @@ class TinyRun:
         return dest / self.summary_path.relative_to(self.root)
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (exited, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 def qmu_env(home: Path) -> dict[str, str]:
     """The environment of a `qmu` subprocess with its own PREFECT_HOME (and its own temporary server)."""
     from qmu_core import environment

@@ -15,19 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import finish, qmu_tiny
+from tests.support import alive, finish, qmu_tiny
 
 
 def _server_pid(log: str) -> int:
     return int(re.search(r"temporary Prefect API at \S+ \(pid (\d+)\)", log).group(1))  # type: ignore[union-attr]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
 STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \|")
@@ -77,9 +69,9 @@ def test_interrupt_starts_no_stage_and_leaves_no_server(tmp_path: Path, sig: int
     assert not computed, "stages finished after the signal:\n" + "\n".join(computed)
     assert not [line for line in after if ": epoch 500/500" in line], "a training ran to its end"
     deadline = time.monotonic() + 60  # the process is gone; its server goes with it
-    while _alive(server) and time.monotonic() < deadline:
+    while alive(server) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(server)
+    assert not alive(server)
     assert not list((tmp_path / "root").rglob("*.tmp"))
 
 
@@ -95,9 +87,9 @@ def test_sigkill_takes_the_server_down_too(tmp_path: Path) -> None:
     proc.kill()
     proc.communicate(timeout=60)
     deadline = time.monotonic() + 15
-    while _alive(server) and time.monotonic() < deadline:
+    while alive(server) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(server)
+    assert not alive(server)
 
 
 def test_an_error_inside_a_task_reaches_the_user_once(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support import REPO, qmu_env
+from tests.support import REPO, alive, qmu_env
 
 # A `qmu` command that starts the server early, then fails before it runs a flow.
 EARLY_THEN_FAIL = """
@@ -19,14 +19,6 @@ server.start_early()  # a second call starts no second server
 print(process.pid, scratch, url, flush=True)
 sys.exit(3)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def test_an_early_server_the_command_never_used_stops_with_it(tmp_path: Path) -> None:
@@ -41,9 +33,9 @@ def test_an_early_server_the_command_never_used_stops_with_it(tmp_path: Path) ->
     assert done.returncode == 3, done.stderr[-2000:]
     pid, scratch, _ = done.stdout.split()
     deadline = time.monotonic() + 15
-    while _alive(int(pid)) and time.monotonic() < deadline:
+    while alive(int(pid)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(int(pid))
+    assert not alive(int(pid))
     assert not Path(scratch).exists()
 
 
