@@ -19,6 +19,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# QMU's native op (qmu_core/qnn/native): qsim from given states, for amplitude-encoded training.
+	@# Without a C++ compiler QMU still runs, on TFQ's slower Adjoint route, and says so.
+	$(BIN)/python -m qmu_core.qnn.native || echo "qmu: the native op was not built (see above); training uses TFQ's Adjoint route."
 	@touch $(STAMP)
 
 run: $(STAMP)  ## the main job on the embedded default dataset (scikit-learn digits)

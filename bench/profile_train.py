@@ -25,8 +25,10 @@ are medians over the epochs (the first, which traces, left out) and over the rou
   forward and backward (its variables' gradients from an upstream of ones);
 * ``encoding``: `Encoding.values_tf` (and `states_tf` on the unitary route), forward and backward;
 * ``tfq_forward``: the backend's differentiable forward alone (TFQ state op, or unitary op + matmul);
-* ``tfq_adjoint``: the backend's gradient alone (its Adjoint op calls: ``_split_gradients`` of
-  `qmu_core.qnn.backends.packed.PackedCircuit`, else forward+backward minus forward);
+* ``tfq_adjoint``: the backend's circuit gradient alone: QMU's native op from the encoded states
+  when the unitary route has it (`qmu_core.qnn.native`), else TFQ's Adjoint op calls
+  (``_split_gradients`` of `qmu_core.qnn.backends.packed.PackedCircuit`); ``gradient_route``
+  says which;
 * ``classical_head_loss``: head, softmax and loss, forward and backward;
 * ``optimizer``: the optimizer's ``apply_gradients`` on the step's gradients;
 * ``call_overhead``: an empty `tf.function` called once per batch (subtracted from each piece);
@@ -185,16 +187,20 @@ def profile(name: str, spec: dict[str, Any], args: argparse.Namespace) -> dict[s
 
     @tf.function(reduce_retracing=True)
     def circuit_forward_backward(v: tf.Tensor, s: Any, g: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        wrt = s if native is not None else v  # the native route differentiates through the states
         with tf.GradientTape() as tape:
-            tape.watch(v)
+            tape.watch(wrt)
             e = packed.expectations(v, theta, s)
-        return (e, *tape.gradient(e, [v, theta], output_gradients=g))
+        return (e, *tape.gradient(e, [wrt, theta], output_gradients=g))
 
     # the Adjoint op calls alone, as the custom gradient issues them (private; absent -> the difference)
+    native = getattr(packed, "native", None)
     direct_adjoint = getattr(packed, "_split_gradients" if packed.split_gradient else "_adjoint_gradients", None)
 
     @tf.function(reduce_retracing=True)
-    def adjoint(v: tf.Tensor, g: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def adjoint(v: tf.Tensor, s: Any, g: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        if native is not None:
+            return native(s[None], theta[None], packed._gates, g[None])[1:]
         return direct_adjoint(v, theta, g)  # type: ignore[misc]
 
     @tf.function(reduce_retracing=True)
@@ -226,7 +232,7 @@ def profile(name: str, spec: dict[str, Any], args: argparse.Namespace) -> dict[s
         "optimizer": lambda i: apply(step_grads[i]),
     }
     if direct_adjoint is not None:
-        pieces["tfq_adjoint"] = lambda i: adjoint(values[i], dy[i])
+        pieces["tfq_adjoint"] = lambda i: adjoint(values[i], states[i], dy[i])
     step_grads = [step(xb[i], yb[i])[1] for i in range(n_b)]
     for run_batch in pieces.values():  # warm-up: traces every batch shape
         _round(run_batch, n_b, sync)
@@ -280,6 +286,7 @@ def profile(name: str, spec: dict[str, Any], args: argparse.Namespace) -> dict[s
         "backend": backend.name,
         "forward_route": "unitary op + matmul" if unitary else "packed state op",
         "adjoint_timed": adjoint_how,
+        "gradient_route": "native op from the states (qsim)" if native is not None else "TFQ Adjoint",
         "epoch_fit_s": round(epoch_fit, r),
         "step_s": round(seconds["step"] - call, r),
         **{f"{p}_s": round(net[p], r) for p in PIECES},

@@ -13,6 +13,11 @@ Measures, in this order and with nothing cached (a fresh temporary artifact root
    2 cores), and ``references_sequential_estimate_s``: the sum of the per-model training times
    the workers report, i.e. what one process would have needed.
 
+``--compare`` measures the two circuit-gradient routes in one run, each in its own process:
+TFQ's Adjoint (``QMU_NATIVE=0``, the path before QMU's native op) with ``--old-n-shadow``
+reference models (default 8), then the native op (`qmu_core.qnn.native`) with ``--n-shadow``.
+It adds ``per_model_speedup``: old seconds per reference model over new.
+
 Prints one JSON object.
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +46,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     parser.add_argument("--n-shadow", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="Worker processes (0: one per core).")
+    parser.add_argument("--compare", action="store_true", help="Old route (TFQ Adjoint) and new, one run.")
+    parser.add_argument("--old-n-shadow", type=int, default=8, help="Reference models on the old route.")
     args = parser.parse_args()
+    if args.compare:
+        compare(args)
+        return
 
     from qmu_core import artifacts, jobs, workers
     from qmu_core.config import preset
@@ -72,9 +83,12 @@ def main() -> None:
             per_model = list(pool.map(one, names))
         references_s = time.perf_counter() - t0
         workers.shutdown()
+    from qmu_core.qnn import native
+
     print(
         json.dumps(
             {
+                "route": "TFQ Adjoint" if native.load() is None else "native op",
                 "preset": args.preset,
                 "overrides": args.set,
                 "n_shadow": len(names),
@@ -89,6 +103,25 @@ def main() -> None:
             }
         )
     )
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Both routes, each in a child process of this script; one JSON object with both."""
+    common = ["--preset", args.preset, "--workers", str(args.workers), *(f"--set={x}" for x in args.set)]
+    results = {}
+    for route, n_shadow, env in [
+        ("old", args.old_n_shadow, {"QMU_NATIVE": "0"}),
+        ("new", args.n_shadow, {"QMU_NATIVE": "1"}),
+    ]:
+        cmd = [sys.executable, __file__, *common, "--n-shadow", str(n_shadow)]
+        done = subprocess.run(cmd, env=environment.child_env(**env), capture_output=True, text=True, check=True)
+        results[route] = json.loads(done.stdout.strip().splitlines()[-1])
+    old, new = results["old"], results["new"]
+    per_old = old["references_s"] / old["n_shadow"]
+    per_new = new["references_s"] / new["n_shadow"]
+    results["per_model_speedup"] = round(per_old / per_new, 2)
+    results["new_all_within_old_wall"] = new["references_s"] <= old["references_s"]
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ after one warm-up epoch, records per second, inference seconds for all records, 
 the epoch time of a dense batched state-vector implementation of the same circuit in plain TF
 (the `dense` expectation backend, `qmu_core.qnn.backends.dense`) with
 `ratio = epoch_s / reference_epoch_s`, so numbers can be compared across machines.
+
+``gradient_route`` says how the circuit gradient was computed: QMU's native op from the encoded
+states (`qmu_core.qnn.native`; amplitude encoding up to 8 qubits) or TFQ's Adjoint op. Where
+the native op is used, the same run also times the model on TFQ's Adjoint route
+(``tfq_adjoint_epoch_s``, the path before the op) and reports ``speedup = tfq_adjoint_epoch_s /
+epoch_s``.
 """
 
 from __future__ import annotations
@@ -83,6 +89,15 @@ def _one(spec: dict) -> dict:
         training.predict_proba(qnn, x, batch_size=n)
         infer.append(time.perf_counter() - t0)
 
+    packed = getattr(qnn.backend, "packed", None)
+    native = packed is not None and packed.native is not None
+    old: dict = {}
+    if native:  # the same model on TFQ's Adjoint route, in the same run
+        before = QNN(model, n_classes=10, image_side=ds.side, seed=0)
+        before.backend.packed.native = None  # type: ignore[attr-defined]
+        old_s = epoch_seconds(before)
+        old = {"tfq_adjoint_epoch_s": round(old_s, 3), "speedup": round(old_s / epoch_s, 2)}
+
     ref = QNN(model, n_classes=10, image_side=ds.side, seed=0, backend=make_backend(model, "dense"))
     reference_epoch_s = epoch_seconds(ref)
     return {
@@ -93,12 +108,14 @@ def _one(spec: dict) -> dict:
         "records": n,
         "batch": spec["batch"],
         "backend": qnn.backend.name,
+        "gradient_route": "native op" if native else "TFQ Adjoint",
         "epoch_s": round(epoch_s, 3),
         "records_per_s": round(n / epoch_s, 1),
         "infer_s": round(statistics.median(infer), 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "reference_epoch_s": round(reference_epoch_s, 3),
         "ratio": round(epoch_s / reference_epoch_s, 2),
+        **old,
     }
 
 

@@ -57,18 +57,20 @@ import functools
 from collections.abc import Callable
 
 import cirq
+import numpy as np
 import sympy
 
 from qmu_core._tf import tf, tfq
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ConfigError
-from qmu_core.qnn import circuits
+from qmu_core.qnn import circuits, native
 from qmu_core.qnn.backends.base import ExpectationBackend
 from qmu_core.qnn.encoding import Encoding
 
 __all__ = [
     "MAX_PACKED_SYSTEM_QUBITS",
     "PackedCircuit",
+    "ansatz_gate_table",
     "PackedTFQBackend",
     "packed_circuit",
     "packing_ancillas",
@@ -188,6 +190,41 @@ def _program_tensors(
     )
 
 
+def ansatz_gate_table(n_qubits: int, layers: int) -> np.ndarray:
+    """The weight ansatz as rows ``(kind, qubit a, qubit b, parameter)`` for `native` (its op's docs).
+
+    Read off the Cirq circuit `circuits.ansatz` builds, so the op simulates exactly that circuit.
+
+    Raises:
+        ConfigError: For a gate the op does not implement.
+    """
+    qs = circuits.qubits(n_qubits)
+    index = {str(s): k for k, s in enumerate(circuits.weight_symbols(n_qubits, layers))}
+    pi = sympy.pi
+
+    def weight(expr: object, what: str) -> int:
+        name = str(sympy.simplify(sympy.sympify(expr) * pi))
+        if name not in index:
+            raise ConfigError(f"ansatz_gate_table: {what} is {expr}, not a weight symbol over pi.")
+        return index[name]
+
+    rows: list[list[int]] = []
+    for op in circuits.ansatz(qs, layers).all_operations():
+        gate, q = op.gate, [qs.index(x) for x in op.qubits]
+        if isinstance(gate, cirq.PhasedXPowGate):
+            p = weight(gate.phase_exponent, "a phase exponent")
+            if weight(gate.exponent, "an exponent") != p + 1:
+                raise ConfigError(f"ansatz_gate_table: {op} must read two consecutive weights.")
+            rows.append([0, q[0], 0, p])
+        elif isinstance(gate, cirq.ZPowGate) and gate.global_shift == 0:
+            rows.append([1, q[0], 0, weight(gate.exponent, "an exponent")])
+        elif gate == cirq.CNOT:
+            rows.append([2, q[0], q[1], -1])
+        else:
+            raise ConfigError(f"ansatz_gate_table: the native op has no {op!r}.")
+    return np.asarray(rows, dtype=np.int32)
+
+
 class PackedCircuit:
     """TFQ-native evaluation of one model circuit with ``2^NA`` records per program.
 
@@ -240,6 +277,12 @@ class PackedCircuit:
                 tf.float32,
             )
             self._zsign = tf.constant(circuits.z_signs(n))
+        # The unitary training route differentiates with QMU's native op when it can be loaded
+        # (`qmu_core.qnn.native`): from the encoded states, without their state preparation.
+        self.native = native.load() if self.unitary_training else None
+        if self.native is not None:
+            with tf.init_scope():
+                self._gates = tf.constant(ansatz_gate_table(n, layers))
         self._adjoint = tfq.differentiators.Adjoint()
         self._state_op = tfq.get_state_op()
         self._unitary_op = tfq.get_unitary_op()
@@ -315,21 +358,26 @@ class PackedCircuit:
 
     # ------------------------------------------------------------------ public API
 
-    def expectations(self, values: tf.Tensor, theta: tf.Tensor, states: tf.Tensor | None = None) -> tf.Tensor:
+    def expectations(self, values: tf.Tensor | None, theta: tf.Tensor, states: tf.Tensor | None = None) -> tf.Tensor:
         """Differentiable ``<Z_i>`` for a batch, shape ``(B, n)``.
 
         Args:
             values: ``(B, n_inputs)`` data symbol values (angles or state-preparation angles).
             theta: ``(n_weights,)`` weight symbol values.
             states: Amplitude encoding with the unitary training route: the encoded states
-                ``(B, 2^n)`` that `values` prepare (`Encoding.states_tf`). Gradients reach
-                `values` and `theta` only (through TFQ's Adjoint differentiator).
+                ``(B, 2^n)`` that `values` prepare (`Encoding.states_tf`). With the native op
+                (`native`), gradients reach `states` and `theta` (and `values` may be None);
+                without it, `values` and `theta` (through TFQ's Adjoint differentiator).
 
         Returns:
             ``<Z_i>`` of every record.
         """
-        values = tf.convert_to_tensor(values, tf.float32)
         theta = tf.convert_to_tensor(theta, tf.float32)
+        if self.native is not None:
+            if states is None:
+                raise ConfigError("PackedCircuit.expectations: the unitary route needs the encoded `states`.")
+            return self._native_expectations(tf.convert_to_tensor(states, tf.float32), theta)
+        values = tf.convert_to_tensor(values, tf.float32)
         forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
         if self.unitary_training:  # an encoding with `unitary_training` (see `unitary_forward`)
             if states is None:
@@ -354,6 +402,23 @@ class PackedCircuit:
             return ev, grad
 
         return packed_expectations(values, theta)
+
+    def _native_expectations(self, states: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
+        """``<Z_i>`` by the unitary route; gradients for `states` and `theta` from the native op."""
+        op, gates = self.native, self._gates
+        assert op is not None, "only called when the native op is loaded"
+
+        @tf.custom_gradient
+        def native_expectations(s: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+            ev = self._unitary_expectations(s, w)
+
+            def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                _, d_theta, d_states = op(s[None], w[None], gates, tf.cast(dy, tf.float32)[None])
+                return d_states[0], tf.reduce_sum(d_theta[0], axis=0)
+
+            return ev, grad
+
+        return native_expectations(states, theta)
 
     def predict(self, values: tf.Tensor | None, theta: tf.Tensor, states: tf.Tensor | None = None) -> tf.Tensor:
         """``<Z_i>`` without gradients.
@@ -406,6 +471,8 @@ class PackedTFQBackend(ExpectationBackend):
         """Differentiable ⟨Z_i⟩ by the packed state op, or by the unitary route when `unitary_training` holds."""
         # a unitary route reads the encoded states, the packed state op the symbol values
         states = self.encoding.states_tf(features) if self.packed.unitary_training else None
+        if self.packed.native is not None:  # differentiates through the states, not the angles
+            return self.packed.expectations(None, theta, states)
         return self.packed.expectations(self.symbol_values(features), theta, states)
 
     def predict(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:

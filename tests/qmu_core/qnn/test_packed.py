@@ -9,6 +9,7 @@ import pytest
 from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
 from qmu_core.qnn.backends import packed
+from qmu_core.qnn.backends.dense import DenseBackend
 from qmu_core.qnn.encoding import AMPLITUDE, ANGLE
 from qmu_core.qnn.models import build_model
 from tests.support import MODEL_CASES, cirq_expectations, random_inputs
@@ -38,9 +39,31 @@ CASES = [
 IDS = ["angle", "reupload", "amplitude", "hqnn-amplitude", "hqnn-angle", "angle-2q", "amplitude-4q"]
 
 
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+def _dense_twin(qnn, cfg: ModelConfig):
+    """The same model (same variables) on the dense reference backend: exact autodiff gradients."""
+    twin, _ = _model(
+        "tfq_packed",
+        **{k: v for k, v in cfg.model_dump().items() if k in {"encoding", "n_qubits", "layers", "kind", "reupload"}},
+    )
+    twin.backend = DenseBackend(cfg)
+    for name, var in twin.variables.items():
+        var.assign(qnn.variables[name])
+    return twin
+
+
 @pytest.mark.parametrize("kw", CASES, ids=IDS)
 @pytest.mark.parametrize("batch", [1, 17])
 def test_packed_equals_cirq_and_plain_gradients(kw: dict, batch: int) -> None:
+    """Values against Cirq; gradients against the dense reference (exact) and TFQ's plain layer.
+
+    TFQ's Adjoint differentiator builds its gradient gates by finite differences, so its
+    gradients carry an error of order 1e-4 (measured up to 1.1e-4 on these cases). The native op
+    of the amplitude route uses exact derivative matrices: it must match the dense reference
+    to float32 rounding (a few hundred ulps of the largest entry).
+    """
     fast, cfg = _model("tfq_packed", **kw)
     plain, _ = _model("tfq", **kw)
     assert fast.backend.name == "tfq_packed" and plain.backend.name == "tfq"
@@ -49,10 +72,19 @@ def test_packed_equals_cirq_and_plain_gradients(kw: dict, batch: int) -> None:
     np.testing.assert_allclose(z, cirq_expectations(fast, x), atol=1e-5)
     gx_fast, gv_fast = _loss_gradients(fast, x)
     gx_plain, gv_plain = _loss_gradients(plain, x)
-    np.testing.assert_allclose(gx_fast, gx_plain, atol=1e-4)
     assert np.abs(gx_plain).max() > 1e-3  # the input gradient is not trivially zero
+    finite_difference = 3e-4  # TFQ's Adjoint (see the docstring)
+    np.testing.assert_allclose(gx_fast, gx_plain, atol=finite_difference)
     for name, a, b in zip(sorted(fast.variables), gv_fast, gv_plain, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(a, b, atol=finite_difference, err_msg=name)
+    if cfg.reupload:
+        return  # the dense reference has no re-uploading
+    gx_ref, gv_ref = _loss_gradients(_dense_twin(fast, cfg), x)
+    native = getattr(fast.backend, "packed", None) is not None and fast.backend.packed.native is not None
+    for name, a, b in zip(["inputs", *sorted(fast.variables)], [gx_fast, *gv_fast], [gx_ref, *gv_ref], strict=True):
+        scale = max(1.0, float(np.abs(b).max()))
+        tol = 256 * FLOAT32_EPS * scale if native else finite_difference
+        np.testing.assert_allclose(a, b, atol=tol, err_msg=f"{name} (native op: {native})")
 
 
 @pytest.mark.parametrize("backend", ["tfq", "tfq_packed"])
