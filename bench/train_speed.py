@@ -119,6 +119,47 @@ def _one(spec: dict) -> dict:
     }
 
 
+def _stacked(spec: dict) -> dict:
+    """M default-preset models trained cold in one program (`fit_many`); see the module doc."""
+    import numpy as np
+
+    from qmu_core.config import preset
+    from qmu_core.datasets import load_dataset
+    from qmu_core.qnn import native
+    from qmu_core.qnn.stacked import QNNStack, fit_many
+    from qmu_core.qnn.training import class_index
+
+    cfg = preset("default")
+    m_count, n = spec["models"], cfg.data.n_target_train
+    train = cfg.train.model_copy(update={"epochs": spec["epochs"]})
+    ds = load_dataset(cfg.data)
+    keep = np.isin(ds.labels, cfg.data.classes)
+    images = (ds.images[keep].reshape(int(keep.sum()), -1) * 2.0 - 1.0).astype(np.float32)
+    labels = class_index(ds.labels[keep], cfg.data.classes)
+    rng = np.random.default_rng(0)
+    rows = [rng.choice(len(images), size=n, replace=False) for _ in range(m_count)]  # a random set per model
+    seeds = list(range(m_count))
+    marks: list[float] = []
+    t0 = time.perf_counter()
+    stack = QNNStack(cfg.model, n_classes=len(cfg.data.classes), image_side=ds.side, seeds=seeds)
+    fit_many(stack, [images[r] for r in rows], [labels[r] for r in rows], train, seeds=seeds,
+             progress=lambda *_: marks.append(time.perf_counter()))  # fmt: skip
+    wall = time.perf_counter() - t0
+    steady = statistics.median(b - a for a, b in zip(marks[:-1], marks[1:], strict=True)) if len(marks) > 2 else wall
+    return {
+        "path": "model-batched (fit_many)",
+        "preset": "default",
+        "models": m_count,
+        "records_per_model": n,
+        "epochs": train.epochs,
+        "gradient_route": "native op" if native.load() is not None else "TFQ Adjoint",
+        "wall_s": round(wall, 2),
+        "wall_per_model_s": round(wall / m_count, 3),
+        "steady_epoch_per_model_s": round(steady / m_count, 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 def main() -> int:
     """Run every selected configuration in its own subprocess and print its JSON line."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,11 +170,28 @@ def main() -> int:
     p.add_argument("--qubits", type=int, default=8)
     p.add_argument("--backend", default="tfq_packed", choices=["tfq_packed", "tfq"])
     p.add_argument("--only", action="append", help="Keep configurations whose kind or encoding matches.")
+    p.add_argument("--stacked", help="Model counts for the model-batched path, e.g. 1,8,32,64 (module doc).")
+    p.add_argument("--stacked-epochs", type=int, default=60, help="Epochs of the model-batched path (default: 60).")
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--one-stacked", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         print(json.dumps(_one(json.loads(args.one))), flush=True)
         return 0
+    if args.one_stacked:
+        print(json.dumps(_stacked(json.loads(args.one_stacked))), flush=True)
+        return 0
+    if args.stacked:
+        failed = 0
+        for m in (int(v) for v in args.stacked.split(",")):
+            spec = json.dumps({"models": m, "epochs": args.stacked_epochs})
+            proc = subprocess.run([sys.executable, __file__, "--one-stacked", spec], capture_output=True, text=True)
+            line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+            if proc.returncode != 0 or not line.startswith("{"):
+                failed += 1
+                line = json.dumps({"models": m, "error": proc.stderr.strip().splitlines()[-1:] or ["no output"]})
+            print(line, flush=True)
+        return 1 if failed else 0
     failed = 0
     for cfg in CONFIGS:
         if args.only and not ({cfg["kind"], cfg["encoding"]} & set(args.only)):

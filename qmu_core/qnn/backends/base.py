@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 
 from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
+from qmu_core.errors import ConfigError
 from qmu_core.qnn import circuits
 from qmu_core.qnn.encoding import model_encoding
 
@@ -48,6 +49,26 @@ class ExpectationBackend(ABC):
     @abstractmethod
     def expectations(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
         """Differentiable ⟨Z_i⟩, shape ``(B, n_qubits)``, w.r.t. `features` and `theta`."""
+
+    def expectations_many(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
+        """Differentiable ⟨Z_i⟩ of M models of this circuit, each with its own weights.
+
+        Args:
+            features: ``(M, B, width)``, model m's batch in row m (M known when tracing).
+            theta: ``(M, n_weights)``, model m's weights in row m.
+
+        Returns:
+            ``(M, B, n_qubits)``. This default calls `expectations` once per model; backends
+            that can batch models into one op call (``tfq_packed``) override it.
+        """
+        features = tf.convert_to_tensor(features, tf.float32)
+        n_models = features.shape[0]
+        if n_models is None:
+            raise ConfigError(
+                f"{type(self).__name__}.expectations_many loops over models and needs their number (the "
+                "leading axis of `features`) known when tracing; pass a tensor with a static first dimension."
+            )
+        return tf.stack([self.expectations(features[m], theta[m]) for m in range(n_models)])
 
     def predict(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
         """⟨Z_i⟩ for inference (no gradients); backends may take a cheaper route."""
