@@ -529,7 +529,9 @@ class PackedCircuit:
 
         return native_expectations_many(states, theta)
 
-    def expectations_many(self, values: tf.Tensor | None, theta: tf.Tensor, states: tf.Tensor | None = None) -> tf.Tensor:
+    def expectations_many(
+        self, values: tf.Tensor | None, theta: tf.Tensor, states: tf.Tensor | None = None
+    ) -> tf.Tensor:
         """Differentiable ``<Z_i>`` of M models (same circuit, own weights), shape ``(M, B, n)``.
 
         All M models' circuits go through ONE TFQ op call forward (the packed state op, or the
