@@ -13,9 +13,12 @@ Measures, in this order and with nothing cached (a fresh temporary artifact root
    2 cores), and ``references_sequential_estimate_s``: the sum of the per-model training times
    the workers report, i.e. what one process would have needed.
 
-``--compare`` measures the two circuit-gradient routes in one run, each in its own process:
-TFQ's Adjoint (``QMU_NATIVE=0``, the path before QMU's native op) with ``--old-n-shadow``
-reference models (default 8), then the native op (`qmu_core.qnn.native`) with ``--n-shadow``.
+Reference models train as the pipeline trains them: concurrent requests share model-batched
+worker jobs (`qmu_core.grouping`); ``--per-model`` runs one worker job per model instead.
+``--compare`` measures the old and the new path in one run, each in its own process: TFQ's
+Adjoint (``QMU_NATIVE=0``) with one job per model (the path before issue 28) and
+``--old-n-shadow`` reference models (default 8), then the native op (`qmu_core.qnn.native`)
+with grouped jobs and ``--n-shadow``.
 It adds ``per_model_speedup``: old seconds per reference model over new.
 
 Prints one JSON object.
@@ -46,6 +49,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     parser.add_argument("--n-shadow", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="Worker processes (0: one per core).")
+    parser.add_argument("--per-model", action="store_true", help="One worker job per model (no grouping).")
     parser.add_argument("--compare", action="store_true", help="Old route (TFQ Adjoint) and new, one run.")
     parser.add_argument("--old-n-shadow", type=int, default=8, help="Reference models on the old route.")
     args = parser.parse_args()
@@ -56,6 +60,7 @@ def main() -> None:
     from qmu_core import artifacts, jobs, workers
     from qmu_core.config import preset
     from qmu_core.config.overrides import apply_overrides
+    from qmu_core.grouping import GROUPS
     from qmu_core.membership import reference_names
     from qmu_core.splits import read_splits, split_roles
 
@@ -75,7 +80,12 @@ def main() -> None:
 
         def one(name: str) -> float:
             start = time.perf_counter()
-            workers.run(jobs.train_split, ref, cfg.model, cfg.train, cfg.data.classes, which=name, seed=cfg.run.seed)
+            if args.per_model:  # one worker job per model (the path before qmu_core.grouping)
+                workers.run(
+                    jobs.train_split, ref, cfg.model, cfg.train, cfg.data.classes, which=name, seed=cfg.run.seed
+                )
+            else:  # as the pipeline's reference stages do
+                GROUPS.train(ref, cfg.model, cfg.train, cfg.data.classes, which=name, group=names, seed=cfg.run.seed)
             return time.perf_counter() - start
 
         t0 = time.perf_counter()
@@ -89,6 +99,7 @@ def main() -> None:
         json.dumps(
             {
                 "route": "TFQ Adjoint" if native.load() is None else "native op",
+                "jobs": "one per model" if args.per_model else "grouped (qmu_core.grouping)",
                 "preset": args.preset,
                 "overrides": args.set,
                 "n_shadow": len(names),
@@ -113,7 +124,14 @@ def compare(args: argparse.Namespace) -> None:
         ("old", args.old_n_shadow, {"QMU_NATIVE": "0"}),
         ("new", args.n_shadow, {"QMU_NATIVE": "1"}),
     ]:
-        cmd = [sys.executable, __file__, *common, "--n-shadow", str(n_shadow)]
+        cmd = [
+            sys.executable,
+            __file__,
+            *common,
+            "--n-shadow",
+            str(n_shadow),
+            *(["--per-model"] if route == "old" else []),
+        ]
         done = subprocess.run(cmd, env=environment.child_env(**env), capture_output=True, text=True, check=True)
         results[route] = json.loads(done.stdout.strip().splitlines()[-1])
     old, new = results["old"], results["new"]

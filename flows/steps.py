@@ -59,7 +59,9 @@ def reference_models(config: QMUConfig, splits: ArtifactRef) -> dict[str, Any]:
     """
     names = reference_names(config.attack)
     common = {"model": config.model, "classes": config.data.classes, "train": config.train, "seed": config.run.seed}
-    models = train_model.map(splits=splits, which=names, labels=[f"train {n}" for n in names], **common)
+    models = train_model.map(
+        splits=splits, which=names, trained_with=tuple(names), labels=[f"train {n}" for n in names], **common
+    )
     membership = membership_matrix(splits=splits, names=tuple(names), seed=config.run.seed)
     return {"membership": membership, "reference_models": dict(zip(names, models, strict=True))}
 

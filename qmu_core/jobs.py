@@ -33,6 +33,8 @@ __all__ = [
     "outputs",
     "relearn_split",
     "train",
+    "train_many",
+    "train_many_split",
     "train_split",
     "unlearn",
     "unlearn_split",
@@ -88,6 +90,77 @@ def train_split(
 ) -> Output:
     """`train` on the split stored at `splits` (what a worker process runs: it reads the table itself)."""
     return train(read_splits(splits), model, train_cfg, classes, which=which, seed=seed, progress=progress)
+
+
+def train_many(
+    splits: SplitTable,
+    model: ModelConfig,
+    train_cfg: TrainConfig,
+    classes: Sequence[int],
+    *,
+    whiches: Sequence[str],
+    seed: int,
+    progress: Progress | None = None,
+) -> list[Output]:
+    """`train` of several reference models in one program (`qmu_core.qnn.stacked.fit_many`).
+
+    Each model keeps its own member rows, initial-weight seed and batch-order seed (those
+    `train` uses), so model m equals `train` of ``whiches[m]`` to float rounding, and equals
+    itself bit for bit whichever group it is trained in: every per-model quantity is computed
+    separately along the model axis (`tests/qmu_core/test_jobs_many.py`). Models whose training
+    sets differ in size train in one `fit_many` per size. The facts' ``wall_s`` is each size
+    group's wall time divided by its model count.
+
+    Returns:
+        One `Output` per name of `whiches`, in that order.
+    """
+    from qmu_core.qnn.stacked import QNNStack, fit_many
+
+    frame = splits.frame
+    rows = {w: frame[member_mask(frame, w, seed=seed)] for w in whiches}
+    model_seed = {w: derive_seed(seed, "target" if w == "oracle" else w) for w in whiches}
+    by_size: dict[int, list[str]] = {}
+    for w in whiches:
+        by_size.setdefault(len(rows[w]), []).append(w)
+    out: dict[str, Output] = {}
+    for names in by_size.values():
+        started = time.perf_counter()
+        stack = QNNStack(
+            model, n_classes=len(classes), image_side=splits.image_side, seeds=[model_seed[w] for w in names]
+        )
+        histories = fit_many(
+            stack,
+            [training.model_inputs(rows[w], model) for w in names],
+            [training.class_index(rows[w]["label"].to_numpy(), classes) for w in names],
+            train_cfg,
+            seeds=[derive_seed(model_seed[w], "batches") for w in names],
+            progress=progress,
+        )
+        wall = round((time.perf_counter() - started) / len(names), 3)
+        for m, w in enumerate(names):
+            facts = ModelFacts(
+                which=w,
+                n_train=len(rows[w]),
+                history=histories[m],
+                wall_s=wall,
+                circuit_evals=2 * train_cfg.epochs * len(rows[w]),
+            )
+            out[w] = Output(stack.model(m).weights_frame(w), facts)
+    return [out[w] for w in whiches]
+
+
+def train_many_split(
+    splits: ArtifactRef,
+    model: ModelConfig,
+    train_cfg: TrainConfig,
+    classes: Sequence[int],
+    *,
+    whiches: Sequence[str],
+    seed: int,
+    progress: Progress | None = None,
+) -> list[Output]:
+    """`train_many` on the split stored at `splits` (what a worker process runs)."""
+    return train_many(read_splits(splits), model, train_cfg, classes, whiches=whiches, seed=seed, progress=progress)
 
 
 def load_model(weights: pd.DataFrame, splits: SplitTable, model: ModelConfig, classes: Sequence[int]) -> QNN:

@@ -11,15 +11,27 @@ from tasks._stage import stage
 
 @stage("model", label="train {which}")
 def train_model(
-    splits: ArtifactRef, model: ModelConfig, train: TrainConfig, classes: tuple[int, ...], which: str, seed: int
+    splits: ArtifactRef,
+    model: ModelConfig,
+    train: TrainConfig,
+    classes: tuple[int, ...],
+    which: str,
+    seed: int,
+    trained_with: tuple[str, ...] = (),
 ) -> Output:
     """Train model `which` (target, oracle, shadow-<i> or ref-<i>) from scratch on its member rows.
 
     It trains in a worker process (`qmu_core.workers`), so models train side by side on separate cores.
+    A reference model given `trained_with` (every reference name of the run; not in the key) trains
+    in one model-batched job with its chunk of them (`qmu_core.grouping`).
     """
     from qmu_core import jobs  # TensorFlow loads only when a stage really runs
 
     report = progress(f"train {which}")
+    if trained_with:
+        from qmu_core.grouping import GROUPS  # not a module global: a Dask runner pickles this body
+
+        return GROUPS.train(splits, model, train, classes, which=which, group=trained_with, seed=seed, progress=report)
     return workers.run(jobs.train_split, splits, model, train, classes, which=which, seed=seed, progress=report)
 
 

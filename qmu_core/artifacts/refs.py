@@ -55,7 +55,9 @@ class ArtifactRef(BaseModel):
         return storage.location(self.root, self.rel)
 
 
-NOT_IN_KEY = frozenset({"root"})  # where a file lives never changes what it is
+NOT_IN_KEY = frozenset({"root", "trained_with"})
+"""Parameters that never change what an artifact is: where its file lives; which other reference
+models shared its training job (`qmu_core.grouping`: float rounding only)."""
 
 
 def _canonical(value: Any) -> Any:

@@ -75,9 +75,12 @@ class Deployed:
 
 
 def _run(api: str, procs: pp.Processes, log: Path, name: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    created = httpx.post(
-        f"{api}/deployments/{pp.deployment_id(api, name)}/create_flow_run", json={"parameters": parameters}, timeout=30
-    )
+    url = f"{api}/deployments/{pp.deployment_id(api, name)}/create_flow_run"
+    for _ in range(5):  # 503: the server was busy (as Prefect's own client does, ask again)
+        created = httpx.post(url, json={"parameters": parameters}, timeout=30)
+        if created.status_code != 503:
+            break
+        time.sleep(1.0)
     assert created.status_code == 201, created.text  # the server's JSON-schema check passed
     return pp.wait_final(api, created.json()["id"], procs, log, RUN_TIMEOUT)
 

@@ -34,7 +34,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QSIM_VERSION", "build", "library_path", "load", "unavailable_reason"]
+import cirq
+import numpy as np
+import sympy
+
+from qmu_core.errors import ConfigError
+from qmu_core.qnn import circuits
+
+__all__ = ["QSIM_VERSION", "ansatz_gate_table", "build", "library_path", "load", "unavailable_reason"]
 
 QSIM_VERSION = "0.22.0"
 """qsimcirq source distribution whose ``lib/`` headers the op is compiled against."""
@@ -145,6 +152,41 @@ def build(*, force: bool = False, quiet: bool = False) -> Path:
         raise RuntimeError(f"Compiling {SOURCE.name} failed ({' '.join(cmd)}):\n{got.stderr[-4000:]}")
     partial.replace(target)
     return target
+
+
+def ansatz_gate_table(n_qubits: int, layers: int) -> np.ndarray:
+    """The weight ansatz as rows ``(kind, qubit a, qubit b, parameter)`` for `native` (its op's docs).
+
+    Read off the Cirq circuit `circuits.ansatz` builds, so the op simulates exactly that circuit.
+
+    Raises:
+        ConfigError: For a gate the op does not implement.
+    """
+    qs = circuits.qubits(n_qubits)
+    index = {str(s): k for k, s in enumerate(circuits.weight_symbols(n_qubits, layers))}
+    pi = sympy.pi
+
+    def weight(expr: object, what: str) -> int:
+        name = str(sympy.simplify(sympy.sympify(expr) * pi))
+        if name not in index:
+            raise ConfigError(f"ansatz_gate_table: {what} is {expr}, not a weight symbol over pi.")
+        return index[name]
+
+    rows: list[list[int]] = []
+    for op in circuits.ansatz(qs, layers).all_operations():
+        gate, q = op.gate, [qs.index(x) for x in op.qubits]
+        if isinstance(gate, cirq.PhasedXPowGate):
+            p = weight(gate.phase_exponent, "a phase exponent")
+            if weight(gate.exponent, "an exponent") != p + 1:
+                raise ConfigError(f"ansatz_gate_table: {op} must read two consecutive weights.")
+            rows.append([0, q[0], 0, p])
+        elif isinstance(gate, cirq.ZPowGate) and gate.global_shift == 0:
+            rows.append([1, q[0], 0, weight(gate.exponent, "an exponent")])
+        elif gate == cirq.CNOT:
+            rows.append([2, q[0], q[1], -1])
+        else:
+            raise ConfigError(f"ansatz_gate_table: the native op has no {op!r}.")
+    return np.asarray(rows, dtype=np.int32)
 
 
 def unavailable_reason() -> str | None:

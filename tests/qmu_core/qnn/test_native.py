@@ -8,7 +8,7 @@ import pytest
 
 from qmu_core._tf import tf
 from qmu_core.qnn import circuits, native
-from qmu_core.qnn.backends.packed import ansatz_gate_table
+from qmu_core.qnn.native import ansatz_gate_table
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
