@@ -45,8 +45,12 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "full": [],
         "quick": ["--records", "128", "--epochs", "1"],
     },
-    "shadow_speed": {
-        "full": [],
+    "train_speed_stacked": {  # bench/train_speed.py's model-batched path (SCRIPTS)
+        "full": ["--stacked", "1,8,32,64"],
+        "quick": ["--stacked", "1,2", "--stacked-epochs", "2"],
+    },
+    "shadow_speed": {  # the old path (8 models) and the new one (64) in one run
+        "full": ["--compare", "--n-shadow", "64", "--old-n-shadow", "8"],
         "quick": ["--preset", "tiny", "--n-shadow", "2"],
     },
     "sampler_speed": {
@@ -62,6 +66,9 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "quick": ["--repeats", "1", "--signal", "SIGINT"],
     },
 }
+
+SCRIPTS = {"train_speed_stacked": "train_speed"}
+"""Benchmarks that are another mode of a script: their script's name (default: their own)."""
 
 
 def _git(*args: str) -> str:
@@ -116,7 +123,7 @@ def run_one(name: str, args: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"qmu-bench-{name}-") as tmp:
         json_file = Path(tmp) / "out.json"
         extra = ["--json", str(json_file)] if name == "dag_speed" else []
-        cmd = [sys.executable, str(BENCH / f"{name}.py"), *args, *extra]
+        cmd = [sys.executable, str(BENCH / f"{SCRIPTS.get(name, name)}.py"), *args, *extra]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)

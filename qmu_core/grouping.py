@@ -124,6 +124,8 @@ class TrainingGroups:
         from qmu_core import jobs  # as the stages do: imported only once a model trains (TensorFlow)
 
         def relay(step: int, steps: int, values: dict[str, float]) -> None:
+            if len(chunk) > 1:  # fit_many reports the chunk's means, not this stage's model
+                values = {f"{k} (mean of {len(chunk)} models)": v for k, v in values.items()}
             with self._lock:
                 listeners = list(self._progress.get(key, []))
             for p in listeners:
