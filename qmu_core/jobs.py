@@ -57,7 +57,7 @@ def train(
     forget set.
     """
     rows = splits.frame[member_mask(splits.frame, which, seed=seed)]
-    model_seed = derive_seed(seed, "target" if which == "oracle" else which)
+    model_seed = _model_seed(seed, which)
     qnn = training.model_for(model, classes, seed=model_seed, image_side=splits.image_side)
     started = time.perf_counter()
     history = training.fit(
@@ -76,6 +76,11 @@ def train(
         circuit_evals=2 * train.epochs * len(rows),
     )
     return Output(qnn.weights_frame(which), facts)
+
+
+def _model_seed(seed: int, which: str) -> int:
+    """Model `which`'s initial-weight seed; its batch order derives from it (the oracle shares the target's)."""
+    return derive_seed(seed, "target" if which == "oracle" else which)
 
 
 def train_split(
@@ -105,11 +110,10 @@ def train_many(
     """`train` of several reference models in one program (`qmu_core.qnn.stacked.fit_many`).
 
     Each model keeps its own member rows, initial-weight seed and batch-order seed (those
-    `train` uses), so model m equals `train` of ``whiches[m]`` to float rounding, and equals
-    itself bit for bit whichever group it is trained in: every per-model quantity is computed
-    separately along the model axis (`tests/qmu_core/test_jobs_many.py`). Models whose training
-    sets differ in size train in one `fit_many` per size. The facts' ``wall_s`` is each size
-    group's wall time divided by its model count.
+    `train` uses), so model m equals `train` of ``whiches[m]`` to float rounding. Its bits may
+    depend on which models share the program, so callers fix the groups (`qmu_core.grouping`).
+    Models whose training sets differ in size train in one `fit_many` per size. The facts'
+    ``wall_s`` is each size group's wall time divided by its model count.
 
     Returns:
         One `Output` per name of `whiches`, in that order.
@@ -118,7 +122,7 @@ def train_many(
 
     frame = splits.frame
     rows = {w: frame[member_mask(frame, w, seed=seed)] for w in whiches}
-    model_seed = {w: derive_seed(seed, "target" if w == "oracle" else w) for w in whiches}
+    model_seed = {w: _model_seed(seed, w) for w in whiches}
     by_size: dict[int, list[str]] = {}
     for w in whiches:
         by_size.setdefault(len(rows[w]), []).append(w)

@@ -369,20 +369,7 @@ class PackedCircuit(ManyModels):
 
     def _native_expectations(self, states: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
         """``<Z_i>`` by the unitary route; gradients for `states` and `theta` from the native op."""
-        op, gates = self.native, self._gates
-        assert op is not None, "only called when the native op is loaded"
-
-        @tf.custom_gradient
-        def native_expectations(s: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, Callable]:
-            ev = self._unitary_expectations(s, w)
-
-            def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                _, d_theta, d_states = op(s[None], w[None], gates, tf.cast(dy, tf.float32)[None])
-                return d_states[0], tf.reduce_sum(d_theta[0], axis=0)
-
-            return ev, grad
-
-        return native_expectations(states, theta)
+        return self._native_route(self._unitary_expectations, states, theta, model_axis=False)
 
     def predict(self, values: tf.Tensor | None, theta: tf.Tensor, states: tf.Tensor | None = None) -> tf.Tensor:
         """``<Z_i>`` without gradients.

@@ -131,22 +131,36 @@ class ManyModels:
         probs = tf.math.real(phi) ** 2 + tf.math.imag(phi) ** 2
         return tf.einsum("mbs,si->mbi", probs, self._zsign)
 
-    def _native_many(self, states: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
-        """`_native_expectations` for M models: states ``(M, B, 2^n)``, weights ``(M, n_w)``; one op call."""
+    def _native_route(
+        self,
+        forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+        states: tf.Tensor,
+        theta: tf.Tensor,
+        *,
+        model_axis: bool,
+    ) -> tf.Tensor:
+        """`forward` (TFQ's unitary route), with its gradients for `states` and `theta` from the native op.
+
+        With `model_axis`, states ``(M, B, 2^n)`` and weights ``(M, n_w)``; without, one model's
+        ``(B, 2^n)`` and ``(n_w,)`` (the op gets a model axis of one).
+        """
         op, gates = self.native, self._gates
         assert op is not None, "only called when the native op is loaded"
 
         @tf.custom_gradient
-        def native_expectations_many(s: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, Callable]:
-            ev = self._many_unitary_expectations(s, w)
+        def native_expectations(s: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+            ev = forward(s, w)
 
             def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                _, d_theta, d_states = op(s, w, gates, tf.cast(dy, tf.float32))
-                return d_states, tf.reduce_sum(d_theta, axis=1)
+                dy = tf.cast(dy, tf.float32)
+                args = (s, w, gates, dy) if model_axis else (s[None], w[None], gates, dy[None])
+                _, d_theta, d_states = op(*args)
+                d_theta = tf.reduce_sum(d_theta, axis=1)
+                return (d_states, d_theta) if model_axis else (d_states[0], d_theta[0])
 
             return ev, grad
 
-        return native_expectations_many(states, theta)
+        return native_expectations(states, theta)
 
     def expectations_many(
         self, values: tf.Tensor | None, theta: tf.Tensor, states: tf.Tensor | None = None
@@ -174,7 +188,8 @@ class ManyModels:
         if self.native is not None:
             if states is None:
                 raise ConfigError("PackedCircuit.expectations_many: the unitary route needs the encoded `states`.")
-            return self._native_many(tf.convert_to_tensor(states, tf.float32), theta)
+            states = tf.convert_to_tensor(states, tf.float32)
+            return self._native_route(self._many_unitary_expectations, states, theta, model_axis=True)
         values = tf.convert_to_tensor(values, tf.float32)
         forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
         if self.unitary_training:

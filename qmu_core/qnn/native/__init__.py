@@ -127,13 +127,21 @@ def _qsim_include() -> Path:
     return root
 
 
-def build(*, force: bool = False, quiet: bool = False) -> Path:
+def build(
+    *, force: bool = False, quiet: bool = False, tf_flags: tuple[str, list[str], list[str]] | None = None
+) -> Path:
     """Compile the op if this source, TensorFlow and flags have no library yet; return its path.
+
+    Args:
+        force: Compile even if the library exists.
+        quiet: No "building ..." line on stderr.
+        tf_flags: TensorFlow's version, compile and link flags when the caller has TensorFlow
+            loaded; else they are asked of a subprocess (`_tf_flags`).
 
     Raises:
         RuntimeError: No compiler, no qsim headers, or a failed compile (its output included).
     """
-    version, cflags, lflags = _tf_flags()
+    version, cflags, lflags = tf_flags or _tf_flags()
     target = library_path(version, cflags)
     if target.is_file() and not force:
         return target
@@ -206,9 +214,10 @@ def load() -> Any | None:
     from qmu_core._tf import tf
 
     try:
-        path = library_path(tf.__version__, tf.sysconfig.get_compile_flags())
+        flags = (tf.__version__, tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags())
+        path = library_path(flags[0], flags[1])
         if not path.is_file():
-            path = build(quiet=True)
+            path = build(quiet=True, tf_flags=flags)
         return tf.load_op_library(str(path)).qmu_state_adjoint
     except Exception as exc:  # noqa: BLE001 - any failure means "use TFQ's route", with the reason kept
         _REASON.append(f"{type(exc).__name__}: {exc}")
