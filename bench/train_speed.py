@@ -3,13 +3,14 @@
     python bench/train_speed.py                      # every configuration below
     python bench/train_speed.py --only basic_qnn     # a subset (model kind or encoding)
     python bench/train_speed.py --mnist-path DIR --records 1000 --epochs 3 --backend tfq
+    python bench/train_speed.py --wide-only          # 12 and 16 qubits, with and without re-uploading
 
 Each configuration runs in a fresh subprocess so `peak_rss_mb` is its own. For each it reports
 the median seconds per training epoch (forward, Adjoint gradient and optimizer update; batch 32)
 after one warm-up epoch, records per second, inference seconds for all records, peak RSS, and
 the epoch time of a dense batched state-vector implementation of the same circuit in plain TF
-(the `dense` expectation backend, `qmu_core.qnn.backends.dense`) with
-`ratio = epoch_s / reference_epoch_s`, so numbers can be compared across machines.
+(the `dense` expectation backend, `qmu_core.qnn.backends.dense`, on its faster route for the
+width) with `ratio = epoch_s / reference_epoch_s`, so numbers can be compared across machines.
 
 ``gradient_route`` says how the circuit gradient was computed: QMU's native op from the encoded
 states (`qmu_core.qnn.native`; amplitude encoding up to 8 qubits) or TFQ's Adjoint op. Where
@@ -43,7 +44,14 @@ CONFIGS = [
     {"kind": "hqnn", "encoding": "amplitude", "layers": 1},
     {"kind": "hqnn", "encoding": "amplitude", "layers": 5},
     {"kind": "hqnn", "encoding": "amplitude", "layers": 10},
+    # wide circuits (issue 28 item 3): their own width and at most `records` records (a 16-qubit
+    # epoch of 1,000 records is about 25 s on TFQ and 55 s on the dense reference)
+    {"kind": "basic_qnn", "encoding": "angle", "layers": 5, "qubits": 12, "records": 320},
+    {"kind": "basic_qnn", "encoding": "angle", "layers": 5, "qubits": 12, "records": 320, "reupload": True},
+    {"kind": "basic_qnn", "encoding": "angle", "layers": 5, "qubits": 16, "records": 64},
+    {"kind": "basic_qnn", "encoding": "angle", "layers": 5, "qubits": 16, "records": 64, "reupload": True},
 ]
+"""Configurations; ``qubits`` and ``records`` in an entry override ``--qubits`` and cap ``--records``."""
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
@@ -62,6 +70,7 @@ def _one(spec: dict) -> dict:
         encoding=spec["encoding"],
         layers=spec["layers"],
         n_qubits=spec["qubits"],
+        reupload=spec.get("reupload", False),
         backend=spec["backend"],
     )
     ds = load_dataset(DataConfig(dataset="mnist", mnist_path=spec["mnist_path"]))
@@ -105,6 +114,7 @@ def _one(spec: dict) -> dict:
         "encoding": model.encoding,
         "qubits": model.n_qubits,
         "layers": model.layers,
+        "reupload": model.reupload,
         "records": n,
         "batch": spec["batch"],
         "backend": qnn.backend.name,
@@ -170,6 +180,7 @@ def main() -> int:
     p.add_argument("--qubits", type=int, default=8)
     p.add_argument("--backend", default="tfq_packed", choices=["tfq_packed", "tfq"])
     p.add_argument("--only", action="append", help="Keep configurations whose kind or encoding matches.")
+    p.add_argument("--wide-only", action="store_true", help="Only the 12- and 16-qubit configurations.")
     p.add_argument("--stacked", help="Model counts for the model-batched path, e.g. 1,8,32,64 (module doc).")
     p.add_argument("--stacked-epochs", type=int, default=60, help="Epochs of the model-batched path (default: 60).")
     p.add_argument("--one", help=argparse.SUPPRESS)
@@ -196,10 +207,12 @@ def main() -> int:
     for cfg in CONFIGS:
         if args.only and not ({cfg["kind"], cfg["encoding"]} & set(args.only)):
             continue
+        if args.wide_only and "qubits" not in cfg:
+            continue
         spec = {
             **cfg,
-            "qubits": args.qubits,
-            "records": args.records,
+            "qubits": cfg.get("qubits", args.qubits),
+            "records": min(args.records, cfg.get("records", args.records)),
             "batch": args.batch,
             "epochs": args.epochs,
             "backend": args.backend,

@@ -8,7 +8,13 @@ from pydantic import Field, model_validator
 
 from qmu_core.config.form import Section
 
-__all__ = ["FeatureSpec", "ModelConfig", "TrainConfig"]
+__all__ = ["AMPLITUDE_MAX_QUBITS", "FeatureSpec", "ModelConfig", "TrainConfig"]
+
+AMPLITUDE_MAX_QUBITS = 12
+"""Widest amplitude-encoded circuit. Its state preparation is ``2^n - 1`` rotations and as many
+CNOTs per record, so a training epoch on TFQ grows from 11x the dense limit at 9 qubits to 37x
+at 12 (`bench/train_speed.py`; up to 8 qubits QMU's native op starts from the encoded states
+instead and stays under 1x); at 12 qubits a default-sized model already takes about 17 minutes."""
 
 
 class FeatureSpec(Section):
@@ -32,7 +38,13 @@ class ModelConfig(Section):
             "features as the amplitudes of n qubits (the paper's simulation)."
         ),
     )
-    n_qubits: int = Field(8, strict=True, ge=2, le=12, description="Qubits in the circuit.")
+    n_qubits: int = Field(
+        8,
+        strict=True,
+        ge=2,
+        le=16,
+        description="Qubits in the circuit: up to 16 with angle encoding, 12 with amplitude encoding.",
+    )
     layers: int = Field(5, strict=True, ge=1, le=40, description="Ansatz layers: rotations then a CNOT ring.")
     reupload: bool = Field(
         False, strict=True, description="Angle encoding only: re-encode the features before every layer."
@@ -56,6 +68,17 @@ class ModelConfig(Section):
             raise ValueError(
                 "model.reupload=true needs model.encoding='angle'; amplitude encoding prepares "
                 "the state once. Set one of the two differently."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _amplitude_width(self) -> ModelConfig:
+        if self.encoding == "amplitude" and self.n_qubits > AMPLITUDE_MAX_QUBITS:
+            raise ValueError(
+                f"model.n_qubits={self.n_qubits} with model.encoding='amplitude' would load 2^{self.n_qubits} "
+                f"features through 2^{self.n_qubits} - 1 rotations per record; amplitude encoding stops at "
+                f"{AMPLITUDE_MAX_QUBITS} qubits. Use n_qubits <= {AMPLITUDE_MAX_QUBITS}, "
+                "or encoding='angle' (up to 16)."
             )
         return self
 

@@ -58,6 +58,15 @@ def test_cross_field_errors_name_both_fields() -> None:
         apply_overrides(QMUConfig(), ["model.encoding=amplitude", "model.reupload=true"])
 
 
+def test_angle_circuits_go_to_16_qubits_and_amplitude_ones_to_12() -> None:
+    assert apply_overrides(QMUConfig(), ["model.n_qubits=16", "model.reupload=true"]).model.n_qubits == 16
+    assert apply_overrides(QMUConfig(), ["model.encoding=amplitude", "model.n_qubits=12"]).model.n_qubits == 12
+    with pytest.raises(ConfigError, match=r"amplitude encoding stops at 12 qubits.*encoding='angle' \(up to 16\)"):
+        apply_overrides(QMUConfig(), ["model.encoding=amplitude", "model.n_qubits=13"])
+    with pytest.raises(ConfigError, match="less than or equal to 16"):
+        apply_overrides(QMUConfig(), ["model.n_qubits=17"])
+
+
 def test_unknown_preset_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="tiny"):
         preset("huge")
