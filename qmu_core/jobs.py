@@ -26,6 +26,7 @@ from qmu_core.qnn.models import QNN
 from qmu_core.splits import SplitTable, read_splits
 from qmu_core.unlearning import relearn
 from qmu_core.unlearning.base import Evals, Request, acc_and_loss, accuracy
+from qmu_core.unlearning.guard import guarded_run, make_guard
 
 __all__ = [
     "deletion_request",
@@ -205,13 +206,14 @@ def outputs_split(
 
 
 def deletion_request(
-    splits: SplitTable, qnn: QNN, model: ModelConfig, classes: Sequence[int], unlearn: UnlearnConfig
+    splits: SplitTable, qnn: QNN, model: ModelConfig, classes: Sequence[int], unlearn: UnlearnConfig, *, seed: int
 ) -> tuple[Request, int]:
     """The `Request` a method reads, and the circuit evaluations its stopping target cost.
 
     Forget set: the ``target_train`` rows marked ``is_forget``; retained set: the other
     ``target_train`` rows. Stopping target (`qmu_core.unlearning.base`): ``stop_forget_acc`` for a
-    class request; for a sample request, `qnn`'s mean loss on the ``target_holdout`` records.
+    class request; for a sample request, `qnn`'s mean loss on the ``target_holdout`` records. Guard
+    (`qmu_core.unlearning.guard`): a slice of the ``target_holdout`` rows outside the request, by `seed`.
     """
     frame = splits.frame
     train_rows = frame["role"] == "target_train"
@@ -223,6 +225,11 @@ def deletion_request(
         return training.model_inputs(rows, model), training.class_index(rows["label"].to_numpy(), classes)
 
     request = Request(kind, *xy(forget), *xy(retain), stop_acc=unlearn.stop_forget_acc)
+    # guard pool: records the target never trained on, of the classes it keeps (a sample request keeps
+    # every class; its same-class controls are held-out records too, as its stopping target reads them)
+    held_out = frame[(frame["role"] == "target_holdout") & ~(frame["is_forget"] & (kind == "class"))]
+    if len(held_out):
+        request = replace(request, guard=make_guard(qnn, *xy(held_out), unlearn, derive_seed(seed, "guard"), evals))
     if kind == "samples":  # the held-out records' mean loss (`qmu_core.unlearning.base`)
         held_acc, held_loss = acc_and_loss(qnn, *xy(frame[frame["role"] == "target_holdout"]), evals)
         request = replace(request, stop_acc=held_acc, stop_loss=held_loss)
@@ -247,10 +254,14 @@ def unlearn(
     target, its wall time and its circuit evaluations; a warning if it did not reach it.
     """
     qnn = load_model(weights, splits, model, classes)
-    request, spent = deletion_request(splits, qnn, model, classes, unlearn)
+    request, spent = deletion_request(splits, qnn, model, classes, unlearn, seed=seed)
     impl = unlearning.method(method, unlearn, train_cfg)
     started = time.perf_counter()
-    result = impl.run(qnn, request, seed=derive_seed(seed, "unlearn", method), progress=progress)
+    kept = guarded_run(
+        type(impl), unlearn, train_cfg, qnn, request,
+        seed=derive_seed(seed, "unlearn", method), progress=progress,
+    )  # fmt: skip
+    result = kept.result
     wall = time.perf_counter() - started
     model_id = Which.unlearned(method).model_id
     last = result.history[-1] if result.history else {}
@@ -269,6 +280,11 @@ def unlearn(
         stop_loss=request.stop_loss,
         stop_target=request.target(),
         note=result.note,
+        step_scale=kept.scale,
+        steps_tried=kept.tried,
+        guard_acc=kept.guard_acc,
+        guard_floor=kept.guard_floor,
+        guard_stopped=result.guard_stopped,
         wall_s=round(wall, 3),
         circuit_evals=result.circuit_evals + spent,
     )
@@ -277,7 +293,7 @@ def unlearn(
         if result.reached_stop
         else (
             f"{method}: {now} after {len(result.history)} pass(es) (stopping target: {request.target()}): the "
-            "method did not reach its stopping rule. " + METHODS.entry(method).hint,
+            f"method did not reach its stopping rule; it {result.note.split(';')[0]}. " + METHODS.entry(method).hint,
         )
     )
     return Output(qnn.weights_frame(model_id), facts, warnings=warnings)

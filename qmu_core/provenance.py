@@ -56,6 +56,16 @@ class ModelFacts(Facts):
     stop_loss: float | None = Field(None, description="Sample requests: the forget-set loss the rule aimed at.")
     stop_target: str = Field("", description="The stopping target in words.")
     note: str = Field("", description="What the method did, in words (e.g. parameters dampened).")
+    step_scale: float | None = Field(None, description="Unlearned models: the step-size factor the rule kept.")
+    steps_tried: list[dict[str, float]] = Field(
+        default_factory=list,
+        description="Unlearned models: every factor tried, whether it reached the target and the guard.",
+    )
+    guard_acc: float | None = Field(None, description="Unlearned models: accuracy on the guard slice after unlearning.")
+    guard_floor: float | None = Field(None, description="Unlearned models: the guard's floor on that slice.")
+    guard_stopped: bool | None = Field(
+        None, description="Unlearned models: the guard undid the kept run's last change."
+    )
     wall_s: float | None = Field(None, description="Seconds spent training or unlearning (model load excluded).")
     circuit_evals: int | None = Field(
         None, description="Circuit simulations of one record spent (an adjoint gradient counts two)."

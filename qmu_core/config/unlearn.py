@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from qmu_core.config.catalogue import Catalogue, Variant
 from qmu_core.config.form import Section
 
 __all__ = ["METHODS", "RELEARN", "UNLEARN_METHODS", "MethodName", "UnlearnConfig"]
 
-_ITERATIVE = frozenset({"objective", "learning_rate", "batch_size", "max_epochs", "stop_forget_acc"})
+_GUARDED = frozenset({"guard_drop", "guard_records", "step_scales"})
+"""Every method runs under the retained-accuracy guard and the step-size rule (`qmu_core.unlearning.guard`)."""
+
+_ITERATIVE = _GUARDED | {"objective", "learning_rate", "batch_size", "max_epochs", "stop_forget_acc"}
 
 METHODS = Catalogue(
     "unlearning method",
@@ -30,7 +33,7 @@ METHODS = Catalogue(
         ),
         "ssd": Variant(
             "selective synaptic dampening",
-            reads=frozenset({"batch_size", "stop_forget_acc", "ssd_alpha", "ssd_lambda", "ssd_importance"}),
+            reads=_GUARDED | {"batch_size", "stop_forget_acc", "ssd_alpha", "ssd_lambda", "ssd_importance"},
             hint="SSD dampens once: lower unlearn.ssd_alpha (more parameters dampened) or unlearn.ssd_lambda "
             "(stronger).",
             implementation="qmu_core.unlearning.ssd:SelectiveSynapticDampening",
@@ -51,7 +54,7 @@ METHODS = Catalogue(
         ),
         "finetune": Variant(
             "fine-tuning on the retained set",
-            reads=frozenset({"stop_forget_acc", "finetune_epochs", "finetune_learning_rate"}),
+            reads=_GUARDED | {"stop_forget_acc", "finetune_epochs", "finetune_learning_rate"},
             hint="Fine-tuning on the retained set forgets only slowly: raise unlearn.finetune_epochs.",
             implementation="qmu_core.unlearning.finetune:FineTune",
         ),
@@ -142,6 +145,45 @@ class UnlearnConfig(Section):
             "records instead."
         ),
     )
+    guard_drop: float = Field(
+        0.05,
+        strict=True,
+        ge=0,
+        le=1,
+        description=(
+            "Retained-accuracy guard: a method may lower the accuracy on the guard slice (`guard_records`) by at "
+            "most this; a pass that goes further is undone and the method stops."
+        ),
+    )
+    guard_records: int = Field(
+        200,
+        strict=True,
+        ge=0,
+        le=10000,
+        description="Size of the guard slice: held-out records of the retained classes (never trained on, never "
+        "the test set, read by no method), drawn once per seed; all of them if fewer. 0: no guard.",
+    )
+    step_scales: tuple[float, ...] = Field(
+        (1.0, 0.5, 0.25, 0.125),
+        min_length=1,
+        max_length=8,
+        description=(
+            "Step-size rule: each method runs at its step size (SGD learning rate; SSD: 1/ssd_alpha) times each "
+            "factor, largest first, from the same model and seed; the first that reaches the forget target with "
+            "the guard holding is kept, else the one that got furthest within the guard."
+        ),
+    )
+
+    @field_validator("step_scales")
+    @classmethod
+    def _scales_decrease(cls, scales: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not (0 < f <= 1) for f in scales) or any(b >= a for a, b in zip(scales, scales[1:], strict=False)):
+            raise ValueError(
+                f"unlearn.step_scales={list(scales)} must be factors in (0, 1], largest first, each smaller than "
+                "the one before, for example [1, 0.5, 0.25, 0.125]."
+            )
+        return scales
+
     ssd_alpha: float = Field(
         10.0,
         strict=True,

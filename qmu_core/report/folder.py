@@ -106,7 +106,11 @@ def _stop_rule(config: QMUConfig) -> str:
     return (
         f"GA, RGA and SalUn stop after the first pass with {target}, or after {u.max_epochs} passes "
         f"(`unlearn.max_epochs`); SSD dampens once, fine-tune trains {u.finetune_epochs} epochs; "
-        "all report whether they reached the target."
+        "all report whether they reached the target. Guard: no method may lower the accuracy on up to "
+        f"{u.guard_records} held-out records of the retained classes by more than {u.guard_drop} (a pass that "
+        "does is undone and the method stops); step size: each method's times "
+        f"{', '.join(f'{f:g}' for f in u.step_scales)}, the first that reaches the target within the guard is "
+        "kept (docs/methods.md#retained-accuracy-guard-and-step-size-rule)."
     )
 
 

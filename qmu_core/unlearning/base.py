@@ -33,6 +33,7 @@ from qmu_core.qnn.training import predict_proba
 
 __all__ = [
     "Evals",
+    "Guard",
     "Method",
     "PassFn",
     "Request",
@@ -48,6 +49,22 @@ PassFn = Callable[[np.random.Generator], float]
 
 
 @dataclass(frozen=True)
+class Guard:
+    """The retained-accuracy guard (`qmu_core.unlearning.guard`): a held-out slice of retained records.
+
+    Attributes:
+        x, y: The slice (not in the request's retained set).
+        before: The model's accuracy on it before unlearning.
+        floor: The accuracy a method may not go below (``before - unlearn.guard_drop``).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    before: float
+    floor: float
+
+
+@dataclass(frozen=True)
 class Request:
     """What a method may read (module doc).
 
@@ -58,6 +75,7 @@ class Request:
         stop_acc: Forget-set accuracy at or below which the stopping rule is met (class requests).
         stop_loss: For sample requests: the forget set's mean ``-log p(y|x)`` at or above which the
             rule is met instead (the model's mean on held-out records); None for class requests.
+        guard: The retained-accuracy guard, or None (no guard).
     """
 
     kind: str
@@ -67,6 +85,7 @@ class Request:
     y_retain: np.ndarray
     stop_acc: float
     stop_loss: float | None = None
+    guard: Guard | None = None
 
     def reached(self, state: dict[str, float]) -> bool:
         """Whether a `forget_state` meets the stopping rule."""
@@ -105,6 +124,8 @@ class Result:
     circuit_evals: int
     note: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    guard_stopped: bool = False
+    """The guard undid the last change (the method would have gone below it) and stopped the method."""
 
 
 def acc_and_loss(model: QNN, x: np.ndarray, y: np.ndarray, evals: Evals) -> tuple[float, float]:
@@ -144,6 +165,42 @@ class Method(ABC):
         self.cfg = unlearn
         self.train = train
 
+    @classmethod
+    def scaled(cls, cfg: UnlearnConfig, factor: float) -> UnlearnConfig:
+        """`cfg` with this method's step size times `factor` (the step-size rule, `qmu_core.unlearning.guard`)."""
+        return cfg.model_copy(update={"learning_rate": cfg.learning_rate * factor})
+
+    @staticmethod
+    def below_guard(model: QNN, request: Request, evals: Evals) -> bool:
+        """Whether `model` is below the request's guard floor (False without a guard)."""
+        if request.guard is None:
+            return False
+        return accuracy(model, request.guard.x, request.guard.y, evals) < request.guard.floor
+
+    @staticmethod
+    def snapshot(model: QNN) -> dict[str, np.ndarray]:
+        """Copies of every variable of `model` (`restore` puts them back)."""
+        return {name: var.numpy().copy() for name, var in model.variables.items()}
+
+    @staticmethod
+    def restore(model: QNN, values: dict[str, np.ndarray]) -> None:
+        """Put a `snapshot` back."""
+        for name, value in values.items():
+            model.variables[name].assign(value)
+
+    def checked_once(self, model: QNN, request: Request, before: dict[str, np.ndarray], result: Result) -> Result:
+        """For the one-change methods (SSD, fine-tuning): undo the change if it went below the guard."""
+        evals = Evals()
+        if self.below_guard(model, request, evals):
+            self.restore(model, before)
+            state = forget_state(model, request, evals)
+            result.history.append({"loss": float("nan"), **state})
+            result.reached_stop = False
+            result.guard_stopped = True
+            result.note += "; undone: it took the guard slice below its floor"
+        result.circuit_evals += evals.count
+        return result
+
     @abstractmethod
     def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
         """Unlearn `request` from `model` in place."""
@@ -161,12 +218,19 @@ class Method(ABC):
         """The iterative methods' loop: `one_pass` until the stopping target or ``max_epochs``.
 
         `one_pass(rng)` makes one pass over the forget set and returns its mean objective.
+        After every pass the guard is checked: a pass that takes the model below it is undone
+        and the loop stops (``Result.guard_stopped``; `qmu_core.unlearning.guard`).
         """
         rng = np.random.default_rng(seed)
         history: list[dict[str, float]] = []
-        reached = False
+        reached = stopped = False
         for epoch in range(self.cfg.max_epochs):
+            before = self.snapshot(model) if request.guard is not None else None
             objective = one_pass(rng)
+            if before is not None and self.below_guard(model, request, evals):
+                self.restore(model, before)
+                stopped = True
+                break
             record = {"loss": objective, **forget_state(model, request, evals)}
             history.append(record)
             if progress is not None:
@@ -174,4 +238,4 @@ class Method(ABC):
             if request.reached(record):
                 reached = True
                 break
-        return Result(history, reached, evals.count)
+        return Result(history, reached, evals.count, guard_stopped=stopped)

@@ -14,6 +14,7 @@ epoch (the gradient steps), one per forget record per epoch (the accuracy check)
 
 from __future__ import annotations
 
+from qmu_core.config import UnlearnConfig
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
 from qmu_core.qnn.training import fit
@@ -51,10 +52,17 @@ class FineTune(Method):
             if progress is not None:
                 progress(epoch, total, record)
 
+        before = self.snapshot(model)
         fit(model, xr, yr, train, seed=seed, progress=after_epoch)
-        return Result(
+        result = Result(
             history,
             request.reached(history[-1]),
             evals.count,
             note=f"{epochs} epochs on the retained set at learning rate {self.cfg.finetune_learning_rate:g}",
         )
+        return self.checked_once(model, request, before, result)
+
+    @classmethod
+    def scaled(cls, cfg: UnlearnConfig, factor: float) -> UnlearnConfig:
+        """Fine-tuning's step is ``finetune_learning_rate``."""
+        return cfg.model_copy(update={"finetune_learning_rate": cfg.finetune_learning_rate * factor})

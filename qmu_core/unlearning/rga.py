@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from qmu_core._tf import tf
+from qmu_core.config import UnlearnConfig
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
 from qmu_core.qnn.training import batches
@@ -130,6 +131,11 @@ class RelativeGradientAscent(Method):
 
     name = "rga"
     reads = "U, R"
+
+    @classmethod
+    def scaled(cls, cfg: UnlearnConfig, factor: float) -> UnlearnConfig:
+        """This method's step is ``rga_learning_rate`` (or ``learning_rate`` when that is empty)."""
+        return cfg.model_copy(update={"rga_learning_rate": cfg.step_size("rga") * factor})
 
     def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
         """Passes of RGA steps with the relative weights from the Fisher of U and R (module doc)."""

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from qmu_core._tf import tf
+from qmu_core.config import UnlearnConfig
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
 from qmu_core.qnn.training import batches
@@ -118,6 +119,11 @@ class SalUn(Method):
 
     name = "salun"
     reads = "U, R"
+
+    @classmethod
+    def scaled(cls, cfg: UnlearnConfig, factor: float) -> UnlearnConfig:
+        """This method's step is ``salun_learning_rate`` (or ``learning_rate`` when that is empty)."""
+        return cfg.model_copy(update={"salun_learning_rate": cfg.step_size("salun") * factor})
 
     def run(self, model: QNN, request: Request, *, seed: int, progress: Progress | None = None) -> Result:
         """Passes of random-label steps on the salient parameters only (module doc)."""

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qmu_core.config import UnlearnConfig
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
 from qmu_core.unlearning.base import Evals, Method, Request, Result, forget_state
@@ -113,6 +114,7 @@ class SelectiveSynapticDampening(Method):
         """One dampening step on the parameters specialised to the forget set (module doc)."""
         alpha, lam = self.cfg.ssd_alpha, self.cfg.ssd_lambda
         evals = Evals()
+        before = self.snapshot(model)
         full, forget = importances(
             model, request, self.cfg.ssd_importance, evals, batch_size=self.cfg.batch_size, seed=seed
         )
@@ -134,7 +136,7 @@ class SelectiveSynapticDampening(Method):
         record = {**state, "dampened": float(n_dampened)}
         if progress is not None:
             progress(1, 1, record)
-        return Result(
+        result = Result(
             history=[record],
             reached_stop=request.reached(state),
             circuit_evals=evals.count,
@@ -142,3 +144,9 @@ class SelectiveSynapticDampening(Method):
             f"importance={self.cfg.ssd_importance}){hint}",
             extra={"dampened": n_dampened, "params": n_params},
         )
+        return self.checked_once(model, request, before, result)
+
+    @classmethod
+    def scaled(cls, cfg: UnlearnConfig, factor: float) -> UnlearnConfig:
+        """SSD's step is its selection threshold: ``ssd_alpha / factor`` (a smaller factor dampens fewer)."""
+        return cfg.model_copy(update={"ssd_alpha": cfg.ssd_alpha / factor})

@@ -102,6 +102,9 @@ def test_a_stage_key_holds_exactly_the_fields_its_entry_reads() -> None:
         finetune_epochs=2,
         finetune_learning_rate=0.02,
         relearn_max_steps=9,
+        guard_drop=0.1,
+        guard_records=20,
+        step_scales=(1.0, 0.3),
     )
     default = UnlearnConfig()
     assert all(getattr(changed, f) != getattr(default, f) for f in UnlearnConfig.model_fields)
