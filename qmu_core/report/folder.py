@@ -29,6 +29,7 @@ from qmu_core.report.tables import (
     Summary,
     _with_auc,
     attack_tables,
+    leak_questions,
     markdown,
     models_summary,
     notes,
@@ -259,6 +260,7 @@ def _write_reports(run: _Run, run_dir: Path) -> _Files:
     files = _Files("", plots, run_warnings(config, run.artifacts) + unlearning_warnings(run.models))
     md = markdown(run.models, title=heading, notes=notes(run.first, run.audit, headline=headline))
     md += "\n## Plots\n\n" + "".join(f"![{k}]({v.name})\n\n" for k, v in _captioned(plots).items())
+    md += "\n" + "\n".join(leak_questions(run.models)) + "\n"
     md += "\n" + "\n".join(attack_tables(run.models, run.audit)) + "\n"
     md += "\n" + changed_markdown(config)
     if files.cautions:

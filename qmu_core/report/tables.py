@@ -229,6 +229,65 @@ def attack_tables(models: Mapping[str, Summary], audit: AuditFacts) -> list[str]
     return lines
 
 
+Z95 = 1.959964
+"""Two-sided 95% normal quantile: a CI is ``estimate ± Z95 * SE``."""
+Z80 = 0.841621
+"""One-sided 80% normal quantile: with ``Z95 + Z80`` standard errors a test has 80% power."""
+
+
+def leak_answer(value: float | None, ci: Any) -> tuple[str, str]:
+    """A leak question's verdict and what the audit could detect, from an AUC and its 95% CI.
+
+    ``leaks`` when the CI lies above 0.5, ``no leak detected`` when it contains 0.5, ``below
+    chance`` when it lies under it. The smallest detectable effect: an AUC of ``0.5 + (Z95 + Z80)
+    * SE`` (80% power at the 5% level), with ``SE = CI width / (2 * Z95)``.
+    """
+    if value is None or not ci or None in ci:
+        return "n/a", "no CI"
+    lo, hi = float(ci[0]), float(ci[1])
+    se = (hi - lo) / (2 * Z95)
+    answer = "**leaks**" if lo > 0.5 else "below chance" if hi < 0.5 else "no leak detected"
+    return answer, f"CI width {hi - lo:.3f}; detects AUC >= {0.5 + (Z95 + Z80) * se:.3f}"
+
+
+def leak_questions(models: Mapping[str, Summary]) -> list[str]:
+    """Markdown: "can this audit tell?" per question, before unlearning and after each method.
+
+    The strongest attack is the one with the highest population AUC on the model before
+    unlearning; its forget AUC answers the forget-set question (chosen on the other statistic,
+    so the pick does not inflate it).
+    """
+    before = models.get("before", {}).get("attacks", {})
+    if not before:
+        return []
+    strongest = max(before, key=lambda a: before[a].get("auc") or 0.0)
+    lines = [
+        "## Can this audit tell?",
+        "",
+        f"Strongest attack before unlearning: **{ATTACKS.title(strongest)}** (highest AUC). A leak is an AUC "
+        'whose 95% CI lies above 0.5; "detects" is the smallest AUC this audit finds with 80% power at its size.',
+        "",
+        "| question | model | AUC [95% CI] | answer | can this audit tell? |",
+        "|---|---|---:|---|---|",
+    ]
+    rows = [
+        ("members vs non-members", "before", "auc"),
+        ("forget set vs held-out forget class", "before", "forget_auc"),
+    ]
+    rows += [("forget set after unlearning", phase, "forget_auc") for phase in models if phase != "before"]
+    for question, phase, metric in rows:
+        m = models.get(phase, {}).get("attacks", {}).get(strongest, {})
+        value, ci = m.get(metric), m.get(f"{metric}_ci")
+        answer, power = leak_answer(value, ci)
+        lines.append(f"| {question} | {phase} | {_cell(value, ci)} | {answer} | {power} |")
+    lines += [
+        "",
+        "After unlearning, the question is whether a method's forget AUC matches the oracle's: deletion.md "
+        "judges it, with ? where its CI cannot tell.",
+    ]
+    return lines
+
+
 def markdown(summary: Mapping[str, Mapping[str, Any]], *, title: str, notes: list[str]) -> str:
     """A Markdown report: the comparison table and what it means."""
     phases = list(summary)

@@ -43,6 +43,7 @@ __all__ = [
     "compare_artifacts",
     "compare_methods",
     "js_divergence",
+    "verdict",
     "within",
 ]
 
@@ -75,6 +76,25 @@ def within(metric: str, gap: float) -> bool | None:
     if tol is None or gap is None or math.isnan(gap):
         return None
     return abs(gap) <= tol + 1e-12
+
+
+def verdict(metric: str, gap: float | None, lo: float | None = None, hi: float | None = None) -> str | None:
+    """``within``, ``outside`` or ``inconclusive`` tolerance of the oracle; None if no verdict applies.
+
+    With a 95% CI ``[lo, hi]`` of the gap (two or more repeats): ``within`` when the whole CI is
+    inside ``±tolerance``, ``outside`` when the whole CI is beyond it, else ``inconclusive`` (the
+    run cannot tell). Without a CI (one repeat), the point gap decides, as `within` does.
+    """
+    tol = tolerance(metric)
+    if tol is None or gap is None or math.isnan(gap):
+        return None
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return "within" if abs(gap) <= tol + 1e-12 else "outside"
+    if -tol - 1e-12 <= lo and hi <= tol + 1e-12:
+        return "within"
+    if lo > tol + 1e-12 or hi < -tol - 1e-12:
+        return "outside"
+    return "inconclusive"
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:

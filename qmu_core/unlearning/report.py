@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from qmu_core.artifacts import atomic_path
-from qmu_core.unlearning.compare import ACCURACIES, FORGET_ATTACK_METRICS, TOLERANCE, aggregate, within
+from qmu_core.unlearning.compare import ACCURACIES, FORGET_ATTACK_METRICS, TOLERANCE, aggregate, verdict, within
 
 __all__ = [
     "ROW_LABELS",
@@ -53,6 +53,8 @@ MAIN_COLUMNS = {
     "circuit_evals": "circuit evals",
 }
 VERDICT_METRICS = (*ACCURACIES, "mia_forget_success", "mia_forget_auc", "js_to_oracle")
+VERDICT_MARKS = {"within": "✓", "outside": "✗", "inconclusive": "?"}
+"""How deletion.md marks a verdict (`qmu_core.unlearning.compare.verdict`)."""
 PLOTTED = ("retain_test_acc", "forget_train_acc", "forget_test_acc", "mia_forget_success", "mia_forget_auc")
 
 
@@ -108,7 +110,9 @@ def deletion_summary(
             "ci": [_json(row["ci_low"]), _json(row["ci_high"])],
             "oracle": _json(row["oracle"]),
             "gap": _json(gap),
+            "gap_ci": [_json(row["gap_ci_low"]), _json(row["gap_ci_high"])],
             "within_tolerance": within(str(row["metric"]), gap),
+            "verdict": verdict(str(row["metric"]), gap, row["gap_ci_low"], row["gap_ci_high"]),
         }
         methods.setdefault(str(row["method"]), {})[str(row["metric"])] = entry
     return {
@@ -180,7 +184,9 @@ def deletion_markdown(
         "",
         "## Gap to the oracle and verdict",
         "",
-        f"Gap = method − oracle (mean over repeats). ✓ within tolerance, ✗ not. Tolerances (absolute): {tol}.",
+        "Gap = method − oracle (mean over repeats, ± half its 95% CI). ✓ within tolerance, ✗ not, ? inconclusive "
+        "(the gap's CI straddles the tolerance: this run cannot tell; more seeds narrow it). With one repeat the "
+        f"point gap decides. Tolerances (absolute): {tol}.",
         "",
         "| method | " + " | ".join(MAIN_COLUMNS[k] for k in VERDICT_METRICS) + " | verdict |",
         "|---|" + "---:|" * (len(VERDICT_METRICS) + 1),
@@ -188,14 +194,20 @@ def deletion_markdown(
     for m in methods:
         if m == "retrain":
             continue
-        row, passed = [], 0
+        row, said = [], []
         for k in VERDICT_METRICS:
             c = cells.get((m, k))
-            ok = within(k, c["gap"]) if c is not None else None
-            passed += bool(ok)
-            row.append("n/a" if ok is None or c is None else f"{c['gap']:+.3f} {'✓' if ok else '✗'}")
-        judged = sum(1 for k in VERDICT_METRICS if cells.get((m, k)) and within(k, cells[(m, k)]["gap"]) is not None)
-        lines.append(f"| {ROW_LABELS.get(m, m)} | " + " | ".join(row) + f" | {passed}/{judged} within |")
+            v = verdict(k, c["gap"], c.get("gap_ci_low"), c.get("gap_ci_high")) if c is not None else None
+            if v is None or c is None:
+                row.append("n/a")
+                continue
+            said.append(v)
+            half = (c["gap_ci_high"] - c["gap_ci_low"]) / 2 if c.get("n", 1) > 1 else math.nan
+            width = "" if math.isnan(half) else f" ±{half:.3f}"
+            row.append(f"{c['gap']:+.3f}{width} {VERDICT_MARKS[v]}")
+        unsure = said.count("inconclusive")
+        tail = f"{said.count('within')}/{len(said)} within" + (f", {unsure} inconclusive" if unsure else "")
+        lines.append(f"| {ROW_LABELS.get(m, m)} | " + " | ".join(row) + f" | {tail} |")
     if not_reached:
         lines += ["", "## Methods that did not reach their stopping rule", ""]
         lines += [f"- **{ROW_LABELS.get(m, m)}**: {why}" for m, why in not_reached.items()]
