@@ -30,6 +30,7 @@ from qmu_core.report.tables import (
     _with_auc,
     attack_tables,
     leak_questions,
+    leak_rows,
     markdown,
     models_summary,
     notes,
@@ -347,6 +348,7 @@ def _summary(run: _Run, files: _Files, *, run_name: str, wall_time_s: float) -> 
         "mia_attack": config.attack.headline,
         "audit": run.audit.model_dump(),
         "models": run.models,
+        "leak": leak_rows(run.models),
         "repeats": run.repeats,
         "unlearning": (
             {

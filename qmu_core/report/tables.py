@@ -250,36 +250,53 @@ def leak_answer(value: float | None, ci: Any) -> tuple[str, str]:
     return answer, f"CI width {hi - lo:.3f}; detects AUC >= {0.5 + (Z95 + Z80) * se:.3f}"
 
 
-def leak_questions(models: Mapping[str, Summary]) -> list[str]:
-    """Markdown: "can this audit tell?" per question, before unlearning and after each method.
+def leak_rows(models: Mapping[str, Summary]) -> list[dict[str, Any]]:
+    """The "can this audit tell?" questions, answered (summary.json's ``leak``; `leak_questions`).
 
     The strongest attack is the one with the highest population AUC on the model before
-    unlearning; its forget AUC answers the forget-set question (chosen on the other statistic,
-    so the pick does not inflate it).
+    unlearning; its forget AUC answers the forget-set questions (chosen on the other statistic,
+    so the pick does not inflate it). One row per question: ``question``, ``model``, ``attack``,
+    ``auc``, ``ci``, ``answer`` (`leak_answer`) and ``power``.
     """
     before = models.get("before", {}).get("attacks", {})
     if not before:
         return []
     strongest = max(before, key=lambda a: before[a].get("auc") or 0.0)
+    asked = [
+        ("members vs non-members", "before", "auc"),
+        ("forget set vs held-out forget class", "before", "forget_auc"),
+    ]
+    asked += [("forget set after unlearning", phase, "forget_auc") for phase in models if phase != "before"]
+    rows = []
+    for question, phase, metric in asked:
+        m = models.get(phase, {}).get("attacks", {}).get(strongest, {})
+        value, ci = m.get(metric), m.get(f"{metric}_ci")
+        answer, power = leak_answer(value, ci)
+        rows.append(
+            {"question": question, "model": phase, "attack": strongest, "auc": value, "ci": ci}
+            | {"answer": answer.strip("*"), "power": power}
+        )
+    return rows
+
+
+def leak_questions(models: Mapping[str, Summary]) -> list[str]:
+    """Markdown: "can this audit tell?" per question, before unlearning and after each method (`leak_rows`)."""
+    rows = leak_rows(models)
+    if not rows:
+        return []
     lines = [
         "## Can this audit tell?",
         "",
-        f"Strongest attack before unlearning: **{ATTACKS.title(strongest)}** (highest AUC). A leak is an AUC "
-        'whose 95% CI lies above 0.5; "detects" is the smallest AUC this audit finds with 80% power at its size.',
+        f"Strongest attack before unlearning: **{ATTACKS.title(rows[0]['attack'])}** (highest AUC). A leak is an "
+        'AUC whose 95% CI lies above 0.5; "detects" is the smallest AUC this audit finds with 80% power at its '
+        "size.",
         "",
         "| question | model | AUC [95% CI] | answer | can this audit tell? |",
         "|---|---|---:|---|---|",
     ]
-    rows = [
-        ("members vs non-members", "before", "auc"),
-        ("forget set vs held-out forget class", "before", "forget_auc"),
-    ]
-    rows += [("forget set after unlearning", phase, "forget_auc") for phase in models if phase != "before"]
-    for question, phase, metric in rows:
-        m = models.get(phase, {}).get("attacks", {}).get(strongest, {})
-        value, ci = m.get(metric), m.get(f"{metric}_ci")
-        answer, power = leak_answer(value, ci)
-        lines.append(f"| {question} | {phase} | {_cell(value, ci)} | {answer} | {power} |")
+    for r in rows:
+        answer = f"**{r['answer']}**" if r["answer"] == "leaks" else r["answer"]
+        lines.append(f"| {r['question']} | {r['model']} | {_cell(r['auc'], r['ci'])} | {answer} | {r['power']} |")
     lines += [
         "",
         "After unlearning, the question is whether a method's forget AUC matches the oracle's: deletion.md "
