@@ -47,7 +47,8 @@ def _tiny() -> dict[str, Any]:
         "model": {"n_qubits": 4, "layers": 2},
         "train": {"epochs": 3, "batch_size": 16, "learning_rate": 0.1},
         "attack": {"n_shadow": 2, "max_iter": 300},
-        "unlearn": {"max_epochs": 5, "learning_rate": 0.5},
+        # a smoke test: one step size (the rule's sweep is tested on its own, tests/qmu_core/unlearning)
+        "unlearn": {"max_epochs": 5, "learning_rate": 0.5, "step_scales": [1.0]},
     }
 
 
