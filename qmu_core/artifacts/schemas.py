@@ -23,7 +23,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "metrics": 3,  # v3: per-attack metrics (`attack` column) with CIs; ROC points as its companion
     "roc": 1,
     "relearn": 1,
-    "comparison": 1,
+    "comparison": 2,  # v2: each value's record-level standard error (`value_se`, `oracle_se`)
     "hw_records": 1,  # the records a hardware run measures
     "circuits": 1,  # prepared circuits (Cirq JSON) per record
     "distribution": 1,  # exact output distribution per record under a noise model (the emulator)
@@ -99,6 +99,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("value", pa.float64()),
             ("oracle", pa.float64()),
             ("gap", pa.float64()),
+            ("value_se", pa.float64()),
+            ("oracle_se", pa.float64()),
         ]
     ),
     "hw_records": pa.schema(

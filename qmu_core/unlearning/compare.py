@@ -40,6 +40,7 @@ __all__ = [
     "TOLERANCE",
     "Repeat",
     "aggregate",
+    "combined_half_width",
     "compare_artifacts",
     "compare_methods",
     "js_divergence",
@@ -51,6 +52,9 @@ ACCURACIES = ("retain_train_acc", "retain_test_acc", "forget_train_acc", "forget
 COST = ("wall_s", "circuit_evals", "relearn_steps")
 FORGET_ATTACK_METRICS = ("forget_success", "forget_control", "forget_auc")
 HEADLINE = ("mia_forget_success", "mia_forget_control", "mia_forget_auc")
+
+Z95 = 1.959964
+"""Two-sided 95% normal quantile."""
 
 TOLERANCE = {
     "retain_train_acc": 0.05,
@@ -142,6 +146,7 @@ def compare_methods(
         for p, a, m, v in metrics[["phase", "attack", "metric", "value"]].itertuples(index=False)
     }
     rows: list[dict[str, object]] = []
+    errors: dict[str, dict[str, float]] = {}
     for k, rep in enumerate(repeats):
         oracle_probs = _forget_probs(rep.outputs[Which.oracle().row])
         table: dict[str, dict[str, float]] = {}
@@ -162,7 +167,8 @@ def compare_methods(
                 got["reached_stop"] = float(facts.reached_stop)
                 got["passes"] = float(facts.passes or 0)
             table[name] = got
-        oracle = table[Which.oracle().row]
+            errors[name] = {m: _record_se(values, phase, m) for m in got}
+        oracle, oracle_se = table[Which.oracle().row], errors[Which.oracle().row]
         for name, got in table.items():
             for metric, value in got.items():
                 ref = oracle.get(metric, math.nan)
@@ -174,30 +180,73 @@ def compare_methods(
                         "value": value,
                         "oracle": ref,
                         "gap": value - ref,
+                        "value_se": errors[name][metric],
+                        "oracle_se": oracle_se.get(metric, math.nan),
                     }
                 )
-    return pd.DataFrame(rows, columns=["repeat", "method", "metric", "value", "oracle", "gap"])
+    return pd.DataFrame(rows, columns=["repeat", "method", "metric", "value", "oracle", "gap", "value_se", "oracle_se"])
+
+
+def _record_se(values: Mapping[tuple[str, str, str], float], phase: str, metric: str) -> float:
+    """The record-level standard error of `metric` from its bootstrap 95% CI in the metrics table; NaN if none.
+
+    ``SE = (high - low) / (2 * 1.96)``. An attack's metric is ``<attack>:<name>``.
+    """
+    attack, _, name = metric.rpartition(":")
+    lo = values.get((phase, attack, f"{name}_ci_low"), math.nan)
+    hi = values.get((phase, attack, f"{name}_ci_high"), math.nan)
+    return (hi - lo) / (2 * Z95) if not (math.isnan(lo) or math.isnan(hi)) else math.nan
 
 
 def _num(value: float | int | None) -> float:
     return math.nan if value is None else float(value)
 
 
+def combined_half_width(values: np.ndarray, record_se: np.ndarray) -> float:
+    """Half-width of the 95% CI of the mean over seeds, with the records' sampling error added.
+
+    ``k`` repeats (training seeds) on the same records: the seeds' spread gives ``s^2 / k``; the
+    records are shared by every repeat, so their sampling error does not shrink with ``k`` and
+    adds the mean bootstrap variance ``mean(se^2)``. Half-width: ``t_{k-1, .975} * sqrt(s^2 / k +
+    mean(se^2))`` for ``k >= 2``; with one repeat, ``1.96 * se`` (the bootstrap alone). NaN when
+    neither is known. Repeats without a record-level error (the accuracies) count 0 for it.
+    """
+    k = len(values)
+    known = record_se[~np.isnan(record_se)]
+    records = float(np.mean(known**2)) if len(known) else math.nan
+    if k >= 2:
+        seeds = float(values.var(ddof=1) / k)
+        return float(stats.t.ppf(0.975, k - 1) * math.sqrt(seeds + (0.0 if math.isnan(records) else records)))
+    if k == 1 and not math.isnan(records):
+        return Z95 * math.sqrt(records)
+    return math.nan
+
+
 def aggregate(table: pd.DataFrame) -> pd.DataFrame:
-    """Means over repeats with 95% Student-t CIs, per (method, metric).
+    """Means over repeats with 95% CIs over seeds and records (`combined_half_width`), per (method, metric).
 
     Columns: ``method``, ``metric``, ``n`` (repeats with a value), ``mean``, ``ci_low``,
     ``ci_high``, ``oracle`` (mean), ``gap`` (mean of the per-repeat gaps), ``gap_ci_low``,
-    ``gap_ci_high``. With one repeat the CIs are NaN.
+    ``gap_ci_high``. The gap's record-level error takes the method's and the oracle's as
+    independent (``sqrt(se_m^2 + se_o^2)``: conservative, as both are measured on the same
+    records); the oracle's own gap is exactly 0. Without any error estimate the CIs are NaN.
     """
+    if "value_se" not in table.columns:  # a comparison artifact from before v2
+        table = table.assign(value_se=math.nan, oracle_se=math.nan)
     out = []
+    oracle_row = Which.oracle().row
     for (method, metric), part in table.groupby(["method", "metric"], sort=False):
         row: dict[str, object] = {"method": method, "metric": metric}
-        for col, prefix in (("value", ""), ("gap", "gap_")):
+        value_se = part["value_se"].to_numpy(dtype=np.float64)
+        gap_se = np.sqrt(value_se**2 + part["oracle_se"].to_numpy(dtype=np.float64) ** 2)
+        if method == oracle_row:
+            gap_se = np.zeros_like(gap_se)
+        for col, prefix, se in (("value", "", value_se), ("gap", "gap_", gap_se)):
             v = part[col].to_numpy(dtype=np.float64)
-            v = v[~np.isnan(v)]
+            keep = ~np.isnan(v)
+            v, se = v[keep], se[keep]
             mean = float(v.mean()) if len(v) else math.nan
-            half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+            half = combined_half_width(v, se) if len(v) else math.nan
             key = "mean" if col == "value" else "gap"
             row[key] = mean
             row[f"{prefix}ci_low"], row[f"{prefix}ci_high"] = mean - half, mean + half

@@ -86,7 +86,7 @@ def _cell(row: Mapping[str, Any], metric: str) -> str:
     digits = 1 if metric == "wall_s" else 0 if metric in ("circuit_evals", "relearn_steps") else 3
     text = _fmt(row.get("mean"), digits)
     lo, hi = row.get("ci_low"), row.get("ci_high")
-    if lo is not None and not math.isnan(lo) and row.get("n", 1) > 1:
+    if lo is not None and not math.isnan(lo):
         text += f" ±{(hi - lo) / 2:.{max(digits, 1) if digits else 0}f}"
     if metric == "relearn_steps" and row.get("n", 1) == 0:
         return "> max"
@@ -184,9 +184,10 @@ def deletion_markdown(
         "",
         "## Gap to the oracle and verdict",
         "",
-        "Gap = method − oracle (mean over repeats, ± half its 95% CI). ✓ within tolerance, ✗ not, ? inconclusive "
-        "(the gap's CI straddles the tolerance: this run cannot tell; more seeds narrow it). With one repeat the "
-        f"point gap decides. Tolerances (absolute): {tol}.",
+        "Gap = method − oracle (mean over repeats, ± half its 95% CI over seeds and records: "
+        "docs/methods.md#judged-against-the-oracle). ✓ within tolerance, ✗ not, ? inconclusive (the gap's CI "
+        "straddles the tolerance: this run cannot tell; more seeds or records narrow it). Without a CI (one "
+        f"repeat, a metric without a record-level error) the point gap decides. Tolerances (absolute): {tol}.",
         "",
         "| method | " + " | ".join(MAIN_COLUMNS[k] for k in VERDICT_METRICS) + " | verdict |",
         "|---|" + "---:|" * (len(VERDICT_METRICS) + 1),
@@ -202,7 +203,7 @@ def deletion_markdown(
                 row.append("n/a")
                 continue
             said.append(v)
-            half = (c["gap_ci_high"] - c["gap_ci_low"]) / 2 if c.get("n", 1) > 1 else math.nan
+            half = (c["gap_ci_high"] - c["gap_ci_low"]) / 2
             width = "" if math.isnan(half) else f" ±{half:.3f}"
             row.append(f"{c['gap']:+.3f}{width} {VERDICT_MARKS[v]}")
         unsure = said.count("inconclusive")
