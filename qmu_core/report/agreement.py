@@ -19,23 +19,13 @@ from qmu_core.unlearning.report import VERDICT_METRICS
 __all__ = ["Agreement", "agreement", "intervals", "verdicts"]
 
 
-def verdicts(summary: Mapping[str, Any]) -> dict[str, str]:
-    """Every conclusion of one run: ``{question: answer}`` for the leak questions and the oracle verdicts."""
-    out = {f"leak: {r['question']} ({r['model']})": str(r["answer"]) for r in summary.get("leak", [])}
-    for method, metrics in summary.get("deletion", {}).get("methods", {}).items():
-        for metric in VERDICT_METRICS:
-            said = metrics.get(metric, {}).get("verdict")
-            if said is not None:
-                out[f"{method} vs oracle: {metric}"] = str(said)
-    return out
-
-
-def intervals(summary: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
-    """The interval behind each conclusion: the AUC's 95% CI, or the gap's (the point gap with one repeat)."""
-    out: dict[str, tuple[float, float]] = {}
+def _conclusions(summary: Mapping[str, Any]) -> dict[str, tuple[str, tuple[float, float] | None]]:
+    """Every conclusion of one run with the interval behind it (None if it has none)."""
+    out: dict[str, tuple[str, tuple[float, float] | None]] = {}
     for r in summary.get("leak", []):
-        if r.get("ci") and None not in r["ci"]:
-            out[f"leak: {r['question']} ({r['model']})"] = (float(r["ci"][0]), float(r["ci"][1]))
+        ci = r.get("ci")
+        span = (float(ci[0]), float(ci[1])) if ci and None not in ci else None
+        out[f"leak: {r['question']} ({r['model']})"] = (str(r["answer"]), span)
     for method, metrics in summary.get("deletion", {}).get("methods", {}).items():
         for metric in VERDICT_METRICS:
             entry = metrics.get(metric, {})
@@ -44,8 +34,18 @@ def intervals(summary: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
             lo, hi = (entry.get("gap_ci") or [None, None])[:2]
             if lo is None or hi is None:
                 lo = hi = entry["gap"]
-            out[f"{method} vs oracle: {metric}"] = (float(lo), float(hi))
+            out[f"{method} vs oracle: {metric}"] = (str(entry["verdict"]), (float(lo), float(hi)))
     return out
+
+
+def verdicts(summary: Mapping[str, Any]) -> dict[str, str]:
+    """Every conclusion of one run: ``{question: answer}`` for the leak questions and the oracle verdicts."""
+    return {k: said for k, (said, _) in _conclusions(summary).items()}
+
+
+def intervals(summary: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """The interval behind each conclusion: the AUC's 95% CI, or the gap's (the point gap without one)."""
+    return {k: span for k, (_, span) in _conclusions(summary).items() if span is not None}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from qmu_core.config import ATTACKS, METHODS, QMUConfig, derive_seed
 from qmu_core.identity import Which
 from qmu_core.membership import shadow_warnings
 from qmu_core.provenance import AuditFacts, ModelFacts
+from qmu_core.unlearning.compare import Z95
 
 __all__ = [
     "HEADLINE",
@@ -229,8 +230,6 @@ def attack_tables(models: Mapping[str, Summary], audit: AuditFacts) -> list[str]
     return lines
 
 
-Z95 = 1.959964
-"""Two-sided 95% normal quantile: a CI is ``estimate ± Z95 * SE``."""
 Z80 = 0.841621
 """One-sided 80% normal quantile: with ``Z95 + Z80`` standard errors a test has 80% power."""
 

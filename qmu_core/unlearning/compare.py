@@ -39,6 +39,7 @@ __all__ = [
     "COST",
     "TOLERANCE",
     "Repeat",
+    "Z95",
     "aggregate",
     "combined_half_width",
     "compare_artifacts",
@@ -54,7 +55,7 @@ FORGET_ATTACK_METRICS = ("forget_success", "forget_control", "forget_auc")
 HEADLINE = ("mia_forget_success", "mia_forget_control", "mia_forget_auc")
 
 Z95 = 1.959964
-"""Two-sided 95% normal quantile."""
+"""Two-sided 95% normal quantile: a CI is ``estimate ± Z95 * SE`` (also `qmu_core.report.tables`)."""
 
 TOLERANCE = {
     "retain_train_acc": 0.05,
@@ -190,7 +191,7 @@ def compare_methods(
 def _record_se(values: Mapping[tuple[str, str, str], float], phase: str, metric: str) -> float:
     """The record-level standard error of `metric` from its bootstrap 95% CI in the metrics table; NaN if none.
 
-    ``SE = (high - low) / (2 * 1.96)``. An attack's metric is ``<attack>:<name>``.
+    ``SE = (high - low) / (2 * Z95)``. An attack's metric is ``<attack>:<name>``.
     """
     attack, _, name = metric.rpartition(":")
     lo = values.get((phase, attack, f"{name}_ci_low"), math.nan)

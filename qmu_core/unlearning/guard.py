@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qmu_core.config import UnlearnConfig
+from qmu_core.config import TrainConfig, UnlearnConfig
 from qmu_core.progress import Progress
 from qmu_core.qnn.models import QNN
 from qmu_core.unlearning.base import Evals, Guard, Method, Request, Result, accuracy
@@ -88,7 +88,7 @@ def _progress_of(request: Request, result: Result) -> float:
 def guarded_run(
     method_cls: type[Method],
     cfg: UnlearnConfig,
-    train_cfg: object,
+    train_cfg: TrainConfig,
     model: QNN,
     request: Request,
     *,
@@ -114,7 +114,7 @@ def guarded_run(
     kept: tuple[float, Result] | None = None
     for scale in cfg.step_scales:
         Method.restore(model, start)
-        impl = method_cls(method_cls.scaled(cfg, scale), train_cfg)  # type: ignore[arg-type]
+        impl = method_cls(method_cls.scaled(cfg, scale), train_cfg)
         result = impl.run(model, guarded, seed=seed, progress=_with_scale(progress, scale))
         evals.count += result.circuit_evals
         result.circuit_evals = 0

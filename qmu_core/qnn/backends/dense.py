@@ -90,6 +90,11 @@ class DenseBackend(ExpectationBackend):
         # Z(w2) @ PhasedX(w0, w1) = [[c, -i s e^{-i w0}], [e^{i w2} (-i s) e^{i w0}, e^{i w2} c]]
         return tf.stack([tf.stack([c, s * tf.math.conj(e0)], -1), tf.stack([e2 * s * e0, e2 * c], -1)], -2)
 
+    def _on_qubit(self, state: tf.Tensor, gate: tf.Tensor, q: int, *, per_record: bool = False) -> tf.Tensor:
+        """A 2x2 `gate` (one per record if `per_record`: (B, 2, 2)) on qubit `q` = bit n-1-q of the index."""
+        split = tf.reshape(state, (-1, 2**q, 2, 2 ** (self.n - 1 - q)))
+        return tf.reshape(tf.einsum("bij,bajc->baic" if per_record else "ij,bajc->baic", gate, split), (-1, 2**self.n))
+
     def _ry(self, features: tf.Tensor) -> tf.Tensor:
         """``Ry(x_q)`` of every record and qubit, shape (B, n, 2, 2) complex64 (re-uploading)."""
         half = tf.cast(features, tf.float32) / 2
@@ -114,11 +119,9 @@ class DenseBackend(ExpectationBackend):
             for l in range(self.layers):
                 if ry is not None and l > 0:  # layer 0's Ry block is the initial state
                     for q in range(self.n):
-                        split = tf.reshape(state, (-1, 2**q, 2, 2 ** (self.n - 1 - q)))
-                        state = tf.reshape(tf.einsum("bij,bajc->baic", ry[:, q], split), (-1, 2**self.n))
-                for q in range(self.n):  # qubit q is bit n-1-q of the index (qubit 0 most significant)
-                    split = tf.reshape(state, (-1, 2**q, 2, 2 ** (self.n - 1 - q)))
-                    state = tf.reshape(tf.einsum("ij,bajc->baic", u[l, q], split), (-1, 2**self.n))
+                        state = self._on_qubit(state, ry[:, q], q, per_record=True)
+                for q in range(self.n):
+                    state = self._on_qubit(state, u[l, q], q)
                 state = tf.gather(state, self._perm, axis=1)
         else:
             layers = self.layer_unitaries(theta)

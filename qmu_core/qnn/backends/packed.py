@@ -342,16 +342,8 @@ class PackedCircuit(ManyModels):
                 raise ConfigError("PackedCircuit.expectations: the unitary route needs the encoded `states`.")
             return self._native_expectations(tf.convert_to_tensor(states, tf.float32), theta)
         values = tf.convert_to_tensor(values, tf.float32)
-        forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-        if self.unitary_training:  # an encoding with `unitary_training` (see `unitary_forward`)
-            if states is None:
-                raise ConfigError("PackedCircuit.expectations: the unitary route needs the encoded `states`.")
-            fixed = tf.stop_gradient(tf.convert_to_tensor(states, tf.float32))
-
-            def forward(v: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
-                return self._unitary_expectations(fixed, w)
-        else:
-            forward = self._state_expectations
+        # an encoding with `unitary_training` (see `unitary_forward`) runs the unitary on its states
+        forward = self._tfq_forward(states, self._unitary_expectations, self._state_expectations, "expectations")
 
         @tf.custom_gradient
         def packed_expectations(v: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, Callable]:

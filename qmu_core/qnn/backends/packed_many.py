@@ -131,6 +131,28 @@ class ManyModels:
         probs = tf.math.real(phi) ** 2 + tf.math.imag(phi) ** 2
         return tf.einsum("mbs,si->mbi", probs, self._zsign)
 
+    def _tfq_forward(
+        self,
+        states: tf.Tensor | None,
+        unitary: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+        state: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+        caller: str,
+    ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+        """The forward ``(values, theta) -> <Z>`` of TFQ's route.
+
+        `unitary` on the fixed encoded `states` for an encoding with ``unitary_training``, else
+        `state` on the packed programs.
+
+        Raises:
+            ConfigError: For the unitary route without `states`.
+        """
+        if not self.unitary_training:
+            return state
+        if states is None:
+            raise ConfigError(f"PackedCircuit.{caller}: the unitary route needs the encoded `states`.")
+        fixed = tf.stop_gradient(tf.convert_to_tensor(states, tf.float32))
+        return lambda v, w: unitary(fixed, w)
+
     def _native_route(
         self,
         forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
@@ -191,16 +213,9 @@ class ManyModels:
             states = tf.convert_to_tensor(states, tf.float32)
             return self._native_route(self._many_unitary_expectations, states, theta, model_axis=True)
         values = tf.convert_to_tensor(values, tf.float32)
-        forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-        if self.unitary_training:
-            if states is None:
-                raise ConfigError("PackedCircuit.expectations_many: the unitary route needs the encoded `states`.")
-            fixed = tf.stop_gradient(tf.convert_to_tensor(states, tf.float32))
-
-            def forward(v: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
-                return self._many_unitary_expectations(fixed, w)
-        else:
-            forward = self._many_state_expectations
+        forward = self._tfq_forward(
+            states, self._many_unitary_expectations, self._many_state_expectations, "expectations_many"
+        )
 
         @tf.custom_gradient
         def packed_expectations_many(v: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, Callable]:
