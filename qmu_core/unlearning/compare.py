@@ -206,19 +206,26 @@ def _num(value: float | int | None) -> float:
 def combined_half_width(values: np.ndarray, record_se: np.ndarray) -> float:
     """Half-width of the 95% CI of the mean over seeds, with the records' sampling error added.
 
-    ``k`` repeats (training seeds) on the same records: the seeds' spread gives ``s^2 / k``; the
-    records are shared by every repeat, so their sampling error does not shrink with ``k`` and
-    adds the mean bootstrap variance ``mean(se^2)``. Half-width: ``t_{k-1, .975} * sqrt(s^2 / k +
-    mean(se^2))`` for ``k >= 2``; with one repeat, ``1.96 * se`` (the bootstrap alone). NaN when
-    neither is known. Repeats without a record-level error (the accuracies) count 0 for it.
+    ``k`` repeats (training seeds) on the same records: the seeds' spread gives ``a = s^2 / k``;
+    the records are shared by every repeat, so their sampling error does not shrink with ``k``
+    and adds the mean bootstrap variance ``b = mean(se^2)``. Half-width: ``t_{nu, .975} *
+    sqrt(a + b)`` for ``k >= 2``, where ``nu = (a + b)^2 (k - 1) / a^2`` is Welch and
+    Satterthwaite's degrees of freedom: ``b`` comes from thousands of bootstrap resamples, so
+    only ``a`` is uncertain, and ``nu`` runs from ``k - 1`` (the seeds' spread dominates) to
+    infinity (the records' error does). With one repeat, ``1.96 * se`` (the bootstrap alone).
+    NaN when neither is known. Repeats without a record-level error (the accuracies) count 0.
     """
     k = len(values)
     known = record_se[~np.isnan(record_se)]
-    records = float(np.mean(known**2)) if len(known) else math.nan
+    records = float(np.mean(known**2)) if len(known) else 0.0
     if k >= 2:
         seeds = float(values.var(ddof=1) / k)
-        return float(stats.t.ppf(0.975, k - 1) * math.sqrt(seeds + (0.0 if math.isnan(records) else records)))
-    if k == 1 and not math.isnan(records):
+        total = seeds + records
+        if seeds == 0.0:
+            return Z95 * math.sqrt(total)
+        dof = total**2 * (k - 1) / seeds**2
+        return float(stats.t.ppf(0.975, dof) * math.sqrt(total))
+    if k == 1 and len(known):
         return Z95 * math.sqrt(records)
     return math.nan
 
