@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import time
 
-from flows.steps import judge_against_oracle, membership_audit, reference_models, split, train_and_unlearn
+from flows.steps import (
+    judge_against_oracle,
+    membership_audit,
+    reference_models,
+    split,
+    train_and_unlearn,
+    unlearning_audit,
+)
 from qmu_core import housekeeping, workers
 from qmu_core.config import QMUConfig, preset
 from qmu_prefect.flow import qmu_flow
@@ -47,8 +54,12 @@ def qmu_pipeline(config: QMUConfig = preset("default")) -> str:  # noqa: B008 - 
         }
         audit = membership_audit(config, splits, references, outputs)
 
-        # Every method against the oracle: accuracies, attacks on the forget set, divergence, cost.
-        judged = judge_against_oracle(config, splits, models, outputs, audit)
+        # U-LiRA: reference models unlearned by every method, and retrained without the request, tell
+        # per forget record whether each audited model looks unlearned or retrained.
+        ulira = unlearning_audit(config, splits, references, audit, outputs)
 
-        refs = {"splits": splits, **references, **audit, **judged, **models, "outputs": outputs}
+        # Every method against the oracle: accuracies, attacks on the forget set, U-LiRA, divergence, cost.
+        judged = judge_against_oracle(config, splits, models, outputs, audit, ulira.get("ulira"))
+
+        refs = {"splits": splits, **references, **audit, **ulira, **judged, **models, "outputs": outputs}
         return show_run(publish_report(artifact_refs=refs, config=config, started=started))

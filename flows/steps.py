@@ -24,9 +24,12 @@ from tasks import (
     model_outputs,
     relearn,
     request_split,
+    retrain_reference,
     split_data,
     train_model,
+    ulira_audit,
     unlearn,
+    unlearn_reference,
 )
 
 Ref = ArtifactRef | PrefectFuture[ArtifactRef]
@@ -95,6 +98,59 @@ def membership_audit(
     }
 
 
+def unlearning_audit(
+    config: QMUConfig, splits: ArtifactRef, references: dict[str, Any], audit: dict[str, Any], outputs: dict[str, Ref]
+) -> dict[str, Any]:
+    """U-LiRA (`qmu_core.attacks.ulira`): is each audited model's forget set unlearned, or retrained?
+
+    The first ``attack.ulira_models`` reference models are unlearned by every method with their own
+    request; for a class request they are also retrained without it (a sample request's retrained side
+    is the reference models that never drew the record), which are also the null every audited model is
+    scored against. Nothing without population reference models.
+    """
+    n = min(config.attack.ulira_models, config.attack.n_shadow)
+    if n == 0 or config.attack.reference != "population":
+        return {}
+    names = list(references["reference_models"])[:n]
+    seed, train = config.run.seed, config.train
+    common = {"model": config.model, "classes": config.data.classes}
+    look = {"splits": splits, "loss": train.loss, **common}
+    unlearned: dict[str, dict[str, Ref]] = {}
+    for method in config.unlearn.methods:
+        unlearned[method] = {}
+        for name in names:
+            weights = unlearn_reference.submit(
+                weights=references["reference_models"][name],
+                splits=splits,
+                train=train,
+                unlearn=config.unlearn.for_stage(method),
+                method=method,
+                reference=name,
+                seed=seed,
+                label=f"unlearn {method} on {name}",
+                **common,
+            )
+            unlearned[method][name] = model_outputs.submit(weights=weights, label=f"outputs {name} {method}", **look)
+    retrained: dict[str, Ref] = {}
+    if config.data.forget == "class":
+        for name in names:
+            weights = retrain_reference.submit(
+                splits=splits, train=train, which=name, seed=seed, label=f"retrain {name}", **common
+            )
+            retrained[name] = model_outputs.submit(weights=weights, label=f"outputs {name} retrained", **look)
+    ulira = ulira_audit(
+        splits=splits,
+        reference_outputs={name: audit["reference_outputs"][name] for name in names},
+        unlearned_outputs=unlearned,
+        retrained_outputs=retrained,
+        audited=outputs,
+        attack=config.attack,
+        classes=config.data.classes,
+        seed=seed,
+    )
+    return {"ulira": ulira}
+
+
 def repeat_seed(config: QMUConfig, repeat: int) -> int:
     """Seed of repeat `repeat` of the unlearning comparison (repeat 0: ``run.seed`` itself)."""
     return config.run.seed if repeat == 0 else derive_seed(config.run.seed, "repeat", repeat)
@@ -131,9 +187,14 @@ def train_and_unlearn(config: QMUConfig, base: ArtifactRef, splits: ArtifactRef,
 
 
 def judge_against_oracle(
-    config: QMUConfig, splits: ArtifactRef, models: dict[str, Ref], outputs: dict[str, Ref], audit: dict[str, Any]
+    config: QMUConfig,
+    splits: ArtifactRef,
+    models: dict[str, Ref],
+    outputs: dict[str, Ref],
+    audit: dict[str, Any],
+    ulira: Ref | None = None,
 ) -> dict[str, Any]:
-    """Relearn time of every unlearned model and oracle, then every method against the oracle."""
+    """Relearn time of every unlearned model and oracle, then every method against the oracle (and U-LiRA's AUC)."""
     common = {"model": config.model, "classes": config.data.classes, "train": config.train}
     relearned = {}
     for repeat in range(config.unlearn.seeds):
@@ -156,5 +217,6 @@ def judge_against_oracle(
         relearned=relearned,
         methods=tuple(config.unlearn.methods),
         repeats=config.unlearn.seeds,
+        ulira=ulira,
     )
     return {"comparison": comparison, "relearn": relearned}

@@ -18,7 +18,7 @@ from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import METHODS, ModelConfig, TrainConfig, UnlearnConfig, derive_seed
 from qmu_core.errors import ArtifactError
 from qmu_core.identity import Which
-from qmu_core.membership import member_mask
+from qmu_core.membership import held_out_mask, member_mask, request_rows
 from qmu_core.progress import Progress
 from qmu_core.provenance import ModelFacts, RelearnFacts
 from qmu_core.qnn import training
@@ -50,14 +50,21 @@ def train(
     *,
     which: str,
     seed: int,
+    without_request: bool = False,
     progress: Progress | None = None,
 ) -> Output:
     """Train model `which` (target, oracle or shadow-<i>) from scratch on its member rows.
 
     The oracle shares the target's seed: same initial weights and batch order, minus the
-    forget set.
+    forget set. `without_request` drops the rows the deletion request deletes
+    (`membership.request_rows`) from a reference model's half: U-LiRA's retrained reference,
+    with the reference model's seeds.
     """
-    rows = splits.frame[member_mask(splits.frame, which, seed=seed)]
+    frame = splits.frame
+    keep = member_mask(frame, which, seed=seed)
+    if without_request:
+        keep &= ~request_rows(frame, splits.facts.request)
+    rows = frame[keep]
     model_seed = _model_seed(seed, which)
     qnn = training.model_for(model, classes, seed=model_seed, image_side=splits.image_side)
     started = time.perf_counter()
@@ -69,14 +76,15 @@ def train(
         seed=derive_seed(model_seed, "batches"),
         progress=progress,
     )
+    name = f"{which}-retrained" if without_request else which
     facts = ModelFacts(
-        which=which,
+        which=name,
         n_train=len(rows),
         history=history,
         wall_s=round(time.perf_counter() - started, 3),
         circuit_evals=2 * train.epochs * len(rows),
     )
-    return Output(qnn.weights_frame(which), facts)
+    return Output(qnn.weights_frame(name), facts)
 
 
 def _model_seed(seed: int, which: str) -> int:
@@ -92,10 +100,20 @@ def train_split(
     *,
     which: str,
     seed: int,
+    without_request: bool = False,
     progress: Progress | None = None,
 ) -> Output:
     """`train` on the split stored at `splits` (what a worker process runs: it reads the table itself)."""
-    return train(read_splits(splits), model, train_cfg, classes, which=which, seed=seed, progress=progress)
+    return train(
+        read_splits(splits),
+        model,
+        train_cfg,
+        classes,
+        which=which,
+        seed=seed,
+        without_request=without_request,
+        progress=progress,
+    )
 
 
 def train_many(
@@ -206,32 +224,46 @@ def outputs_split(
 
 
 def deletion_request(
-    splits: SplitTable, qnn: QNN, model: ModelConfig, classes: Sequence[int], unlearn: UnlearnConfig, *, seed: int
+    splits: SplitTable,
+    qnn: QNN,
+    model: ModelConfig,
+    classes: Sequence[int],
+    unlearn: UnlearnConfig,
+    *,
+    seed: int,
+    trained_on: str = "target",
+    membership_seed: int = 0,
 ) -> tuple[Request, int]:
     """The `Request` a method reads, and the circuit evaluations its stopping target cost.
 
-    Forget set: the ``target_train`` rows marked ``is_forget``; retained set: the other
-    ``target_train`` rows. Stopping target (`qmu_core.unlearning.base`): ``stop_forget_acc`` for a
-    class request; for a sample request, `qnn`'s mean loss on the ``target_holdout`` records. Guard
-    (`qmu_core.unlearning.guard`): a slice of the ``target_holdout`` rows outside the request, by `seed`.
+    Forget set: the rows model `trained_on` trained on that the request deletes
+    (`membership.request_rows`; for the target, the ``target_train`` rows marked ``is_forget``);
+    retained set: its other training rows. Held out: the records it could have drawn and did not
+    (`membership.held_out_mask`: the target's ``target_holdout``). Stopping target
+    (`qmu_core.unlearning.base`): ``stop_forget_acc`` for a class request; for a sample request,
+    `qnn`'s mean loss on the held-out records. Guard (`qmu_core.unlearning.guard`): a slice of the
+    held-out records outside the request, by `seed`. A reference model (`trained_on` ``ref-<i>``,
+    drawn with `membership_seed`, the run's root seed) gets its own request this way (U-LiRA).
     """
     frame = splits.frame
-    train_rows = frame["role"] == "target_train"
-    forget, retain = frame[train_rows & frame["is_forget"]], frame[train_rows & ~frame["is_forget"]]
     kind = splits.facts.request
+    trained = member_mask(frame, trained_on, seed=membership_seed)
+    deleted = request_rows(frame, kind)
+    forget, retain = frame[trained & deleted], frame[trained & ~deleted]
+    held = held_out_mask(frame, trained_on, seed=membership_seed)
     evals = Evals()
 
     def xy(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return training.model_inputs(rows, model), training.class_index(rows["label"].to_numpy(), classes)
 
     request = Request(kind, *xy(forget), *xy(retain), stop_acc=unlearn.stop_forget_acc)
-    # guard pool: records the target never trained on, of the classes it keeps (a sample request keeps
+    # guard pool: records the model never trained on, of the classes it keeps (a sample request keeps
     # every class; its same-class controls are held-out records too, as its stopping target reads them)
-    held_out = frame[(frame["role"] == "target_holdout") & ~(frame["is_forget"] & (kind == "class"))]
+    held_out = frame[held & ~(frame["is_forget"].to_numpy() & (kind == "class"))]
     if len(held_out):
         request = replace(request, guard=make_guard(qnn, *xy(held_out), unlearn, derive_seed(seed, "guard"), evals))
     if kind == "samples":  # the held-out records' mean loss (`qmu_core.unlearning.base`)
-        held_acc, held_loss = acc_and_loss(qnn, *xy(frame[frame["role"] == "target_holdout"]), evals)
+        held_acc, held_loss = acc_and_loss(qnn, *xy(frame[held]), evals)
         request = replace(request, stop_acc=held_acc, stop_loss=held_loss)
     return request, evals.count
 
@@ -246,15 +278,21 @@ def unlearn(
     *,
     method: str,
     seed: int,
+    trained_on: str = "target",
+    membership_seed: int = 0,
     progress: Progress | None = None,
 ) -> Output:
     """Make a trained model forget the deletion request's records with `method`.
 
-    Returns the unlearned weights; the facts say whether the method reached its stopping
-    target, its wall time and its circuit evaluations; a warning if it did not reach it.
+    `trained_on` names the model the weights are (the target, or a reference model for U-LiRA,
+    whose own request `deletion_request` builds from its training half drawn with
+    `membership_seed`). Returns the unlearned weights; the facts say whether the method reached
+    its stopping target, its wall time and its circuit evaluations; a warning if it did not reach it.
     """
     qnn = load_model(weights, splits, model, classes)
-    request, spent = deletion_request(splits, qnn, model, classes, unlearn, seed=seed)
+    request, spent = deletion_request(
+        splits, qnn, model, classes, unlearn, seed=seed, trained_on=trained_on, membership_seed=membership_seed
+    )
     impl = unlearning.method(method, unlearn, train_cfg)
     started = time.perf_counter()
     kept = guarded_run(
@@ -264,6 +302,7 @@ def unlearn(
     result = kept.result
     wall = time.perf_counter() - started
     model_id = Which.unlearned(method).model_id
+    model_id = model_id if trained_on == "target" else f"{trained_on}-{model_id}"
     last = result.history[-1] if result.history else {}
     now = (
         f"forget-set loss is {last.get('forget_loss', float('nan')):.3f}"
@@ -309,6 +348,8 @@ def unlearn_split(
     *,
     method: str,
     seed: int,
+    trained_on: str = "target",
+    membership_seed: int = 0,
     progress: Progress | None = None,
 ) -> Output:
     """`unlearn` on stored artifacts (what a worker process runs)."""
@@ -322,6 +363,8 @@ def unlearn_split(
         train_cfg,
         method=method,
         seed=seed,
+        trained_on=trained_on,
+        membership_seed=membership_seed,
         progress=progress,
     )
 

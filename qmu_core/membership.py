@@ -25,10 +25,12 @@ from qmu_core.errors import ConfigError
 __all__ = [
     "MIN_SHADOW_PER_CLASS",
     "REFERENCE_ROLES",
+    "held_out_mask",
     "member_mask",
     "membership_matrix",
     "reference_names",
     "reference_rows",
+    "request_rows",
     "shadow_warnings",
     "true_members",
 ]
@@ -52,6 +54,28 @@ def reference_names(attack: AttackConfig) -> list[str]:
 def reference_rows(splits: pd.DataFrame, reference: str) -> np.ndarray:
     """Boolean mask of the rows reference models of kind `reference` draw their halves from."""
     return splits["role"].isin(REFERENCE_ROLES[reference]).to_numpy()
+
+
+def request_rows(splits: pd.DataFrame, request: str) -> np.ndarray:
+    """Boolean mask of the records the deletion request `request` deletes from any model trained on them.
+
+    A class request (``"class"``) deletes every record of the forget class, whatever its role (a
+    reference model's own training half has some); a sample request (``"samples"``) the requested
+    ``target_train`` records. A model's own request is its `member_mask` and this; for the target,
+    exactly its forget set.
+    """
+    forget = splits["is_forget"].to_numpy()
+    return forget if request == "class" else forget & (splits["role"].to_numpy() == "target_train")
+
+
+def held_out_mask(splits: pd.DataFrame, which: str, *, seed: int) -> np.ndarray:
+    """Records model `which` could have drawn and did not: the target's holdout; a reference model's other half."""
+    if which in ("target", "oracle"):
+        return (splits["role"] == "target_holdout").to_numpy()
+    reference = next((r for r, prefix in _PREFIX.items() if which.startswith(prefix + "-")), None)
+    if reference is None:
+        raise ConfigError(f"Unknown model name {which!r}; use target, oracle, shadow-<i> or ref-<i>.")
+    return reference_rows(splits, reference) & ~member_mask(splits, which, seed=seed)
 
 
 def member_mask(splits: pd.DataFrame, which: str, *, seed: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FACTS", "AuditFacts", "Facts", "ModelFacts", "Provenance", "RelearnFacts", "SplitFacts"]
+__all__ = ["FACTS", "AuditFacts", "Facts", "ModelFacts", "Provenance", "RelearnFacts", "SplitFacts", "ULiraFacts"]
 
 
 class Facts(BaseModel):
@@ -101,6 +101,24 @@ class AuditFacts(Facts):
         )
 
 
+class ULiraFacts(Facts):
+    """Facts of the `ulira` stage (`qmu_core.attacks.ulira`): each audited model's U-LiRA AUC."""
+
+    n_records: int = Field(description="Forget-set records scored.")
+    n_reference: int = Field(description="Reference models behind the Gaussians (each side).")
+    retrained_side: str = Field(description="Where the retrained side's observations come from.")
+    unlearned_per_record: float = Field(description="Mean unlearned observations per record.")
+    auc: dict[str, list[float]] = Field(description="Per audited phase: [AUC, CI low, CI high] against the null.")
+
+    def describe(self) -> str:
+        """One log line: the reference models and each phase's AUC."""
+        aucs = ", ".join(f"{p} {v[0]:.3f}" for p, v in self.auc.items())
+        return (
+            f"U-LiRA on {self.n_records} forget records, {self.n_reference} reference models "
+            f"(~{self.unlearned_per_record:.1f} unlearned per record; retrained: {self.retrained_side}): {aucs}"
+        )
+
+
 FACTS: dict[str, type[Facts] | None] = {
     "splits": SplitFacts,
     "feature_map": None,
@@ -111,6 +129,7 @@ FACTS: dict[str, type[Facts] | None] = {
     "metrics": None,
     "relearn": RelearnFacts,
     "comparison": None,
+    "ulira": ULiraFacts,
 }
 """The facts type of each stage (None: the stage records no facts)."""
 

@@ -32,3 +32,23 @@ def audit_models(
     out = audit(artifacts.read(splits), artifacts.read(membership), refs, models, attack, classes, seed=seed)
     info(out.facts.describe() if out.facts else "audit scored")
     return out
+
+
+@stage("ulira", label="U-LiRA")
+def ulira_audit(
+    splits: ArtifactRef,
+    reference_outputs: dict[str, ArtifactRef],
+    unlearned_outputs: dict[str, dict[str, ArtifactRef]],
+    retrained_outputs: dict[str, ArtifactRef],
+    audited: dict[str, ArtifactRef],
+    attack: AttackConfig,
+    classes: tuple[int, ...],
+    seed: int,
+) -> Output:
+    """U-LiRA: each audited model's forget records scored between unlearned and retrained reference models."""
+    from qmu_core.attacks import ulira
+
+    refs = (reference_outputs, unlearned_outputs, retrained_outputs, audited)
+    out = ulira.audit_artifacts(splits, *refs, config=attack, classes=classes, seed=seed)
+    info(out.facts.describe() if out.facts else "U-LiRA scored")
+    return out

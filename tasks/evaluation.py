@@ -49,6 +49,9 @@ def compare_unlearning(
     relearned: dict[str, ArtifactRef],
     methods: tuple[str, ...],
     repeats: int,
+    ulira: ArtifactRef | None = None,
 ) -> Output:
-    """Every unlearning method against the oracle, per repeat (`qmu_core.unlearning.compare`)."""
-    return compare.compare_artifacts(metrics, scores, outputs, models, relearned, methods=methods, repeats=repeats)
+    """Every unlearning method against the oracle, per repeat (`qmu_core.unlearning.compare`), with U-LiRA if it ran."""
+    return compare.compare_artifacts(
+        metrics, scores, outputs, models, relearned, methods=methods, repeats=repeats, ulira=ulira
+    )

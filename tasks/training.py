@@ -35,6 +35,29 @@ def train_model(
     return workers.run(jobs.train_split, splits, model, train, classes, which=which, seed=seed, progress=report)
 
 
+@stage("model", label="retrain {which}")
+def retrain_reference(
+    splits: ArtifactRef,
+    model: ModelConfig,
+    train: TrainConfig,
+    classes: tuple[int, ...],
+    which: str,
+    seed: int,
+    without: str = "request",
+) -> Output:
+    """Reference model `which` trained without the deletion request's records of its half (U-LiRA's retrained side).
+
+    Same seeds as `which` itself; in a worker process. `without` is in the key: the other inputs are
+    `train_model`'s for `which`, whose artifact this must never be.
+    """
+    from qmu_core import jobs
+
+    report = progress(f"retrain {which}")
+    return workers.run(
+        jobs.train_split, splits, model, train, classes, which=which, seed=seed, without_request=True, progress=report
+    )
+
+
 @stage("outputs", label="outputs")
 def model_outputs(
     weights: ArtifactRef, splits: ArtifactRef, model: ModelConfig, classes: tuple[int, ...], loss: str

@@ -33,6 +33,33 @@ def unlearn(
     )
 
 
+@stage("model", label="unlearn {method} on {reference}")
+def unlearn_reference(
+    weights: ArtifactRef,
+    splits: ArtifactRef,
+    model: ModelConfig,
+    classes: tuple[int, ...],
+    train: TrainConfig,
+    unlearn: UnlearnConfig,
+    method: str,
+    reference: str,
+    seed: int,
+    revision: int = unlearning.REVISION,
+) -> Output:
+    """Reference model `reference` after `method` with its own deletion request (U-LiRA's unlearned side).
+
+    Its request: the records of its half (drawn with the root `seed`) that the run's request
+    deletes (`qmu_core.jobs.deletion_request`). In a worker process.
+    """
+    from qmu_core import jobs
+
+    report = progress(f"unlearn {method} on {reference}")
+    args = (weights, splits, model, classes, unlearn, train)
+    return workers.run(
+        jobs.unlearn_split, *args, method=method, seed=seed, trained_on=reference, membership_seed=seed, progress=report
+    )
+
+
 @stage("relearn", label="relearn")
 def relearn(
     weights: ArtifactRef,

@@ -24,6 +24,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "roc": 1,
     "relearn": 1,
     "comparison": 2,  # v2: each value's record-level standard error (`value_se`, `oracle_se`)
+    "ulira": 1,  # U-LiRA: per (fit, scored model, forget record) its score; the null's rows are phase `null`
     "hw_records": 1,  # the records a hardware run measures
     "circuits": 1,  # prepared circuits (Cirq JSON) per record
     "distribution": 1,  # exact output distribution per record under a noise model (the emulator)
@@ -101,6 +102,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("gap", pa.float64()),
             ("value_se", pa.float64()),
             ("oracle_se", pa.float64()),
+        ]
+    ),
+    "ulira": pa.schema(
+        [
+            ("fit", pa.string()),
+            ("phase", pa.string()),
+            ("model_id", pa.string()),
+            ("sample_id", pa.int64()),
+            ("score", pa.float64()),
         ]
     ),
     "hw_records": pa.schema(

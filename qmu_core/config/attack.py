@@ -99,6 +99,19 @@ class AttackConfig(Section):
             "instead of one per record."
         ),
     )
+    ulira_models: int = Field(
+        8,
+        strict=True,
+        ge=0,
+        le=64,
+        description=(
+            "U-LiRA (Hayes et al. 2025): the first this many reference models are also put through every "
+            "unlearning method with their own deletion request (and, for a class request, retrained without "
+            "it), so each forget record gets an 'unlearned' and a 'retrained' Gaussian; the report gives each "
+            "model's AUC against a retrained control (0.5: indistinguishable from retraining). 0 turns it off; "
+            "needs attack.reference=population; capped at attack.n_shadow."
+        ),
+    )
     rmia_gamma: float = Field(1.0, strict=True, gt=0, le=100, description="RMIA: likelihood-ratio bar gamma.")
     rmia_offline_a: float = Field(
         0.3,

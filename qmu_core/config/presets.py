@@ -46,7 +46,8 @@ def _tiny() -> dict[str, Any]:
         },
         "model": {"n_qubits": 4, "layers": 2},
         "train": {"epochs": 3, "batch_size": 16, "learning_rate": 0.1},
-        "attack": {"n_shadow": 2, "max_iter": 300},
+        # U-LiRA off: a smoke test of the plumbing; tests/flows turn it on where they check it
+        "attack": {"n_shadow": 2, "max_iter": 300, "ulira_models": 0},
         # a smoke test: one step size (the rule's sweep is tested on its own, tests/qmu_core/unlearning)
         "unlearn": {"max_epochs": 5, "learning_rate": 0.5, "step_scales": [1.0]},
     }
@@ -56,17 +57,28 @@ def _default() -> dict[str, Any]:
     """The first run a user sees: the paper's HQNN on a small training set, so it memorizes.
 
     A model that does not overfit leaks nothing measurable (the basic QNN on 500 digits sits at
-    AUC 0.5), and then neither a leak nor its removal can be shown. 150 training records and 60
-    Adam epochs make the paper's HQNN architecture (CNN front end, 8-qubit amplitude encoding,
-    L = 1) fit its training set exactly while keeping about 0.9 test accuracy. The holdout and
-    the pool are sized so the candidate records are twice the training set: each population
-    reference model then trains on as many records as the target (150), with the same recipe.
+    AUC 0.5), and then neither a leak nor its removal can be shown. Five digits (0-4), 250
+    training records and 60 Adam epochs make the paper's HQNN architecture (CNN front end, 8-qubit
+    amplitude encoding, L = 1) fit its training set exactly while keeping about 0.99 test accuracy.
+    The forget set (class 4) then has about 50 records and the held-out set about 50 of the same
+    class, enough for the forget-set AUC's CI to answer "leaks?" (docs/methods.md). The candidate
+    records are twice the training set, so each of the 32 population reference models trains on
+    as many records as the target, with the same recipe; three training seeds; U-LiRA on 8 of the
+    reference models. About 7 minutes cold on 2 cores (docs/testing.md).
     """
     return {
-        "data": {"n_target_train": 150, "n_target_holdout": 100, "n_shadow_pool": 50, "n_test": 300},
+        "data": {
+            "classes": [0, 1, 2, 3, 4],
+            "n_target_train": 250,
+            "n_target_holdout": 250,
+            "n_shadow_pool": 8,
+            "n_test": 300,
+        },
         "model": {"kind": "hqnn", "encoding": "amplitude", "n_qubits": 8, "layers": 1, "init": "uniform_pi"},
         "train": {"epochs": 60, "batch_size": 16, "learning_rate": 0.01, "optimizer": "adam"},
+        "attack": {"n_shadow": 32, "ulira_models": 8},
         "unlearn": {
+            "seeds": 3,
             "learning_rate": 1.0,
             "batch_size": 32,
             "max_epochs": 20,

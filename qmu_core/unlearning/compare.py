@@ -10,6 +10,8 @@ Rows are named by method: ``noop`` (the model before unlearning), each of
 * every attack of the audit on the forget set: ``<attack>:forget_success`` (forget-set members
   called member), ``<attack>:forget_control`` (the same rate on the non-member control),
   ``<attack>:forget_auc`` (members vs control), and the headline attack's as ``mia_*``;
+* ``ulira_auc``: U-LiRA's AUC against a retrained control (`qmu_core.attacks.ulira`), with
+  ``attack.ulira_models > 0``;
 * ``js_to_oracle``: mean Jensen-Shannon divergence (base 2, in [0, 1]) between the method's and
   the oracle's class probabilities on the forget-set training records;
 * cost: ``wall_s`` (unlearning, or the oracle's training), ``circuit_evals``, and
@@ -32,7 +34,7 @@ from scipy import stats
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.identity import Which, lineup
-from qmu_core.provenance import AuditFacts, ModelFacts, RelearnFacts
+from qmu_core.provenance import AuditFacts, ModelFacts, RelearnFacts, ULiraFacts
 
 __all__ = [
     "ACCURACIES",
@@ -65,6 +67,7 @@ TOLERANCE = {
     "forget_success": 0.05,
     "forget_auc": 0.05,
     "js_to_oracle": 0.05,
+    "ulira_auc": 0.05,
 }
 """A method matches the oracle on a metric when |value - oracle| is at most this (for an
 attack's metric, the entry of its suffix). The same numbers are stated in every report."""
@@ -132,7 +135,12 @@ def _forget_probs(outputs: pd.DataFrame) -> pd.Series:
 
 
 def compare_methods(
-    metrics: pd.DataFrame, repeats: Sequence[Repeat], *, methods: Sequence[str], attacks: Sequence[str]
+    metrics: pd.DataFrame,
+    repeats: Sequence[Repeat],
+    *,
+    methods: Sequence[str],
+    attacks: Sequence[str],
+    ulira: Mapping[str, Sequence[float]] | None = None,
 ) -> pd.DataFrame:
     """The `comparison` table (module doc): one row per (repeat, method, metric).
 
@@ -141,11 +149,15 @@ def compare_methods(
         repeats: Per repeat, the models' outputs and facts by row name.
         methods: The unlearning methods; the rows are `identity.lineup` (before, methods, oracle).
         attacks: The audit's attacks, in report order.
+        ulira: Per phase, U-LiRA's ``[AUC, CI low, CI high]`` (`qmu_core.provenance.ULiraFacts`), if it ran.
     """
     values = {
         (str(p), str(a), str(m)): float(v)
         for p, a, m, v in metrics[["phase", "attack", "metric", "value"]].itertuples(index=False)
     }
+    for phase, (auc, lo, hi) in (ulira or {}).items():
+        values |= {(phase, "", "ulira_auc"): auc, (phase, "", "ulira_auc_ci_low"): lo}
+        values[(phase, "", "ulira_auc_ci_high")] = hi
     rows: list[dict[str, object]] = []
     errors: dict[str, dict[str, float]] = {}
     for k, rep in enumerate(repeats):
@@ -158,6 +170,8 @@ def compare_methods(
                 for m in FORGET_ATTACK_METRICS:
                     got[f"{attack}:{m}"] = values.get((phase, attack, m), math.nan)
             probs = _forget_probs(rep.outputs[name]).reindex(oracle_probs.index)
+            if ulira:
+                got["ulira_auc"] = values.get((phase, "", "ulira_auc"), math.nan)
             got["js_to_oracle"] = float(np.mean(js_divergence(np.stack(list(probs)), np.stack(list(oracle_probs)))))
             facts = rep.facts.get(name)
             relearn = rep.relearn.get(name)
@@ -276,6 +290,7 @@ def compare_artifacts(
     *,
     methods: Sequence[str],
     repeats: int,
+    ulira: ArtifactRef | None = None,
 ) -> Output:
     """`compare_methods` on a run's artifacts (the `comparison` stage): refs by audit phase."""
     audit = artifacts.read_facts(scores, AuditFacts)
@@ -291,4 +306,7 @@ def compare_artifacts(
                 },
             )
         )
-    return Output(compare_methods(artifacts.read(metrics), runs, methods=methods, attacks=tuple(audit.thresholds)))
+    aucs = artifacts.read_facts(ulira, ULiraFacts).auc if ulira is not None else None
+    return Output(
+        compare_methods(artifacts.read(metrics), runs, methods=methods, attacks=tuple(audit.thresholds), ulira=aucs)
+    )

@@ -47,12 +47,13 @@ MAIN_COLUMNS = {
     "mia_forget_success": "forget success",
     "mia_forget_control": "forget control",
     "mia_forget_auc": "forget AUC",
+    "ulira_auc": "U-LiRA AUC",
     "js_to_oracle": "JS to oracle",
     "relearn_steps": "relearn steps",
     "wall_s": "wall s",
     "circuit_evals": "circuit evals",
 }
-VERDICT_METRICS = (*ACCURACIES, "mia_forget_success", "mia_forget_auc", "js_to_oracle")
+VERDICT_METRICS = (*ACCURACIES, "mia_forget_success", "mia_forget_auc", "ulira_auc", "js_to_oracle")
 VERDICT_MARKS = {"within": "✓", "outside": "✗", "inconclusive": "?"}
 """How deletion.md marks a verdict (`qmu_core.unlearning.compare.verdict`)."""
 PLOTTED = ("retain_test_acc", "forget_train_acc", "forget_test_acc", "mia_forget_success", "mia_forget_auc")
@@ -159,6 +160,8 @@ def deletion_markdown(
     cells = _by(agg)
     methods = list(dict.fromkeys(comparison["method"]))
     repeats = int(comparison["repeat"].nunique())
+    shown = [k for k in MAIN_COLUMNS if k != "ulira_auc" or any(key[1] == k for key in cells)]
+    judged = [k for k in VERDICT_METRICS if k in shown]
     mean_note = f"means over {repeats} repeats ± the 95% CI half-width" if repeats > 1 else "one repeat"
     lines = [
         "# Deletion report",
@@ -168,16 +171,25 @@ def deletion_markdown(
         f"- **Stopping rule** (fixed before any method ran): {stop_rule}",
         f"- **Standard**: the oracle, retrained from scratch without the deleted records; numbers are {mean_note}.",
         f"- Attack columns: the **{headline}** attack (`attack.headline`); every attack is in the last table.",
+        *(
+            [
+                "- **U-LiRA AUC** (Hayes et al.): can an attacker with reference models put through the same method "
+                "tell this model from one retrained without the records? 0.5: no; 1: on every record. The no-op and "
+                "the oracle are scored with the models that unlearned nothing (docs/methods.md#u-lira)."
+            ]
+            if "ulira_auc" in shown
+            else []
+        ),
         "",
         "## Every method against the oracle",
         "",
-        "| method | " + " | ".join(MAIN_COLUMNS.values()) + " | reached stop |",
-        "|---|" + "---:|" * (len(MAIN_COLUMNS) + 1),
+        "| method | " + " | ".join(MAIN_COLUMNS[k] for k in shown) + " | reached stop |",
+        "|---|" + "---:|" * (len(shown) + 1),
     ]
     for m in methods:
         reached = cells.get((m, "reached_stop"))
         flag = "–" if reached is None else _reached(reached["mean"])
-        row = [_cell(cells.get((m, k), {}), k) for k in MAIN_COLUMNS]
+        row = [_cell(cells.get((m, k), {}), k) for k in shown]
         lines.append(f"| {ROW_LABELS.get(m, m)} | " + " | ".join(row) + f" | {flag} |")
     tol = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in TOLERANCE.items())
     lines += [
@@ -189,14 +201,14 @@ def deletion_markdown(
         "straddles the tolerance: this run cannot tell; more seeds or records narrow it). Without a CI (one "
         f"repeat, a metric without a record-level error) the point gap decides. Tolerances (absolute): {tol}.",
         "",
-        "| method | " + " | ".join(MAIN_COLUMNS[k] for k in VERDICT_METRICS) + " | verdict |",
-        "|---|" + "---:|" * (len(VERDICT_METRICS) + 1),
+        "| method | " + " | ".join(MAIN_COLUMNS[k] for k in judged) + " | verdict |",
+        "|---|" + "---:|" * (len(judged) + 1),
     ]
     for m in methods:
         if m == "retrain":
             continue
         row, said = [], []
-        for k in VERDICT_METRICS:
+        for k in judged:
             c = cells.get((m, k))
             v = verdict(k, c["gap"], c.get("gap_ci_low"), c.get("gap_ci_high")) if c is not None else None
             if v is None or c is None:

@@ -28,6 +28,9 @@ def _run(cfg: QMUConfig) -> tuple[dict, dict[str, str]]:
     # compare, report (m methods)
     m = len(cfg.unlearn.methods)
     expected = 11 + 3 * m + 2 * cfg.attack.n_shadow
+    n = min(cfg.attack.ulira_models, cfg.attack.n_shadow)
+    if n:  # U-LiRA: unlearn + outputs per (method, reference), retrain + outputs (class), the stage
+        expected += 2 * m * n + (2 * n if cfg.data.forget == "class" else 0) + 1
     return summary, task_states(state.state_details.flow_run_id, expected)
 
 
@@ -168,6 +171,34 @@ def test_a_sample_request_reuses_the_target_and_reports_each_record(
     assert [int(r.split("|")[1]) for r in rows] == ids  # one row per deleted record, with its scores
     oracle = pd.read_parquet(root / summary["artifacts"]["splits"])
     assert set(oracle.loc[oracle["is_forget"] & (oracle["role"] == "target_train"), "sample_id"]) == set(ids)
+
+
+@pytest.mark.parametrize("request_kind", ["class", "samples"])
+def test_ulira_reuses_the_reference_models_and_judges_every_method(
+    first: tuple[dict, dict[str, str]], root: Path, request_kind: str
+) -> None:
+    """U-LiRA on the cached run: only the reference models' unlearning and retraining are new."""
+    import pandas as pd
+
+    data: dict[str, object] = {}
+    if request_kind == "samples":  # the request of the test above: its target models are cached in `root`
+        frame = pd.read_parquet(root / first[0]["artifacts"]["splits"])
+        ids = sorted(int(i) for i in frame.loc[frame["role"] == "target_train", "sample_id"].iloc[::12])
+        data = {"forget": "samples", "forget_ids": ids}
+    cfg = preset("tiny", run={"artifact_root": str(root)}, data=data, attack={"ulira_models": 2})
+    summary, states = _run(cfg)
+    trained = sorted(k for k, v in states.items() if k.startswith(("train ", "retrain ")) and v == "Completed")
+    retrains = ["retrain ref-00", "retrain ref-01"] if request_kind == "class" else []
+    assert set(retrains) <= set(trained), trained
+    assert not [k for k in trained if k.startswith("train ref-") or k == "train target"], trained  # reused
+    unlearned = [k for k, v in states.items() if " on ref-0" in k and v == "Completed"]
+    assert len(unlearned) == 2 * len(cfg.unlearn.methods)
+    methods = summary["deletion"]["methods"]
+    for row in ("noop", *cfg.unlearn.methods, "retrain"):
+        entry = methods[row]["ulira_auc"]
+        assert 0.0 <= entry["mean"] <= 1.0 and entry["ci"][0] <= entry["mean"] <= entry["ci"][1], (row, entry)
+    assert methods["retrain"]["ulira_auc"]["gap"] == 0.0
+    assert "U-LiRA AUC" in (root / summary["deletion_md"]).read_text()
 
 
 def test_cli_rejects_bad_input_with_a_remedy(capsys: pytest.CaptureFixture[str]) -> None:

@@ -194,3 +194,27 @@ def test_changed_mnist_bytes_change_the_split_key(tmp_path: Path, mnist_dir: Pat
         split_data.plan(**{**params, "source": changed}).key
         != split_data.plan(**{**params, "source": same_place_same_bytes}).key
     )
+
+
+def test_stages_writing_one_artifact_kind_never_share_a_key() -> None:
+    """Two bodies of one stage (train_model and retrain_reference both write `model`) take different key inputs.
+
+    A key is the stage name and the inputs by name, so bodies whose keyed parameter names are equal
+    could plan the same key for different artifacts, and the second would overwrite the first.
+    """
+    import importlib
+    import inspect
+    import pkgutil
+
+    import tasks
+
+    by_stage: dict[str, dict[frozenset[str], str]] = {}
+    for info in pkgutil.iter_modules(tasks.__path__):
+        module = importlib.import_module(f"tasks.{info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, Stage) and value.fn.__module__ == module.__name__:
+                keyed = frozenset(inspect.signature(value.fn).parameters) - artifacts.NOT_IN_KEY
+                clash = by_stage.setdefault(value.stage, {}).get(keyed)
+                assert clash is None, f"{name} and {clash} write `{value.stage}` with the same key inputs"
+                by_stage[value.stage][keyed] = name
+    assert len(by_stage["model"]) >= 3  # train_model, unlearn, unlearn_reference, retrain_reference

@@ -22,7 +22,7 @@ def test_exactly_the_fields_sent_beside_the_preset_are_listed() -> None:
     changed = changed_fields(QMUConfig.model_validate(sent))
     assert changed == {
         "attack.lira_fixed_variance": {"value": False, "preset": True},
-        "attack.n_shadow": {"value": 4, "preset": 8},
+        "attack.n_shadow": {"value": 4, "preset": 32},
         "hardware.measure_references": {"value": False, "preset": True},
     }  # model.reupload=false is the preset's own value: not a change
     md = changed_markdown(QMUConfig.model_validate(sent))
