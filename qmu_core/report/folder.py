@@ -261,7 +261,7 @@ def _write_reports(run: _Run, run_dir: Path) -> _Files:
     files = _Files("", plots, run_warnings(config, run.artifacts) + unlearning_warnings(run.models))
     md = markdown(run.models, title=heading, notes=notes(run.first, run.audit, headline=headline))
     md += "\n## Plots\n\n" + "".join(f"![{k}]({v.name})\n\n" for k, v in _captioned(plots).items())
-    md += "\n" + "\n".join(leak_questions(run.models)) + "\n"
+    md += "\n" + "\n".join(leak_questions(run.models, run.repeats)) + "\n"
     md += "\n" + "\n".join(attack_tables(run.models, run.audit)) + "\n"
     md += "\n" + changed_markdown(config)
     if files.cautions:
@@ -348,7 +348,7 @@ def _summary(run: _Run, files: _Files, *, run_name: str, wall_time_s: float) -> 
         "mia_attack": config.attack.headline,
         "audit": run.audit.model_dump(),
         "models": run.models,
-        "leak": leak_rows(run.models),
+        "leak": leak_rows(run.models, run.repeats),
         "repeats": run.repeats,
         "unlearning": (
             {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from qmu_core import metrics
@@ -21,7 +22,7 @@ from qmu_core.config import ATTACKS, METHODS, QMUConfig, derive_seed
 from qmu_core.identity import Which
 from qmu_core.membership import shadow_warnings
 from qmu_core.provenance import AuditFacts, ModelFacts
-from qmu_core.unlearning.compare import Z95
+from qmu_core.unlearning.compare import Z95, combined_half_width
 
 __all__ = [
     "HEADLINE",
@@ -249,18 +250,48 @@ def leak_answer(value: float | None, ci: Any) -> tuple[str, str]:
     return answer, f"CI width {hi - lo:.3f}; detects AUC >= {0.5 + (Z95 + Z80) * se:.3f}"
 
 
-def leak_rows(models: Mapping[str, Summary]) -> list[dict[str, Any]]:
+def _over_seeds(
+    models: Mapping[str, Summary], repeats: Mapping[str, Summary], phase: str, attack: str, metric: str
+) -> tuple[float | None, list[float] | None, int]:
+    """`metric` of `attack` on `phase` as the mean over repeats with its 95% CI over seeds and records.
+
+    One repeat: its own value and bootstrap CI. More: `combined_half_width` of the values and their
+    bootstrap standard errors (docs/methods.md). Returns ``(value, ci, repeats counted)``.
+    """
+    found = [models.get(phase, {})] + [repeats[p] for p in repeats if p.split("/", 1)[-1] == phase]
+    values, errors = [], []
+    for summary in found:
+        m = summary.get("attacks", {}).get(attack, {})
+        value, ci = m.get(metric), m.get(f"{metric}_ci")
+        if value is None or not ci or None in ci:
+            continue
+        values.append(float(value))
+        errors.append((float(ci[1]) - float(ci[0])) / (2 * Z95))
+    if not values:
+        return None, None, 0
+    if len(values) == 1:
+        m = found[0].get("attacks", {}).get(attack, {}) if found else {}
+        return values[0], list(m.get(f"{metric}_ci") or []) or None, 1
+    mean = float(np.mean(values))
+    half = combined_half_width(np.asarray(values), np.asarray(errors))
+    return mean, [mean - half, mean + half], len(values)
+
+
+def leak_rows(models: Mapping[str, Summary], repeats: Mapping[str, Summary] | None = None) -> list[dict[str, Any]]:
     """The "can this audit tell?" questions, answered (summary.json's ``leak``; `leak_questions`).
 
     The strongest attack is the one with the highest population AUC on the model before
-    unlearning; its forget AUC answers the forget-set questions (chosen on the other statistic,
-    so the pick does not inflate it). One row per question: ``question``, ``model``, ``attack``,
-    ``auc``, ``ci``, ``answer`` (`leak_answer`) and ``power``.
+    unlearning (mean over repeats); its forget AUC answers the forget-set questions (chosen on the
+    other statistic, so the pick does not inflate it). With `repeats` (``r<k>/<phase>``: the
+    training seeds), each AUC is the mean over seeds with the CI over seeds and records
+    (`_over_seeds`). One row per question: ``question``, ``model``, ``attack``, ``auc``, ``ci``,
+    ``seeds``, ``answer`` (`leak_answer`) and ``power``.
     """
+    repeats = repeats or {}
     before = models.get("before", {}).get("attacks", {})
     if not before:
         return []
-    strongest = max(before, key=lambda a: before[a].get("auc") or 0.0)
+    strongest = max(before, key=lambda a: _over_seeds(models, repeats, "before", a, "auc")[0] or 0.0)
     asked = [
         ("members vs non-members", "before", "auc"),
         ("forget set vs held-out forget class", "before", "forget_auc"),
@@ -268,19 +299,18 @@ def leak_rows(models: Mapping[str, Summary]) -> list[dict[str, Any]]:
     asked += [("forget set after unlearning", phase, "forget_auc") for phase in models if phase != "before"]
     rows = []
     for question, phase, metric in asked:
-        m = models.get(phase, {}).get("attacks", {}).get(strongest, {})
-        value, ci = m.get(metric), m.get(f"{metric}_ci")
+        value, ci, seeds = _over_seeds(models, repeats, phase, strongest, metric)
         answer, power = leak_answer(value, ci)
         rows.append(
-            {"question": question, "model": phase, "attack": strongest, "auc": value, "ci": ci}
+            {"question": question, "model": phase, "attack": strongest, "auc": value, "ci": ci, "seeds": seeds}
             | {"answer": answer.strip("*"), "power": power}
         )
     return rows
 
 
-def leak_questions(models: Mapping[str, Summary]) -> list[str]:
+def leak_questions(models: Mapping[str, Summary], repeats: Mapping[str, Summary] | None = None) -> list[str]:
     """Markdown: "can this audit tell?" per question, before unlearning and after each method (`leak_rows`)."""
-    rows = leak_rows(models)
+    rows = leak_rows(models, repeats)
     if not rows:
         return []
     lines = [
@@ -288,7 +318,12 @@ def leak_questions(models: Mapping[str, Summary]) -> list[str]:
         "",
         f"Strongest attack before unlearning: **{ATTACKS.title(rows[0]['attack'])}** (highest AUC). A leak is an "
         'AUC whose 95% CI lies above 0.5; "detects" is the smallest AUC this audit finds with 80% power at its '
-        "size.",
+        "size."
+        + (
+            f" AUCs are means over {rows[0]['seeds']} training seeds, with the CI over seeds and records."
+            if rows[0]["seeds"] > 1
+            else ""
+        ),
         "",
         "| question | model | AUC [95% CI] | answer | can this audit tell? |",
         "|---|---|---:|---|---|",

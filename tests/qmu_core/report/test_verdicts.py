@@ -53,3 +53,31 @@ def test_detectable_auc_has_the_power_it_claims() -> None:
     estimates = rng.normal(detect, se, 20000)
     power = float(np.mean(estimates - Z95 * se > 0.5))
     assert power == pytest.approx(0.8, abs=0.01)
+
+
+def _summary(auc: float, forget: float, se: float = 0.04) -> dict:
+    half = Z95 * se
+    return {
+        "attacks": {
+            "loss": {"auc": auc, "auc_ci": [auc - half, auc + half]}
+            | {"forget_auc": forget, "forget_auc_ci": [forget - half, forget + half]},
+            "gap": {"auc": 0.5, "auc_ci": [0.45, 0.55], "forget_auc": 0.9, "forget_auc_ci": [0.85, 0.95]},
+        }
+    }
+
+
+def test_leak_questions_average_the_seeds_with_the_combined_interval() -> None:
+    from qmu_core.report.tables import leak_rows
+    from qmu_core.unlearning.compare import combined_half_width
+
+    models = {"before": _summary(0.66, 0.70), "oracle": _summary(0.50, 0.52)}
+    repeats = {"r1/before": _summary(0.60, 0.74), "r2/before": _summary(0.63, 0.72), "r1/oracle": _summary(0.55, 0.5)}
+    rows = {(r["question"], r["model"]): r for r in leak_rows(models, repeats)}
+    first = rows[("members vs non-members", "before")]
+    assert first["attack"] == "loss"  # the highest mean population AUC, not the highest forget AUC (gap's)
+    assert first["seeds"] == 3 and first["auc"] == pytest.approx(0.63)
+    half = combined_half_width(np.array([0.66, 0.60, 0.63]), np.full(3, 0.04))
+    assert first["ci"] == pytest.approx([0.63 - half, 0.63 + half])
+    assert rows[("forget set after unlearning", "oracle")]["seeds"] == 2  # the repeats that have it
+    alone = leak_rows(models)[0]
+    assert alone["seeds"] == 1 and alone["auc"] == 0.66 and alone["ci"] == models["before"]["attacks"]["loss"]["auc_ci"]
