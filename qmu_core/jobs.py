@@ -254,6 +254,8 @@ def deletion_request(
     evals = Evals()
 
     def xy(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        if rows.empty:  # a reference model that drew none of the requested records: nothing to forget
+            return np.zeros((0,), np.float32), np.zeros((0,), np.int64)
         return training.model_inputs(rows, model), training.class_index(rows["label"].to_numpy(), classes)
 
     request = Request(kind, *xy(forget), *xy(retain), stop_acc=unlearn.stop_forget_acc)
@@ -293,6 +295,11 @@ def unlearn(
     request, spent = deletion_request(
         splits, qnn, model, classes, unlearn, seed=seed, trained_on=trained_on, membership_seed=membership_seed
     )
+    model_id = Which.unlearned(method).model_id
+    model_id = model_id if trained_on == "target" else f"{trained_on}-{model_id}"
+    if len(request.x_forget) == 0:  # a reference model that drew none of the requested records (U-LiRA)
+        facts = ModelFacts(which=model_id, method=method, passes=0, reached_stop=True, note="nothing to unlearn")
+        return Output(qnn.weights_frame(model_id), facts)
     impl = unlearning.method(method, unlearn, train_cfg)
     started = time.perf_counter()
     kept = guarded_run(
@@ -301,8 +308,6 @@ def unlearn(
     )  # fmt: skip
     result = kept.result
     wall = time.perf_counter() - started
-    model_id = Which.unlearned(method).model_id
-    model_id = model_id if trained_on == "target" else f"{trained_on}-{model_id}"
     last = result.history[-1] if result.history else {}
     now = (
         f"forget-set loss is {last.get('forget_loss', float('nan')):.3f}"
