@@ -251,7 +251,9 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
     ``ci_high``, ``oracle`` (mean), ``gap`` (mean of the per-repeat gaps), ``gap_ci_low``,
     ``gap_ci_high``. The gap's record-level error takes the method's and the oracle's as
     independent (``sqrt(se_m^2 + se_o^2)``: conservative, as both are measured on the same
-    records); the oracle's own gap is exactly 0. Without any error estimate the CIs are NaN.
+    records); the oracle's own gap is exactly 0. Without any error estimate the CIs are NaN. A
+    judged metric's CI is clipped to [0, 1] (its gap's to [-1, 1]): the mean ± half-width of a
+    bounded metric can cross its bound, the metric cannot.
     """
     if "value_se" not in table.columns:  # a comparison artifact from before v2
         table = table.assign(value_se=math.nan, oracle_se=math.nan)
@@ -271,7 +273,11 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
             half = combined_half_width(v, se) if len(v) else math.nan
             key = "mean" if col == "value" else "gap"
             row[key] = mean
-            row[f"{prefix}ci_low"], row[f"{prefix}ci_high"] = mean - half, mean + half
+            # a judged metric lies in [0, 1] (accuracies, rates, AUCs, JS), so its gap in [-1, 1]
+            bound = (
+                (0.0 if col == "value" else -1.0, 1.0) if tolerance(str(metric)) is not None else (-math.inf, math.inf)
+            )
+            row[f"{prefix}ci_low"], row[f"{prefix}ci_high"] = max(mean - half, bound[0]), min(mean + half, bound[1])
             if col == "value":
                 row["n"] = len(v)
         o = part["oracle"].to_numpy(dtype=np.float64)

@@ -163,8 +163,12 @@ def test_compare_methods_gives_gaps_to_the_oracle_per_repeat_and_means_with_cis(
     agg = compare.aggregate(table).set_index(["method", "metric"])
     cell = agg.loc[("ga", "retain_test_acc")]
     assert cell["mean"] == pytest.approx(0.8) and cell["n"] == 2
-    half = 12.706204736174698 * np.std([0.9, 0.7], ddof=1) / np.sqrt(2)  # t(0.975, 1 dof)
-    assert cell["ci_high"] - cell["mean"] == pytest.approx(half)
+    half = 12.706204736174698 * np.std([0.9, 0.7], ddof=1) / np.sqrt(2)  # t(0.975, 1 dof): 1.27
+    assert half > 0.8 and (cell["ci_low"], cell["ci_high"]) == (0.0, 1.0)  # an accuracy's interval stays in [0, 1]
+    gap = agg.loc[("ga", "retain_test_acc")]
+    assert (gap["gap_ci_low"], gap["gap_ci_high"]) == (-1.0, 1.0)  # 0 ± 1.27, clipped to [-1, 1]
+    cost = agg.loc[("ga", "relearn_steps")]
+    assert cost["ci_high"] - cost["mean"] == pytest.approx(cost["mean"] - cost["ci_low"])  # unbounded: not clipped
     assert compare.within("retain_test_acc", 0.05) and not compare.within("retain_test_acc", -0.06)
     assert compare.within("loss:forget_auc", 0.02) and compare.within("wall_s", 100.0) is None
 
