@@ -109,6 +109,9 @@ class ULiraFacts(Facts):
     retrained_side: str = Field(description="Where the retrained side's observations come from.")
     unlearned_per_record: float = Field(description="Mean unlearned observations per record.")
     auc: dict[str, list[float]] = Field(description="Per audited phase: [AUC, CI low, CI high] against the null.")
+    null_spread: dict[str, float] = Field(
+        default_factory=dict, description="Per fit (method, or none): SD of the null models' own AUCs."
+    )
 
     def describe(self) -> str:
         """One log line: the reference models and each phase's AUC."""

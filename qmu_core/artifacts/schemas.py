@@ -24,7 +24,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "roc": 1,
     "relearn": 1,
     "comparison": 2,  # v2: each value's record-level standard error (`value_se`, `oracle_se`)
-    "ulira": 1,  # U-LiRA: per (fit, scored model, forget record) its score; the null's rows are phase `null`
+    "ulira": 2,  # v2: CIs count the null models' own spread; per (fit, scored model, forget record) its score
     "hw_records": 1,  # the records a hardware run measures
     "circuits": 1,  # prepared circuits (Cirq JSON) per record
     "distribution": 1,  # exact output distribution per record under a noise model (the emulator)

@@ -24,9 +24,10 @@ without it (leave one out, `null_scores`), over every (model, record) it observe
 audited model is as retrained as retrained models are; 1: every record gives it away. A single
 retrained control model would not do: one model's offset moves all its records' scores together,
 so its AUC against another single model is far from 0.5 by chance (0.71 to 0.77 for three
-oracles on `default`-sized data, measured). Its 95% CI is the stratified bootstrap over the
-scores (`qmu_core.metrics.bootstrap_ci`); the spread between audited models is in the seeds'
-part of the interval over repeats (`qmu_core.unlearning.compare`).
+oracles on `default`-sized data, measured). The audited model is one draw too, which no
+resampling of its records shows, so its 95% CI adds to the records' bootstrap error the spread
+of the null models' own AUCs, each against the others (`null_spread`); over repeats the seeds'
+spread adds the rest (`qmu_core.unlearning.compare`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from qmu_core.membership import member_mask, request_rows
 from qmu_core.provenance import ULiraFacts
 from qmu_core.splits import read_splits
 
-__all__ = ["ULira", "audit", "audit_artifacts", "auc", "fit", "null_scores"]
+__all__ = ["ULira", "audit", "audit_artifacts", "auc", "fit", "null_scores", "null_spread"]
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,29 @@ def null_scores(
     return out
 
 
-def auc(audited: np.ndarray, null: np.ndarray, *, seed: int) -> tuple[float, float, float]:
+def null_spread(null: np.ndarray) -> float:
+    """How far one retrained model's AUC falls from 0.5 by its own draw: the SD of each null model's AUC.
+
+    Each retrained reference model's scores (a row of `null_scores`) against the other models'
+    scores; the standard deviation (ddof 1) of those AUCs. NaN with fewer than two such models.
+    """
+    values = []
+    for j in range(null.shape[0]):
+        mine, rest = null[j][np.isfinite(null[j])], np.delete(null, j, axis=0)
+        rest = rest[np.isfinite(rest)]
+        if len(mine) and len(rest):
+            values.append(
+                metrics.roc_auc(np.r_[np.ones(len(mine), bool), np.zeros(len(rest), bool)], np.r_[mine, rest])
+            )
+    return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
+
+
+def auc(audited: np.ndarray, null: np.ndarray, *, seed: int, spread: float = 0.0) -> tuple[float, float, float]:
     """U-LiRA AUC of an audited model's scores against the null scores (`null_scores`), with its 95% CI.
+
+    The CI adds the records' bootstrap error and `spread` (`null_spread`: one model's own draw, which
+    resampling the records of that one model cannot see): ``AUC ± 1.96 sqrt(se_boot^2 + spread^2)``,
+    ``se_boot`` from the stratified bootstrap's 95% interval, clipped to [0, 1].
 
     Returns:
         ``(auc, ci_low, ci_high)``: positives are the audited model's records, negatives the finite null scores.
@@ -170,8 +192,11 @@ def auc(audited: np.ndarray, null: np.ndarray, *, seed: int) -> tuple[float, flo
     c = c[np.isfinite(c)]
     y = np.r_[np.ones(len(a), bool), np.zeros(len(c), bool)]
     s = np.r_[a, c]
+    value = metrics.roc_auc(y, s)
     lo, hi = metrics.bootstrap_ci(y, s, seed=seed)
-    return metrics.roc_auc(y, s), lo, hi
+    extra = 0.0 if np.isnan(spread) else spread
+    half = 1.959964 * float(np.hypot((hi - lo) / (2 * 1.959964), extra))
+    return value, max(value - half, 0.0), min(value + half, 1.0)
 
 
 def _stat(outputs: pd.DataFrame, rows: np.ndarray, classes: Sequence[int], threat_model: ThreatModel) -> np.ndarray:
@@ -223,9 +248,10 @@ def audit(
 
     retrained_side = (stack(retrained), np.ones_like(members)) if retrained else (stack(reference), ~members)
     sides = {"none": (stack(reference), members)} | {m: (stack(t), members) for m, t in unlearned.items()}
-    parts, aucs = [], {}
+    parts, aucs, spreads = [], {}, {}
     for name, side in sides.items():
         fitted, null = fit(*side, *retrained_side), null_scores(*side, *retrained_side)
+        spreads[name] = null_spread(null)
         seen = np.isfinite(null)
         model_ids = np.repeat(np.asarray([f"{n}-retrained" if retrained else n for n in names], dtype=object), len(ids))
         parts.append(
@@ -239,7 +265,7 @@ def audit(
             if which is None or (which.method or "none") != name:
                 continue
             score = fitted.score(_stat(outputs, rows, classes, tm))
-            aucs[phase] = list(auc(score, null, seed=derive_seed(seed, "ulira", phase)))
+            aucs[phase] = list(auc(score, null, seed=derive_seed(seed, "ulira", phase), spread=spreads[name]))
             model_id = str(outputs["model_id"].iloc[0])
             parts.append(
                 pd.DataFrame({"fit": name, "phase": phase, "model_id": model_id, "sample_id": ids, "score": score})
@@ -250,6 +276,7 @@ def audit(
         retrained_side="retrained reference models" if retrained else "reference models without the record",
         unlearned_per_record=float(members.sum(axis=0).mean()) if len(names) else 0.0,
         auc={p: aucs[p] for p in audited if p in aucs},
+        null_spread={k: round(v, 6) for k, v in spreads.items()},
     )
     return Output(pd.concat(parts, ignore_index=True), facts)
 

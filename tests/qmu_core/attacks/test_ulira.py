@@ -108,3 +108,27 @@ def test_the_null_is_each_retrained_model_scored_without_itself_and_a_model_offs
     audited = difficulty + rng.normal(0.0, 0.8) + rng.normal(0.0, SD, R)  # a fresh retrained model
     value, lo, hi = ulira.auc(ulira.fit(unlearned, seen, retrained, every).score(audited[:, None]), null, seed=0)
     assert lo <= 0.5 <= hi
+
+
+def test_the_interval_counts_the_audited_models_own_draw_through_the_null_spread() -> None:
+    """Retrained models with their own offsets: the records' bootstrap alone misses 0.5 for most of them.
+
+    The audited model is one more retrained model; each world draws a fresh one. With the null
+    spread (each null model's AUC against the others) in the interval, 0.5 is covered about as
+    often as a 95% interval should; with the bootstrap alone, far less often.
+    """
+    with_spread, without = [], []
+    for world in range(30):
+        rng, difficulty = _world(200 + world)
+        offsets = rng.normal(0.0, 0.8, M + 1)  # each retrained model's own offset, shared by its records
+        retrained = (difficulty[None, :] + offsets[:M, None] + rng.normal(0.0, SD, (M, R)))[:, :, None]
+        args = (_models(rng, difficulty + 1.5, M), rng.random((M, R)) < 0.5, retrained, np.ones((M, R), bool))
+        null = ulira.null_scores(*args)
+        spread = ulira.null_spread(null)
+        audited = ulira.fit(*args).score((difficulty + offsets[M] + rng.normal(0.0, SD, R))[:, None])
+        _, lo, hi = ulira.auc(audited, null, seed=0, spread=spread)
+        with_spread.append(lo <= 0.5 <= hi)
+        _, lo, hi = ulira.auc(audited, null, seed=0)
+        without.append(lo <= 0.5 <= hi)
+    assert np.mean(with_spread) >= 0.85
+    assert np.mean(without) < 0.6
