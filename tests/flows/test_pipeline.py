@@ -185,7 +185,14 @@ def test_ulira_reuses_the_reference_models_and_judges_every_method(
         frame = pd.read_parquet(root / first[0]["artifacts"]["splits"])
         ids = sorted(int(i) for i in frame.loc[frame["role"] == "target_train", "sample_id"].iloc[::12])
         data = {"forget": "samples", "forget_ids": ids}
-    cfg = preset("tiny", run={"artifact_root": str(root)}, data=data, attack={"ulira_models": 2})
+    # two methods (their target stages are cached): U-LiRA unlearns every reference model with each
+    cfg = preset(
+        "tiny",
+        run={"artifact_root": str(root)},
+        data=data,
+        attack={"ulira_models": 2},
+        unlearn={"methods": ["ga", "ssd"]},
+    )
     summary, states = _run(cfg)
     trained = sorted(k for k, v in states.items() if k.startswith(("train ", "retrain ")) and v == "Completed")
     retrains = ["retrain ref-00", "retrain ref-01"] if request_kind == "class" else []
