@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
 __all__ = [
+    "Z95",
     "accuracy_metrics",
     "attack_metrics",
     "auc_ranks",
@@ -30,6 +31,9 @@ __all__ = [
     "tpr_at_fpr",
     "tpr_at_fpr_fast",
 ]
+
+Z95 = 1.959964
+"""Two-sided 95% normal quantile: a CI is ``estimate ± Z95 * SE`` (compare, tables and U-LiRA read it here)."""
 
 N_BOOTSTRAP = 1000
 """Bootstrap resamples behind every confidence interval."""

@@ -40,6 +40,7 @@ import pandas as pd
 
 from qmu_core import artifacts, metrics
 from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.attacks.audit import _in_split_order
 from qmu_core.attacks.base import Observations, ThreatModel
 from qmu_core.attacks.lira import VAR_FLOOR_ABS, lira_statistic
 from qmu_core.config import AttackConfig, derive_seed
@@ -195,13 +196,20 @@ def auc(audited: np.ndarray, null: np.ndarray, *, seed: int, spread: float = 0.0
     value = metrics.roc_auc(y, s)
     lo, hi = metrics.bootstrap_ci(y, s, seed=seed)
     extra = 0.0 if np.isnan(spread) else spread
-    half = 1.959964 * float(np.hypot((hi - lo) / (2 * 1.959964), extra))
+    half = metrics.Z95 * float(np.hypot((hi - lo) / (2 * metrics.Z95), extra))
     return value, max(value - half, 0.0), min(value + half, 1.0)
 
 
-def _stat(outputs: pd.DataFrame, rows: np.ndarray, classes: Sequence[int], threat_model: ThreatModel) -> np.ndarray:
-    """LiRA's statistic of one model's `outputs` on the split's rows `rows` (bool mask, split order)."""
-    return lira_statistic(Observations.from_outputs(outputs, classes, threat_model))[rows]
+def _stat(
+    outputs: pd.DataFrame, splits: pd.DataFrame, rows: np.ndarray, classes: Sequence[int], threat_model: ThreatModel
+) -> np.ndarray:
+    """LiRA's statistic of one model's `outputs` on the split's rows `rows` (bool mask, split order).
+
+    Raises:
+        ArtifactError: If the outputs do not cover the split's records in its order.
+    """
+    ordered = _in_split_order(outputs, splits["sample_id"].to_numpy(), str(outputs["model_id"].iloc[0]))
+    return lira_statistic(Observations.from_outputs(ordered, classes, threat_model))[rows]
 
 
 def audit(
@@ -244,19 +252,21 @@ def audit(
     members = np.stack([member_mask(splits, n, seed=seed)[rows] for n in names])
 
     def stack(tables: Mapping[str, pd.DataFrame]) -> np.ndarray:
-        return np.stack([_stat(tables[n], rows, classes, tm) for n in names])
+        return np.stack([_stat(tables[n], splits, rows, classes, tm) for n in names])
 
-    retrained_side = (stack(retrained), np.ones_like(members)) if retrained else (stack(reference), ~members)
-    sides = {"none": (stack(reference), members)} | {m: (stack(t), members) for m, t in unlearned.items()}
+    trained = stack(reference)
+    null_models = retrained or reference  # whose leave-one-out scores form the null
+    retrained_side = (stack(retrained), np.ones_like(members)) if retrained else (trained, ~members)
+    sides = {"none": (trained, members)} | {m: (stack(t), members) for m, t in unlearned.items()}
+    model_ids = np.asarray([str(null_models[n]["model_id"].iloc[0]) for n in names], dtype=object)
     parts, aucs, spreads = [], {}, {}
     for name, side in sides.items():
         fitted, null = fit(*side, *retrained_side), null_scores(*side, *retrained_side)
         spreads[name] = null_spread(null)
         seen = np.isfinite(null)
-        model_ids = np.repeat(np.asarray([f"{n}-retrained" if retrained else n for n in names], dtype=object), len(ids))
         parts.append(
             pd.DataFrame(
-                {"fit": name, "phase": "null", "model_id": model_ids.reshape(null.shape)[seen]}
+                {"fit": name, "phase": "null", "model_id": np.broadcast_to(model_ids[:, None], null.shape)[seen]}
                 | {"sample_id": np.broadcast_to(ids, null.shape)[seen], "score": null[seen]}
             )
         )
@@ -264,7 +274,7 @@ def audit(
             which = Which.of_phase(phase)
             if which is None or (which.method or "none") != name:
                 continue
-            score = fitted.score(_stat(outputs, rows, classes, tm))
+            score = fitted.score(_stat(outputs, splits, rows, classes, tm))
             aucs[phase] = list(auc(score, null, seed=derive_seed(seed, "ulira", phase), spread=spreads[name]))
             model_id = str(outputs["model_id"].iloc[0])
             parts.append(

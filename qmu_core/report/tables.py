@@ -258,22 +258,21 @@ def _over_seeds(
     One repeat: its own value and bootstrap CI. More: `combined_half_width` of the values and their
     bootstrap standard errors (docs/methods.md). Returns ``(value, ci, repeats counted)``.
     """
-    found = [models.get(phase, {})] + [repeats[p] for p in repeats if p.split("/", 1)[-1] == phase]
-    values, errors = [], []
+    found = [models.get(phase, {})] + [
+        summary for p, summary in repeats.items() if (which := Which.of_phase(p)) is not None and which.name == phase
+    ]
+    values, cis = [], []
     for summary in found:
         m = summary.get("attacks", {}).get(attack, {})
         value, ci = m.get(metric), m.get(f"{metric}_ci")
-        if value is None or not ci or None in ci:
-            continue
-        values.append(float(value))
-        errors.append((float(ci[1]) - float(ci[0])) / (2 * Z95))
-    if not values:
-        return None, None, 0
-    if len(values) == 1:
-        m = found[0].get("attacks", {}).get(attack, {}) if found else {}
-        return values[0], list(m.get(f"{metric}_ci") or []) or None, 1
+        if value is not None and ci and None not in ci:
+            values.append(float(value))
+            cis.append([float(ci[0]), float(ci[1])])
+    if len(values) <= 1:
+        return (values[0], cis[0], 1) if values else (None, None, 0)
+    errors = np.asarray([(hi - lo) / (2 * Z95) for lo, hi in cis])
     mean = float(np.mean(values))
-    half = combined_half_width(np.asarray(values), np.asarray(errors))
+    half = combined_half_width(np.asarray(values), errors)
     return mean, [mean - half, mean + half], len(values)
 
 

@@ -34,6 +34,7 @@ from scipy import stats
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.identity import Which, lineup
+from qmu_core.metrics import Z95
 from qmu_core.provenance import AuditFacts, ModelFacts, RelearnFacts, ULiraFacts
 
 __all__ = [
@@ -56,8 +57,6 @@ COST = ("wall_s", "circuit_evals", "relearn_steps")
 FORGET_ATTACK_METRICS = ("forget_success", "forget_control", "forget_auc")
 HEADLINE = ("mia_forget_success", "mia_forget_control", "mia_forget_auc")
 
-Z95 = 1.959964
-"""Two-sided 95% normal quantile: a CI is ``estimate ± Z95 * SE`` (also `qmu_core.report.tables`)."""
 
 TOLERANCE = {
     "retain_train_acc": 0.05,
