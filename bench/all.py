@@ -24,19 +24,18 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from qmu_core.machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-PACKAGES = ("tensorflow", "tensorflow-quantum", "cirq-core", "qsimcirq", "prefect", "numpy")
 STDERR_TAIL = 40
 
 # Arguments per benchmark: full (the script's own defaults) and --quick (its smallest sensible sizes).
@@ -69,40 +68,6 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
 
 SCRIPTS = {"train_speed_stacked": "train_speed"}
 """Benchmarks that are another mode of a script: their script's name (default: their own)."""
-
-
-def _git(*args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False)
-    return proc.stdout.strip()
-
-
-def machine() -> dict[str, Any]:
-    """Commit, CPU, cores, date, Python and package versions of this run."""
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown",
-    )
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain")),
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "packages": versions,
-    }
 
 
 def _json_lines(text: str) -> list[Any]:
@@ -158,7 +123,7 @@ def main() -> int:
     chosen = [n for item in args.only or list(BENCHMARKS) for n in item.split(",") if n]
     if unknown := sorted(set(chosen) - set(BENCHMARKS)):
         parser.error(f"--only {','.join(unknown)}: no such benchmark; choose from {', '.join(BENCHMARKS)}")
-    facts = machine()
+    facts = describe()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out / f"{stamp}-{facts['commit'][:8] or 'nogit'}.json"
     args.out.mkdir(parents=True, exist_ok=True)

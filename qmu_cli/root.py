@@ -7,6 +7,7 @@
     qmu audit RUN_OR_MODEL [--preset NAME] [--set attack.field=value ...] [--refresh]
     qmu hardware --preset paper_angle [--set hardware.sampler.kind=...] [--refresh]
     qmu shots --preset paper_angle [--set hardware.shots=[10,100,1000]] [--refresh]
+    qmu reproduce [--seeds 3] [--mnist DIR] [--publish-to docs/reproduction] [--set ...] [--refresh]
 
 `qmu run` prints Prefect's progress and, as its last line of stdout, the path of summary.json.
 Errors print one message and exit 2 (bad input, missing data, a full disk) or 1 (anything
@@ -24,7 +25,7 @@ import os
 import sys
 from typing import NoReturn
 
-from qmu_cli import artifacts, audit, config, export, hardware, run, signals
+from qmu_cli import artifacts, audit, config, export, hardware, reproduce, run, signals
 from qmu_core.errors import QMUError
 
 __all__ = ["entry", "main"]
@@ -43,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qmu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="Show the full traceback of an error.")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (run, export, audit, hardware, config, artifacts):
+    for group in (run, export, audit, hardware, reproduce, config, artifacts):
         group.register(sub)
     return p
 

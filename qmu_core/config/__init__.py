@@ -41,6 +41,7 @@ from qmu_core.config.hardware import (
 )
 from qmu_core.config.model import FeatureSpec, ModelConfig, TrainConfig
 from qmu_core.config.presets import PRESETS, PresetName, deep_merge
+from qmu_core.config.reproduce import ReproduceConfig
 from qmu_core.config.run import DataConfig, RunConfig, check_artifact_root, derive_seed
 from qmu_core.config.unlearn import METHODS, RELEARN, UNLEARN_METHODS, UnlearnConfig
 from qmu_core.errors import ConfigError
@@ -70,6 +71,7 @@ __all__ = [
     "QMUConfig",
     "QsimNoisySampler",
     "QsimSampler",
+    "ReproduceConfig",
     "RunConfig",
     "SamplerConfig",
     "Section",

@@ -187,3 +187,31 @@ def test_export_of_a_relative_root_run_from_another_directory(
     assert main(["export", str(run_dir), str(tmp_path / "out")]) == 0, capsys.readouterr().err
     (ref,) = exported
     assert ref.path.resolve() == model.resolve()  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- qmu reproduce
+
+
+@pytest.fixture
+def no_reproduce_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make starting the study impossible: `from flows.reproduce import qmu_reproduce` fails."""
+    monkeypatch.setitem(sys.modules, "flows.reproduce", types.ModuleType("flows.reproduce"))
+
+
+@pytest.mark.usefixtures("no_reproduce_flow")
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--shots", "10,many"], "--shots '10,many': write whole numbers separated by commas"),
+        (["--models", "paper,vgg"], "models.1: Input should be 'paper' or 'paper_hqnn'"),
+        (["--processors", "sycamore"], "processors.0: Input should be"),
+        (["--seeds", "0"], "seeds: Input should be greater than or equal to 1"),
+        (["--set", "train.epochs=many"], "the 'paper' run of the study"),
+    ],
+)
+def test_reproduce_refuses_bad_options_before_any_run(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = error_of(capsys, ["reproduce", "--artifact-root", str(tmp_path / "root"), *argv])
+    assert says in err, err
+    assert not (tmp_path / "root").exists()  # nothing was written

@@ -1,0 +1,81 @@
+"""`qmu reproduce` end to end on a small study of the same design (MNIST from ../shared), twice.
+
+Slow (about 5 minutes on 2 cores): `make test-slow`. The first run computes every study run and
+writes REPRODUCTION.md into the run folder and into `--publish-to`; the second reuses every
+stage (every task run Cached) and writes the same verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, qmu_env
+
+pytestmark = pytest.mark.slow
+
+SMALL = [
+    "data.n_target_train=80",
+    "data.n_target_holdout=40",
+    "data.n_shadow_pool=80",
+    "data.n_test=60",
+    "train.epochs=2",
+    "attack.n_shadow=2",
+    "attack.ulira_models=0",
+    "unlearn.max_epochs=2",
+    "unlearn.step_scales=[1.0]",
+    "hardware.records_per_group=5",
+    "hardware.repetitions=100",
+]
+
+
+def _reproduce(tmp: Path, mnist: Path, home: str) -> tuple[int, str]:
+    cmd = [sys.executable, "-m", "qmu_cli", "reproduce", "--seeds", "2", "--mnist", str(mnist)]
+    cmd += ["--artifact-root", str(tmp / "root"), "--publish-to", str(tmp / "docs"), "--shots", "10,100"]
+    cmd += [a for o in SMALL for a in ("--set", o)]
+    proc = subprocess.run(cmd, cwd=REPO, env=qmu_env(tmp / home), capture_output=True, text=True, timeout=1800)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_reproduce_writes_every_claim_and_a_second_run_is_warm(tmp_path: Path, mnist_dir: Path) -> None:
+    code, log = _reproduce(tmp_path, mnist_dir, "home-1")
+    assert code == 0, log[-4000:]
+    assert "Traceback" not in log and "| ERROR" not in log
+    report = Path(log.strip().splitlines()[-1])
+    assert report.name == "REPRODUCTION.md" and report.parent.parent == tmp_path / "root" / "runs"
+    data = json.loads((report.parent / "reproduction.json").read_text())
+    assert set(data["runs"]) == {
+        "paper/shadow",
+        "paper/paper",
+        "paper_hqnn/shadow",
+        "paper_hqnn/paper",
+        "device/willow_pink",
+        "device/weber",
+        "shots/willow_pink",
+    }
+    leak = data["tables"]["leak"]
+    methods = {"before", "ga", "ssd", "rga", "salun", "finetune"}
+    for model in ("paper", "paper_hqnn"):
+        for protocol in ("shadow", "paper"):
+            rows = [r for r in leak if r["model"] == model and r["protocol"] == protocol]
+            assert {r["method"] for r in rows} == methods, (model, protocol)
+            assert all(r["ci"][0] is not None for r in rows)  # two seeds: an interval for every number
+    assert {r["setting"] for r in data["tables"]["device"]} == {
+        "device (willow_pink, emulated)",
+        "device (weber, emulated)",
+    }
+    assert {r["source"] for r in data["shots"]} >= {"shots=10", "shots=100", "exact", "simulation"}
+    assert (tmp_path / "docs" / "REPRODUCTION.md").read_text() == report.read_text()
+    assert (tmp_path / "docs" / "reproduction.png").stat().st_size > 0
+
+    code, again = _reproduce(tmp_path, mnist_dir, "home-2")
+    assert code == 0, again[-4000:]
+    states = re.findall(r"Task run '(?!publish )([^']+)' - Finished in state (\w+)", again)
+    assert states and {s for _, s in states} == {"Cached"}, [n for n, s in states if s != "Cached"]
+    second = json.loads((Path(again.strip().splitlines()[-1]).parent / "reproduction.json").read_text())
+    assert second["tables"] == data["tables"]
