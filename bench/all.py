@@ -60,6 +60,10 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "full": [],
         "quick": ["--preset", "tiny", "--mode", "concurrent"],
     },
+    "pipeline_speed": {  # writes bench/results/pipeline.json too
+        "full": ["--presets", "default,paper"],
+        "quick": ["--presets", "tiny"],
+    },
     "interrupt_latency": {
         "full": [],
         "quick": ["--repeats", "1", "--signal", "SIGINT"],

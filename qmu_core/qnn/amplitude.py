@@ -23,13 +23,15 @@ and so on; `angles_np` / `angles_tf` return them in that order, ready as symbol 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cirq
 import numpy as np
-import sympy
 
 from qmu_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import cirq
+    import sympy
 
 __all__ = ["angles_np", "angles_tf", "state_prep_circuit"]
 
@@ -67,6 +69,9 @@ def state_prep_circuit(qs: Sequence[cirq.Qid]) -> tuple[cirq.Circuit, list[sympy
     n = len(qs)
     if n < 1:
         raise ConfigError("state_prep_circuit needs at least one qubit; pass qubits(n) with n >= 1.")
+    import cirq  # here, not at import: the study side reads `angles_np` without any circuit
+    import sympy
+
     symbols = [sympy.Symbol(f"a_{i}") for i in range((1 << n) - 1)]
     ops: list[cirq.Operation] = []
     for k in range(n):

@@ -17,8 +17,10 @@ An `Encoding` owns every rule that depends on the encoding, for every consumer:
 The encodings are `ANGLE` and `AMPLITUDE`; `encoding_named` / `model_encoding` look them up. A new
 encoding is one subclass and one entry in `ENCODINGS`.
 
-This module imports no TensorFlow at import time (the study side uses it); `values_tf`,
-`states_tf` and `squash` import it when called, inside a model's forward pass.
+This module imports no TensorFlow, Cirq or sympy at import time (the study side uses it: the data
+stage and every `qmu run` process read `width` and `scale`, and Cirq's import costs seconds);
+`values_tf`, `states_tf` and `squash` import TensorFlow when called, inside a model's forward
+pass, and the circuit builders import Cirq and sympy.
 """
 
 from __future__ import annotations
@@ -27,15 +29,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import cirq
 import numpy as np
-import sympy
 
 from qmu_core.errors import ConfigError
 from qmu_core.numeric import safe_divisor
 from qmu_core.qnn import amplitude
 
 if TYPE_CHECKING:
+    import cirq
+    import sympy
+
     from qmu_core.config import ModelConfig
 
 __all__ = ["AMPLITUDE", "ANGLE", "ENCODINGS", "AmplitudeEncoding", "AngleEncoding", "Encoding", "model_encoding"]
@@ -143,16 +146,24 @@ class AngleEncoding(Encoding):
     def input_symbols(self, n_qubits: int, layers: int = 1, *, reupload: bool = False) -> list[sympy.Symbol]:
         """``x_<i>`` per qubit, or ``x_<l>_<i>`` per layer and qubit with re-uploading."""
         if not reupload:
+            import sympy  # here, not at import: the study side (splits, features) needs no circuit
+
             return [sympy.Symbol(f"x_{i}") for i in range(n_qubits)]
+        import sympy
+
         return [sympy.Symbol(f"x_{l}_{i}") for l in range(layers) for i in range(n_qubits)]
 
     def prepare(self, qs: Sequence[cirq.Qid], symbols: Sequence[sympy.Symbol]) -> cirq.Circuit:
         """One ``Ry`` layer loading `symbols` on `qs` (`layer`)."""
+        import cirq
+
         return cirq.Circuit(self.layer(qs, symbols))
 
     @staticmethod
     def layer(qs: Sequence[cirq.Qid], symbols: Sequence[sympy.Symbol]) -> list[cirq.Operation]:
         """``Ry(symbol)`` on every qubit: one block of angle encoding as operations."""
+        import cirq
+
         return [cirq.ry(s).on(q) for q, s in zip(qs, symbols, strict=True)]
 
     def _values(self, x: np.ndarray, model: ModelConfig) -> np.ndarray:
@@ -208,6 +219,8 @@ class AmplitudeEncoding(Encoding):
         """``a_0 .. a_{2^n - 2}``, the state preparation's angles (no re-uploading)."""
         if reupload:
             raise ConfigError("Amplitude encoding prepares the state once; it has no data re-uploading.")
+        import sympy
+
         return [sympy.Symbol(f"a_{i}") for i in range(2**n_qubits - 1)]
 
     def prepare(self, qs: Sequence[cirq.Qid], symbols: Sequence[sympy.Symbol]) -> cirq.Circuit:

@@ -34,19 +34,20 @@ SMALL = [
 ]
 
 
-def _reproduce(tmp: Path, mnist: Path, home: str) -> tuple[int, str]:
+def _reproduce(tmp: Path, mnist: Path, home: str) -> tuple[int, str, Path]:
+    """Exit code, the whole log, and the path printed last on stdout."""
     cmd = [sys.executable, "-m", "qmu_cli", "reproduce", "--seeds", "2", "--mnist", str(mnist)]
     cmd += ["--artifact-root", str(tmp / "root"), "--publish-to", str(tmp / "docs"), "--shots", "10,100"]
     cmd += [a for o in SMALL for a in ("--set", o)]
     proc = subprocess.run(cmd, cwd=REPO, env=qmu_env(tmp / home), capture_output=True, text=True, timeout=1800)
-    return proc.returncode, proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    return proc.returncode, proc.stdout + proc.stderr, Path(last)
 
 
 def test_reproduce_writes_every_claim_and_a_second_run_is_warm(tmp_path: Path, mnist_dir: Path) -> None:
-    code, log = _reproduce(tmp_path, mnist_dir, "home-1")
+    code, log, report = _reproduce(tmp_path, mnist_dir, "home-1")
     assert code == 0, log[-4000:]
     assert "Traceback" not in log and "| ERROR" not in log
-    report = Path(log.strip().splitlines()[-1])
     assert report.name == "REPRODUCTION.md" and report.parent.parent == tmp_path / "root" / "runs"
     data = json.loads((report.parent / "reproduction.json").read_text())
     assert set(data["runs"]) == {
@@ -73,9 +74,9 @@ def test_reproduce_writes_every_claim_and_a_second_run_is_warm(tmp_path: Path, m
     assert (tmp_path / "docs" / "REPRODUCTION.md").read_text() == report.read_text()
     assert (tmp_path / "docs" / "reproduction.png").stat().st_size > 0
 
-    code, again = _reproduce(tmp_path, mnist_dir, "home-2")
+    code, again, report_again = _reproduce(tmp_path, mnist_dir, "home-2")
     assert code == 0, again[-4000:]
     states = re.findall(r"Task run '(?!publish )([^']+)' - Finished in state (\w+)", again)
     assert states and {s for _, s in states} == {"Cached"}, [n for n, s in states if s != "Cached"]
-    second = json.loads((Path(again.strip().splitlines()[-1]).parent / "reproduction.json").read_text())
+    second = json.loads((report_again.parent / "reproduction.json").read_text())
     assert second["tables"] == data["tables"]
