@@ -250,6 +250,23 @@ def _cost_rows(key: str, summary: Mapping[str, Any]) -> list[Row]:
     return out
 
 
+def _ulira_rows(key: str, summary: Mapping[str, Any]) -> list[Row]:
+    """U-LiRA's AUC per method (not in the paper): can an attacker tell it from a model retrained without U?"""
+    model, protocol = key.split("/")
+    out = []
+    for method, entry in summary["deletion"]["methods"].items():
+        if "ulira_auc" not in entry:
+            continue
+        ours, ci = _cell(entry["ulira_auc"])
+        population, _ = _cell(entry.get("mia_forget_auc"))
+        name = "before" if method == "noop" else method
+        why = "0.5: indistinguishable from retraining without the forget set; the paper has no such audit"
+        controls = {"population forget-set AUC": population}
+        row = Row("U-LiRA AUC", model, "simulation", name, protocol, ours, ci, "—", "not comparable", why, controls)
+        out.append(row)
+    return out
+
+
 def _device_rows(key: str, hardware: Mapping[str, Any]) -> list[Row]:
     """MIA success on the forget set measured through the emulated device, before and after each method."""
     processor = key.split("/", 1)[1]
@@ -258,8 +275,9 @@ def _device_rows(key: str, hardware: Mapping[str, Any]) -> list[Row]:
     shots = config.get("hardware", {}).get("repetitions")
     rows = {(r["source"], r["phase"]): r for r in hardware["rows"]}
     out = []
+    oracle = _finite(rows.get(("measured", "oracle"), {}).get("mia_forget_success"))
     for (source, phase), row in rows.items():
-        if source != "measured":
+        if source != "measured" or phase == "oracle":  # the oracle is a control of every row
             continue
         before = phase == "before"
         method = "before" if before else phase.removeprefix("after_")
@@ -271,7 +289,7 @@ def _device_rows(key: str, hardware: Mapping[str, Any]) -> list[Row]:
             f"{encoding}-encoded `paper_angle` (the paper's device model is unknown), {processor}'s emulated "
             f"calibration noise, {shots} shots, one seed, {_pct(ours)} measured against {_pct(simulated)} in simulation"
         )
-        controls = {"same records in simulation": simulated}
+        controls = {"same records in simulation": simulated, "retrain oracle, measured": oracle}
         setting = f"device ({processor}, emulated)"
         out.append(
             Row(claim, "paper_angle", setting, method, "paper", ours, None, paper, "not comparable", why, controls)
@@ -282,18 +300,19 @@ def _device_rows(key: str, hardware: Mapping[str, Any]) -> list[Row]:
 def claims(
     summaries: Mapping[str, Mapping[str, Any]], hardware: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, list[Row]]:
-    """Every claim's rows by table: ``leak``, ``device``, ``accuracy``, ``cost`` (module doc).
+    """Every claim's rows by table: ``leak``, ``device``, ``accuracy``, ``ulira``, ``cost`` (module doc).
 
     Args:
         summaries: summary.json of each simulation run, by study key (``paper/shadow``).
         hardware: hardware.json of each device run, by study key (``device/weber``).
     """
-    tables: dict[str, list[Row]] = {"leak": [], "device": [], "accuracy": [], "cost": []}
+    tables: dict[str, list[Row]] = {"leak": [], "device": [], "accuracy": [], "ulira": [], "cost": []}
     for key, summary in summaries.items():
         tables["leak"] += _leak_rows(key, summary)
         if key.endswith("/paper"):  # the models are the same under both protocols
             continue
         tables["accuracy"] += _accuracy_rows(key, summary)
+        tables["ulira"] += _ulira_rows(key, summary)
         tables["cost"] += _cost_rows(key, summary)
     for key, report in hardware.items():
         tables["device"] += _device_rows(key, report)

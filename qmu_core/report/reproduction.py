@@ -17,7 +17,7 @@ from qmu_core.config import ReproduceConfig
 from qmu_core.machine import describe
 from qmu_core.reproduction import PAPER, Row, verdict_counts
 
-__all__ = ["FILES", "from_data", "publish", "write"]
+__all__ = ["FILES", "from_data", "publish", "recompute", "write"]
 
 FILES = ("REPRODUCTION.md", "reproduction.json", "reproduction.png")
 
@@ -25,6 +25,7 @@ _TITLES = {
     "leak": "MIA success on the forget set, in simulation (before, and after each method)",
     "device": "MIA success on the forget set, on an emulated device",
     "accuracy": "Retained test accuracy after unlearning",
+    "ulira": "U-LiRA: can an attacker tell each model from one retrained without the forget set? (not in the paper)",
     "cost": "The methods' cost",
 }
 
@@ -39,25 +40,26 @@ def _ci(ci: Any) -> str:
     return f"[{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
-def _controls(controls: Mapping[str, Any], percent: bool) -> str:
-    show = _pct if percent else (lambda v: "n/a" if v is None else f"{float(v):,.0f}")
-    return "; ".join(f"{k} {show(v)}" for k, v in controls.items()) or "—"
+def _number(x: Any, digits: int) -> str:
+    return "n/a" if x is None else f"{float(x):,.{digits}f}"
 
 
-def _table(rows: Sequence[Mapping[str, Any]], *, percent: bool = True) -> list[str]:
-    unit = "%" if percent else "s"
+def _table(rows: Sequence[Mapping[str, Any]], *, unit: str = "%") -> list[str]:
+    """Rows of one claim table; `unit` ``%`` (rates, shown in percent), ``AUC`` or ``s`` (seconds)."""
     lines = [
         f"| model | setting | protocol | method | ours ({unit}) | 95 % CI | paper | controls | verdict | why |",
         "|---|---|---|---|---:|---|---|---|---|---|",
     ]
+    digits = 3 if unit == "AUC" else 1
     for r in rows:
-        ours = _pct(r["ours"]) if percent else ("n/a" if r["ours"] is None else f"{r['ours']:.1f}")
-        ci = (
-            _ci(r["ci"])
-            if percent
-            else ("—" if not r["ci"] or r["ci"][0] is None else f"[{r['ci'][0]:.1f}, {r['ci'][1]:.1f}]")
-        )
-        controls = _controls(r["controls"], percent and r["claim"] != "cost (wall seconds)")
+        if unit == "%":
+            ours, ci = _pct(r["ours"]), _ci(r["ci"])
+        else:
+            ours = _number(r["ours"], digits)
+            has_ci = r["ci"] and r["ci"][0] is not None and r["ci"][1] is not None
+            ci = f"[{_number(r['ci'][0], digits)}, {_number(r['ci'][1], digits)}]" if has_ci else "—"
+        shown = {"%": _pct, "AUC": lambda v: _number(v, 3), "s": lambda v: _number(v, 0)}[unit]
+        controls = "; ".join(f"{k} {shown(v)}" for k, v in r["controls"].items()) or "—"
         lines.append(
             f"| {r['model']} | {r['setting']} | {r['protocol']} | {r['method']} | {ours} | {ci} | {r['paper']} "
             f"| {controls} | **{r['verdict']}** | {r['why']} |"
@@ -101,7 +103,7 @@ def _markdown(data: Mapping[str, Any], figure: str | None) -> str:
         if not rows:
             continue
         lines += [f"## {_TITLES[name]}", ""]
-        lines += _table(rows, percent=name != "cost")
+        lines += _table(rows, unit={"cost": "s", "ulira": "AUC"}.get(name, "%"))
         lines.append("")
     if data.get("shots"):
         lines += [
@@ -244,10 +246,21 @@ def publish(results: Mapping[str, str], config: ReproduceConfig, *, run_dir: Pat
     )
     if config.publish_to:
         target = Path(config.publish_to)
-        target.mkdir(parents=True, exist_ok=True)
+        (target / "runs").mkdir(parents=True, exist_ok=True)
+        for key, value in loaded.items():  # what the rows were computed from (`recompute`)
+            (target / "runs" / f"{key.replace('/', '__')}.json").write_text(json.dumps(value, indent=1) + "\n")
         (target / "reproduction.json").write_text(written["reproduction.json"].read_text())
         written = from_data(target / "reproduction.json")
     return written
+
+
+def recompute(published: Path) -> dict[str, list[dict[str, Any]]]:
+    """The claim tables recomputed from the run files published beside ``reproduction.json`` (``runs/``)."""
+    loaded = {p.stem.replace("__", "/"): _read(str(p)) for p in sorted((published / "runs").glob("*.json"))}
+    summaries = {k: v for k, v in loaded.items() if "deletion" in v}
+    device = {k: v for k, v in loaded.items() if k.startswith("device/")}
+    tables = reproduction.claims(summaries, device)
+    return {k: [json.loads(json.dumps(r.as_dict(), default=str)) for r in rows] for k, rows in tables.items()}
 
 
 def command_line(config: ReproduceConfig) -> str:

@@ -123,6 +123,7 @@ HARDWARE = {
         {"source": "simulation", "phase": "before", "mia_forget_success": 0.8},
         {"source": "measured", "phase": "before", "mia_forget_success": 0.7},
         {"source": "measured", "phase": "after_ga", "mia_forget_success": 0.05},
+        {"source": "measured", "phase": "oracle", "mia_forget_success": 0.1},
     ],
 }
 
@@ -133,7 +134,7 @@ def test_device_rows_are_measured_numbers_beside_simulation_and_not_comparable()
         ("before", 0.7, "not comparable"),
         ("ga", 0.05, "not comparable"),
     ]
-    assert rows[0].controls == {"same records in simulation": 0.8}
+    assert rows[0].controls == {"same records in simulation": 0.8, "retrain oracle, measured": 0.1}
     assert "angle-encoded" in rows[0].why and "weber" in rows[0].why and "1000 shots" in rows[0].why
 
 
@@ -171,3 +172,15 @@ def test_the_rerun_command_names_what_differs_from_the_defaults() -> None:
     assert document.command_line(rc) == (
         "qmu reproduce --seeds 1 --mnist m --artifact-root data/artifacts --processors none --set attack.n_shadow=16"
     )
+
+
+def test_u_lira_rows_sit_beside_the_population_metric_when_the_run_has_them() -> None:
+    summary = _summary(SUCCESS, {}, RETAINED)
+    summary["deletion"]["methods"]["noop"]["ulira_auc"] = _cell(0.97)
+    summary["deletion"]["methods"]["noop"]["mia_forget_auc"] = _cell(0.7)
+    summary["deletion"]["methods"]["retrain"]["ulira_auc"] = _cell(0.52, 0.3)
+    rows = {r.method: r for r in reproduction.claims({"paper_hqnn/shadow": summary}, {})["ulira"]}
+    assert set(rows) == {"before", "retrain"}  # only the models U-LiRA judged
+    assert rows["before"].ours == pytest.approx(0.97) and rows["before"].verdict == "not comparable"
+    assert rows["before"].controls == {"population forget-set AUC": pytest.approx(0.7)}
+    assert rows["retrain"].ci == (pytest.approx(0.22), pytest.approx(0.82))
