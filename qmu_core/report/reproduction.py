@@ -215,6 +215,14 @@ def _read(path: str) -> dict[str, Any]:
     return dict(json.loads(Path(path).read_text()))
 
 
+def _in_root(path: str, root: str) -> str:
+    """`path` relative to the artifact root `root` when it lies inside (the report names no machine's paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return path
+
+
 def publish(results: Mapping[str, str], config: ReproduceConfig, *, run_dir: Path, wall_s: float) -> dict[str, Path]:
     """REPRODUCTION.md of a finished study into `run_dir`, and into ``config.publish_to`` if set.
 
@@ -232,7 +240,8 @@ def publish(results: Mapping[str, str], config: ReproduceConfig, *, run_dir: Pat
     runs = {}
     for key, value in loaded.items():
         wall = value.get("run", {}).get("wall_time_s", value.get("wall_time_s", 0.0))
-        runs[key] = {"kind": key.split("/")[0] if "/" in key else "run", "wall_s": float(wall), "path": results[key]}
+        path = _in_root(results[key], config.artifact_root)
+        runs[key] = {"kind": key.split("/")[0], "wall_s": float(wall), "path": path}
     written = write(
         tables,
         out_dir=run_dir,
