@@ -13,7 +13,8 @@ hardware.json, the shot study's shots.json) and sets every claim of the paper be
 * the paper's protocol scores the attack partly on records it was trained on (`attack.protocol`).
   Its pitfall is shown by its controls in the same row: the held-out records of the forget class,
   which no model trained on, and the retrain oracle, which never saw the forget set. When a
-  control scores as high as the forget set, the number measures the class, not membership.
+  control reaches half the forget set's success or more, most of the number measures the class,
+  not membership, and the row says so.
 
 `qmu_core.report.reproduction` writes REPRODUCTION.md, its data and its figure from the rows.
 """
@@ -140,8 +141,8 @@ def _near(ours: float | None, ci: Any, paper: float) -> bool:
 
 
 def _class_not_membership(ours: float | None, control: float | None) -> bool:
-    """A high success that a control (records or a model that never saw the forget set) matches."""
-    return ours is not None and ours >= 0.5 and control is not None and control >= ours - TOLERANCE
+    """A high success of which a control (records, or a model, that never met the forget set) reaches half or more."""
+    return ours is not None and ours >= 0.5 and control is not None and control >= ours / 2
 
 
 def _seeds(n: int) -> str:
@@ -180,7 +181,7 @@ def _leak_rows(key: str, summary: Mapping[str, Any]) -> list[Row]:
         if protocol == "paper" and (_class_not_membership(ours, control) or _class_not_membership(ours, oracle)):
             why += (
                 f"; but records never trained on score {_pct(control)} and the oracle {_pct(oracle)}: "
-                "the number follows the class, not membership"
+                "most of the number follows the class, not membership"
             )
         name = "before" if before else method
         out.append(Row(claim, model, "simulation", name, protocol, ours, ci, _pct(paper), verdict, why, controls))

@@ -93,8 +93,8 @@ def _markdown(data: Mapping[str, Any], figure: str | None) -> str:
         "- Protocol `paper`: the paper's attack, fitted on the target's own members and non-members (80 % of them), "
         "so it is scored partly on records it was trained on. Protocol `shadow`: the same attack fitted on "
         "reference models only (sound). The controls show the pitfall: the held-out records of the forget class "
-        "were never trained on by any model, and the retrain oracle never saw the forget set. A control that "
-        "scores as high as the forget set means the number follows the class, not membership.",
+        "were never trained on by any model, and the retrain oracle never saw the forget set. When a control "
+        "reaches half the forget set's success or more, most of the number follows the class, not membership.",
         "",
     ]
     if figure:

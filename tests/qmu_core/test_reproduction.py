@@ -104,10 +104,10 @@ def test_a_leak_that_never_trained_records_match_is_called_the_class_not_members
     summary = _summary(SUCCESS | {"retrain": 0.93}, {"noop": 0.9}, RETAINED)
     leak = _rows(reproduction.claims({"paper/paper": summary}, {}), "leak")
     assert leak["before"].verdict == "reproduced"  # the number matches the paper's ...
-    assert "follows the class, not membership" in leak["before"].why  # ... and the controls say what it measures
+    assert "most of the number follows the class, not membership" in leak["before"].why  # ... the controls say why
     assert "93.0 %" in leak["before"].why
-    fair = _rows(reproduction.claims({"paper/paper": _summary(SUCCESS, {}, RETAINED)}, {}), "leak")
-    assert "follows the class" not in fair["before"].why
+    fair = _rows(reproduction.claims({"paper/paper": _summary(SUCCESS, {"noop": 0.43}, RETAINED)}, {}), "leak")
+    assert "follows the class" not in fair["before"].why  # 43 %: under half of the forget set's 88 %
 
 
 def test_a_number_far_from_the_papers_is_not_reproduced_whatever_its_interval() -> None:
