@@ -283,5 +283,7 @@ def command_line(config: ReproduceConfig) -> str:
         value = getattr(config, name)
         if value != getattr(defaults, name):
             parts.append(f"--{name} {','.join(str(v) for v in value) or 'none'}")
+    if config.publish_to:
+        parts.append(f"--publish-to {config.publish_to}")
     parts += [f"--set {o}" for o in config.overrides]
     return " ".join(parts)
