@@ -265,7 +265,11 @@ def publish(results: Mapping[str, str], config: ReproduceConfig, *, run_dir: Pat
 
 def recompute(published: Path) -> dict[str, list[dict[str, Any]]]:
     """The claim tables recomputed from the run files published beside ``reproduction.json`` (``runs/``)."""
-    loaded = {p.stem.replace("__", "/"): _read(str(p)) for p in sorted((published / "runs").glob("*.json"))}
+    order = list(json.loads((published / "reproduction.json").read_text())["runs"])  # the study's order
+    files = {p.stem.replace("__", "/"): p for p in (published / "runs").glob("*.json")}
+    loaded = {
+        key: _read(str(files[key])) for key in sorted(files, key=lambda k: order.index(k) if k in order else len(order))
+    }
     summaries = {k: v for k, v in loaded.items() if "deletion" in v}
     device = {k: v for k, v in loaded.items() if k.startswith("device/")}
     tables = reproduction.claims(summaries, device)
