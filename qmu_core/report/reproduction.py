@@ -241,7 +241,8 @@ def publish(results: Mapping[str, str], config: ReproduceConfig, *, run_dir: Pat
     for key, value in loaded.items():
         wall = value.get("run", {}).get("wall_time_s", value.get("wall_time_s", 0.0))
         path = _in_root(results[key], config.artifact_root)
-        runs[key] = {"kind": key.split("/")[0], "wall_s": float(wall), "path": path}
+        kind = "simulation" if "deletion" in value else key.split("/")[0]  # device, shots
+        runs[key] = {"kind": kind, "wall_s": float(wall), "path": path}
     written = write(
         tables,
         out_dir=run_dir,
