@@ -14,7 +14,8 @@ Measured per run:
   its training workers and the temporary API server), sampled every 0.2 s with psutil;
 - ``stage_s``: each stage's own time as its log line reports it (``computed in <s>``), summed by
   stage kind (model, outputs, mia_scores, ...), so the cost of training, attacks and unlearning
-  shows apart.
+  shows apart. Stages run side by side (and model-batched jobs report their whole batch's time
+  for each model), so a kind's sum can exceed the run's wall time: compare kinds, not with wall_s.
 
 Prints one JSON object per run and writes ``bench/results/pipeline.json`` (``--json``): a list of
 objects with the keys ``preset``, ``cache`` (``cold`` or ``warm``), ``wall_s``, ``peak_rss_mb``,
