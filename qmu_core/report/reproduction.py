@@ -260,8 +260,8 @@ def publish(results: Mapping[str, str], config: ReproduceConfig, *, run_dir: Pat
         for key, value in loaded.items():  # what the rows were computed from (`recompute`)
             (target / "runs" / f"{key.replace('/', '__')}.json").write_text(json.dumps(value, indent=1) + "\n")
         (target / "reproduction.json").write_text(written["reproduction.json"].read_text())
-        written = from_data(target / "reproduction.json")
-    return written
+        from_data(target / "reproduction.json")
+    return written  # the run folder's files: the run's record, wherever copies went
 
 
 def recompute(published: Path) -> dict[str, list[dict[str, Any]]]:
