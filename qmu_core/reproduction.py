@@ -188,9 +188,24 @@ def _leak_rows(key: str, summary: Mapping[str, Any]) -> list[Row]:
     return out
 
 
+def _simulated(
+    claim: str,
+    key: str,
+    method: str,
+    ours: float | None,
+    ci: Any,
+    paper: str,
+    verdict: Verdict,
+    why: str,
+    controls: dict[str, float | None],
+) -> Row:
+    """A simulation row of study run `key` (``model/protocol``)."""
+    model, protocol = key.split("/")
+    return Row(claim, model, "simulation", method, protocol, ours, ci, paper, verdict, why, controls)
+
+
 def _accuracy_rows(key: str, summary: Mapping[str, Any]) -> list[Row]:
     """Retained test accuracy after each method against before unlearning ("preserved")."""
-    model, protocol = key.split("/")
     methods = summary["deletion"]["methods"]
     before, _ = _cell(methods["noop"]["retain_test_acc"])
     out = []
@@ -204,27 +219,12 @@ def _accuracy_rows(key: str, summary: Mapping[str, Any]) -> list[Row]:
         if method not in (*PAPER_METHODS, "retrain"):
             verdict, why = "not comparable", "a method the paper did not run; " + why
         controls = {"before unlearning": before}
-        out.append(
-            Row(
-                "retained test accuracy",
-                model,
-                "simulation",
-                method,
-                protocol,
-                ours,
-                ci,
-                "preserved",
-                verdict,
-                why,
-                controls,
-            )
-        )
+        out.append(_simulated("retained test accuracy", key, method, ours, ci, "preserved", verdict, why, controls))
     return out
 
 
 def _cost_rows(key: str, summary: Mapping[str, Any]) -> list[Row]:
     """Each method's wall time and circuit evaluations (the paper gives no numbers)."""
-    model, protocol = key.split("/")
     out = []
     for method, entry in summary["deletion"]["methods"].items():
         if method == "noop":
@@ -233,21 +233,8 @@ def _cost_rows(key: str, summary: Mapping[str, Any]) -> list[Row]:
         evals, _ = _cell(entry.get("circuit_evals"))
         why = f"{_num(evals)} circuit evaluations; the paper compares cost in words only"
         controls = {"circuit evaluations": evals}
-        out.append(
-            Row(
-                "cost (wall seconds)",
-                model,
-                "simulation",
-                method,
-                protocol,
-                ours,
-                ci,
-                "no number",
-                "not comparable",
-                why,
-                controls,
-            )
-        )
+        row = _simulated("cost (wall seconds)", key, method, ours, ci, "no number", "not comparable", why, controls)
+        out.append(row)
     return out
 
 
