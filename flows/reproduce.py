@@ -11,7 +11,8 @@ from qmu_core.config import ReproduceConfig
 from qmu_core.errors import ConfigError
 from qmu_core.storage import is_url
 from qmu_prefect.flow import qmu_flow
-from tasks.reproduction import publish_reproduction
+from tasks._stage import collecting
+from tasks.reproduction import publish_reproduction, record_study, reuse_study
 
 _FLOWS = {"simulation": qmu_pipeline, "device": qmu_hardware, "shots": qmu_shots}
 
@@ -24,8 +25,9 @@ def _reproduce_run_name() -> str:
 def qmu_reproduce(config: ReproduceConfig = ReproduceConfig()) -> str:  # noqa: B008 - the form starts from the defaults
     """The paper's study: its two models over seeds under both protocols, the device, the shots.
 
-    Every run is an ordinary QMU run with its own report and reuses every cached stage. Returns
-    REPRODUCTION.md's path.
+    Every run is an ordinary QMU run with its own report and reuses every cached stage; a run
+    whose config, data and code did not change is reused whole once its artifacts verify
+    (`qmu_core.study_records`). Returns REPRODUCTION.md's path.
     """
     started = time.time()
     if is_url(config.artifact_root):
@@ -37,7 +39,11 @@ def qmu_reproduce(config: ReproduceConfig = ReproduceConfig()) -> str:  # noqa: 
     # protocol and then under the paper's (the second run reuses every model of the first).
     # Device: `paper_angle` through the emulator with each processor's noise, then the shot study.
     for study in reproduction.studies(config):
-        results[study.key] = _FLOWS[study.kind](study.config)
+        results[study.key] = reuse_study(study.key, study.config)
+        if results[study.key] is None:
+            with collecting() as used:
+                results[study.key] = _FLOWS[study.kind](study.config)
+            record_study(study.key, study.config, results[study.key], sorted(used, key=str))
 
     # Every claim of the paper beside our mean and CI, with its verdict and its controls.
     return publish_reproduction(results=results, config=config, started=started)

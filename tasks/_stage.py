@@ -27,11 +27,13 @@ The `@stage("name")` decorator turns it into a `Stage`:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, ParamSpec
 
@@ -52,7 +54,33 @@ P = ParamSpec("P")
 # A worker process that died is retried once; the line that says so goes to the stage's log.
 workers.set_notifier(warning)
 
-__all__ = ["Stage", "stage"]
+__all__ = ["Stage", "collecting", "stage"]
+
+_COLLECTORS: list[set[tuple[ArtifactRef, str]]] = []
+_COLLECTORS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[set[tuple[ArtifactRef, str]]]:
+    """Every artifact a stage of this process reuses or writes while open, with its stage's code digest.
+
+    What a study record lists (`qmu_core.study_records`). Stages running in other processes
+    (Dask workers) are not seen.
+    """
+    found: set[tuple[ArtifactRef, str]] = set()
+    with _COLLECTORS_LOCK:
+        _COLLECTORS.append(found)
+    try:
+        yield found
+    finally:
+        with _COLLECTORS_LOCK:
+            _COLLECTORS[:] = [c for c in _COLLECTORS if c is not found]
+
+
+def _collect(ref: ArtifactRef, code: str) -> None:
+    with _COLLECTORS_LOCK:
+        for found in _COLLECTORS:
+            found.add((ref, code))
 
 
 def _root_of(params: Mapping[str, Any]) -> Path | str:
@@ -126,6 +154,7 @@ class Stage(Generic[P]):
                 why = artifacts.verify(ref, code=self.code)
                 if why is None and not PREFECT_TASKS_REFRESH_CACHE.value():
                     info(f"stage {self.stage} {ref.key}: cached")
+                    _collect(ref, self.code)
                     return Completed(name="Cached", data=ref, message=f"reused {ref.key}")
                 if why is not None and artifacts.seal_path(ref).exists():
                     tampered = artifacts.exists(ref) and artifacts.check_seal(ref) is not None
@@ -146,6 +175,7 @@ class Stage(Generic[P]):
                     warning(message)
                 artifacts.write_output(output, ref, self._inputs(params), code=self.code)
             info(f"stage {self.stage} {ref.key}: computed in {time.monotonic() - started:.1f}s, wrote {ref.location}")
+            _collect(ref, self.code)
             return ref
 
         run.__annotations__ = {**fn.__annotations__, "return": ArtifactRef}

@@ -12,7 +12,7 @@ only the ones below it; ``lint-imports`` checks it):
 * `layout`: rings of coupled qubits, their calibrated cost (`layout.ring_cost`) and the best one;
 * `prepare`: concrete per-record circuits (`prepare.resolved_circuits`), placed on a ring,
   compiled to the processor's gate set, validated and measured (`prepare.prepare_model`);
-  `to_frame` / `from_frame` store them as Cirq JSON;
+* `storage`: prepared circuits as table rows of Cirq JSON, each distinct moment converted once;
 * `transfer` (the arithmetic) and `planning` (analysis, noise per moment, plans) compute exact
   output distributions under any noise model; `emulator.DensityMatrixEmulator` is the
   `cirq.Sampler` drawing shots from them;

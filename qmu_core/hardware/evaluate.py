@@ -26,7 +26,7 @@ import pandas as pd
 from qmu_core import frames, report
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError, ConfigError
-from qmu_core.hardware import prepare, sampling
+from qmu_core.hardware import prepare, sampling, storage
 from qmu_core.hardware.devices import Processor
 from qmu_core.hardware.emulator import DensityMatrixEmulator
 from qmu_core.hardware.samplers import SamplerKind
@@ -93,15 +93,15 @@ def prepare_records(
     target: Processor | None,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """The prepared-circuits table (`prepare.to_frame`) of `records` under `weights`, for `target`."""
+    """The prepared-circuits table (`storage.to_frame`) of `records` under `weights`, for `target`."""
     x = frames.stack(records["x"], np.float64)
     prepared = prepare.prepare_model(weights, x, model, target=target, progress=progress)
-    return prepare.to_frame(prepared, records["sample_id"].to_numpy())
+    return storage.to_frame(prepared, records["sample_id"].to_numpy())
 
 
 def exact_distribution(circuits_frame: pd.DataFrame, noise: cirq.NoiseModel | None) -> pd.DataFrame:
     """``sample_id`` and ``prob`` (the 2^n outcome probabilities, big-endian over logical qubits)."""
-    prepared = prepare.from_frame(circuits_frame)
+    prepared = storage.from_frame(circuits_frame)
     probs = DensityMatrixEmulator(noise).probabilities(prepared.circuits)
     return pd.DataFrame({"sample_id": circuits_frame["sample_id"].to_numpy(), "prob": list(probs)})
 
@@ -145,7 +145,7 @@ def measure(
         return pd.DataFrame({"sample_id": ids, "shots": shots})
     if sampler is None:
         raise ConfigError("measure() needs a sampler or an exact distribution.")
-    prepared = prepare.from_frame(circuits_frame)
+    prepared = storage.from_frame(circuits_frame)
     bits = sampling.run_circuits(prepared.circuits, sampler, repetitions, batch=batch, progress=progress)
     return pd.DataFrame({"sample_id": ids, "shots": list(_pack(bits))})
 

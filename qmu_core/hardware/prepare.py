@@ -12,7 +12,6 @@
   one measurement ``cirq.measure(*qubits, key="z")`` in *logical* order, so bit ``i`` of a sample
   is logical qubit ``i`` whatever physical qubit carries it;
 * `prepare_model`: the same for a model and its records, compiling the fixed parts once (fast);
-* `to_frame` / `from_frame`: prepared circuits as rows of Cirq JSON (``cirq.to_json``).
 
 Amplitude encoding's state preparation couples non-neighbouring qubits (CNOTs from qubit
 ``k - 1 - b`` to ``k``), which a ring cannot host: such circuits are placed and routed by
@@ -24,7 +23,7 @@ where routing left it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,12 +44,10 @@ __all__ = [
     "MEASUREMENT_KEY",
     "CircuitStats",
     "Prepared",
-    "from_frame",
     "prepare",
     "prepare_model",
     "resolved_circuits",
     "theta",
-    "to_frame",
 ]
 
 # cirq 1.5 warns about a 1.6 default for every CircuitOperation its compiler builds internally (nothing
@@ -406,58 +403,3 @@ def prepare_model(
 
 def _compile(circuit: cirq.Circuit, gateset: cirq.CompilationTargetGateset) -> cirq.Circuit:
     return cirq.optimize_for_target_gateset(circuit, gateset=gateset)
-
-
-# ---------------------------------------------------------------------------- storage
-
-
-def to_frame(prepared: Prepared, sample_ids: Iterable[int]) -> pd.DataFrame:
-    """One row per circuit: ``sample_id``, ``target``, ``circuit_json`` (``cirq.to_json``) and its stats."""
-    ids = np.asarray(list(sample_ids), dtype=np.int64)
-    if len(ids) != len(prepared.circuits):
-        raise ConfigError(f"to_frame() got {len(ids)} sample ids for {len(prepared.circuits)} circuits.")
-    stats = prepared.stats or [CircuitStats(-1, -1, -1, -1)] * len(ids)
-    return pd.DataFrame(
-        {
-            "sample_id": ids,
-            "target": [prepared.target or ""] * len(ids),
-            "circuit_json": [cirq.to_json(c) for c in prepared.circuits],
-            "depth_before": np.array([s.depth_before for s in stats], dtype=np.int64),
-            "depth_after": np.array([s.depth_after for s in stats], dtype=np.int64),
-            "two_qubit_before": np.array([s.two_qubit_before for s in stats], dtype=np.int64),
-            "two_qubit_after": np.array([s.two_qubit_after for s in stats], dtype=np.int64),
-        }
-    )
-
-
-def _readout_qubits(circuit: cirq.AbstractCircuit) -> tuple[cirq.Qid, ...]:
-    for op in circuit.all_operations():
-        if cirq.is_measurement(op) and cirq.measurement_key_name(op) == MEASUREMENT_KEY:
-            return tuple(op.qubits)
-    raise ArtifactError(f"A stored circuit has no measurement with key {MEASUREMENT_KEY!r}; it was not prepared.")
-
-
-def from_frame(frame: pd.DataFrame) -> Prepared:
-    """The `Prepared` circuits of a `to_frame` table (rows in the table's order)."""
-    loaded = [cirq.read_json(json_text=text) for text in frame["circuit_json"]]
-    if not loaded:
-        raise ArtifactError("The prepared-circuits table is empty.")
-    qubits = _readout_qubits(loaded[0])
-    if any(_readout_qubits(c) != qubits for c in loaded[1:]):
-        raise ArtifactError("The stored circuits measure different qubits; they were not prepared together.")
-    targets = {str(t) for t in frame["target"]} if "target" in frame else {""}
-    if len(targets) != 1:
-        raise ArtifactError(f"The stored circuits were prepared for several targets {sorted(targets)}.")
-    stats = []
-    if {"depth_before", "depth_after", "two_qubit_before", "two_qubit_after"} <= set(frame.columns):
-        stats = [
-            CircuitStats(int(a), int(b), int(c), int(d))
-            for a, b, c, d in zip(
-                frame["depth_before"],
-                frame["depth_after"],
-                frame["two_qubit_before"],
-                frame["two_qubit_after"],
-                strict=True,
-            )
-        ]
-    return Prepared(circuits=loaded, qubits=qubits, target=targets.pop() or None, stats=stats)

@@ -2,7 +2,9 @@
 
 Slow (about 5 minutes on 2 cores): `make test-slow`. The first run computes every study run and
 writes REPRODUCTION.md into the run folder and into `--publish-to`; the second reuses every
-stage (every task run Cached) and writes the same verdicts.
+study run whole (nothing changed, every artifact verifies) and writes the same verdicts; after one
+artifact of one study is deleted, a third run runs that study alone, rebuilding that artifact and
+reusing every other stage (Cached).
 """
 
 from __future__ import annotations
@@ -76,7 +78,22 @@ def test_reproduce_writes_every_claim_and_a_second_run_is_warm(tmp_path: Path, m
 
     code, again, report_again = _reproduce(tmp_path, mnist_dir, "home-2")
     assert code == 0, again[-4000:]
-    states = re.findall(r"Task run '(?!publish )([^']+)' - Finished in state (\w+)", again)
-    assert states and {s for _, s in states} == {"Cached"}, [n for n, s in states if s != "Cached"]
+    reused = re.findall(r"study (\S+): reused: (\d+) artifacts verified", again)
+    assert {name for name, _ in reused} == set(data["runs"]), again[-4000:]
+    assert "Beginning subflow" not in again  # no study ran
     second = json.loads((report_again.parent / "reproduction.json").read_text())
     assert second["tables"] == data["tables"]
+
+    # one artifact of `paper/paper` is gone: that study runs, rebuilding it; the others are reused
+    found = [json.loads(p.read_text()) for p in (tmp_path / "root" / "studies").glob("*.json")]
+    records = {r["study"]: r for r in found}
+    shared = {a["key"] for name, r in records.items() if name != "paper/paper" for a in r["artifacts"]}
+    gone = next(a for a in records["paper/paper"]["artifacts"] if a["key"] not in shared)  # its own, e.g. its scores
+    (tmp_path / "root" / gone["stage"] / f"{gone['key']}.parquet").unlink()
+    code, third, report_third = _reproduce(tmp_path, mnist_dir, "home-3")
+    assert code == 0, third[-4000:]
+    assert {n for n, _ in re.findall(r"study (\S+): reused: (\d+)", third)} == set(data["runs"]) - {"paper/paper"}
+    states = re.findall(r"Task run '(?!publish |reuse |record )([^']+)' - Finished in state (\w+)", third)
+    assert {s for _, s in states} == {"Cached", "Completed"}, states
+    assert f"{gone['key']}: computed" in third
+    assert json.loads((report_third.parent / "reproduction.json").read_text())["tables"] == data["tables"]

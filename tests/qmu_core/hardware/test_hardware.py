@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from qmu_core.config import ModelConfig
-from qmu_core.errors import ConfigError
-from qmu_core.hardware import layout, samplers
+from qmu_core.errors import ArtifactError, ConfigError
+from qmu_core.hardware import layout, samplers, storage
 from qmu_core.hardware import prepare as hp
 from qmu_core.hardware import sampling as hs
 from qmu_core.hardware.devices import processor
@@ -191,11 +191,33 @@ def test_run_circuits_retries_transient_errors_only() -> None:
 
 
 def test_to_frame_round_trip(rainbow: hp.Prepared) -> None:
-    frame = hp.to_frame(rainbow, [10, 11, 12, 13])
+    frame = storage.to_frame(rainbow, [10, 11, 12, 13])
     assert list(frame["sample_id"]) == [10, 11, 12, 13] and set(frame["target"]) == {"rainbow"}
-    back = hp.from_frame(frame)
+    back = storage.from_frame(frame)
     assert back.circuits == rainbow.circuits and back.qubits == rainbow.qubits
     assert back.target == "rainbow" and back.stats == rainbow.stats
+
+
+def test_stored_circuits_are_cirq_json_and_share_their_moments(rainbow: hp.Prepared) -> None:
+    # the text is Cirq's own (any Cirq reader reads it), written moment by moment
+    frame = storage.to_frame(rainbow, [10, 11, 12, 13])
+    assert list(frame["circuit_json"]) == [cirq.to_json(c, indent=None) for c in rainbow.circuits]
+    assert [cirq.read_json(json_text=t) for t in frame["circuit_json"]] == rainbow.circuits
+    # tables written by cirq.to_json's default (indent=2) read the same
+    old = frame.assign(circuit_json=[cirq.to_json(c) for c in rainbow.circuits])
+    back = storage.from_frame(old)
+    assert back.circuits == rainbow.circuits
+    # equal moments come back as one object (the emulator then knows them by identity)
+    first, second = back.circuits[0], back.circuits[1]
+    shared = sum(a is b for a, b in zip(first.moments, second.moments, strict=True))
+    assert shared == sum(a == b for a, b in zip(first.moments, second.moments, strict=True)) > 0
+
+
+def test_stored_circuit_that_is_not_a_circuit_is_refused() -> None:
+    with pytest.raises(ArtifactError, match="not a cirq.Circuit"):
+        storage.read_circuit(cirq.to_json(cirq.X(cirq.LineQubit(0))))
+    with pytest.raises(ArtifactError, match="where a cirq.Moment belongs"):
+        storage.read_circuit('{"cirq_type": "Circuit", "moments": [{"cirq_type": "LineQubit", "x": 0}]}')
 
 
 @pytest.mark.parametrize("loss", ["bce_sum", "cross_entropy"])

@@ -32,7 +32,7 @@ from qmu_core.config import (
     QsimSampler,
 )
 from qmu_core.errors import ConfigError, QMUError
-from qmu_core.hardware import engine, evaluate, prepare, samplers, sampling
+from qmu_core.hardware import engine, evaluate, samplers, sampling, storage
 from qmu_core.hardware.emulator import DensityMatrixEmulator
 
 
@@ -125,7 +125,7 @@ def test_emulator_shots_drawn_from_the_exact_distribution_match_it() -> None:
     exact_sv = np.stack(
         [
             np.abs(cirq.Simulator().simulate(cirq.drop_terminal_measurements(c)).final_state_vector) ** 2
-            for c in prepare.from_frame(frame).circuits
+            for c in storage.from_frame(frame).circuits
         ]
     )
     np.testing.assert_allclose(np.stack(dist["prob"]), exact_sv, atol=1e-5)
@@ -168,7 +168,7 @@ def test_google_engine_adapter_hands_the_engine_api_the_processor_and_repetition
 
     records = pd.DataFrame({"sample_id": [7], "x": [np.array([0.1, 0.2, 0.3, 0.4])]})
     frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.resolve(config).processor)
-    circuit = prepare.from_frame(frame).circuits[0]
+    circuit = storage.from_frame(frame).circuits[0]
     with pytest.raises(_Sent):
         sampling.run_circuits([circuit], sampler, repetitions=1234, retries=0)
     (call,) = recorder.calls
@@ -202,7 +202,7 @@ class _SilentEngineClient:
 def _engine_circuit(config: GoogleEngineSampler) -> cirq.Circuit:
     records = pd.DataFrame({"sample_id": [7], "x": [np.array([0.1, 0.2, 0.3, 0.4])]})
     frame = evaluate.prepare_records(_weights(MODEL), records, MODEL, samplers.resolve(config).processor)
-    return prepare.from_frame(frame).circuits[0]
+    return storage.from_frame(frame).circuits[0]
 
 
 def test_an_engine_call_without_an_answer_fails_within_the_deadline() -> None:
