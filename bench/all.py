@@ -64,6 +64,10 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "full": ["--presets", "default,paper"],
         "quick": ["--presets", "tiny"],
     },
+    "scaling": {  # writes bench/results/scaling/<axis>.json and .png (--quick: a temporary folder)
+        "full": [],
+        "quick": ["--quick", "--epochs", "1"],
+    },
     "interrupt_latency": {
         "full": [],
         "quick": ["--repeats", "1", "--signal", "SIGINT"],

@@ -15,7 +15,11 @@ Measured per run:
 - ``stage_s``: each stage's own time as its log line reports it (``computed in <s>``), summed by
   stage kind (model, outputs, mia_scores, ...), so the cost of training, attacks and unlearning
   shows apart. Stages run side by side (and model-batched jobs report their whole batch's time
-  for each model), so a kind's sum can exceed the run's wall time: compare kinds, not with wall_s.
+  for each model), so a kind's sum can exceed the run's wall time: compare kinds, not with wall_s;
+- ``stage_peak_rss_mb``: per stage kind, the largest peak memory of one stage's job in a worker
+  process (the log line's ``worker peak RSS``: the worker's peak is reset when the job starts).
+  Stages that run in the flow's own process (attacks, metrics, reports) share it, so they have
+  no number of their own; their memory is inside ``peak_rss_mb``.
 
 Prints one JSON object per run and writes ``bench/results/pipeline.json`` (``--json``): a list of
 objects with the keys ``preset``, ``cache`` (``cold`` or ``warm``), ``wall_s``, ``peak_rss_mb``,
@@ -44,6 +48,7 @@ from qmu_core.machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"stage (\w+) \S+: computed in ([0-9.]+)s")
+PEAK = re.compile(r"stage (\w+) \S+: computed in [0-9.]+s, wrote \S+; worker peak RSS ([0-9.]+) MB")
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -80,6 +85,10 @@ def run_once(preset: str, root: Path, home: Path, settings: list[str]) -> dict[s
         stages[kind] += float(seconds)
     entry = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak / 2**20, 1), "exit_code": proc.returncode}
     entry["stage_s"] = {k: round(v, 1) for k, v in sorted(stages.items())}
+    peaks: dict[str, float] = {}
+    for kind, mb in PEAK.findall(text):
+        peaks[kind] = max(peaks.get(kind, 0.0), float(mb))
+    entry["stage_peak_rss_mb"] = dict(sorted(peaks.items()))
     if proc.returncode != 0:
         entry["error"] = text.strip().splitlines()[-20:]
     return entry

@@ -8,8 +8,9 @@ Each point runs in a fresh subprocess, so its ``peak_rss_mb`` is its own. Per ax
 ``<out>/<axis>.json`` (the points, the settings held fixed, the commit, the machine and the date)
 and ``<out>/<axis>.png`` (the curve on log-log axes, with the dashed line a linear cost would
 follow from the first point), and prints one JSON object per point. Default ``--out``:
-``bench/results/scaling``. Every JSON also holds ``growth``: between consecutive points, the
-exponent ``k`` of ``cost ~ size^k`` (1 is linear; above 1 the cost grows faster than the size).
+``bench/results/scaling`` (with ``--quick``, a temporary folder). Every JSON also holds
+``growth``: between consecutive points, the exponent ``k`` of ``cost ~ size^k`` (1 is linear;
+above 1 the cost grows faster than the size).
 
 The axes and what is timed:
 
@@ -36,6 +37,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -233,7 +235,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="Only the two smallest sizes of each axis.")
     p.add_argument("--epochs", type=int, default=2, help="Timed training epochs per point (after one warm-up).")
     p.add_argument("--mnist-path", default=str(DEFAULT_MNIST), help="Directory with the MNIST IDX files.")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "scaling"))
+    p.add_argument("--out", help="Output folder; default bench/results/scaling, with --quick a temporary one.")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -246,7 +248,10 @@ def main() -> int:
         p.error(f"--axes: unknown {unknown}; choose from {', '.join(AXES)}.")
     from qmu_core.machine import describe
 
+    if args.out is None:
+        args.out = tempfile.mkdtemp(prefix="qmu-scaling-quick-") if args.quick else str(ROOT / "bench/results/scaling")
     out = Path(args.out)
+    print(f"[scaling] writing {out}", file=sys.stderr, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for axis in axes:

@@ -34,16 +34,18 @@ def qmu_reproduce(config: ReproduceConfig = ReproduceConfig()) -> str:  # noqa: 
         raise ConfigError(
             f"reproduce writes its report beside local files; artifact_root={config.artifact_root!r} is a URL."
         )
-    results = {}
+    results, reused = {}, []
     # Simulation: `paper` and `paper_hqnn` on MNIST over the training seeds, audited under the sound
     # protocol and then under the paper's (the second run reuses every model of the first).
     # Device: `paper_angle` through the emulator with each processor's noise, then the shot study.
     for study in reproduction.studies(config):
         results[study.key] = reuse_study(study.key, study.config)
-        if results[study.key] is None:
-            with collecting() as used:
-                results[study.key] = _FLOWS[study.kind](study.config)
-            record_study(study.key, study.config, results[study.key], sorted(used, key=str))
+        if results[study.key] is not None:
+            reused.append(study.key)
+            continue
+        with collecting() as used:
+            results[study.key] = _FLOWS[study.kind](study.config)
+        record_study(study.key, study.config, results[study.key], sorted(used, key=str))
 
     # Every claim of the paper beside our mean and CI, with its verdict and its controls.
-    return publish_reproduction(results=results, config=config, started=started)
+    return publish_reproduction(results=results, config=config, started=started, reused=reused)

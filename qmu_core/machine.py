@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "REPO", "describe"]
+__all__ = ["PACKAGES", "REPO", "describe", "peak_rss_mb", "reset_peak_rss"]
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("tensorflow", "tensorflow-quantum", "cirq-core", "qsimcirq", "prefect", "numpy")
@@ -55,3 +55,22 @@ def describe() -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": versions,
     }
+
+
+def reset_peak_rss() -> bool:
+    """Start this process's peak resident memory (``VmHWM``) afresh (Linux ``clear_refs``); False if it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory since it started or since `reset_peak_rss`, in MB (Linux only)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    found = next((line.split()[1] for line in lines if line.startswith("VmHWM:")), None)
+    return None if found is None else round(int(found) / 1024, 1)

@@ -30,6 +30,9 @@ lives for the whole process, so TensorFlow is imported once per worker, not once
   look like a crash, `WorkerError`, to the job waiting on it).
 * A job reports when it leaves the queue and starts in a worker: the `progress` callback's
   ``started()`` method, if it has one, is called then (`qmu_core.progress.started`).
+* Each job's peak memory: its worker's peak RSS is reset when the job starts and read when it
+  ends (Linux ``VmHWM``); `last_peak_rss_mb()` gives the thread that called `run` the largest
+  since its `clear_peak_rss()` (a stage's worker jobs).
 
 `fn` must be importable by name (a module-level function): it is pickled by reference.
 """
@@ -54,7 +57,7 @@ from concurrent.futures.process import BrokenProcessPool
 from queue import Empty
 from typing import Any, TypeVar
 
-from qmu_core import environment
+from qmu_core import environment, machine
 from qmu_core.errors import QMUError
 from qmu_core.progress import Progress, started
 
@@ -62,8 +65,10 @@ __all__ = [
     "Cancelled",
     "WorkerError",
     "cancel",
+    "clear_peak_rss",
     "configure",
     "is_cancelled",
+    "last_peak_rss_mb",
     "n_workers",
     "ping",
     "resume",
@@ -223,8 +228,30 @@ def _zombie(pid: int) -> bool:
         return True  # no such process
 
 
-def _call(token: int | None, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-    """In a worker: run `fn`, forwarding its progress calls to the parent."""
+_peaks = threading.local()
+
+
+def clear_peak_rss() -> None:
+    """Forget this thread's job peaks (`last_peak_rss_mb`): a stage calls it before its body."""
+    _peaks.mb = None
+
+
+def last_peak_rss_mb() -> float | None:
+    """The largest peak RSS of this thread's worker jobs since `clear_peak_rss` (None: none measured).
+
+    Not measured in a Dask worker (`run` calls in place there, and its threads share the process).
+    """
+    return getattr(_peaks, "mb", None)
+
+
+def _call(token: int | None, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[T, Any]:
+    """In a worker: run `fn` (forwarding its progress calls to the parent); its result and the job's peak RSS."""
+    measured = machine.reset_peak_rss()
+    result = _progressing(token, fn, args, kwargs)
+    return result, machine.peak_rss_mb() if measured else None
+
+
+def _progressing(token: int | None, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
     if token is None:
         return fn(*args, **kwargs)
 
@@ -406,7 +433,10 @@ def run(fn: Callable[..., T], *args: Any, progress: Progress | None = None, **kw
                 continue
             if progress is not None:
                 _relay(inbox, future, progress)
-            return future.result()
+            result, peak = future.result()
+            if peak is not None:
+                _peaks.mb = max(peak, last_peak_rss_mb() or 0.0)
+            return result
         except (BrokenProcessPool, CancelledError) as exc:
             if _cancelled.is_set():  # we stopped the pool on purpose: not a crash
                 raise _cancelled_error(fn) from None

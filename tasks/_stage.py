@@ -162,6 +162,7 @@ class Stage(Generic[P]):
                         artifacts.require_seal(ref)  # raises SealError naming the file
                     warning(f"{ref.key} cannot be reused ({why}); rebuilding it.")
                 started = time.monotonic()
+                workers.clear_peak_rss()
                 try:
                     with finishing_progress():  # the body's UI progress bars end at 100 %
                         output = fn(*args, **kwargs)
@@ -174,7 +175,9 @@ class Stage(Generic[P]):
                 for message in output.warnings:
                     warning(message)
                 artifacts.write_output(output, ref, self._inputs(params), code=self.code)
-            info(f"stage {self.stage} {ref.key}: computed in {time.monotonic() - started:.1f}s, wrote {ref.location}")
+            peak = workers.last_peak_rss_mb()
+            took = f"computed in {time.monotonic() - started:.1f}s, wrote {ref.location}"
+            info(f"stage {self.stage} {ref.key}: {took}" + ("" if peak is None else f"; worker peak RSS {peak:.0f} MB"))
             _collect(ref, self.code)
             return ref
 

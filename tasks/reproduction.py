@@ -39,10 +39,11 @@ def record_study(name: str, config: QMUConfig, result: str, used: list[tuple[Art
 
 
 @task(name="publish_reproduction", task_run_name="publish REPRODUCTION.md", cache_policy=None, persist_result=False)
-def publish_reproduction(results: Mapping[str, str], config: ReproduceConfig, started: float) -> str:
+def publish_reproduction(results: Mapping[str, str], config: ReproduceConfig, started: float, reused: list[str]) -> str:
     """Write REPRODUCTION.md, its data and its figure into the run folder; returns the Markdown's path."""
     name = str(flow_run.get_name() or time.strftime("reproduce-%Y%m%d-%H%M%S"))
     run_dir = storage.local_dir(config.artifact_root) / storage.run_folder(config.artifact_root, name)
-    written = reproduction.publish(results, config, run_dir=run_dir, wall_s=time.time() - started)
+    wall = time.time() - started
+    written = reproduction.publish(results, config, run_dir=run_dir, wall_s=wall, reused=reused)
     info("\n" + written["REPRODUCTION.md"].read_text())
     return str(written["REPRODUCTION.md"])

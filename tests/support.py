@@ -25,6 +25,7 @@ ONE_WORKER = ("--set", "run.workers=1")
 imports TensorFlow once instead of once per core (about 5 s of CPU per run on 2 cores)."""
 
 __all__ = [
+    "allocate_mb",
     "EXPORT_CASES",
     "MODEL_CASES",
     "TinyRun",
@@ -190,6 +191,11 @@ class TinyRun:
     def in_copy(self, dest: Path) -> Path:
         """The run's summary.json inside a copy of the root at `dest`."""
         return dest / self.summary_path.relative_to(self.root)
+
+
+def allocate_mb(mb: int) -> int:
+    """Touch `mb` MB of memory at once and let it go (a worker job with a known peak); returns its length."""
+    return len(b"x" * (mb << 20))
 
 
 def alive(pid: int) -> bool:

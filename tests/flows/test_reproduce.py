@@ -83,6 +83,7 @@ def test_reproduce_writes_every_claim_and_a_second_run_is_warm(tmp_path: Path, m
     assert "Beginning subflow" not in again  # no study ran
     second = json.loads((report_again.parent / "reproduction.json").read_text())
     assert second["tables"] == data["tables"]
+    assert all(run["reused"] for run in second["runs"].values()) and "| reused whole |" in report_again.read_text()
 
     # one artifact of `paper/paper` is gone: that study runs, rebuilding it; the others are reused
     found = [json.loads(p.read_text()) for p in (tmp_path / "root" / "studies").glob("*.json")]

@@ -37,6 +37,21 @@ def test_a_dead_worker_is_a_clear_error_and_the_pool_recovers() -> None:
     assert workers.run(workers.ping) != os.getpid()
 
 
+def test_each_job_reports_its_own_peak_memory() -> None:
+    from tests.support import allocate_mb
+
+    workers.clear_peak_rss()
+    assert workers.last_peak_rss_mb() is None
+    workers.run(allocate_mb, 300)
+    big = workers.last_peak_rss_mb()
+    workers.clear_peak_rss()
+    workers.run(allocate_mb, 1)  # the same worker: its peak was reset when this job started
+    small = workers.last_peak_rss_mb()
+    assert big is not None and small is not None and big - small > 250, (big, small)
+    workers.run(allocate_mb, 300)  # without a clear, the largest peak since the last clear
+    assert (workers.last_peak_rss_mb() or 0.0) - small > 250
+
+
 def test_pool_size_follows_the_config() -> None:
     assert workers.n_workers(3) == 3
     assert workers.n_workers(0) == len(os.sched_getaffinity(0))
