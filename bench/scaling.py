@@ -98,7 +98,14 @@ def _train_point(spec: dict[str, Any]) -> dict[str, Any]:
     marks = [time.perf_counter()]
     training.fit(qnn, x, y, train, seed=0, progress=lambda *_: marks.append(time.perf_counter()))
     epochs = [b - a for a, b in zip(marks[1:-1], marks[2:], strict=True)]
-    return {"seconds": round(statistics.median(epochs), 3), "epochs_timed": len(epochs), "peak_rss_mb": _peak_mb()}
+    packed = getattr(qnn.backend, "packed", None)
+    route = "native op" if packed is not None and packed.native is not None else "TFQ Adjoint"
+    return {
+        "seconds": round(statistics.median(epochs), 3),
+        "epochs_timed": len(epochs),
+        "gradient_route": route,
+        "peak_rss_mb": _peak_mb(),
+    }
 
 
 def _references_point(spec: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +277,9 @@ def main() -> int:
             points.append(point)
         if not points:
             continue
-        fixed = {k: v for k, v in _spec(axis, 0, args).items() if k not in ("axis", "value", "mnist_path")}
+        specs = [_spec(axis, p["value"], args) for p in points]
+        fixed = {k: v for k, v in specs[0].items() if k not in ("axis", "value", "mnist_path")}
+        fixed = {k: v for k, v in fixed.items() if all(s.get(k) == v for s in specs)}  # what the axis does not vary
         record = {
             "axis": axis,
             "unit": AXES[axis]["unit"],
