@@ -1,8 +1,9 @@
 """Scaling curves: how QMU's cost grows with qubits, layers, training records, reference models and shots.
 
-    python bench/scaling.py                        # every axis (about 15 minutes on 2 cores)
+    python bench/scaling.py                        # every axis (about 5 minutes on 2 cores)
     python bench/scaling.py --axes qubits,shots    # some axes
     python bench/scaling.py --quick                # the smallest sizes of each axis: a minute or two
+    python bench/scaling.py --replot               # redraw the PNGs from the JSON files
 
 Each point runs in a fresh subprocess, so its ``peak_rss_mb`` is its own. Per axis it writes
 ``<out>/<axis>.json`` (the points, the settings held fixed, the commit, the machine and the date)
@@ -227,6 +228,7 @@ def plot(axis: str, points: list[dict[str, Any]], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xticks(xs)
     ax.set_xticklabels([str(x) for x in xs])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(meta["unit"])
     ax.set_ylabel(meta["cost"])
     ax.set_title(f"Cost against {meta['unit']}")
@@ -243,6 +245,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=2, help="Timed training epochs per point (after one warm-up).")
     p.add_argument("--mnist-path", default=str(DEFAULT_MNIST), help="Directory with the MNIST IDX files.")
     p.add_argument("--out", help="Output folder; default bench/results/scaling, with --quick a temporary one.")
+    p.add_argument("--replot", action="store_true", help="Redraw the PNGs from the JSON files in --out; run nothing.")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -258,6 +261,10 @@ def main() -> int:
     if args.out is None:
         args.out = tempfile.mkdtemp(prefix="qmu-scaling-quick-") if args.quick else str(ROOT / "bench/results/scaling")
     out = Path(args.out)
+    if args.replot:
+        for axis in axes:
+            plot(axis, json.loads((out / f"{axis}.json").read_text())["points"], out / f"{axis}.png")
+        return 0
     print(f"[scaling] writing {out}", file=sys.stderr, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
