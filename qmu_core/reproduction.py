@@ -230,6 +230,8 @@ def _cost_rows(key: str, summary: Mapping[str, Any]) -> list[Row]:
         if method == "noop":
             continue
         ours, ci = _cell(entry.get("wall_s"))
+        if ci is not None and ci[0] is not None:  # a time is never negative: the seeds' t-interval is cut at 0
+            ci = (max(0.0, ci[0]), ci[1])
         evals, _ = _cell(entry.get("circuit_evals"))
         why = f"{_num(evals)} circuit evaluations; the paper compares cost in words only"
         controls = {"circuit evaluations": evals}

@@ -99,6 +99,13 @@ def test_each_claim_gets_the_fixed_rules_verdict() -> None:
     assert tables["cost"][0].controls == {"circuit evaluations": 100.0}
 
 
+def test_a_times_interval_is_cut_at_zero() -> None:
+    summary = _summary(SUCCESS, {}, RETAINED)
+    summary["deletion"]["methods"]["salun"]["wall_s"] = {"mean": 6.3, "ci": [-12.7, 25.3]}  # 3 seeds, wide spread
+    cost = _rows(reproduction.claims({"paper/shadow": summary}, {}), "cost", "shadow")
+    assert cost["salun"].ci == (0.0, 25.3) and cost["ga"].ci == (1.5, 2.5)
+
+
 def test_a_leak_that_never_trained_records_match_is_called_the_class_not_membership() -> None:
     """The paper protocol's pitfall, shown by its controls: 90 % on the forget set, 90 % on records never trained on."""
     summary = _summary(SUCCESS | {"retrain": 0.93}, {"noop": 0.9}, RETAINED)
