@@ -110,32 +110,16 @@ def _train_point(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _references_point(spec: dict[str, Any]) -> dict[str, Any]:
-    """Wall seconds to build and train `models` default-preset models in one program."""
-    import numpy as np
+    """Wall seconds to build and train `value` default-preset models in one program (`train_speed._stacked`)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from train_speed import _stacked  # type: ignore[import-not-found]
 
-    from qmu_core.config import preset
-    from qmu_core.datasets import load_dataset
-    from qmu_core.qnn.stacked import QNNStack, fit_many
-    from qmu_core.qnn.training import class_index
-
-    cfg = preset("default")
-    m, n = spec["value"], cfg.data.n_target_train
-    train = cfg.train.model_copy(update={"epochs": spec["epochs"]})
-    ds = load_dataset(cfg.data)
-    keep = np.isin(ds.labels, cfg.data.classes)
-    images = (ds.images[keep].reshape(int(keep.sum()), -1) * 2.0 - 1.0).astype(np.float32)
-    labels = class_index(ds.labels[keep], cfg.data.classes)
-    rng = np.random.default_rng(0)
-    rows = [rng.choice(len(images), size=n, replace=False) for _ in range(m)]
-    start = time.perf_counter()
-    stack = QNNStack(cfg.model, n_classes=len(cfg.data.classes), image_side=ds.side, seeds=list(range(m)))
-    fit_many(stack, [images[r] for r in rows], [labels[r] for r in rows], train, seeds=list(range(m)))
-    wall = time.perf_counter() - start
+    found = _stacked({"models": spec["value"], "epochs": spec["epochs"]})
     return {
-        "seconds": round(wall, 2),
-        "per_model_s": round(wall / m, 3),
-        "records_per_model": n,
-        "peak_rss_mb": _peak_mb(),
+        "seconds": found["wall_s"],
+        "per_model_s": found["wall_per_model_s"],
+        "records_per_model": found["records_per_model"],
+        "peak_rss_mb": found["peak_rss_mb"],
     }
 
 
