@@ -33,6 +33,7 @@ from qmu_core import workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig
 from qmu_core.errors import ConfigError
+from qmu_core.jobref import Job
 from qmu_core.progress import Progress
 
 __all__ = ["GROUPS", "TrainingGroups", "chunks"]
@@ -121,7 +122,6 @@ class TrainingGroups:
         seed: int,
     ) -> None:
         """Run the chunk's job in this thread and hand its outputs to every stage waiting on `job`."""
-        from qmu_core import jobs  # as the stages do: imported only once a model trains (TensorFlow)
 
         def relay(step: int, steps: int, values: dict[str, float]) -> None:
             if len(chunk) > 1:  # fit_many reports the chunk's means, not this stage's model
@@ -133,7 +133,7 @@ class TrainingGroups:
 
         run = self._run or workers.run
         try:
-            outs = run(jobs.train_many_split, splits, model, train, classes, whiches=chunk, seed=seed, progress=relay)
+            outs = run(Job("train_many_split"), splits, model, train, classes, whiches=chunk, seed=seed, progress=relay)
         except Exception as exc:  # noqa: BLE001 - every waiting stage raises the job's error
             job.set_exception(exc)
         else:

@@ -34,7 +34,9 @@ lives for the whole process, so TensorFlow is imported once per worker, not once
   ends (Linux ``VmHWM``); `last_peak_rss_mb()` gives the thread that called `run` the largest
   since its `clear_peak_rss()` (a stage's worker jobs).
 
-`fn` must be importable by name (a module-level function): it is pickled by reference.
+`fn` must be importable by name (a module-level function): it is pickled by reference. The
+model stages pass a `qmu_core.jobref.Job`: a function of `qmu_core.jobs` named rather than imported,
+so that the flow's process, which only hands jobs to its workers, never loads TensorFlow.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ through `best_effort`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +24,12 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.context import TaskRunContext
 from prefect.exceptions import MissingContextError
-from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+from prefect.settings import (
+    PREFECT_API_SSL_CERT_FILE,
+    PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+    PREFECT_CLIENT_MAX_RETRIES,
+    temporary_settings,
+)
 
 from qmu_core.progress import Progress
 
@@ -52,6 +59,23 @@ def mark_api_down(for_s: float = API_DOWN_S) -> None:
         _down_until[0] = max(_down_until[0], time.monotonic() + for_s)
 
 
+@functools.cache
+def _tls_context(skip_verify: bool, cert_file: str | None) -> ssl.SSLContext:
+    """The TLS context Prefect's client builds for these settings, built once per process.
+
+    `SyncPrefectClient` builds one per client unless given one, loading the CA bundle each time
+    (about 30 ms): once per progress update, before.
+    """
+    if skip_verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    import certifi
+
+    return ssl.create_default_context(cafile=cert_file or certifi.where())
+
+
 def best_effort(
     call: Callable[[SyncPrefectClient], _T],
     settings: Mapping[Any, Any] | None = None,
@@ -78,7 +102,15 @@ def best_effort(
     try:
         with (
             temporary_settings(updates={**(settings or {}), PREFECT_CLIENT_MAX_RETRIES: 0}),
-            get_client(sync_client=True, httpx_settings={"timeout": timeout_s}) as client,
+            get_client(
+                sync_client=True,
+                httpx_settings={
+                    "timeout": timeout_s,
+                    "verify": _tls_context(
+                        bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()), PREFECT_API_SSL_CERT_FILE.value()
+                    ),
+                },
+            ) as client,
         ):
             return call(client)
     except httpx.TransportError:  # the API is unreachable, not just unhappy with this call

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import math
 import os
 import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -64,9 +66,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The verified TLS context httpx builds by default, built once (each plain `httpx.get` loads the CA bundle)."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def _healthy(url: str, timeout: float = 2.0) -> bool:
     try:
-        return httpx.get(f"{url.rstrip('/')}/health", timeout=timeout).status_code == 200
+        return httpx.get(f"{url.rstrip('/')}/health", timeout=timeout, verify=_tls()).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qmu_core import workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig
+from qmu_core.jobref import Job
 from qmu_prefect.log import progress
 from tasks._stage import stage
 
@@ -25,14 +26,12 @@ def train_model(
     A reference model given `trained_with` (every reference name of the run; not in the key) trains
     in one model-batched job with its chunk of them (`qmu_core.grouping`).
     """
-    from qmu_core import jobs  # TensorFlow loads only when a stage really runs
-
     report = progress(f"train {which}")
     if trained_with:
         from qmu_core.grouping import GROUPS  # not a module global: a Dask runner pickles this body
 
         return GROUPS.train(splits, model, train, classes, which=which, group=trained_with, seed=seed, progress=report)
-    return workers.run(jobs.train_split, splits, model, train, classes, which=which, seed=seed, progress=report)
+    return workers.run(Job("train_split"), splits, model, train, classes, which=which, seed=seed, progress=report)
 
 
 @stage("model", label="retrain {which}")
@@ -50,11 +49,9 @@ def retrain_reference(
     Same seeds as `which` itself; in a worker process. `without` is in the key: the other inputs are
     `train_model`'s for `which`, whose artifact this must never be.
     """
-    from qmu_core import jobs
-
     report = progress(f"retrain {which}")
     return workers.run(
-        jobs.train_split, splits, model, train, classes, which=which, seed=seed, without_request=True, progress=report
+        Job("train_split"), splits, model, train, classes, which=which, seed=seed, without_request=True, progress=report
     )
 
 
@@ -66,6 +63,4 @@ def model_outputs(
 
     Computed in a worker process (TensorFlow stays out of the flow's process and its threads).
     """
-    from qmu_core import jobs
-
-    return workers.run(jobs.outputs_split, weights, splits, model, classes, loss=loss)
+    return workers.run(Job("outputs_split"), weights, splits, model, classes, loss=loss)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qmu_core import unlearning, workers
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig
+from qmu_core.jobref import Job
 from qmu_prefect.log import progress
 from tasks._stage import stage
 
@@ -25,11 +26,9 @@ def unlearn(
 
     `revision` (`qmu_core.unlearning.REVISION`) enters the key, so a changed method recomputes.
     """
-    from qmu_core import jobs  # TensorFlow loads only when a stage really runs
-
     report = progress(f"unlearn {method}")
     return workers.run(
-        jobs.unlearn_split, weights, splits, model, classes, unlearn, train, method=method, seed=seed, progress=report
+        Job("unlearn_split"), weights, splits, model, classes, unlearn, train, method=method, seed=seed, progress=report
     )
 
 
@@ -51,12 +50,16 @@ def unlearn_reference(
     Its request: the records of its half (drawn with the root `seed`) that the run's request
     deletes (`qmu_core.jobs.deletion_request`). In a worker process.
     """
-    from qmu_core import jobs
-
     report = progress(f"unlearn {method} on {reference}")
     args = (weights, splits, model, classes, unlearn, train)
     return workers.run(
-        jobs.unlearn_split, *args, method=method, seed=seed, trained_on=reference, membership_seed=seed, progress=report
+        Job("unlearn_split"),
+        *args,
+        method=method,
+        seed=seed,
+        trained_on=reference,
+        membership_seed=seed,
+        progress=report,
     )
 
 
@@ -72,6 +75,4 @@ def relearn(
     seed: int,
 ) -> Output:
     """Fine-tuning steps on the forget set until `weights` regains the forget accuracy of `before`."""
-    from qmu_core import jobs
-
-    return workers.run(jobs.relearn_split, weights, before, splits, model, classes, unlearn, train, seed=seed)
+    return workers.run(Job("relearn_split"), weights, before, splits, model, classes, unlearn, train, seed=seed)

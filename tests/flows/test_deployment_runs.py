@@ -4,10 +4,12 @@ Everything is real, started once for the module (`served`): `prefect server star
 PREFECT_HOME, the `qmu-process` pool, `QMU_REPO=<repo> prefect --no-prompt deploy --name smoke
 --name audit`, a `prefect worker start` subprocess. Each run writes an artifact root of its own.
 
-**Audit.** The test runs `smoke` into a temporary artifact root, then creates runs of `audit` with
-exactly what the form sends when the user types the run's name (and the root, which the form also
-shows), and with the root alone (the UI's Quick run picks the latest run). Each audit must complete
-and reuse every reference model of the run: their task runs end Cached.
+**Audit.** The test copies the session's `tiny` run (what the `smoke` deployment runs, preset
+`tiny`) into an artifact root of its own, then creates runs of `audit` with exactly what the form
+sends when the user types the run's name (and the root, which the form also shows), and with the
+root alone (the UI's Quick run picks the latest run). Each audit must complete through the worker
+and reuse every reference model of the run: their task runs end Cached. (A completed `smoke`
+deployment run through the UI is the browser test's, tests/e2e.)
 
 **Cancel.** The test creates a run of `smoke` that trains long (200 epochs), waits for a model's
 first epoch in the run's log, and cancels the run as the UI's Cancel button does (`set_state`
@@ -34,6 +36,7 @@ import httpx
 import pytest
 
 from tests import prefect_procs as pp
+from tests.support import TinyRun
 
 
 @dataclass
@@ -61,7 +64,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 # --------------------------------------------------------------------------- audit of a deployed run
 
-RUN_TIMEOUT = 600.0  # s; a tiny run takes about a minute here, an audit of it less
+RUN_TIMEOUT = 600.0  # s; an audit of a tiny run takes about 15 s here
 
 
 @dataclass
@@ -70,7 +73,7 @@ class Deployed:
     procs: pp.Processes
     worker_log: Path
     root: Path
-    run: dict[str, Any]  # the smoke run's flow run
+    name: str  # the audited run's name
     summary: dict[str, Any]  # and its summary.json
 
 
@@ -95,15 +98,11 @@ def _tasks(api: str, run_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def deployed(served: Served) -> Deployed:
-    """A completed run of the `smoke` deployment in an artifact root of its own."""
-    root = served.tmp / "audit-artifacts"
-    # one training process: the flow run imports TensorFlow once less (the cancel below uses two)
-    config = {"preset": "tiny", "run": {"artifact_root": str(root), "workers": 1}}
-    run = _run(served.api, served.procs, served.worker_log, "smoke", {"config": config})
-    assert run["state_type"] == "COMPLETED", f"{run['state']}\n{pp.tail(served.worker_log)}"
-    (path,) = sorted(root.glob(f"runs/{run['name']}/summary.json"))
-    return Deployed(served.api, served.procs, served.worker_log, root, run, json.loads(path.read_text()))
+def deployed(served: Served, tiny_run: TinyRun) -> Deployed:
+    """A completed `tiny` run (the `smoke` deployment's preset) in an artifact root of its own."""
+    root = tiny_run.copy_to(served.tmp / "audit-artifacts")
+    summary = json.loads(tiny_run.in_copy(root).read_text())
+    return Deployed(served.api, served.procs, served.worker_log, root, summary["run"]["name"], summary)
 
 
 def _audited(deployed: Deployed, parameters: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -124,9 +123,9 @@ def _check_reused(deployed: Deployed, run: dict[str, Any], tasks: list[dict[str,
 
 
 def test_audit_with_only_a_run_name_typed_in_reuses_every_reference_model(deployed: Deployed) -> None:
-    run, tasks = _audited(deployed, {"source": deployed.run["name"], "artifact_root": str(deployed.root)})
+    run, tasks = _audited(deployed, {"source": deployed.name, "artifact_root": str(deployed.root)})
     _check_reused(deployed, run, tasks)
-    assert run["name"].startswith(f"audit-{deployed.run['name']}-"), run["name"]
+    assert run["name"].startswith(f"audit-{deployed.name}-"), run["name"]
 
 
 def test_quick_run_audits_the_latest_run(deployed: Deployed) -> None:

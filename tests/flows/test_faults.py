@@ -160,8 +160,8 @@ def test_a_killed_training_worker_costs_one_retry_not_the_run(tmp_path: Path) ->
     restarted pool, the queued one is not lost (one unlearning method and one reference model:
     three models for two workers).
     """
-    proc = _qmu(tmp_path, "--set", "train.epochs=60", "--set", 'unlearn.methods=["ga"]', "--set", "attack.n_shadow=1")
-    lines = _until(proc, r": epoch 1/60")
+    proc = _qmu(tmp_path, "--set", "train.epochs=30", "--set", 'unlearn.methods=["ga"]', "--set", "attack.n_shadow=1")
+    lines = _until(proc, r": epoch 1/30")
     victims = _training_workers(proc.pid)
     assert victims, "no training worker found"
     victims[0].kill()

@@ -171,3 +171,20 @@ def test_a_killed_worker_costs_one_retry_of_the_jobs_it_broke_not_their_failure(
 def test_a_job_that_kills_its_worker_twice_is_a_worker_error_naming_the_job() -> None:
     with pytest.raises(workers.WorkerError, match=r"_exit .*died.*twice"):
         workers.run(os._exit, 3)
+
+
+def test_a_job_is_named_not_imported_and_every_name_is_a_job_of_qmu_core_jobs() -> None:
+    """The flow's process hands `Job`s to its workers without importing `qmu_core.jobs` (TensorFlow)."""
+    import inspect
+    import pickle
+
+    from qmu_core import jobs
+    from qmu_core.jobref import JOB_NAMES, Job
+
+    for name in JOB_NAMES:
+        assert inspect.isfunction(getattr(jobs, name, None)), name
+        job = pickle.loads(pickle.dumps(Job(name)))
+        assert job == Job(name) and str(job) == name
+        assert name.encode() in pickle.dumps(Job(name)) and b"qmu_core.jobs" not in pickle.dumps(Job(name))
+    with pytest.raises(ValueError, match="has no job 'train'.*known: \\['outputs_split'"):
+        Job("train")
