@@ -29,6 +29,7 @@ from typing import Any, Literal
 from qmu_core.config import QMUConfig, ReproduceConfig, preset
 from qmu_core.config.overrides import apply_overrides
 from qmu_core.errors import ConfigError
+from qmu_core.identity import Which
 
 __all__ = ["PAPER", "TOLERANCE", "Row", "Study", "claims", "studies"]
 
@@ -267,10 +268,11 @@ def _device_rows(key: str, hardware: Mapping[str, Any]) -> list[Row]:
     out = []
     oracle = _finite(rows.get(("measured", "oracle"), {}).get("mia_forget_success"))
     for (source, phase), row in rows.items():
-        if source != "measured" or phase == "oracle":  # the oracle is a control of every row
+        which = Which.of_phase(phase)
+        if source != "measured" or which is None or which.role == "oracle":  # the oracle is a control of every row
             continue
-        before = phase == "before"
-        method = "before" if before else phase.removeprefix("after_")
+        before = which.role == "before"
+        method = which.short
         ours = _finite(row.get("mia_forget_success"))
         paper = _pct(PAPER["before_device"]) if before else "0.9–7.7 % (mean 3.7 %)"  # after: across its runs
         simulated = _finite(rows.get(("simulation", phase), {}).get("mia_forget_success"))

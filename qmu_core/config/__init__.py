@@ -94,7 +94,8 @@ class QMUConfig(Section):
         None,
         description=(
             "Start from this named preset (tiny: a smoke test in about a minute; default: the HQNN that "
-            "memorizes 250 digits; paper, paper_hqnn, paper_angle: the paper's models on 1,000 MNIST records). "
+            "memorizes 250 digits; paper, paper_hqnn, paper_angle: the paper's models on 1,000 MNIST records; "
+            "device_leak: a device-sized circuit that leaks, on 250 MNIST records). "
             "Every field given beside it overrides the preset's value; empty: the built-in defaults."
         ),
     )

@@ -26,6 +26,7 @@ class Variant:
 
     Attributes:
         title: What the report and the form call it.
+        label: Its short name in tables and plot legends (``"GA"``); empty: the variant's name.
         reads: The fields of the family's config section it reads; a stage that runs it is keyed
             by these (`UnlearnConfig.for_stage`), and a test checks that it reads no other.
         hint: What to change when it did not reach its stopping rule (unlearning methods).
@@ -35,6 +36,7 @@ class Variant:
     """
 
     title: str
+    label: str = ""
     reads: frozenset[str] = frozenset()
     hint: str = ""
     implementation: str | None = None
@@ -68,6 +70,11 @@ class Catalogue(Mapping[str, Variant]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def label(self, name: str) -> str:
+        """The short name of variant `name` in tables and plots; `name` itself if it has none or is unknown."""
+        entry = self._entries.get(name)
+        return (entry.label if entry else "") or name
 
     @property
     def names(self) -> tuple[str, ...]:

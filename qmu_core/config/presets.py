@@ -1,4 +1,4 @@
-"""Named starting points for a config, as plain data: `tiny`, `default`, `paper`, `paper_hqnn`, `paper_angle`.
+"""Named starting points for a config, as plain data (`PRESETS`: tiny, default, paper, ..., device_leak).
 
 A preset is a function returning nested overrides of the defaults (a fresh dict each call), laid
 over them with `deep_merge`; `qmu_core.config.preset` builds and validates one.
@@ -121,6 +121,29 @@ def _paper_angle() -> dict[str, Any]:
     return cfg
 
 
+def _device_leak() -> dict[str, Any]:
+    """A circuit a device can run that still leaks membership in simulation: `default` with the basic QNN.
+
+    The paper's basic QNN with angle encoding re-uploaded before every layer (8 qubits, L = 10:
+    the 80 CNOTs on a ring of `paper_angle`, which `willow_pink` keeps), on MNIST digits 0-4 with
+    `default`'s 250 training records, 32 population reference models and three seeds, trained 60
+    Adam epochs at learning rate 0.05. Without re-uploading the same model does not memorize
+    enough to show a leak (docs/hardware.md has the search). MNIST comes from `data.mnist_path`.
+    """
+    cfg = _default()
+    cfg["data"] = {**cfg["data"], "dataset": "mnist"}
+    cfg["model"] = {
+        "kind": "basic_qnn",
+        "encoding": "angle",
+        "reupload": True,
+        "n_qubits": 8,
+        "layers": 10,
+        "init": "uniform_pi",
+    }
+    cfg["train"] = {**cfg["train"], "learning_rate": 0.05}
+    return cfg
+
+
 def _paper_hqnn() -> dict[str, Any]:
     cfg = _paper()
     cfg["model"] = {
@@ -147,6 +170,7 @@ PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
     "paper": _paper,
     "paper_hqnn": _paper_hqnn,
     "paper_angle": _paper_angle,
+    "device_leak": _device_leak,
 }
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ METHODS = Catalogue(
     {
         "ga": Variant(
             "gradient ascent",
+            label="GA",
             reads=_ITERATIVE,
             hint="A saturated model has near-zero loss gradients under unlearn.objective=ascent: use complement, "
             "or raise unlearn.learning_rate or unlearn.max_epochs.",
@@ -33,6 +34,7 @@ METHODS = Catalogue(
         ),
         "ssd": Variant(
             "selective synaptic dampening",
+            label="SSD",
             reads=_GUARDED | {"batch_size", "stop_forget_acc", "ssd_alpha", "ssd_lambda", "ssd_importance"},
             hint="SSD dampens once: lower unlearn.ssd_alpha (more parameters dampened) or unlearn.ssd_lambda "
             "(stronger).",
@@ -40,12 +42,14 @@ METHODS = Catalogue(
         ),
         "rga": Variant(
             "relative gradient ascent",
+            label="RGA",
             reads=_ITERATIVE | {"rga_retain_weight", "rga_learning_rate"},
             hint="Raise unlearn.learning_rate or unlearn.max_epochs, or lower unlearn.rga_retain_weight.",
             implementation="qmu_core.unlearning.rga:RelativeGradientAscent",
         ),
         "salun": Variant(
             "SalUn (saliency-masked random labels)",
+            label="SalUn",
             # `objective` is not read (SalUn's objective is its random labels); it stays in the
             # key so that existing salun artifacts keep their keys.
             reads=_ITERATIVE | {"salun_sparsity", "salun_learning_rate"},
@@ -54,6 +58,7 @@ METHODS = Catalogue(
         ),
         "finetune": Variant(
             "fine-tuning on the retained set",
+            label="fine-tune",
             reads=_GUARDED | {"stop_forget_acc", "finetune_epochs", "finetune_learning_rate"},
             hint="Fine-tuning on the retained set forgets only slowly: raise unlearn.finetune_epochs.",
             implementation="qmu_core.unlearning.finetune:FineTune",
@@ -95,10 +100,9 @@ class UnlearnConfig(Section):
         UNLEARN_METHODS,
         min_length=1,
         description=(
-            "Methods to run, each from the trained model: `ga` gradient ascent; `ssd` selective synaptic "
-            "dampening (Fisher importance); `rga` relative gradient ascent (importance-weighted ascent on the "
-            "forget set plus descent on the retained set); `salun` saliency-masked random-label unlearning; "
-            "`finetune` training on the retained set only. The retrain oracle and the no-op baseline always run."
+            "Methods to run, each from the trained model: "
+            + "; ".join(f"`{name}` {METHODS.title(name)}" for name in METHODS.names)
+            + ". The retrain oracle and the no-op baseline always run (docs/methods.md)."
         ),
     )
     seeds: int = Field(

@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 
 from qmu_core.artifacts import atomic_path
+from qmu_core.config import METHODS
 from qmu_core.unlearning.compare import ACCURACIES, FORGET_ATTACK_METRICS, TOLERANCE, aggregate, verdict, within
 
 __all__ = [
-    "ROW_LABELS",
     "Deletion",
     "deletion_markdown",
     "deletion_plot",
@@ -28,15 +28,14 @@ __all__ = [
     "record_scores",
 ]
 
-ROW_LABELS = {
-    "noop": "no-op (before)",
-    "ga": "GA",
-    "ssd": "SSD",
-    "rga": "RGA",
-    "salun": "SalUn",
-    "finetune": "fine-tune",
-    "retrain": "retrain (oracle)",
-}
+FIXED_ROWS = {"noop": "no-op (before)", "retrain": "retrain (oracle)"}
+"""The comparison's two rows that are no method (`qmu_core.identity.Which.row`)."""
+
+
+def row_label(row: str) -> str:
+    """A comparison row's label in tables and plots: the fixed rows', else the method's catalogue label."""
+    return FIXED_ROWS.get(row) or METHODS.label(row)
+
 
 # The table of item 3: metric -> column title.
 MAIN_COLUMNS = {
@@ -190,7 +189,7 @@ def deletion_markdown(
         reached = cells.get((m, "reached_stop"))
         flag = "–" if reached is None else _reached(reached["mean"])
         row = [_cell(cells.get((m, k), {}), k) for k in shown]
-        lines.append(f"| {ROW_LABELS.get(m, m)} | " + " | ".join(row) + f" | {flag} |")
+        lines.append(f"| {row_label(m)} | " + " | ".join(row) + f" | {flag} |")
     tol = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in TOLERANCE.items())
     lines += [
         "",
@@ -220,10 +219,10 @@ def deletion_markdown(
             row.append(f"{c['gap']:+.3f}{width} {VERDICT_MARKS[v]}")
         unsure = said.count("inconclusive")
         tail = f"{said.count('within')}/{len(said)} within" + (f", {unsure} inconclusive" if unsure else "")
-        lines.append(f"| {ROW_LABELS.get(m, m)} | " + " | ".join(row) + f" | {tail} |")
+        lines.append(f"| {row_label(m)} | " + " | ".join(row) + f" | {tail} |")
     if not_reached:
         lines += ["", "## Methods that did not reach their stopping rule", ""]
-        lines += [f"- **{ROW_LABELS.get(m, m)}**: {why}" for m, why in not_reached.items()]
+        lines += [f"- **{row_label(m)}**: {why}" for m, why in not_reached.items()]
     lines += [
         "",
         "## Every attack on the forget set",
@@ -239,7 +238,7 @@ def deletion_markdown(
         for a in attacks:
             parts = [_fmt(cells.get((m, f"{a}:{k}"), {}).get("mean")) for k in FORGET_ATTACK_METRICS]
             row.append(" / ".join(parts))
-        lines.append(f"| {ROW_LABELS.get(m, m)} | " + " | ".join(row) + " |")
+        lines.append(f"| {row_label(m)} | " + " | ".join(row) + " |")
     if records is not None and len(records):
         cols = [c for c in records.columns if c not in ("sample_id", "label")]
         lines += [
@@ -306,7 +305,7 @@ def deletion_plot(comparison: pd.DataFrame, path: Path, *, title: str) -> Path:
             [min(e, v) for v, e in zip(vals, errs, strict=True)],
             [min(e, 1 - v) for v, e in zip(vals, errs, strict=True)],
         ]
-        bars = ax.bar(xs, vals, width, yerr=yerr if any(errs) else None, label=ROW_LABELS.get(m, m), capsize=2)
+        bars = ax.bar(xs, vals, width, yerr=yerr if any(errs) else None, label=row_label(m), capsize=2)
         ax.bar_label(bars, fmt="%.2f", fontsize=6)
     ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(PLOTTED))])
     ax.set_xticklabels([MAIN_COLUMNS[k] for k in PLOTTED], fontsize=8)

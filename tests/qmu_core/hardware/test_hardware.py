@@ -275,3 +275,22 @@ def test_prepare_model_compiles_once_and_keeps_every_records_z(reupload: bool) -
     # the fixed part is shared: every record's circuit has the same moments after its inputs
     assert fast.circuits[0][-5:] == fast.circuits[1][-5:]
     assert fast.stats[0].two_qubit_before == 8 and fast.stats[0].two_qubit_after == 16
+
+
+def test_the_device_leak_preset_is_a_circuit_willow_pink_runs() -> None:
+    """`device_leak` (issue 31): at most 12 qubits, angle encoding, 80 CZs on a ring of willow_pink's couplers."""
+    from qmu_core.config import preset
+
+    model = preset("device_leak").model
+    assert model.kind == "basic_qnn" and model.encoding == "angle" and model.reupload and model.n_qubits <= 12
+    rng = np.random.default_rng(0)
+    n = 3 * model.n_qubits * model.layers
+    weights = pd.DataFrame({"variable": ["theta"], "shape": [[n]], "values": [rng.normal(size=n)]})
+    (circuit,) = hp.resolved_circuits(weights, rng.uniform(0, np.pi, size=(1, model.n_qubits)), model)
+    prepared = hp.prepare([circuit], target=processor("willow_pink"))
+    processor("willow_pink").device.validate_circuit(prepared.circuits[0])
+    two_qubit = [op for op in prepared.circuits[0].all_operations() if len(op.qubits) == 2]
+    assert len(two_qubit) == model.n_qubits * model.layers  # one CZ per ring edge and layer, no routing
+    np.testing.assert_allclose(
+        _z_exact(prepared.circuits[0], prepared.qubits), _z_exact(circuit, circuits.qubits(model.n_qubits)), atol=1e-5
+    )
