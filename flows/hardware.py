@@ -12,12 +12,14 @@ import time
 from typing import Any
 
 from flows.steps import membership_audit, reference_models, split, train_and_unlearn
-from qmu_core import housekeeping, workers
+from qmu_core import artifacts, housekeeping, workers
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig, derive_seed, preset
 from qmu_core.hardware import samplers
+from qmu_core.hardware.dryrun import check_shot_cap
 from qmu_core.hardware.engine import engine_timeout
 from qmu_core.hardware.evaluate import check_model
+from qmu_core.identity import lineup
 from qmu_prefect.flow import qmu_flow
 from qmu_prefect.runs import run_name
 from qmu_prefect.ui import show_run, track
@@ -33,15 +35,20 @@ from tasks.hardware import (
 )
 
 
-def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
+def _models_and_audit(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[str, Any]:
     """The run's models (repeat 0), their simulated outputs and audit, the measured records, and more.
 
     Also the prepared circuits and exact distribution (under the sampler's noise) of every model to
     measure: the audited ones and, with `hardware.measure_references`, the attacker's references.
+    Before anything trains: the model must fit the hardware path, and the shots to measure at
+    `repetitions` must fit under `hardware.max_total_shots`.
     """
-    check_model(config.model)  # before anything trains
+    check_model(config.model)
     hw = config.hardware
     base, splits = split(config)
+    records = hardware_records(splits=splits, records_per_group=hw.records_per_group, seed=config.run.seed)
+    measured = len(lineup(config.unlearn.methods)) + (config.attack.n_shadow if hw.measure_references else 0)
+    check_shot_cap(config, measured, len(artifacts.read(records)), repetitions)
     models = train_and_unlearn(config, base, splits, 0)
     references = reference_models(config, base)
     track(references["reference_models"].values(), "reference models trained")
@@ -56,7 +63,6 @@ def _models_and_audit(config: QMUConfig) -> dict[str, Any]:
     if hw.measure_references:
         weights |= references["reference_models"]
         outputs |= audit["reference_outputs"]
-    records = hardware_records(splits=splits, records_per_group=hw.records_per_group, seed=config.run.seed)
     kind = samplers.resolve(hw.sampler)
     circuits = {
         k: prepare_circuits.submit(weights=w, records=records, model=config.model, target=kind.target)
@@ -138,7 +144,7 @@ def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the
     started = time.time()
     with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
         workers.configure(config.run.workers)
-        s = _models_and_audit(config)
+        s = _models_and_audit(config, (config.hardware.repetitions,))
 
         # Measure: shots through the sampler (the emulator draws them from the exact distribution).
         measured = _measured(config, s, config.hardware.repetitions)
@@ -167,7 +173,7 @@ def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the fo
     started = time.time()
     with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
         workers.configure(config.run.workers)
-        s = _models_and_audit(config)
+        s = _models_and_audit(config, config.hardware.shots)
         outputs = {"exact": _measured(config, s, None)}
         for n in config.hardware.shots:
             outputs[f"shots={n}"] = _measured(config, s, n)

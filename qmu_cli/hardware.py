@@ -22,6 +22,12 @@ def register(sub: Any) -> None:
     for p in (hw, shots):
         add_config_args(p)
         add_refresh_arg(p)
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Print what the run would measure and send (circuits, shots, jobs, two-qubit gates, estimated device "
+            "time; for google_engine the processor, run name and batches) without training, sampling or sending.",
+        )
         p.set_defaults(handler=hardware)
 
 
@@ -32,6 +38,11 @@ def hardware(args: argparse.Namespace) -> int:
     from qmu_core.hardware.evaluate import check_model
 
     check_model(config.model)
+    if args.dry_run:
+        from qmu_core.hardware.dryrun import plan
+
+        print("\n".join(plan(config, study=args.command == "shots").lines()))
+        return 0
     start_early()  # the temporary Prefect server boots while the flow imports
     from flows.hardware import qmu_hardware, qmu_shots
 

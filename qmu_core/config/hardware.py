@@ -245,6 +245,15 @@ class HardwareConfig(Section):
             "like (LiRA's reference distributions then include the device's noise); false: simulated references."
         ),
     )
+    max_total_shots: int = Field(
+        0,
+        strict=True,
+        ge=0,
+        description=(
+            "Most shots one run may measure (models x records x shots, summed over `shots` for `qmu shots`), "
+            "checked before any circuit is measured; 0: no cap. `qmu hardware --dry-run` shows a run's total."
+        ),
+    )
     cpu_threads: int = Field(0, strict=True, ge=0, le=256, description="Simulator threads; 0: every core.")
     timeout_s: float = Field(
         60.0,

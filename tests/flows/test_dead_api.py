@@ -104,8 +104,8 @@ def test_killing_the_temporary_api_server_does_not_make_the_run_crawl(tmp_path: 
     assert max(gaps, default=0) < 30, f"progress crawled after the kill: gaps {gaps}"
 
 
-def _service_account_key(path: Path, token_uri: str) -> None:
-    """A valid-looking service-account key whose token endpoint is `token_uri`."""
+def _service_account_key(path: Path, token_uri: str) -> str:
+    """A valid-looking service-account key whose token endpoint is `token_uri`; returns its private key (PEM)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -115,7 +115,7 @@ def _service_account_key(path: Path, token_uri: str) -> None:
     ).decode()
     account = {
         "type": "service_account",
-        "project_id": "qmu-no-network",
+        "project_id": "qmu-key-project-4b7e",
         "private_key_id": "0" * 40,
         "private_key": pem,
         "client_email": "qmu@qmu-no-network.iam.gserviceaccount.com",
@@ -123,6 +123,7 @@ def _service_account_key(path: Path, token_uri: str) -> None:
         "token_uri": token_uri,
     }
     path.write_text(json.dumps(account))
+    return pem
 
 
 def test_google_engine_without_network_fails_within_the_timeout(tiny_run: TinyRun, tmp_path: Path) -> None:
@@ -131,6 +132,11 @@ def test_google_engine_without_network_fails_within_the_timeout(tiny_run: TinyRu
     Every way out (the token endpoint, gRPC through `grpc_proxy`) reaches a local port that
     accepts and never answers, so nothing leaves the machine. The run fails `hardware.timeout_s`
     after the Engine call with exit code 2 and one message naming the endpoint and the cause.
+
+    Credentials never appear in what QMU writes (issue 31, item 5): not the project id (from the
+    environment), nor the key file's project, account or private key, on the console (which shows
+    every log record the flow sends to its temporary Prefect server, whose database goes with it),
+    in any file of the artifact root (reports, artifacts) or of the Prefect home.
     """
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -145,8 +151,9 @@ def test_google_engine_without_network_fails_within_the_timeout(tiny_run: TinyRu
 
     threading.Thread(target=accept, daemon=True).start()
     key = tmp_path / "key.json"
-    _service_account_key(key, f"http://127.0.0.1:{port}/token")
-    env = environment.child_env(PREFECT_HOME=str(tmp_path / "home"), GOOGLE_CLOUD_PROJECT="qmu-no-network")
+    pem = _service_account_key(key, f"http://127.0.0.1:{port}/token")
+    project = "qmu-fake-project-9d2a"
+    env = environment.child_env(PREFECT_HOME=str(tmp_path / "home"), GOOGLE_CLOUD_PROJECT=project)
     env |= {"GOOGLE_APPLICATION_CREDENTIALS": str(key), "grpc_proxy": f"http://127.0.0.1:{port}"}
     env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "qmu_cli", "hardware", "--preset", "tiny"]
@@ -186,6 +193,14 @@ def test_google_engine_without_network_fails_within_the_timeout(tiny_run: TinyRu
     assert "quantum.googleapis.com" in said[0] and "willow_pink" in said[0], said
     assert "no answer within 3 s" in said[0] and "network" in said[0], said
     assert measuring and took < 3 + 10, f"{took:.1f} s from the Engine stage to the exit"
+
+    secrets = [project, "qmu-key-project-4b7e", "qmu@qmu-key-project-4b7e", pem.splitlines()[1]]
+    console = "\n".join(line for _, line in [*out.lines, *err.lines])
+    assert not [s for s in secrets if s in console], "a credential on the console"
+    files = [f for d in (tmp_path / "a", tmp_path / "home") for f in d.rglob("*") if f.is_file()]
+    assert any(f.name == "summary.json" for f in files) and any(f.suffix == ".parquet" for f in files)
+    leaked = [(f, s) for f in files for s in secrets if s.encode() in f.read_bytes()]
+    assert not leaked, f"credentials written to {leaked}"
 
 
 def test_progress_calls_to_an_unreachable_api_give_up_and_then_skip_it() -> None:

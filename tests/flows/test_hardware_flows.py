@@ -88,3 +88,15 @@ def test_hqnn_fails_before_training(root: Path, capsys: pytest.CaptureFixture[st
     assert code == 2
     assert "basic QNN" in capsys.readouterr().err
     assert not (root / "hqnn" / "model").exists()
+
+
+def test_a_run_over_the_shot_cap_trains_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hardware.max_total_shots` is checked before any model trains or any circuit is measured (issue 31)."""
+    root = tmp_path / "capped"
+    cap = ["--set", "hardware.max_total_shots=1000", "--set", "hardware.records_per_group=2"]
+    code = main(["hardware", "--preset", "tiny", "--set", f"run.artifact_root={root}", *cap])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "would measure 108,000 shots" in err and "over hardware.max_total_shots=1,000; nothing was sent" in err
+    assert (root / "hw_records").is_dir()  # the records are picked first: the cap counts them
+    assert not [d.name for d in root.iterdir() if d.name in ("model", "circuits", "distribution", "shots")]
