@@ -119,6 +119,17 @@ class QMUConfig(Section):
             return deep_merge(PRESETS[data["preset"]](), data)
         return data
 
+    @model_validator(mode="after")
+    def _qfi_needs_one_encoding_layer(self) -> QMUConfig:
+        """SSD's QFI importance assumes one encoding layer before the ansatz: refuse re-uploading before any stage."""
+        if self.model.reupload and "ssd" in self.unlearn.methods and self.unlearn.ssd_importance == "qfi":
+            raise ValueError(
+                "unlearn.ssd_importance='qfi' needs model.reupload=false (the QFI assumes the encoding precedes the "
+                "ansatz), but model.reupload=true and unlearn.methods runs ssd. Set unlearn.ssd_importance=fisher "
+                "(form: the unlearn section's Ssd Importance), or leave ssd out of unlearn.methods."
+            )
+        return self
+
 
 # What to write instead, for the pydantic error types a wrong JSON type produces.
 _HINTS = {

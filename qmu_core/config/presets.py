@@ -141,6 +141,7 @@ def _device_leak() -> dict[str, Any]:
         "init": "uniform_pi",
     }
     cfg["train"] = {**cfg["train"], "learning_rate": 0.05}
+    cfg["unlearn"] = {**cfg["unlearn"], "ssd_importance": "fisher"}  # the QFI needs a single encoding layer
     return cfg
 
 

@@ -56,10 +56,16 @@ def test_cross_field_errors_name_both_fields() -> None:
         apply_overrides(QMUConfig(), ["data.forget_class=11"])
     with pytest.raises(ConfigError, match="model.reupload=true needs model.encoding='angle'"):
         apply_overrides(QMUConfig(), ["model.encoding=amplitude", "model.reupload=true"])
+    # across sections: SSD's QFI importance cannot read a re-uploading circuit (it failed after training, before)
+    with pytest.raises(ConfigError, match=r"ssd_importance='qfi' needs model.reupload=false.*ssd_importance=fisher"):
+        apply_overrides(QMUConfig(), ["model.reupload=true"])
+    fisher = apply_overrides(QMUConfig(), ["model.reupload=true", "unlearn.ssd_importance=fisher"])
+    assert fisher.model.reupload and apply_overrides(fisher, ['unlearn.methods=["ga"]', "unlearn.ssd_importance=qfi"])
 
 
 def test_angle_circuits_go_to_16_qubits_and_amplitude_ones_to_12() -> None:
-    assert apply_overrides(QMUConfig(), ["model.n_qubits=16", "model.reupload=true"]).model.n_qubits == 16
+    wide = ["model.n_qubits=16", "model.reupload=true", "unlearn.ssd_importance=fisher"]
+    assert apply_overrides(QMUConfig(), wide).model.n_qubits == 16
     assert apply_overrides(QMUConfig(), ["model.encoding=amplitude", "model.n_qubits=12"]).model.n_qubits == 12
     with pytest.raises(ConfigError, match=r"amplitude encoding stops at 12 qubits.*encoding='angle' \(up to 16\)"):
         apply_overrides(QMUConfig(), ["model.encoding=amplitude", "model.n_qubits=13"])
