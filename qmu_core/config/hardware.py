@@ -12,7 +12,16 @@ import operator
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from qmu_core.config.catalogue import Catalogue, Variant
 from qmu_core.config.form import Section, form_schema, preset_configs
@@ -136,9 +145,26 @@ class EmulatorSampler(SamplerSection):
     processor: Processor = Field(
         "willow_pink", description="`noise=processor`: the processor whose device and noise are emulated."
     )
+    noise_scale: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description=(
+            "`noise=processor`: every error of the calibration times this factor (Pauli errors per gate, read-out "
+            "errors, 1/T1 and 1/Tphi, the CZs' coherent errors); 1: as calibrated, 0: noiseless."
+        ),
+    )
     depolarizing: float = Field(0.001, strict=True, ge=0, lt=1, description="`noise=qsim_noisy`: as in `qsim_noisy`.")
     amplitude_damping: float = Field(0.0005, strict=True, ge=0, lt=1, description="`noise=qsim_noisy`: as there.")
     readout_error: float = Field(0.01, strict=True, ge=0, lt=1, description="`noise=qsim_noisy`: as in `qsim_noisy`.")
+
+    @model_serializer(mode="wrap")
+    def _calibrated_scale_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave `noise_scale` out at 1: the stages keyed by this section keep the keys they had before it existed."""
+        out: dict[str, Any] = handler(self)
+        if self.noise_scale == 1.0:
+            out.pop("noise_scale", None)
+        return out
 
 
 SAMPLERS = Catalogue(

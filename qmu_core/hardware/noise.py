@@ -26,13 +26,64 @@ import cirq_google
 from qmu_core.errors import ConfigError
 from qmu_core.hardware.devices import Processor
 
-__all__ = ["SimpleNoiseModel", "noise_model", "simple_noise_model"]
+__all__ = ["MAX_ERROR", "NO_DECAY_NS", "SimpleNoiseModel", "noise_model", "scaled_properties", "simple_noise_model"]
+
+
+def noise_model(processor: Processor, scale: float = 1.0) -> cirq.NoiseModel:
+    """The processor's calibrated ``cirq.NoiseModel`` (``NoiseModelFromGoogleNoiseProperties``); one per scale.
+
+    `scale` multiplies every error of the calibration (`scaled_properties`); 1: as calibrated. The
+    same object for the same processor and scale, however it is asked for (the emulator caches by it).
+    A scale of 0 is ``cirq.NO_NOISE`` (cirq's read-out channel divides by a zero error rate).
+    """
+    return cirq.NO_NOISE if scale == 0 else _noise_model(processor, float(scale))
 
 
 @functools.cache
-def noise_model(processor: Processor) -> cirq.NoiseModel:
-    """The processor's calibrated ``cirq.NoiseModel`` (``NoiseModelFromGoogleNoiseProperties``); cached."""
-    return cirq_google.NoiseModelFromGoogleNoiseProperties(processor.noise_properties)
+def _noise_model(processor: Processor, scale: float) -> cirq.NoiseModel:
+    props = processor.noise_properties if scale == 1.0 else scaled_properties(processor.noise_properties, scale)
+    return cirq_google.NoiseModelFromGoogleNoiseProperties(props)
+
+
+NO_DECAY_NS = 1e30
+"""T1 or Tphi of a noiseless qubit (a scale of 0): no decay within any circuit."""
+
+MAX_ERROR = 0.5
+"""A scaled error probability (read-out flip, Pauli error per gate) is cut here: past it, noise stops being noise."""
+
+
+def scaled_properties(props: cirq_google.GoogleNoiseProperties, scale: float) -> cirq_google.GoogleNoiseProperties:
+    """`props` with every error times `scale`: a device `scale` times as noisy (0: noiseless).
+
+    The Pauli error of every gate and both read-out error rates are multiplied (each cut at
+    `MAX_ERROR`); the decoherence rates 1/T1 and 1/Tphi are multiplied (T1 and Tphi divided; at 0,
+    `NO_DECAY_NS`: cirq's thermal channel turns an infinite time into NaN); the two-qubit gates'
+    coherent entangler errors (PhasedFSim angles) are multiplied. Gate durations stay.
+
+    Raises:
+        ConfigError: For a negative or non-finite `scale`.
+    """
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ConfigError(f"noise scale {scale!r}: pass a finite factor >= 0 (1: as calibrated, 0: noiseless).")
+
+    def slower(t: float) -> float:
+        return NO_DECAY_NS if scale == 0 else min(t / scale, NO_DECAY_NS)
+
+    def worse(p: float) -> float:
+        return min(p * scale, MAX_ERROR)
+
+    return props.with_params(
+        t1_ns={q: slower(t) for q, t in props.t1_ns.items()},
+        tphi_ns={q: slower(t) for q, t in props.tphi_ns.items()},
+        readout_errors={q: [worse(e) for e in errs] for q, errs in props.readout_errors.items()},
+        gate_pauli_errors={op: worse(e) for op, e in props.gate_pauli_errors.items()},
+        fsim_errors={
+            op: cirq.PhasedFSimGate(
+                theta=g.theta * scale, zeta=g.zeta * scale, chi=g.chi * scale, gamma=g.gamma * scale, phi=g.phi * scale
+            )
+            for op, g in props.fsim_errors.items()
+        },
+    )
 
 
 @dataclasses.dataclass(frozen=True)

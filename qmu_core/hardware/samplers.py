@@ -365,8 +365,8 @@ def emulator_kind(config: EmulatorSampler) -> SamplerKind:
     proc: Processor | None = None
     if config.noise == "processor":
         proc = processor(config.processor)
-        found: Callable[[], cirq.NoiseModel | None] = functools.partial(noise_model, proc)
-        what = f"{proc.name} noise"
+        found: Callable[[], cirq.NoiseModel | None] = functools.partial(noise_model, proc, config.noise_scale)
+        what = f"{proc.name} noise" + (f" x {config.noise_scale:g}" if config.noise_scale != 1.0 else "")
     elif config.noise == "qsim_noisy":
         simple = simple_noise_model(config.depolarizing, config.amplitude_damping, config.readout_error)
         found, what = (lambda: simple), "simple noise"

@@ -428,3 +428,44 @@ def test_invalid_circuits_raise_config_errors() -> None:
         DensityMatrixEmulator(dtype=np.int32)
     with pytest.raises(ConfigError, match="noise"):
         DensityMatrixEmulator(noise="loud")
+
+
+# ---------------------------------------------------------------------------- scaled calibration noise
+
+
+def test_scaled_noise_equals_the_density_matrix_simulator_and_grows_with_the_scale() -> None:
+    """``emulator.noise_scale`` (issue 31): the calibration's errors times a factor, computed two ways.
+
+    The emulator's distribution under the scaled model equals `reference` (``cirq.DensityMatrixSimulator``'s
+    noise path) at every scale; 0 is noiseless, 1 is the calibration itself, and the distribution moves
+    away from the noiseless one as the scale grows.
+    """
+    from qmu_core.hardware.noise import scaled_properties
+
+    proc = processor("rainbow")
+    circuit = compiled_on_rainbow(3, 4, seed=7)
+    assert noise_model(proc, 1.0) is noise_model(proc)
+    clean = reference(circuit, None)
+    moved = []
+    for scale in (0.0, 0.5, 1.0, 2.0):
+        noisy = noise_model(proc, scale)
+        expected = reference(circuit, noisy)
+        np.testing.assert_allclose(DensityMatrixEmulator(noisy).probabilities([circuit])[0], expected, atol=F32_TOL)
+        moved.append(0.5 * np.abs(expected - clean).sum())
+    assert moved[0] == pytest.approx(0.0, abs=1e-12) and moved[1] < moved[2] < moved[3], moved
+    props = scaled_properties(proc.noise_properties, 2.0)
+    q = next(iter(proc.noise_properties.t1_ns))
+    assert props.t1_ns[q] == pytest.approx(proc.noise_properties.t1_ns[q] / 2)
+    assert props.readout_errors[q][1] == pytest.approx(min(2 * proc.noise_properties.readout_errors[q][1], 0.5))
+    with pytest.raises(ConfigError, match="noise scale -1"):
+        scaled_properties(proc.noise_properties, -1.0)
+
+
+def test_the_calibrated_scale_leaves_the_sampler_config_and_its_keys_as_they_were() -> None:
+    from qmu_core.config import EmulatorSampler
+
+    assert "noise_scale" not in EmulatorSampler().model_dump()  # so every stage keyed by it keeps its key
+    assert EmulatorSampler(noise_scale=2.0).model_dump()["noise_scale"] == 2.0
+    from qmu_core.hardware import samplers
+
+    assert samplers.resolve(EmulatorSampler(noise_scale=0.5)).describes == "emulator (willow_pink noise x 0.5)"
