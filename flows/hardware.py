@@ -46,7 +46,9 @@ def _models_and_audit(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[s
     check_model(config.model)
     hw = config.hardware
     base, splits = split(config)
-    records = hardware_records(splits=splits, records_per_group=hw.records_per_group, seed=config.run.seed)
+    # The records first: the shot cap counts them before anything trains.
+    picked = hardware_records.submit(splits=splits, records_per_group=hw.records_per_group, seed=config.run.seed)
+    records = picked.result()
     measured = len(lineup(config.unlearn.methods)) + (config.attack.n_shadow if hw.measure_references else 0)
     check_shot_cap(config, measured, len(artifacts.read(records)), repetitions)
     models = train_and_unlearn(config, base, splits, 0)

@@ -80,7 +80,7 @@ def test_the_form_sends_only_changed_fields_and_the_preset_fills_the_rest() -> N
             # only a sampler variant's tag (its const): the form must send the kind with any edited field
             assert "default" not in prop or "const" in prop, f"{name}.{field} has a schema default; the form sends it"
     epochs = schema["definitions"]["TrainConfig"]["properties"]["epochs"]["description"]
-    assert "tiny: 3" in epochs and "default: 60" in epochs
+    assert "tiny: 3" in epochs and "default, device_leak: 60" in epochs
     sent = {"config": {"preset": "tiny", "train": {"epochs": 2}}}
     assert is_valid(sent, schema)
     assert QMUConfig.model_validate(sent["config"]) == preset("tiny", train={"epochs": 2})

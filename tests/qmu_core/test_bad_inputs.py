@@ -210,7 +210,8 @@ def test_numbers_and_switches_are_strict(assignment: str, expected: str) -> None
 
 
 def test_json_numbers_still_work_for_number_fields() -> None:
-    cfg = apply_overrides(QMUConfig(), ["train.learning_rate=1", "train.epochs=3", "model.reupload=true"])
+    numbers = ["train.learning_rate=1", "train.epochs=3", "model.reupload=true", "unlearn.ssd_importance=fisher"]
+    cfg = apply_overrides(QMUConfig(), numbers)
     assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float) and cfg.train.epochs == 3
     # what the Prefect UI sends: parsed JSON, ints given as ints
     ui = QMUConfig.model_validate(
