@@ -158,7 +158,9 @@ def test_a_sample_request_reuses_the_target_and_reports_each_record(
 
     frame = pd.read_parquet(root / first[0]["artifacts"]["splits"])
     ids = sorted(int(i) for i in frame.loc[frame["role"] == "target_train", "sample_id"].iloc[::12])
-    cfg = preset("tiny", run={"artifact_root": str(root)}, data={"forget": "samples", "forget_ids": ids})
+    # two methods: enough for a report per record (and the U-LiRA test below reuses both)
+    data = {"forget": "samples", "forget_ids": ids}
+    cfg = preset("tiny", run={"artifact_root": str(root)}, data=data, unlearn={"methods": ["ga", "ssd"]})
     summary, states = _run(cfg)
     trained = {k: v for k, v in states.items() if k.startswith("train ")}
     assert sorted(trained.values()).count("Completed") == 1, trained  # only the oracle: target and references reused
