@@ -309,11 +309,12 @@ def unlearn(
     result = kept.result
     wall = time.perf_counter() - started
     last = result.history[-1] if result.history else {}
-    now = (
-        f"forget-set loss is {last.get('forget_loss', float('nan')):.3f}"
-        if request.stop_loss is not None
-        else f"forget-set accuracy is still {last.get('forget_acc', float('nan')):.3f}"
-    )
+    if not last:  # the guard undid the first pass at every step-size factor
+        now = "no pass was kept, so the model is unchanged,"
+    elif request.stop_loss is not None:
+        now = f"forget-set loss is {last.get('forget_loss', float('nan')):.3f}"
+    else:
+        now = f"forget-set accuracy is still {last.get('forget_acc', float('nan')):.3f}"
     facts = ModelFacts(
         which=model_id,
         method=method,
