@@ -1,6 +1,6 @@
 """A model job named, not imported: the flow's process hands jobs to worker processes without loading TensorFlow.
 
-`qmu_core.jobs` imports TensorFlow and TFQ (about 4 s of CPU and 300 MB per process). The model
+`qmu_core.jobs` imports TensorFlow and TFQ: about 490 MB more peak memory in the importing process. The model
 stages run their jobs in worker processes (`qmu_core.workers.run`), so the process running the
 flow never needs that module: a `Job` is pickled as its name and imports `qmu_core.jobs` where it
 is called. The import-linter contract "The study side and the flow's process import no
