@@ -16,10 +16,9 @@ from qmu_core import artifacts, housekeeping, workers
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig, derive_seed, preset
 from qmu_core.hardware import samplers
-from qmu_core.hardware.dryrun import check_shot_cap
+from qmu_core.hardware.dryrun import check_shot_cap, measured_models
 from qmu_core.hardware.engine import engine_timeout
 from qmu_core.hardware.evaluate import check_model
-from qmu_core.identity import lineup
 from qmu_prefect.flow import qmu_flow
 from qmu_prefect.runs import run_name
 from qmu_prefect.ui import show_run, track
@@ -49,8 +48,8 @@ def _models_and_audit(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[s
     # The records first: the shot cap counts them before anything trains.
     picked = hardware_records.submit(splits=splits, records_per_group=hw.records_per_group, seed=config.run.seed)
     records = picked.result()
-    measured = len(lineup(config.unlearn.methods)) + (config.attack.n_shadow if hw.measure_references else 0)
-    check_shot_cap(config, measured, len(artifacts.read(records)), repetitions)
+    models, references = measured_models(config)
+    check_shot_cap(config, len(models) + len(references), len(artifacts.read(records)), repetitions)
     models = train_and_unlearn(config, base, splits, 0)
     references = reference_models(config, base)
     track(references["reference_models"].values(), "reference models trained")

@@ -36,7 +36,7 @@ from qmu_core.identity import lineup
 from qmu_core.membership import reference_names
 from qmu_core.qnn import circuits
 
-__all__ = ["BATCH", "REPETITION_OVERHEAD_S", "Plan", "check_shot_cap", "plan", "total_shots"]
+__all__ = ["BATCH", "REPETITION_OVERHEAD_S", "Plan", "check_shot_cap", "measured_models", "plan", "total_shots"]
 
 BATCH = 100
 """Circuits per ``run_batch`` call (`qmu_core.hardware.sampling.run_circuits`' default): one Engine job each."""
@@ -48,6 +48,12 @@ REPETITION_OVERHEAD_S = 100e-6
 def total_shots(n_models: int, n_records: int, repetitions: tuple[int, ...]) -> int:
     """Shots a run measures: every model's circuit of every record, at each shot count."""
     return n_models * n_records * sum(repetitions)
+
+
+def measured_models(config: QMUConfig) -> tuple[list[str], list[str]]:
+    """The models a hardware run measures: the audited ones (by phase) and the reference models it measures too."""
+    references = reference_names(config.attack) if config.hardware.measure_references else []
+    return [w.phase for w in lineup(config.unlearn.methods)], references
 
 
 def check_shot_cap(config: QMUConfig, n_models: int, n_records: int, repetitions: tuple[int, ...]) -> None:
@@ -187,12 +193,13 @@ def plan(config: QMUConfig, *, study: bool = False, environ: dict[str, str] | No
     stats = prepared.stats[0]
     metadata = kind.processor.device.metadata if kind.processor is not None else None
     durations = getattr(metadata, "gate_durations", None)
+    models, references = measured_models(config)
     out = Plan(
         sampler=kind.describes,
         kind=kind.name,
         processor=kind.target,
-        models=[w.phase for w in lineup(config.unlearn.methods)],
-        references=reference_names(config.attack) if hw.measure_references else [],
+        models=models,
+        references=references,
         records=records,
         repetitions=tuple(hw.shots) if study else (hw.repetitions,),
         two_qubit_gates=stats.two_qubit_after,
