@@ -2,7 +2,8 @@
 
 `qmu_hardware` re-evaluates the model before unlearning, every unlearned model and the oracle on
 the configured sampler, for a subset of records, and audits the measured outputs beside exact
-simulation. `qmu_shots` repeats the measurement for every shot count of ``hardware.shots``.
+simulation. `qmu_shots` repeats the measurement for every shot count of ``hardware.shots``;
+`qmu_leak_map` does that at every noise setting of ``hardware.noise_map``.
 Both reuse the main run's cached models, reference models and attacks.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from flows.steps import membership_audit, reference_models, split, train_and_unlearn
 from qmu_core import artifacts, housekeeping, workers
 from qmu_core.artifacts import ArtifactRef
-from qmu_core.config import QMUConfig, derive_seed, preset
+from qmu_core.config import QMUConfig, SamplerConfig, derive_seed, preset
 from qmu_core.hardware import samplers
 from qmu_core.hardware.dryrun import check_shot_cap, measured_models
 from qmu_core.hardware.engine import engine_timeout
@@ -24,6 +25,7 @@ from qmu_prefect.runs import run_name
 from qmu_prefect.ui import show_run, track
 from tasks import audit_models, model_outputs
 from tasks.hardware import (
+    drawn_outputs,
     exact_distribution,
     hardware_metrics,
     hardware_outputs,
@@ -31,6 +33,7 @@ from tasks.hardware import (
     measure_shots,
     prepare_circuits,
     publish_hardware,
+    publish_leak_map,
 )
 
 
@@ -42,6 +45,12 @@ def _models_and_audit(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[s
     Before anything trains: the model must fit the hardware path, and the shots to measure at
     `repetitions` must fit under `hardware.max_total_shots`.
     """
+    s = _models(config, repetitions)
+    return s | _on_sampler(config, s, config.hardware.sampler)
+
+
+def _models(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[str, Any]:
+    """`_models_and_audit` up to the sampler: records, shot cap, models, references, simulated outputs, audit."""
     check_model(config.model)
     hw = config.hardware
     base, splits = split(config)
@@ -64,12 +73,6 @@ def _models_and_audit(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[s
     if hw.measure_references:
         weights |= references["reference_models"]
         outputs |= audit["reference_outputs"]
-    kind = samplers.resolve(hw.sampler)
-    circuits = {
-        k: prepare_circuits.submit(weights=w, records=records, model=config.model, target=kind.target)
-        for k, w in weights.items()
-    }
-    exact = {k: exact_distribution.submit(circuits=c, sampler=hw.sampler) for k, c in circuits.items()}
     return {
         "splits": splits,
         "models": models,
@@ -78,10 +81,18 @@ def _models_and_audit(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[s
         "simulated": outputs,
         "audit": audit,
         "records": records,
-        "circuits": circuits,
-        "exact": exact,
-        "kind": kind,
     }
+
+
+def _on_sampler(config: QMUConfig, s: dict[str, Any], sampler: SamplerConfig) -> dict[str, Any]:
+    """Every measured model's prepared circuits for `sampler`'s target and exact distributions under its noise."""
+    kind = samplers.resolve(sampler)
+    circuits = {
+        k: prepare_circuits.submit(weights=w, records=s["records"], model=config.model, target=kind.target)
+        for k, w in s["weights"].items()
+    }
+    exact = {k: exact_distribution.submit(circuits=c, sampler=sampler) for k, c in circuits.items()}
+    return {"circuits": circuits, "exact": exact, "kind": kind}
 
 
 def _measured(config: QMUConfig, s: dict[str, Any], repetitions: int | None) -> dict[str, Any]:
@@ -189,3 +200,46 @@ def qmu_shots(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the fo
             outputs={source: {p: by_name[p] for p in s["models"]} for source, by_name in outputs.items()},
         )
         return show_run(path, refs={"metrics": metrics})
+
+
+def _drawn(config: QMUConfig, s: dict[str, Any], on: dict[str, Any], repetitions: int) -> dict[str, Any]:
+    """Each measured model's outputs from `repetitions` shots drawn (as counts) from its exact distribution `on`."""
+    common = {"model": config.model, "classes": config.data.classes, "loss": config.train.loss}
+    return {
+        name: drawn_outputs.submit(
+            exact=s["simulated"][name],
+            weights=weights,
+            records=s["records"],
+            distribution=on["exact"][name],
+            repetitions=repetitions,
+            seed=derive_seed(config.run.seed, "shots", name, repetitions),
+            **common,
+        )
+        for name, weights in s["weights"].items()
+    }
+
+
+@qmu_flow("qmu-leak-map", flow_run_name=run_name("leakmap"), rebuild=False)
+def qmu_leak_map(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
+    """The leakage map: the audit at every noise setting of `hardware.noise_map` x every shot count of `hardware.shots`.
+
+    Each setting is measured with the emulator (exact noisy distributions, then the shots, drawn as
+    counts), beside infinite shots under the same noise; the reference models are measured the
+    same way when `hardware.measure_references`. Returns the map's JSON path.
+    """
+    started = time.time()
+    with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
+        workers.configure(config.run.workers)
+        hw = config.hardware
+        s = _models(config, hw.shots * len(hw.noise_map))
+        simulation = _judged(config, s, s["simulated"], "simulation")
+        metrics: dict[str, dict[str, ArtifactRef]] = {}
+        for setting in hw.noise_map:
+            # Per setting: circuits for its processor (shared by its scales), exact distributions under its noise.
+            on = _on_sampler(config, s, setting.sampler())
+            sources = {"exact": _measured(config, s | on, None)}
+            sources |= {f"shots={n}": _drawn(config, s, on, n) for n in hw.shots}
+            label = setting.label
+            metrics[label] = {src: _judged(config, s, by, f"{label} {src}") for src, by in sources.items()}
+        path = publish_leak_map(metrics=metrics, simulation=simulation, config=config, started=started)
+        return show_run(path, refs={"metrics": simulation})

@@ -1,4 +1,4 @@
-"""`qmu hardware` and `qmu shots`: the run's models measured through a sampler with finite shots."""
+"""`qmu hardware`, `qmu shots` and `qmu leak-map`: the run's models measured through a sampler with finite shots."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["hardware", "register"]
 
 
 def register(sub: Any) -> None:
-    """Add ``hardware`` and ``shots`` to the `qmu` subcommands `sub`."""
+    """Add ``hardware``, ``shots`` and ``leak-map`` to the `qmu` subcommands `sub`."""
     hw = sub.add_parser(
         "hardware",
         help="Measure the run's models (before, unlearned, oracle) through hardware.sampler with finite shots.",
@@ -29,10 +29,18 @@ def register(sub: Any) -> None:
             "time; for google_engine the processor, run name and batches) without training, sampling or sending.",
         )
         p.set_defaults(handler=hardware)
+    leak = sub.add_parser(
+        "leak-map",
+        help="Leakage map: the audit at every noise setting (hardware.noise_map) x shot count (hardware.shots), "
+        "as a heat map and a table, and where the leak disappears.",
+    )
+    add_config_args(leak)
+    add_refresh_arg(leak)
+    leak.set_defaults(handler=hardware, dry_run=False)
 
 
 def hardware(args: argparse.Namespace) -> int:
-    """`qmu hardware` / `qmu shots`: the run's models measured through a sampler."""
+    """`qmu hardware` / `qmu shots` / `qmu leak-map`: the run's models measured through a sampler."""
     config = config_of(args)
     check_artifact_root(config.run.artifact_root)
     from qmu_core.hardware.evaluate import check_model
@@ -44,6 +52,7 @@ def hardware(args: argparse.Namespace) -> int:
         print("\n".join(plan(config, study=args.command == "shots").lines()))
         return 0
     start_early()  # the temporary Prefect server boots while the flow imports
-    from flows.hardware import qmu_hardware, qmu_shots
+    from flows.hardware import qmu_hardware, qmu_leak_map, qmu_shots
 
-    return run_flow(args, config, qmu_hardware if args.command == "hardware" else qmu_shots, config)
+    flow = {"hardware": qmu_hardware, "shots": qmu_shots, "leak-map": qmu_leak_map}[args.command]
+    return run_flow(args, config, flow, config)

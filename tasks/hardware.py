@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import AttackConfig, ModelConfig, QMUConfig, SamplerConfig
-from qmu_core.hardware import devices, engine, evaluate, samplers
+from qmu_core.hardware import devices, engine, evaluate, leakmap, samplers
 from qmu_core.hardware import report as hwreport
 from qmu_core.provenance import AuditFacts
 from qmu_core.splits import read_splits
@@ -125,6 +125,30 @@ def hardware_outputs(
     return Output(table)
 
 
+@stage("hw_draws", label="drawn outputs")
+def drawn_outputs(
+    exact: ArtifactRef,
+    weights: ArtifactRef,
+    records: ArtifactRef,
+    distribution: ArtifactRef,
+    repetitions: int,
+    seed: int,
+    model: ModelConfig,
+    classes: tuple[int, ...],
+    loss: str,
+) -> Output:
+    """The model's outputs with the measured records' rows from `repetitions` shots drawn from the exact distribution.
+
+    The emulator's shots as outcome counts, not one integer per shot (`evaluate.z_from_draws`).
+    """
+    chosen = artifacts.read(records)
+    z = evaluate.z_from_draws(artifacts.read(distribution), repetitions, seed, model.n_qubits)
+    table = evaluate.measured_outputs(
+        artifacts.read(exact), artifacts.read(weights), chosen, z, classes=classes, loss=loss
+    )
+    return Output(table)
+
+
 @stage("hw_metrics", label="hardware metrics")
 def hardware_metrics(
     outputs: dict[str, ArtifactRef], scores: ArtifactRef, records: ArtifactRef, attack: AttackConfig, source: str
@@ -154,6 +178,19 @@ def publish_hardware(
     run_name = str(flow_run.get_name() or time.strftime("hw-%Y%m%d-%H%M%S"))
     published = hwreport.publish_artifacts(
         metrics, circuits, records, config=config, run_name=run_name, outputs=outputs, wall_time_s=time.time() - started
+    )
+    info("\n" + published.markdown)
+    return str(published.summary_path)
+
+
+@task(name="publish_leak_map", task_run_name="publish leakage map", cache_policy=None, persist_result=False)
+def publish_leak_map(
+    metrics: Mapping[str, Mapping[str, ArtifactRef]], simulation: ArtifactRef, config: QMUConfig, started: float
+) -> str:
+    """Write the leakage map (`hw_metrics` by noise setting and source) under ``<root>/runs/<run>/`` and log it."""
+    run_name = str(flow_run.get_name() or time.strftime("leakmap-%Y%m%d-%H%M%S"))
+    published = leakmap.publish_artifacts(
+        metrics, simulation, config=config, run_name=run_name, wall_time_s=time.time() - started
     )
     info("\n" + published.markdown)
     return str(published.summary_path)

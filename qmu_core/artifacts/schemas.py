@@ -30,6 +30,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "distribution": 1,  # exact output distribution per record under a noise model (the emulator)
     "shots": 1,  # raw measurements, one integer per shot
     "hw_outputs": 1,  # outputs with the measured records' rows from shots (or the exact distribution)
+    "hw_draws": 1,  # outputs with the measured records' rows from shots drawn as counts from the exact distribution
     "hw_metrics": 1,  # accuracy and attack metrics over the measured records, per source
 }
 
@@ -147,6 +148,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 SCHEMAS["hw_outputs"] = SCHEMAS["outputs"]
+SCHEMAS["hw_draws"] = SCHEMAS["outputs"]
 
 # Columns that must hold finite numbers only, checked at write (naming the stage and key) and at
 # read (naming the file): weights, probabilities and <Z> read-outs, attack scores.
@@ -154,6 +156,7 @@ FINITE_COLUMNS: dict[str, tuple[str, ...]] = {
     "model": ("values",),
     "outputs": ("prob", "z"),
     "hw_outputs": ("prob", "z"),
+    "hw_draws": ("prob", "z"),
     "mia_scores": ("score",),
     "distribution": ("prob",),
 }

@@ -36,6 +36,7 @@ __all__ = [
     "GoogleNoisyQVMSampler",
     "GoogleVirtualSampler",
     "HardwareConfig",
+    "NoiseSetting",
     "Processor",
     "QsimNoisySampler",
     "QsimSampler",
@@ -221,6 +222,38 @@ else:
 checker sees the union written out)."""
 
 
+class NoiseSetting(Section):
+    """One row of the leakage map (`qmu leak-map`): a processor's calibration noise times a factor.
+
+    Measured with the `emulator` (exact noisy distributions, then the shots); scale 0 is the same
+    compiled circuits without noise.
+    """
+
+    processor: Processor = Field("willow_pink", description="The processor whose device and calibration are used.")
+    scale: float = Field(
+        1.0, ge=0, le=10, description="Every error of the calibration times this; 0: noiseless, 1: as calibrated."
+    )
+
+    @property
+    def label(self) -> str:
+        """``noiseless`` at scale 0, else for example ``willow_pink x0.5``."""
+        return "noiseless" if self.scale == 0 else f"{self.processor} x{self.scale:g}"
+
+    def sampler(self) -> EmulatorSampler:
+        """The emulator that measures this setting."""
+        return EmulatorSampler(processor=self.processor, noise_scale=self.scale)
+
+
+NOISE_MAP = (
+    NoiseSetting(scale=0.0),
+    NoiseSetting(scale=0.5),
+    NoiseSetting(scale=1.0),
+    NoiseSetting(scale=2.0),
+    NoiseSetting(processor="weber", scale=1.0),
+)
+"""The leakage map's default rows: noiseless, `willow_pink`'s calibration x0.5, x1 and x2, and `weber`'s."""
+
+
 def _any_of(schema: dict[str, Any]) -> None:
     """Render the sampler union as `anyOf` (Prefect's form picks a variant from it), the presets' kind first.
 
@@ -280,6 +313,14 @@ class HardwareConfig(Section):
             "checked before any circuit is measured; 0: no cap. `qmu hardware --dry-run` shows a run's total."
         ),
     )
+    noise_map: tuple[NoiseSetting, ...] = Field(
+        NOISE_MAP,
+        min_length=1,
+        description=(
+            "Leakage map (`qmu leak-map`): the noise settings (rows), each measured at every shot count of `shots` "
+            "and at infinite shots (columns); default noiseless, willow_pink x0.5, x1, x2 and weber."
+        ),
+    )
     cpu_threads: int = Field(0, strict=True, ge=0, le=256, description="Simulator threads; 0: every core.")
     timeout_s: float = Field(
         60.0,
@@ -301,3 +342,15 @@ class HardwareConfig(Section):
                 f"hardware.shots={list(value)}: list distinct repetitions from 1 to 1,000,000, e.g. [10, 100, 1000]."
             )
         return tuple(sorted(value))
+
+    @field_validator("noise_map")
+    @classmethod
+    def _distinct_settings(cls, value: tuple[NoiseSetting, ...]) -> tuple[NoiseSetting, ...]:
+        labels = [s.label for s in value]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(
+                f"hardware.noise_map lists {', '.join(twice)} more than once (every processor at scale 0 is "
+                "'noiseless'); list each setting once."
+            )
+        return value

@@ -46,6 +46,7 @@ __all__ = [
     "prepare_records",
     "subset_metrics",
     "z_from_distribution",
+    "z_from_draws",
 ]
 
 MEASURED_ROLES = ("target_train", "target_holdout", "test")
@@ -154,6 +155,21 @@ def z_from_distribution(distribution: pd.DataFrame, n_qubits: int) -> np.ndarray
     """Exact ⟨Z_i⟩ per record ``(records, n)`` from outcome probabilities."""
     probs = frames.stack(distribution["prob"], np.float64)
     return probs @ circuits.z_signs(n_qubits).astype(np.float64)
+
+
+def z_from_draws(distribution: pd.DataFrame, repetitions: int, seed: int, n_qubits: int) -> np.ndarray:
+    """⟨Z_i⟩ per record ``(records, n)`` of `repetitions` shots drawn from each record's exact distribution.
+
+    The shots are drawn as outcome counts (one multinomial draw per record), the sufficient statistic
+    of ⟨Z⟩: the same law as `measure` with `distribution`, without holding one integer per shot
+    (100,000 shots of 300 records would be 240 MB per model).
+    """
+    if repetitions < 1:
+        raise ConfigError(f"z_from_draws needs repetitions >= 1; got {repetitions}.")
+    probs = frames.stack(distribution["prob"], np.float64)
+    rng = np.random.default_rng(seed)
+    counts = np.stack([rng.multinomial(repetitions, p / p.sum()) for p in probs]).astype(np.float64)
+    return counts @ circuits.z_signs(n_qubits).astype(np.float64) / repetitions
 
 
 def measured_outputs(
