@@ -1,9 +1,9 @@
-"""`qmu-hardware` and `qmu-shots` on the `tiny` preset under a Prefect test server.
+"""`qmu-hardware`, `qmu-shots` and `qmu-leak-map` on the `tiny` preset under a Prefect test server.
 
 The noiseless emulator's infinite-shot outputs must reproduce exact simulation (TFQ) through
 the whole chain (prepared circuits, exact distributions, the classical head, the frozen attacks);
 the noisy run must report every model for every source, and the study must show shot noise
-shrinking with the shots.
+shrinking with the shots. The leakage map's noiseless row must equal exact simulation too.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.hardware import qmu_hardware, qmu_shots
+from flows.hardware import qmu_hardware, qmu_leak_map, qmu_shots
 from qmu_cli.root import main
 from qmu_core.config import preset
 from tests.support import TinyRun
@@ -81,6 +81,28 @@ def test_noisy_study_shrinks_shot_noise_and_cli_runs_hardware(root: Path, capsys
     assert code == 0
     out = capsys.readouterr().out.strip().splitlines()[-1]
     assert out.endswith("hardware.json") and ("measured", "before") in _rows(out)
+
+
+def test_leak_map_rows_and_its_noiseless_row_is_simulation(root: Path) -> None:
+    # willow_pink x1 with 6 records per group: the circuits and distributions of the shot study above
+    hardware = {"records_per_group": 6, "shots": [10, 1000], "noise_map": [{"scale": 0}, {"scale": 1}]}
+    path = qmu_leak_map(preset("tiny", run={"artifact_root": str(root)}, hardware=hardware))
+    payload = json.loads(Path(path).read_text())
+    rows = {(r["setting"], r["shots"], r["phase"]): r for r in payload["rows"]}
+    settings = {"simulation", "noiseless", "willow_pink x1"}
+    assert {(s, n) for s, n, _ in rows} == {("simulation", None)} | {
+        (s, n) for s in settings - {"simulation"} for n in (10, 1000, None)
+    }
+    for phase in PHASES:
+        sim, noiseless = rows[("simulation", None, phase)], rows[("noiseless", None, phase)]
+        for key in ("mia_auc", "mia_auc_ci_low", "mia_forget_auc", "retain_test_acc"):
+            assert noiseless[key] == pytest.approx(sim[key], abs=1e-9), (phase, key)
+        assert all(0.0 <= rows[(s, 10, phase)]["mia_auc"] <= 1.0 for s in settings - {"simulation"})
+    assert set(payload["where"]["before"]) == {"leaks", "forget_leaks"}
+    assert len(payload["where"]["before"]["leaks"]) == 2
+    folder = Path(path).parent
+    assert (folder / "leakmap.png").stat().st_size > 0
+    assert "| noiseless | inf | before |" in (folder / "leakmap.md").read_text()
 
 
 def test_hqnn_fails_before_training(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
