@@ -15,6 +15,7 @@ from typing import Any
 from flows.steps import membership_audit, reference_models, split, train_and_unlearn
 from qmu_core import artifacts, housekeeping, workers
 from qmu_core.artifacts import ArtifactRef
+from qmu_core.attacks.audit import SHOT_AWARE
 from qmu_core.config import QMUConfig, SamplerConfig, derive_seed, preset
 from qmu_core.hardware import samplers
 from qmu_core.hardware.dryrun import check_shot_cap, measured_models
@@ -34,6 +35,7 @@ from tasks.hardware import (
     prepare_circuits,
     publish_hardware,
     publish_leak_map,
+    shot_aware_scores,
 )
 
 
@@ -219,6 +221,30 @@ def _drawn(config: QMUConfig, s: dict[str, Any], on: dict[str, Any], repetitions
     }
 
 
+def _judged_shot_aware(
+    config: QMUConfig, s: dict[str, Any], exact: dict[str, Any], drawn: dict[str, Any], source: str
+) -> ArtifactRef:
+    """Shot-aware LiRA (`qmu_core.attacks.lira`) on the `drawn` outputs: fitted on the references' `exact` ones.
+
+    Its headline is the configured one if that is a LiRA variant, else offline LiRA.
+    """
+    attack = config.attack
+    if attack.headline not in SHOT_AWARE:
+        attack = attack.model_copy(update={"headline": "lira_offline"})
+    names = list(s["references"]["reference_models"])
+    audited = {phase: drawn[phase] for phase in s["models"]}
+    scores = shot_aware_scores(
+        splits=s["splits"],
+        membership=s["references"]["membership"],
+        exact_references=[exact[n] for n in names],
+        measured_references=[drawn[n] for n in names],
+        audited=audited,
+        attack=attack,
+        classes=config.data.classes,
+    )
+    return hardware_metrics(outputs=audited, scores=scores, records=s["records"], attack=attack, source=source)
+
+
 @qmu_flow("qmu-leak-map", flow_run_name=run_name("leakmap"), rebuild=False)
 def qmu_leak_map(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
     """The leakage map: the audit at every noise setting of `hardware.noise_map` x every shot count of `hardware.shots`.
@@ -237,9 +263,16 @@ def qmu_leak_map(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the
         for setting in hw.noise_map:
             # Per setting: circuits for its processor (shared by its scales), exact distributions under its noise.
             on = _on_sampler(config, s, setting.sampler())
-            sources = {"exact": _measured(config, s | on, None)}
-            sources |= {f"shots={n}": _drawn(config, s, on, n) for n in hw.shots}
+            exact = _measured(config, s | on, None)
+            drawn = {n: _drawn(config, s, on, n) for n in hw.shots}
             label = setting.label
-            metrics[label] = {src: _judged(config, s, by, f"{label} {src}") for src, by in sources.items()}
+            cells = {"exact": _judged(config, s, exact, f"{label} exact")}
+            for n, outputs in drawn.items():
+                cells[f"shots={n}"] = _judged(config, s, outputs, f"{label} shots={n}")
+                if hw.measure_references:  # the shot variance comes from the references measured at n shots
+                    cells[f"shots={n} aware"] = _judged_shot_aware(
+                        config, s, exact, outputs, f"{label} shots={n} aware"
+                    )
+            metrics[label] = cells
         path = publish_leak_map(metrics=metrics, simulation=simulation, config=config, started=started)
         return show_run(path, refs={"metrics": simulation})

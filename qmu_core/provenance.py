@@ -129,6 +129,7 @@ FACTS: dict[str, type[Facts] | None] = {
     "outputs": None,
     "membership": None,
     "mia_scores": AuditFacts,
+    "hw_scores": AuditFacts,
     "metrics": None,
     "relearn": RelearnFacts,
     "comparison": None,

@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.attacks.audit import shot_aware_audit
 from qmu_core.config import AttackConfig, ModelConfig, QMUConfig, SamplerConfig
 from qmu_core.hardware import devices, engine, evaluate, leakmap, samplers
 from qmu_core.hardware import report as hwreport
@@ -147,6 +148,26 @@ def drawn_outputs(
         artifacts.read(exact), artifacts.read(weights), chosen, z, classes=classes, loss=loss
     )
     return Output(table)
+
+
+@stage("hw_scores", label="shot-aware LiRA")
+def shot_aware_scores(
+    splits: ArtifactRef,
+    membership: ArtifactRef,
+    exact_references: list[ArtifactRef],
+    measured_references: list[ArtifactRef],
+    audited: dict[str, ArtifactRef],
+    attack: AttackConfig,
+    classes: tuple[int, ...],
+) -> Output:
+    """LiRA fitted on the references' infinite-shot outputs, widened by the shot variance of their measured ones."""
+    read = artifacts.read
+    out = shot_aware_audit(
+        read(splits), read(membership), [read(r) for r in exact_references],
+        [read(r) for r in measured_references], {k: read(v) for k, v in audited.items()}, attack, classes,
+    )  # fmt: skip
+    info(out.facts.describe() if out.facts else "shot-aware LiRA scored")
+    return out
 
 
 @stage("hw_metrics", label="hardware metrics")

@@ -31,6 +31,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "shots": 1,  # raw measurements, one integer per shot
     "hw_outputs": 1,  # outputs with the measured records' rows from shots (or the exact distribution)
     "hw_draws": 1,  # outputs with the measured records' rows from shots drawn as counts from the exact distribution
+    "hw_scores": 1,  # shot-aware LiRA's per-record scores of models measured with finite shots (mia_scores' schema)
     "hw_metrics": 1,  # accuracy and attack metrics over the measured records, per source
 }
 
@@ -149,6 +150,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 SCHEMAS["hw_outputs"] = SCHEMAS["outputs"]
 SCHEMAS["hw_draws"] = SCHEMAS["outputs"]
+SCHEMAS["hw_scores"] = SCHEMAS["mia_scores"]
 
 # Columns that must hold finite numbers only, checked at write (naming the stage and key) and at
 # read (naming the file): weights, probabilities and <Z> read-outs, attack scores.
@@ -158,6 +160,7 @@ FINITE_COLUMNS: dict[str, tuple[str, ...]] = {
     "hw_outputs": ("prob", "z"),
     "hw_draws": ("prob", "z"),
     "mia_scores": ("score",),
+    "hw_scores": ("score",),
     "distribution": ("prob",),
 }
 

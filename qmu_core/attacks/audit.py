@@ -23,7 +23,10 @@ from qmu_core.errors import ArtifactError
 from qmu_core.membership import true_members
 from qmu_core.provenance import AuditFacts
 
-__all__ = ["audit", "build"]
+__all__ = ["SHOT_AWARE", "audit", "build", "shot_aware_audit"]
+
+SHOT_AWARE = ("lira_offline", "lira_online")
+"""The attacks `shot_aware_audit` fits (LiRA's per-record Gaussians are what shot noise widens)."""
 
 
 def build(name: str, config: AttackConfig, splits: pd.DataFrame, *, seed: int) -> Attack:
@@ -116,6 +119,29 @@ def audit(
             fitted[name] = attack.fit(own)
         else:
             fitted[name] = attack.fit(reference)
+    parts = _scored(fitted, splits, audited, config, classes)
+    paper = fitted.get("paper")
+    facts = AuditFacts(
+        threat_model=config.threat_model,
+        reference=config.reference,
+        n_reference=reference.n_models,
+        protocol=config.protocol,
+        thresholds={name: float(a.threshold) for name, a in fitted.items()},
+        not_applicable=reasons,
+        paper_train_acc=float(paper.train_acc) if isinstance(paper, PaperAttack) else None,
+    )
+    return Output(pd.concat(parts, ignore_index=True), facts)
+
+
+def _scored(
+    fitted: Mapping[str, Attack],
+    splits: pd.DataFrame,
+    audited: Mapping[str, pd.DataFrame],
+    config: AttackConfig,
+    classes: Sequence[int],
+) -> list[pd.DataFrame]:
+    """Every fitted attack's scores of every audited model's members and non-members."""
+    ids = splits["sample_id"].to_numpy()
     keep = splits["role"].isin(AUDITED_ROLES).to_numpy()
     parts = []
     for phase, outputs in audited.items():
@@ -137,14 +163,51 @@ def audit(
                     }
                 )
             )
-    paper = fitted.get("paper")
+    return parts
+
+
+def shot_aware_audit(
+    splits: pd.DataFrame,
+    membership: pd.DataFrame,
+    exact_references: Sequence[pd.DataFrame],
+    measured_references: Sequence[pd.DataFrame],
+    audited: Mapping[str, pd.DataFrame],
+    config: AttackConfig,
+    classes: Sequence[int],
+) -> Output:
+    """`audit` with shot-aware LiRA (`qmu_core.attacks.lira`, `SHOT_AWARE`) for models measured with finite shots.
+
+    Args:
+        splits: The split table.
+        membership: The reference models' membership matrix.
+        exact_references: Each reference model's outputs at infinite shots under the device's noise.
+        measured_references: The same models' outputs measured at the audited models' shot count.
+        audited: ``{phase: outputs}`` measured at that shot count.
+        config: The attack section (threat model, LiRA's variance).
+        classes: The model's class labels, in output order.
+
+    Returns:
+        The scores of the LiRA variants that apply, in `audit`'s schema, and their `AuditFacts`.
+    """
+    exact = reference_set(splits, membership, exact_references, config, classes)
+    measured = reference_set(splits, membership, measured_references, config, classes)
+    fitted: dict[str, Attack] = {}
+    reasons: dict[str, str] = {}
+    for name in SHOT_AWARE:
+        attack = build(name, config, splits, seed=0)
+        reason = attack.applicable(exact)
+        if reason:
+            reasons[name] = reason
+            continue
+        fitted[name] = attack.fit_shot_aware(exact, measured)  # type: ignore[attr-defined]
+    if not fitted:
+        raise ArtifactError(f"No shot-aware attack applies: {reasons}.")
     facts = AuditFacts(
         threat_model=config.threat_model,
         reference=config.reference,
-        n_reference=reference.n_models,
+        n_reference=exact.n_models,
         protocol=config.protocol,
         thresholds={name: float(a.threshold) for name, a in fitted.items()},
         not_applicable=reasons,
-        paper_train_acc=float(paper.train_acc) if isinstance(paper, PaperAttack) else None,
     )
-    return Output(pd.concat(parts, ignore_index=True), facts)
+    return Output(pd.concat(_scored(fitted, splits, audited, config, classes), ignore_index=True), facts)

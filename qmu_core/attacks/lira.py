@@ -47,6 +47,13 @@ fewer than two reference models, or pairs of one membership class only, the thre
 to the natural one: 0 for online (likelihood ratio 1, equal priors), ``D * log 0.5`` for offline
 (the statistic at every OUT mean). The ⟨Z⟩ orientation ``o`` comes from all reference models
 (a negligible leak into the leave-one-out threshold).
+
+Shot-aware LiRA (`_Lira.fit_shot_aware`, issue 31): a target measured with finite shots carries
+shot noise in its statistic that infinite-shot references do not. The Gaussians are fitted on the
+reference models' infinite-shot outputs (under the device's noise), and each record's variance is
+widened by the variance shot noise adds to the statistic, ``v[r, d] = mean_m (s_measured[m, r, d] -
+s_exact[m, r, d])^2`` over the reference models measured at the target's shot count. The
+leave-one-model-out threshold then scores each held-out model's *measured* statistic.
 """
 
 from __future__ import annotations
@@ -163,6 +170,13 @@ def _gaussians(ins: _Sums, outs: _Sums, fixed_variance: bool) -> _Gaussians:
     return _Gaussians(mu_in, var_in, mu_out, var_out, np.where(both[:, None], diff, np.nan))
 
 
+def _widened(g: _Gaussians, extra: np.ndarray | None) -> _Gaussians:
+    """`g` with `extra` ``(R, D)`` added to both sides' variances (None: `g` itself)."""
+    if extra is None:
+        return g
+    return _Gaussians(g.mu_in, g.var_in + extra, g.mu_out, g.var_out + extra, g.shift)
+
+
 def _log_normal(s: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
     return -0.5 * (np.log(2.0 * np.pi * var) + (s - mu) ** 2 / var)
 
@@ -192,12 +206,36 @@ class _Lira(Attack):
         Raises:
             ConfigError: If the attack does not apply to `reference` (`applicable`).
         """
+        return self._fit(reference, None)
+
+    def fit_shot_aware(self, exact: Reference, measured: Reference) -> _Lira:
+        """Shot-aware LiRA (module doc): Gaussians from `exact`, widened by the shot variance `measured` shows.
+
+        Args:
+            exact: The reference models' infinite-shot observations under the device's noise.
+            measured: The same reference models on the same records, measured at the target's shot count.
+
+        Raises:
+            ConfigError: If the attack does not apply to `exact` (`applicable`).
+            ValueError: If `measured` is not the same models and records as `exact`.
+        """
+        if measured.membership.shape != exact.membership.shape or not np.array_equal(
+            measured.membership, exact.membership
+        ):
+            raise ValueError("Shot-aware LiRA needs the same reference models and records measured and exact.")
+        return self._fit(exact, measured)
+
+    def _fit(self, reference: Reference, measured: Reference | None) -> _Lira:
         self.require(reference)
         stats = np.stack([lira_statistic(obs) for obs in reference.models])
+        scored, extra = stats, None
+        if measured is not None:
+            scored = np.stack([lira_statistic(obs) for obs in measured.models])
+            extra = ((scored - stats) ** 2).mean(axis=0)
         member = np.asarray(reference.membership, dtype=bool)
         ins, outs = _Sums.of(stats, member), _Sums.of(stats, ~member)
         self._threat_model = reference.threat_model
-        self._gauss = _gaussians(ins, outs, self.fixed_variance)
+        self._gauss = _widened(_gaussians(ins, outs, self.fixed_variance), extra)
         self._orient = self._orientation(reference.models[0].label, self._gauss.shift)
         m = reference.n_models
         if m < 2 or member.all() or not member.any():
@@ -208,7 +246,7 @@ class _Lira(Attack):
             held_out = _gaussians(
                 ins.without(stats[i], member[i]), outs.without(stats[i], ~member[i]), self.fixed_variance
             )
-            scores[i] = self._score(stats[i], held_out, self._orient)
+            scores[i] = self._score(scored[i], _widened(held_out, extra), self._orient)
         self.threshold = balanced_threshold(scores, member)
         return self
 

@@ -48,10 +48,12 @@ _VALUES = (
     "retain_test_acc",
 )
 PANELS = (
-    ("mia_auc", "members: AUC"),
-    ("mia_tpr_at_1pct_fpr", "members: TPR @ 1% FPR"),
-    ("mia_forget_auc", "forget set: AUC"),
+    ("mia_auc", "plain", "members: AUC"),
+    ("mia_tpr_at_1pct_fpr", "plain", "members: TPR @ 1% FPR"),
+    ("mia_forget_auc", "plain", "forget set: AUC"),
+    ("mia_auc", "shot-aware", "members: AUC, shot-aware LiRA"),
 )
+"""The heat maps per phase: (metric, attack, title); a shot-aware panel's infinite-shot column is the plain one."""
 
 
 @dataclass
@@ -63,8 +65,12 @@ class LeakMap:
     plots: dict[str, Path] = field(default_factory=dict)
 
 
+AWARE = " aware"
+"""Suffix of a source scored by shot-aware LiRA (``shots=<n> aware``)."""
+
+
 def _shots(source: str) -> int | None:
-    return None if source == EXACT else int(source.removeprefix("shots="))
+    return None if source == EXACT else int(source.removeprefix("shots=").removesuffix(AWARE))
 
 
 def _number(v: Any) -> float | None:
@@ -85,7 +91,12 @@ def leak_rows(tables: Mapping[str, Mapping[str, pd.DataFrame]], simulation: pd.D
         model_level = table[table["attack"] == ""]
         for phase, part in model_level.groupby("phase", sort=False):
             values = dict(zip(part["metric"], part["value"], strict=True))
-            row: dict[str, Any] = {"setting": setting, "shots": _shots(source), "phase": str(phase)}
+            row: dict[str, Any] = {
+                "setting": setting,
+                "shots": _shots(source),
+                "attack": "shot-aware" if source.endswith(AWARE) else "plain",
+                "phase": str(phase),
+            }
             row |= {k: _number(values.get(k)) for k in _VALUES}
             row["leaks"] = _above(row["mia_auc_ci_low"])
             row["forget_leaks"] = _above(row["mia_forget_auc_ci_low"])
@@ -101,9 +112,15 @@ def _above(low: float | None) -> bool | None:
     return None if low is None else low > 0.5
 
 
-def where_it_goes(rows: Sequence[dict[str, Any]], phase: str, key: str = "leaks") -> list[str]:
+def _of(rows: Sequence[dict[str, Any]], attack: str) -> list[dict[str, Any]]:
+    """The rows of `attack` (``plain`` or ``shot-aware``) with the infinite-shot rows, which have no shot noise."""
+    return [r for r in rows if r.get("attack", "plain") == attack or r["shots"] is None]
+
+
+def where_it_goes(rows: Sequence[dict[str, Any]], phase: str, key: str = "leaks", attack: str = "plain") -> list[str]:
     """Per setting, in words: does `phase` leak (`key`: ``leaks`` or ``forget_leaks``), from which shots, why not."""
     lines = []
+    rows = _of(rows, attack)
     settings = list(dict.fromkeys(r["setting"] for r in rows if r["setting"] != SIMULATION))
     simulated = next((r for r in rows if r["setting"] == SIMULATION and r["phase"] == phase), None)
     leaks_in_simulation = simulated is not None and bool(simulated[key])
@@ -146,6 +163,22 @@ def where_it_goes(rows: Sequence[dict[str, Any]], phase: str, key: str = "leaks"
     return lines
 
 
+def recovered(rows: Sequence[dict[str, Any]], phase: str, key: str = "leaks") -> list[str]:
+    """Where shot-aware LiRA finds a leak (`key`) that the plain attack misses at the same shots, and the converse."""
+    plain = {(r["setting"], r["shots"]): r for r in rows if r["phase"] == phase and r.get("attack") == "plain"}
+    aware = {(r["setting"], r["shots"]): r for r in rows if r["phase"] == phase and r.get("attack") == "shot-aware"}
+    gained = [k for k, r in aware.items() if r[key] and k in plain and not plain[k][key]]
+    lost = [k for k, r in aware.items() if not r[key] and k in plain and plain[k][key]]
+    if not aware:
+        return ["no shot-aware rows (`hardware.measure_references` is false)."]
+
+    def listed(keys: list[tuple[str, int]]) -> str:
+        return ", ".join(f"{setting} at {shots:,} shots" for setting, shots in keys) or "nowhere"
+
+    return [f"shot-aware LiRA finds a leak the plain attack misses: {listed(gained)}.",
+            f"the plain attack finds a leak shot-aware LiRA misses: {listed(lost)}."]  # fmt: skip
+
+
 def _cell(row: dict[str, Any], key: str) -> str:
     v = row[key]
     if v is None:
@@ -168,17 +201,22 @@ def markdown(rows: Sequence[dict[str, Any]], notes: Sequence[str], config: QMUCo
         lines += ["Members vs non-members:", ""] + [f"- {x}" for x in where_it_goes(rows, phase)]
         lines += ["", "Forget set vs held-out forget class:", ""]
         lines += [f"- {x}" for x in where_it_goes(rows, phase, "forget_leaks")] + [""]
+        lines += ["Shot-aware LiRA (members):", ""] + [
+            f"- {x}" for x in where_it_goes(rows, phase, attack="shot-aware")
+        ]
+        lines += [f"- {x}" for x in recovered(rows, phase)] + [""]
     head = (
-        "| noise | shots | model | AUC [95% CI] | TPR @ 1% FPR | forget-set AUC [95% CI] | retained test acc | leak? |"
+        "| noise | shots | attack | model | AUC [95% CI] | TPR @ 1% FPR | forget-set AUC [95% CI] | retained test acc "
+        "| leak? |"
     )
-    lines += ["## Table", "", head, "|---|---:|---|---|---:|---|---:|---|"]
+    lines += ["## Table", "", head, "|---|---:|---|---|---|---:|---|---:|---|"]
     for r in rows:
         said = "members" if r["leaks"] else ""
         if r["forget_leaks"]:
             said += (" + " if said else "") + "forget set"
         tpr, acc = r["mia_tpr_at_1pct_fpr"], r["retain_test_acc"]
         lines.append(
-            f"| {r['setting']} | {_shots_text(r['shots'])} | {r['phase']} "
+            f"| {r['setting']} | {_shots_text(r['shots'])} | {r.get('attack', 'plain')} | {r['phase']} "
             f"| {_cell(r, 'mia_auc')} | {'n/a' if tpr is None else f'{tpr:.3f}'} | {_cell(r, 'mia_forget_auc')} "
             f"| {'n/a' if acc is None else f'{acc:.3f}'} | {said or 'no'} |"
         )
@@ -200,11 +238,11 @@ def _plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
         len(phases), len(PANELS), figsize=(4.6 * len(PANELS), 0.55 * len(settings) * len(phases) + 2.2), squeeze=False
     )
     for i, phase in enumerate(phases):
-        for j, (metric, title) in enumerate(PANELS):
+        for j, (metric, attack, title) in enumerate(PANELS):
             ax = axes[i][j]
             grid = np.full((len(settings), len(columns)), np.nan)
             marks = np.zeros_like(grid, dtype=bool)
-            for r in rows:
+            for r in _of(rows, attack):
                 if r["phase"] != phase or r["setting"] not in settings:
                     continue
                 a, b = settings.index(r["setting"]), columns.index(r["shots"])
@@ -261,6 +299,7 @@ def publish(
         "rows": rows,
         "where": {
             phase: {key: where_it_goes(rows, phase, key) for key in ("leaks", "forget_leaks")}
+            | {"shot_aware": where_it_goes(rows, phase, attack="shot-aware"), "recovered": recovered(rows, phase)}
             for phase in ("before", "oracle")
         },
         "config": json.loads(config.model_dump_json()),
