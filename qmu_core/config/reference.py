@@ -27,12 +27,22 @@ def reference_markdown() -> str:
             if isinstance(d, BaseModel):
                 text = json.dumps(d.model_dump(mode="json"))
             else:
-                text = json.dumps(list(d)) if isinstance(d, tuple) else ("null" if d is None else str(d))
+                items = (
+                    [x.model_dump(mode="json") if isinstance(x, BaseModel) else x for x in d]
+                    if isinstance(d, tuple)
+                    else []
+                )
+                text = json.dumps(items) if isinstance(d, tuple) else ("null" if d is None else str(d))
             text = text if len(text) <= 30 else text[:27] + "..."
             lines.append(f"| `{section}.{name}` | `{text}` | {f.description} |")
         if section == "hardware":
             lines += _sampler_tables()
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _plain(values: tuple[object, ...]) -> list[object]:
+    """A tuple default as JSON values (config sections as their dumps)."""
+    return [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in values]
 
 
 def _sampler_tables() -> list[str]:

@@ -21,6 +21,7 @@ DEPLOYMENTS = {  # name: (flow, preset)
     "audit": ("qmu-audit", None),  # audits a run with that run's own config: no preset, nothing required
     "hardware": ("qmu-hardware", "paper_angle"),
     "shots": ("qmu-shots", "paper_angle"),
+    "leak-map": ("qmu-leak-map", "device_leak"),
     "reproduce": ("qmu-reproduce", None),  # its own parameter (ReproduceConfig), every field defaulted
 }
 

@@ -19,6 +19,7 @@ from qmu_core.config import preset
 from tests.support import TinyRun
 
 PHASES = {"before", "oracle", *(f"after_{m}" for m in ("ga", "ssd", "rga", "salun", "finetune"))}
+AWARE = ("plain", "shot-aware")
 
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -88,21 +89,27 @@ def test_leak_map_rows_and_its_noiseless_row_is_simulation(root: Path) -> None:
     hardware = {"records_per_group": 6, "shots": [10, 1000], "noise_map": [{"scale": 0}, {"scale": 1}]}
     path = qmu_leak_map(preset("tiny", run={"artifact_root": str(root)}, hardware=hardware))
     payload = json.loads(Path(path).read_text())
-    rows = {(r["setting"], r["shots"], r["phase"]): r for r in payload["rows"]}
-    settings = {"simulation", "noiseless", "willow_pink x1"}
-    assert {(s, n) for s, n, _ in rows} == {("simulation", None)} | {
-        (s, n) for s in settings - {"simulation"} for n in (10, 1000, None)
+    rows = {(r["setting"], r["shots"], r["attack"], r["phase"]): r for r in payload["rows"]}
+    measured = {"noiseless", "willow_pink x1"}
+    assert {(s, n, a) for s, n, a, _ in rows} == {("simulation", None, "plain")} | {
+        (s, n, a) for s in measured for n, a in ((None, "plain"), *((k, a) for k in (10, 1000) for a in AWARE))
     }
     for phase in PHASES:
-        sim, noiseless = rows[("simulation", None, phase)], rows[("noiseless", None, phase)]
+        sim, noiseless = rows[("simulation", None, "plain", phase)], rows[("noiseless", None, "plain", phase)]
         for key in ("mia_auc", "mia_auc_ci_low", "mia_forget_auc", "retain_test_acc"):
             assert noiseless[key] == pytest.approx(sim[key], abs=1e-9), (phase, key)
-        assert all(0.0 <= rows[(s, 10, phase)]["mia_auc"] <= 1.0 for s in settings - {"simulation"})
-    assert set(payload["where"]["before"]) == {"leaks", "forget_leaks"}
+        for s in measured:
+            assert all(0.0 <= rows[(s, 10, a, phase)]["mia_auc"] <= 1.0 for a in AWARE)
+            # both attacks score the same measured outputs: the same accuracy
+            assert (
+                rows[(s, 10, "plain", phase)]["retain_test_acc"]
+                == rows[(s, 10, "shot-aware", phase)]["retain_test_acc"]
+            )
+    assert set(payload["where"]["before"]) == {"leaks", "forget_leaks", "shot_aware", "recovered"}
     assert len(payload["where"]["before"]["leaks"]) == 2
     folder = Path(path).parent
     assert (folder / "leakmap.png").stat().st_size > 0
-    assert "| noiseless | inf | before |" in (folder / "leakmap.md").read_text()
+    assert "| noiseless | inf | plain | before |" in (folder / "leakmap.md").read_text()
 
 
 def test_hqnn_fails_before_training(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
