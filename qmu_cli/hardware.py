@@ -36,7 +36,13 @@ def register(sub: Any) -> None:
     )
     add_config_args(leak)
     add_refresh_arg(leak)
-    leak.set_defaults(handler=hardware, dry_run=False)
+    leak.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="Print, per noise setting, the circuits to emulate and an emulator time estimated on one circuit, "
+        "without training or measuring.",
+    )
+    leak.set_defaults(handler=hardware)
 
 
 def hardware(args: argparse.Namespace) -> int:
@@ -47,9 +53,14 @@ def hardware(args: argparse.Namespace) -> int:
 
     check_model(config.model)
     if args.dry_run:
-        from qmu_core.hardware.dryrun import plan
+        from qmu_core.hardware.dryrun import leak_map_lines, plan
 
-        print("\n".join(plan(config, study=args.command == "shots").lines()))
+        lines = (
+            leak_map_lines(config)
+            if args.command == "leak-map"
+            else plan(config, study=args.command == "shots").lines()
+        )
+        print("\n".join(lines))
         return 0
     start_early()  # the temporary Prefect server boots while the flow imports
     from flows.hardware import qmu_hardware, qmu_leak_map, qmu_shots

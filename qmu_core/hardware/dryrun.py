@@ -13,10 +13,12 @@ counts:
   slowest gate, from the processor's gate durations) plus `REPETITION_OVERHEAD_S` for reset and
   read-out (an assumption, not a measured number); queueing and per-job overhead are not included.
 
-`Plan.lines()` is what ``qmu hardware --dry-run`` prints. For ``google_engine`` it says what would be
-sent (processor, run name, device configuration, batches) and whether the project is set, never
-its value: credentials never appear in QMU's output. `check_shot_cap` refuses a run whose total
-shots exceed ``hardware.max_total_shots`` (the flows call it before any circuit is measured).
+`Plan.lines()` is what ``qmu hardware --dry-run`` prints; `leak_map_lines` what ``qmu leak-map
+--dry-run`` prints: per noise setting its circuits and an emulator time measured on a few. For
+``google_engine`` it says what would be sent (processor, run name, device configuration, batches)
+and whether the project is set, never its value: credentials never appear in QMU's output.
+`check_shot_cap` refuses a run whose total shots exceed ``hardware.max_total_shots`` (the flows call
+it before any circuit is measured).
 """
 
 from __future__ import annotations
@@ -36,7 +38,16 @@ from qmu_core.identity import lineup
 from qmu_core.membership import reference_names
 from qmu_core.qnn import circuits
 
-__all__ = ["BATCH", "REPETITION_OVERHEAD_S", "Plan", "check_shot_cap", "measured_models", "plan", "total_shots"]
+__all__ = [
+    "BATCH",
+    "REPETITION_OVERHEAD_S",
+    "Plan",
+    "check_shot_cap",
+    "leak_map_lines",
+    "measured_models",
+    "plan",
+    "total_shots",
+]
 
 BATCH = 100
 """Circuits per ``run_batch`` call (`qmu_core.hardware.sampling.run_circuits`' default): one Engine job each."""
@@ -222,4 +233,48 @@ def plan(config: QMUConfig, *, study: bool = False, environ: dict[str, str] | No
             + " / ".join(f"{r:,}" for r in out.repetitions)
             + " repetitions each",
         }
+    return out
+
+
+def leak_map_lines(config: QMUConfig) -> list[str]:
+    """What ``qmu leak-map`` would compute: per noise setting, its circuits and an estimated emulator time.
+
+    The time: three representative circuits' exact distributions timed on this machine (after one
+    untimed, which builds the noise model's caches), per circuit, times the circuits. Records of a
+    re-uploading circuit differ throughout, so each costs about as much; other circuits share
+    their suffix and cost less (the estimate is then an upper bound).
+    """
+    import time
+
+    from qmu_core.hardware.emulator import DensityMatrixEmulator
+
+    hw = config.hardware
+    first = plan(config.model_copy(update={"hardware": hw.model_copy(update={"sampler": hw.noise_map[0].sampler()})}))
+    n_models = len(first.models) + len(first.references)
+    out = [
+        f"models measured: {len(first.models)} audited ({', '.join(first.models)})"
+        + (f" + {len(first.references)} reference models" if first.references else ""),
+        f"records per model: {first.n_records}; shot counts: "
+        + ", ".join(f"{r:,}" for r in hw.shots)
+        + " and infinite, drawn from exact distributions (emulator): no device time",
+    ]
+    total = 0.0
+    for setting in hw.noise_map:
+        sampler = setting.sampler()
+        kind = samplers.resolve(sampler)
+        one = plan(config.model_copy(update={"hardware": hw.model_copy(update={"sampler": sampler})}))
+        rng = np.random.default_rng(0)
+        batch = [_one_circuit(config, rng.uniform(0, np.pi, config.model.n_qubits), kind).circuits[0] for _ in range(4)]
+        emulator = DensityMatrixEmulator(kind.noise_model())
+        emulator.probabilities(batch[:1])
+        started = time.perf_counter()
+        emulator.probabilities(batch[1:])
+        estimate = (time.perf_counter() - started) / 3 * n_models * one.n_records
+        total += estimate
+        out.append(
+            f"{setting.label}: {n_models * one.n_records:,} circuits ({one.two_qubit_gates} two-qubit gates, depth "
+            f"{one.depth} on {one.processor}); emulator about {estimate / 60:.0f} min"
+        )
+    out.append(f"estimated emulator time: about {total / 60:.0f} min on this machine, plus the audits")
+    out.append("nothing was trained or measured (dry run)")
     return out

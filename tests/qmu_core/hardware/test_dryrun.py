@@ -93,3 +93,20 @@ def test_the_cli_dry_run_trains_nothing(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "total shots: 108,000" in out and "willow_pink" in out  # 9 models x 12 records x 1,000 shots
     assert not (root / "model").exists() and not (root / "runs").exists()
+
+
+def test_the_leak_map_dry_run_lists_every_setting_and_trains_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qmu_cli.root import main
+
+    root = tmp_path / "root"
+    noise = 'hardware.noise_map=[{"scale": 0}, {"processor": "weber"}]'
+    args = ["leak-map", "--preset", "tiny", "--set", f"run.artifact_root={root}", "--set", noise, "--dry-run"]
+    assert main([*args, "--set", "hardware.records_per_group=2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("records per model: 12; shot counts: 10, 100, 1,000, 10,000 and infinite")
+    assert lines[2].startswith("noiseless: 108 circuits (") and "on willow_pink); emulator about" in lines[2]
+    assert lines[3].startswith("weber x1: 108 circuits (") and "on weber)" in lines[3]  # 9 models x 12 records
+    assert lines[-1] == "nothing was trained or measured (dry run)"
+    assert not root.exists() or not any(root.iterdir())
