@@ -177,6 +177,100 @@ def _hardware_plot(table: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def deletion_rows(tables: Mapping[str, pd.DataFrame], attacks: Sequence[str]) -> list[dict[str, Any]]:
+    """Unlearning judged on the device: per (source, model) each attack's forget-set AUC against the oracle's.
+
+    Per attack of `attacks`: ``<a>:forget_auc`` with its 95% CI (bootstrap over the measured
+    records), ``<a>:forget_success``, ``<a>:leak`` (`tables.leak_answer` of the forget-set AUC),
+    ``<a>:gap`` (minus the oracle's, same source) with its CI (the two record-level errors as
+    independent) and ``<a>:verdict`` (`compare.verdict`: within, outside or inconclusive of the
+    oracle). Sources without an oracle row are left out.
+    """
+    from qmu_core.report.tables import leak_answer
+    from qmu_core.unlearning.compare import Z95, verdict
+
+    out: list[dict[str, Any]] = []
+    for source, table in tables.items():
+        values = {
+            (str(p), str(a), str(m)): float(v)
+            for p, a, m, v in table[["phase", "attack", "metric", "value"]].itertuples(index=False)
+        }
+        phases = list(dict.fromkeys(str(p) for p in table["phase"]))
+        if "oracle" not in phases:
+            continue
+        for phase in phases:
+            row: dict[str, Any] = {"source": source, "phase": phase}
+            for attack in attacks:
+                auc, lo, hi, o_auc, o_lo, o_hi = (
+                    values.get((p, attack, m), math.nan)
+                    for p in (phase, "oracle")
+                    for m in ("forget_auc", "forget_auc_ci_low", "forget_auc_ci_high")
+                )
+                se = math.hypot((hi - lo) / (2 * Z95), (o_hi - o_lo) / (2 * Z95))
+                gap = auc - o_auc
+                g_lo, g_hi = max(gap - Z95 * se, -1.0), min(gap + Z95 * se, 1.0)
+                row[f"{attack}:forget_auc"] = None if math.isnan(auc) else round(auc, 4)
+                row[f"{attack}:forget_auc_ci"] = None if math.isnan(lo) else [round(lo, 4), round(hi, 4)]
+                row[f"{attack}:forget_success"] = _rounded(values.get((phase, attack, "forget_success")))
+                row[f"{attack}:leak"] = leak_answer(row[f"{attack}:forget_auc"], row[f"{attack}:forget_auc_ci"])[0]
+                row[f"{attack}:gap"] = None if math.isnan(gap) else round(gap, 4)
+                row[f"{attack}:gap_ci"] = None if math.isnan(se) else [round(g_lo, 4), round(g_hi, 4)]
+                judged = None if phase == "oracle" or math.isnan(gap) else verdict("forget_auc", gap, g_lo, g_hi)
+                row[f"{attack}:verdict"] = judged
+            out.append(row)
+    return out
+
+
+def _rounded(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) else round(v, 4)
+
+
+def _ci_text(v: Any, ci: Any) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def deletion_markdown(rows: Sequence[dict[str, Any]], attacks: Sequence[str], protocol: str) -> str:
+    """The section "Unlearning judged on the device" of the hardware report (`deletion_rows`)."""
+    if not rows:
+        return ""
+    lines = [
+        "## Unlearning judged on the device",
+        "",
+        "Each model's forget set (deleted training records) against held-out records of the forget class, "
+        "beside the retrain oracle's, over the measured records of repeat 0 (CIs over records only). Verdict "
+        "against the oracle's forget-set AUC (tolerance 0.05): within, outside, or inconclusive (the gap's CI "
+        f"straddles the tolerance). `paper`: the paper's attack under the **{protocol}** protocol"
+        + (
+            " (fitted on the target's own outputs, so it can learn the records rather than membership; the "
+            "oracle's row is its control: it never trained on the forget set)."
+            if protocol == "paper"
+            else " (fitted on shadow models); `--set attack.protocol=paper` shows the paper's own protocol."
+        ),
+        "",
+    ]
+    head = "| source | model |"
+    rule = "|---|---|"
+    for a in attacks:
+        head += f" {a} forget AUC [95% CI] | leak? | gap to oracle [95% CI] | verdict | {a} forget success |"
+        rule += "---|---|---|---|---:|"
+    lines += [head, rule]
+    for r in rows:
+        cells = [r["source"], r["phase"]]
+        for a in attacks:
+            success = r[f"{a}:forget_success"]
+            cells += [
+                _ci_text(r[f"{a}:forget_auc"], r[f"{a}:forget_auc_ci"]),
+                r[f"{a}:leak"],
+                "–" if r["phase"] == "oracle" else _ci_text(r[f"{a}:gap"], r[f"{a}:gap_ci"]),
+                r[f"{a}:verdict"] or "–",
+                "n/a" if success is None else f"{success:.3f}",
+            ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def publish(
     tables: Mapping[str, pd.DataFrame],
     *,
@@ -223,13 +317,17 @@ def publish(
         ),
         f"Wall time {wall_time_s:.0f} s.",
     ]
-    md = _markdown(title, table, notes) + "\n" + changed_markdown(config)
+    attacks = list(dict.fromkeys([config.attack.headline, "paper"]))
+    deletion = [] if study else deletion_rows(tables, attacks)
+    md = _markdown(title, table, notes) + "\n" + deletion_markdown(deletion, attacks, config.attack.protocol)
+    md += "\n" + changed_markdown(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = run_dir / f"{name}.json"
     payload = {
         "title": title,
         "sampler": sampler,
         "rows": table,
+        "deletion": deletion,
         "circuits": dict(circuit_stats),
         "config": json.loads(config.model_dump_json()),
         "changed_from_preset": changed_fields(config),
