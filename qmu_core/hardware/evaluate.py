@@ -16,6 +16,8 @@ The pieces the hardware flows chain (each one stage in ``tasks/hardware.py``):
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -35,6 +37,7 @@ from qmu_core.qnn import circuits
 from qmu_core.qnn.frontend import model_front_end
 
 __all__ = [
+    "EMULATING",
     "MEASURED_ROLES",
     "bits_from_frame",
     "check_model",
@@ -100,10 +103,22 @@ def prepare_records(
     return storage.to_frame(prepared, records["sample_id"].to_numpy())
 
 
+EMULATING = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+"""At most one `exact_distribution` per core at a time in a process.
+
+A hardware flow submits every measured model's distribution at once (39 for `device_leak`), and
+each emulator holds up to `DensityMatrixEmulator`'s 512 MiB of working arrays: 39 at once took
+16 GB and gained nothing, as the threads share the cores (and the GIL)."""
+
+
 def exact_distribution(circuits_frame: pd.DataFrame, noise: cirq.NoiseModel | None) -> pd.DataFrame:
-    """``sample_id`` and ``prob`` (the 2^n outcome probabilities, big-endian over logical qubits)."""
+    """``sample_id`` and ``prob`` (the 2^n outcome probabilities, big-endian over logical qubits).
+
+    Waits for a free slot of `EMULATING` first.
+    """
     prepared = storage.from_frame(circuits_frame)
-    probs = DensityMatrixEmulator(noise).probabilities(prepared.circuits)
+    with EMULATING:
+        probs = DensityMatrixEmulator(noise).probabilities(prepared.circuits)
     return pd.DataFrame({"sample_id": circuits_frame["sample_id"].to_numpy(), "prob": list(probs)})
 
 

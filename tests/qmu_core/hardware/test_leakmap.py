@@ -80,3 +80,47 @@ def test_noise_settings_are_labelled_emulators_and_listed_once() -> None:
     assert NoiseSetting().sampler().model_dump() == preset("device_leak").hardware.sampler.model_dump()
     with pytest.raises(ValueError, match="noiseless.*more than once"):
         preset("tiny", hardware={"noise_map": [{"scale": 0}, {"processor": "weber", "scale": 0}]})
+
+
+def test_exact_distributions_run_at_most_one_per_core_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow submits every model's distribution at once; the emulators must not all run (and hold memory) at once."""
+    import os
+    import threading
+    import time
+
+    from qmu_core.hardware import prepare as hp
+    from qmu_core.hardware import storage
+    from qmu_core.hardware.emulator import DensityMatrixEmulator
+
+    model = preset("tiny").model
+    rng = np.random.default_rng(0)
+    n = 3 * model.n_qubits * model.layers
+    weights = pd.DataFrame({"variable": ["theta"], "shape": [[n]], "values": [rng.normal(size=n)]})
+    logical = hp.resolved_circuits(weights, rng.uniform(0, np.pi, size=(3, model.n_qubits)), model)
+    frame = storage.to_frame(hp.prepare(logical, target=None), np.arange(3))
+    expected = evaluate.exact_distribution(frame, None)
+    lock, running, most = threading.Lock(), [0], [0]
+
+    class Probed(DensityMatrixEmulator):
+        def probabilities(self, circuits: Any) -> np.ndarray:
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.05)
+            try:
+                return super().probabilities(circuits)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+    monkeypatch.setattr(evaluate, "DensityMatrixEmulator", Probed)
+    results: list[pd.DataFrame] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(evaluate.exact_distribution(frame, None))) for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6 and all(np.array_equal(np.stack(r["prob"]), np.stack(expected["prob"])) for r in results)
+    assert 1 <= most[0] <= max(1, min(6, os.cpu_count() or 1))
