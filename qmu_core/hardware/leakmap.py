@@ -133,8 +133,8 @@ def where_it_goes(rows: Sequence[dict[str, Any]], phase: str, key: str = "leaks"
             continue
         if not exact[key]:
             why = (
-                "lost to noise: the noiseless simulation leaks, but at infinite shots under this noise the CI "
-                "already contains 0.5"
+                "lost to noise: the noiseless simulation of these records leaks, but at infinite shots under "
+                "this noise the CI contains 0.5 (the leak shrank below what these records can show)"
                 if leaks_in_simulation
                 else "nothing to lose: the noiseless simulation of these records shows no leak either"
             )
@@ -189,6 +189,16 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 def _shots_text(shots: int | None) -> str:
     return "inf" if shots is None else f"{shots:,}"
+
+
+def _short(shots: int | None) -> str:
+    """A heat map's column label: 10, 100, 1k, 10k, 100k, 1M, inf."""
+    if shots is None:
+        return "inf"
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if shots >= size and shots % size == 0:
+            return f"{shots // size}{suffix}"
+    return str(shots)
 
 
 def markdown(rows: Sequence[dict[str, Any]], notes: Sequence[str], config: QMUConfig) -> str:
@@ -256,7 +266,7 @@ def _plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
                     text = f"{v:.2f}" + ("*" if marks[a, b] else "")
                     colour = "w" if v < (low + high) / 2 else "k"
                     ax.text(b, a, text, ha="center", va="center", fontsize=8, color=colour)
-            ax.set_xticks(range(len(columns)), [_shots_text(c) for c in columns], fontsize=8)
+            ax.set_xticks(range(len(columns)), [_short(c) for c in columns], fontsize=8)
             ax.set_yticks(range(len(settings)), settings, fontsize=8)
             ax.set_xlabel("shots per record")
             ax.set_title(f"{phase}: {title}", fontsize=9)
