@@ -146,7 +146,16 @@ def where_it_goes(rows: Sequence[dict[str, Any]], phase: str, key: str = "leaks"
             if not r[key]:
                 break
             start = r["shots"]
-        if start is None:
+        below = [r["shots"] for r in finite if start is None or r["shots"] < start]
+        stray = [r["shots"] for r in finite if r[key] and r["shots"] in below]
+        if stray:  # leaks at some smaller count but not at a larger one: the answer flips near the CI's boundary
+            leaking = [r["shots"] for r in finite if r[key]]
+            missing = [r["shots"] for r in finite if not r[key]]
+            lines.append(
+                f"{setting}: leaks at infinite shots and at {_listed(leaking)} shots, not at {_listed(missing)}: "
+                "near the CI's boundary the answer flips with the draw of shots."
+            )
+        elif start is None:
             lines.append(
                 f"{setting}: leaks at infinite shots only; at {finite[-1]['shots']:,} shots or fewer it is lost to "
                 "shot variance."
@@ -156,11 +165,17 @@ def where_it_goes(rows: Sequence[dict[str, Any]], phase: str, key: str = "leaks"
         elif start == finite[0]["shots"]:
             lines.append(f"{setting}: leaks at every shot count measured ({start:,} and up) and at infinite shots.")
         else:
-            fewer = max(r["shots"] for r in finite if r["shots"] < start)
             lines.append(
-                f"{setting}: leaks from {start:,} shots on; at {fewer:,} shots or fewer it is lost to shot variance."
+                f"{setting}: leaks from {start:,} shots on; at {max(below):,} shots or fewer it is lost to shot "
+                "variance."
             )
     return lines
+
+
+def _listed(shots: Sequence[int]) -> str:
+    """``10, 100 and 1,000``."""
+    text = [f"{n:,}" for n in shots]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
 
 
 def recovered(rows: Sequence[dict[str, Any]], phase: str, key: str = "leaks") -> list[str]:

@@ -54,12 +54,18 @@ def test_where_the_leak_goes_names_noise_or_shot_variance() -> None:
         *(_row("c", n, True) for n in (10, 1000, None)),
         # leaks at infinite shots only
         *(_row("d", n, n is None) for n in (10, 1000, None)),
+        # leaks at 1,000 and 100,000 shots but not at 10,000: the answer flips near the boundary
+        *(_row("e", n, n in (1000, 100000, None)) for n in (10, 100, 1000, 10000, 100000, None)),
     ]
     said = where_it_goes(rows, "before")
     assert said[0] == "a: leaks from 1,000 shots on; at 100 shots or fewer it is lost to shot variance."
     assert said[1].startswith("b: no leak detected at any shot count; lost to noise")
     assert said[2].startswith("c: leaks at every shot count measured (10 and up)")
     assert said[3].startswith("d: leaks at infinite shots only; at 1,000 shots or fewer it is lost to shot variance")
+    assert said[4] == (
+        "e: leaks at infinite shots and at 1,000 and 100,000 shots, not at 10, 100 and 10,000: near the CI's "
+        "boundary the answer flips with the draw of shots."
+    )
     # without a leak in simulation there is nothing for noise to take
     quiet = [_row(SIMULATION, None, False), *(_row("b", n, False) for n in (10, None))]
     assert "nothing to lose" in where_it_goes(quiet, "before")[0]
