@@ -120,17 +120,24 @@ def audit(
         else:
             fitted[name] = attack.fit(reference)
     parts = _scored(fitted, splits, audited, config, classes)
+    facts = _facts(config, reference, fitted, reasons)
+    return Output(pd.concat(parts, ignore_index=True), facts)
+
+
+def _facts(
+    config: AttackConfig, reference: Reference, fitted: Mapping[str, Attack], reasons: Mapping[str, str]
+) -> AuditFacts:
+    """The `AuditFacts` of attacks `fitted` on `reference` (and of those not applicable, with `reasons`)."""
     paper = fitted.get("paper")
-    facts = AuditFacts(
+    return AuditFacts(
         threat_model=config.threat_model,
         reference=config.reference,
         n_reference=reference.n_models,
         protocol=config.protocol,
         thresholds={name: float(a.threshold) for name, a in fitted.items()},
-        not_applicable=reasons,
+        not_applicable=dict(reasons),
         paper_train_acc=float(paper.train_acc) if isinstance(paper, PaperAttack) else None,
     )
-    return Output(pd.concat(parts, ignore_index=True), facts)
 
 
 def _scored(
@@ -202,12 +209,5 @@ def shot_aware_audit(
         fitted[name] = attack.fit_shot_aware(exact, measured)  # type: ignore[attr-defined]
     if not fitted:
         raise ArtifactError(f"No shot-aware attack applies: {reasons}.")
-    facts = AuditFacts(
-        threat_model=config.threat_model,
-        reference=config.reference,
-        n_reference=exact.n_models,
-        protocol=config.protocol,
-        thresholds={name: float(a.threshold) for name, a in fitted.items()},
-        not_applicable=reasons,
-    )
+    facts = _facts(config, exact, fitted, reasons)
     return Output(pd.concat(_scored(fitted, splits, audited, config, classes), ignore_index=True), facts)
