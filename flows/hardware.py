@@ -39,19 +39,19 @@ from tasks.hardware import (
 )
 
 
-def _models_and_audit(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[str, Any]:
-    """The run's models (repeat 0), their simulated outputs and audit, the measured records, and more.
+def _models_and_audit(config: QMUConfig, repetitions: tuple[int, ...], seeds: int = 1) -> dict[str, Any]:
+    """The run's models (repeats ``0..seeds-1``), their simulated outputs and audit, the measured records, and more.
 
     Also the prepared circuits and exact distribution (under the sampler's noise) of every model to
     measure: the audited ones and, with `hardware.measure_references`, the attacker's references.
     Before anything trains: the model must fit the hardware path, and the shots to measure at
     `repetitions` must fit under `hardware.max_total_shots`.
     """
-    s = _models(config, repetitions)
+    s = _models(config, repetitions, seeds)
     return s | _on_sampler(config, s, config.hardware.sampler)
 
 
-def _models(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[str, Any]:
+def _models(config: QMUConfig, repetitions: tuple[int, ...], seeds: int = 1) -> dict[str, Any]:
     """`_models_and_audit` up to the sampler: records, shot cap, models, references, simulated outputs, audit."""
     check_model(config.model)
     hw = config.hardware
@@ -59,11 +59,13 @@ def _models(config: QMUConfig, repetitions: tuple[int, ...]) -> dict[str, Any]:
     # The records first: the shot cap counts them before anything trains.
     picked = hardware_records.submit(splits=splits, records_per_group=hw.records_per_group, seed=config.run.seed)
     records = picked.result()
-    models, references = measured_models(config)
+    models, references = measured_models(config, seeds)
     check_shot_cap(config, len(models) + len(references), len(artifacts.read(records)), repetitions)
     models = train_and_unlearn(config, base, splits, 0)
     references = reference_models(config, base)
     track(references["reference_models"].values(), "reference models trained")
+    for repeat in range(1, seeds):  # r1/before, r1/oracle, ...: the run's other training seeds
+        models |= train_and_unlearn(config, base, splits, repeat)
     common = {"model": config.model, "classes": config.data.classes}
     loss = config.train.loss
     simulated = {
@@ -153,12 +155,13 @@ def _judged(config: QMUConfig, s: dict[str, Any], outputs: dict[str, Any], sourc
 def qmu_hardware(config: QMUConfig = preset("tiny")) -> str:  # noqa: B008 - the form starts from `tiny`
     """Before, every unlearned model and the oracle measured on `hardware.sampler` with `hardware.repetitions` shots.
 
-    Accuracy and the audit beside exact simulation. Returns the report's JSON path.
+    The models of the run's first `hardware.seeds` training seeds; accuracy and the audit beside
+    exact simulation, and the deletion table over those seeds. Returns the report's JSON path.
     """
     started = time.time()
     with housekeeping.live_run(config.run.artifact_root):  # `qmu artifacts gc` waits for the run
         workers.configure(config.run.workers)
-        s = _models_and_audit(config, (config.hardware.repetitions,))
+        s = _models_and_audit(config, (config.hardware.repetitions,), config.hardware.seeds)
 
         # Measure: shots through the sampler (the emulator draws them from the exact distribution).
         measured = _measured(config, s, config.hardware.repetitions)

@@ -122,6 +122,17 @@ class QMUConfig(Section):
         return data
 
     @model_validator(mode="after")
+    def _measured_seeds_are_trained(self) -> QMUConfig:
+        """`qmu hardware` measures repeats the run trains: ``hardware.seeds <= unlearn.seeds``."""
+        if self.hardware.seeds > self.unlearn.seeds:
+            raise ValueError(
+                f"hardware.seeds={self.hardware.seeds} asks to measure more training seeds than the run trains "
+                f"(unlearn.seeds={self.unlearn.seeds}). Lower hardware.seeds, or raise unlearn.seeds to "
+                f"{self.hardware.seeds} (form: the unlearn section's Seeds)."
+            )
+        return self
+
+    @model_validator(mode="after")
     def _qfi_needs_one_encoding_layer(self) -> QMUConfig:
         """SSD's QFI importance assumes one encoding layer before the ansatz: refuse re-uploading before any stage."""
         if self.model.reupload and "ssd" in self.unlearn.methods and self.unlearn.ssd_importance == "qfi":

@@ -291,6 +291,17 @@ class HardwareConfig(Section):
             "random with `run.seed`; fewer if a group is smaller."
         ),
     )
+    seeds: int = Field(
+        1,
+        strict=True,
+        ge=1,
+        le=20,
+        description=(
+            "Training seeds whose models `qmu hardware` measures (the run's repeats 0 to seeds-1, at most "
+            "`unlearn.seeds`): the device's deletion table is their mean with a CI over seeds and records. "
+            "`qmu shots` and `qmu leak-map` measure repeat 0."
+        ),
+    )
     shots: tuple[StrictInt, ...] = Field(
         (10, 100, 1000, 10000),
         min_length=1,

@@ -142,6 +142,7 @@ def _device_leak() -> dict[str, Any]:
     }
     cfg["train"] = {**cfg["train"], "learning_rate": 0.05}
     cfg["unlearn"] = {**cfg["unlearn"], "ssd_importance": "fisher"}  # the QFI needs a single encoding layer
+    cfg["hardware"] = {"seeds": 3}  # `qmu hardware` judges the deletion on the device over the three seeds
     return cfg
 
 

@@ -61,10 +61,10 @@ def total_shots(n_models: int, n_records: int, repetitions: tuple[int, ...]) -> 
     return n_models * n_records * sum(repetitions)
 
 
-def measured_models(config: QMUConfig) -> tuple[list[str], list[str]]:
-    """The models a hardware run measures: the audited ones (by phase) and the reference models it measures too."""
+def measured_models(config: QMUConfig, seeds: int = 1) -> tuple[list[str], list[str]]:
+    """The models a hardware run measures: the audited ones of repeats ``0..seeds-1`` (by phase) and the references."""
     references = reference_names(config.attack) if config.hardware.measure_references else []
-    return [w.phase for w in lineup(config.unlearn.methods)], references
+    return [w.phase for r in range(seeds) for w in lineup(config.unlearn.methods, r)], references
 
 
 def check_shot_cap(config: QMUConfig, n_models: int, n_records: int, repetitions: tuple[int, ...]) -> None:
@@ -204,7 +204,7 @@ def plan(config: QMUConfig, *, study: bool = False, environ: dict[str, str] | No
     stats = prepared.stats[0]
     metadata = kind.processor.device.metadata if kind.processor is not None else None
     durations = getattr(metadata, "gate_durations", None)
-    models, references = measured_models(config)
+    models, references = measured_models(config, 1 if study else hw.seeds)
     out = Plan(
         sampler=kind.describes,
         kind=kind.name,

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig
 from qmu_core.config.overrides import changed_fields, changed_markdown
 from qmu_core.hardware import samplers
+
+if TYPE_CHECKING:
+    from qmu_core.identity import Which
 
 __all__ = [
     "COLUMNS",
@@ -158,7 +161,8 @@ def _hardware_plot(table: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     frame = pd.DataFrame(table)
-    phases = list(dict.fromkeys(frame["phase"]))
+    every = list(dict.fromkeys(frame["phase"]))
+    phases = [p for p in every if "/" not in p]  # repeat 0: the other seeds' rows are in the table
     sources = list(dict.fromkeys(frame["source"]))
     metrics = ["retain_test_acc", "forget_train_acc", "mia_auc", "mia_forget_success"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4), constrained_layout=True)
@@ -172,6 +176,8 @@ def _hardware_plot(table: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylim(0, 1)
         ax.set_title(metric)
     axes[0].legend(fontsize=7)
+    if len(phases) < len(every):
+        fig.suptitle("repeat 0 (training seed 0); the table has every measured seed", fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -180,14 +186,18 @@ def _hardware_plot(table: list[dict[str, Any]], path: Path) -> Path:
 def deletion_rows(tables: Mapping[str, pd.DataFrame], attacks: Sequence[str]) -> list[dict[str, Any]]:
     """Unlearning judged on the device: per (source, model) each attack's forget-set AUC against the oracle's.
 
-    Per attack of `attacks`: ``<a>:forget_auc`` with its 95% CI (bootstrap over the measured
-    records), ``<a>:forget_success``, ``<a>:leak`` (`tables.leak_answer` of the forget-set AUC),
-    ``<a>:gap`` (minus the oracle's, same source) with its CI (the two record-level errors as
-    independent) and ``<a>:verdict`` (`compare.verdict`: within, outside or inconclusive of the
-    oracle). Sources without an oracle row are left out.
+    A model is a phase of repeat 0 (``after_ga``) joined with the same phase of every other measured
+    repeat (``r1/after_ga``: another training seed), each against its own repeat's oracle. Per attack
+    of `attacks`: ``<a>:forget_auc`` (mean over seeds) with its 95% CI, ``<a>:forget_success``
+    (mean), ``<a>:leak`` (`tables.leak_answer` of the forget-set AUC), ``<a>:gap`` (mean of the
+    per-seed gaps to the oracle) with its CI, and ``<a>:verdict`` (`compare.verdict`: within,
+    outside or inconclusive of the oracle); ``seeds`` counts the repeats. The CIs combine the seeds'
+    spread with the record bootstrap as the simulation report does (`compare.combined_half_width`:
+    the records are the same in every repeat); one seed gives the bootstrap CI alone. A gap's
+    record-level error takes the model's and the oracle's as independent. Sources without an
+    oracle are left out.
     """
-    from qmu_core.report.tables import leak_answer
-    from qmu_core.unlearning.compare import Z95, verdict
+    from qmu_core.identity import Which
 
     out: list[dict[str, Any]] = []
     for source, table in tables.items():
@@ -195,34 +205,75 @@ def deletion_rows(tables: Mapping[str, pd.DataFrame], attacks: Sequence[str]) ->
             (str(p), str(a), str(m)): float(v)
             for p, a, m, v in table[["phase", "attack", "metric", "value"]].itertuples(index=False)
         }
-        phases = list(dict.fromkeys(str(p) for p in table["phase"]))
-        if "oracle" not in phases:
+        seeds: dict[str, list[Which]] = {}
+        for phase in dict.fromkeys(str(p) for p in table["phase"]):
+            which = Which.of_phase(phase)
+            if which is not None:
+                seeds.setdefault(which.name, []).append(which)
+        if "oracle" not in seeds:
             continue
-        for phase in phases:
-            row: dict[str, Any] = {"source": source, "phase": phase}
+        for name, found in seeds.items():
+            row: dict[str, Any] = {"source": source, "phase": name, "seeds": len(found)}
             for attack in attacks:
-                auc, lo, hi, o_auc, o_lo, o_hi = (
-                    values.get((p, attack, m), math.nan)
-                    for p in (phase, "oracle")
-                    for m in ("forget_auc", "forget_auc_ci_low", "forget_auc_ci_high")
-                )
-                se = math.hypot((hi - lo) / (2 * Z95), (o_hi - o_lo) / (2 * Z95))
-                gap = auc - o_auc
-                g_lo, g_hi = max(gap - Z95 * se, -1.0), min(gap + Z95 * se, 1.0)
-                row[f"{attack}:forget_auc"] = None if math.isnan(auc) else round(auc, 4)
-                row[f"{attack}:forget_auc_ci"] = None if math.isnan(lo) else [round(lo, 4), round(hi, 4)]
-                row[f"{attack}:forget_success"] = _rounded(values.get((phase, attack, "forget_success")))
-                row[f"{attack}:leak"] = leak_answer(row[f"{attack}:forget_auc"], row[f"{attack}:forget_auc_ci"])[0]
-                row[f"{attack}:gap"] = None if math.isnan(gap) else round(gap, 4)
-                row[f"{attack}:gap_ci"] = None if math.isnan(se) else [round(g_lo, 4), round(g_hi, 4)]
-                judged = None if phase == "oracle" or math.isnan(gap) else verdict("forget_auc", gap, g_lo, g_hi)
-                row[f"{attack}:verdict"] = judged
+                row |= _judged_over_seeds(values, found, attack)
             out.append(row)
     return out
 
 
+def _judged_over_seeds(
+    values: Mapping[tuple[str, str, str], float], found: Sequence[Which], attack: str
+) -> dict[str, Any]:
+    """`deletion_rows`' columns of `attack` for one model over its repeats `found`."""
+    from qmu_core.identity import Which
+    from qmu_core.report.tables import leak_answer
+    from qmu_core.unlearning.compare import Z95, verdict
+
+    def at(phase: str, metric: str) -> float:
+        return values.get((phase, attack, metric), math.nan)
+
+    def se(phase: str) -> float:
+        return (at(phase, "forget_auc_ci_high") - at(phase, "forget_auc_ci_low")) / (2 * Z95)
+
+    aucs, auc_se, gaps, gap_se, success = [], [], [], [], []
+    for which in found:
+        oracle = Which.oracle(which.repeat).phase
+        auc, o_auc = at(which.phase, "forget_auc"), at(oracle, "forget_auc")
+        if math.isnan(auc):
+            continue
+        aucs.append(auc)
+        auc_se.append(se(which.phase))
+        success.append(at(which.phase, "forget_success"))
+        gaps.append(auc - o_auc)
+        gap_se.append(math.hypot(se(which.phase), se(oracle)))
+    mean, lo, hi = _mean_ci(aucs, auc_se, (0.0, 1.0))
+    gap, g_lo, g_hi = _mean_ci(gaps, gap_se, (-1.0, 1.0))
+    auc_ci = None if math.isnan(lo) else [round(lo, 4), round(hi, 4)]
+    is_oracle = found[0].name == "oracle"
+    kept = [v for v in success if not math.isnan(v)]
+    return {
+        f"{attack}:forget_auc": _rounded(mean),
+        f"{attack}:forget_auc_ci": auc_ci,
+        f"{attack}:forget_success": _rounded(float(np.mean(kept))) if kept else None,
+        f"{attack}:leak": leak_answer(_rounded(mean), auc_ci)[0],
+        f"{attack}:gap": _rounded(gap),
+        f"{attack}:gap_ci": None if math.isnan(g_lo) else [round(g_lo, 4), round(g_hi, 4)],
+        f"{attack}:verdict": None if is_oracle or math.isnan(gap) else verdict("forget_auc", gap, g_lo, g_hi),
+    }
+
+
+def _mean_ci(v: Sequence[float], se: Sequence[float], bound: tuple[float, float]) -> tuple[float, float, float]:
+    """Mean of `v` and its 95% CI over seeds and records (`compare.combined_half_width`), clipped to `bound`."""
+    from qmu_core.unlearning.compare import combined_half_width
+
+    if not v:
+        return math.nan, math.nan, math.nan
+    mean = float(np.mean(v))
+    half = combined_half_width(np.asarray(v, dtype=np.float64), np.asarray(se, dtype=np.float64))
+    return mean, max(mean - half, bound[0]), min(mean + half, bound[1])
+
+
 def _rounded(v: float | None) -> float | None:
-    return None if v is None or math.isnan(v) else round(v, 4)
+    return None if v is None or math.isnan(v) else round(float(v), 4)
 
 
 def _ci_text(v: Any, ci: Any) -> str:
@@ -235,11 +286,18 @@ def deletion_markdown(rows: Sequence[dict[str, Any]], attacks: Sequence[str], pr
     """The section "Unlearning judged on the device" of the hardware report (`deletion_rows`)."""
     if not rows:
         return ""
+    seeds = max(int(r.get("seeds", 1)) for r in rows)
+    over = (
+        f"mean over {seeds} training seeds (repeats 0-{seeds - 1}), each against its own seed's oracle, with the "
+        "95% CI over seeds and records (docs/methods.md)"
+        if seeds > 1
+        else "repeat 0 only (CIs over records only; `hardware.seeds` measures more training seeds)"
+    )
     lines = [
         "## Unlearning judged on the device",
         "",
         "Each model's forget set (deleted training records) against held-out records of the forget class, "
-        "beside the retrain oracle's, over the measured records of repeat 0 (CIs over records only). Verdict "
+        f"beside the retrain oracle's, over the measured records: {over}. Verdict "
         "against the oracle's forget-set AUC (tolerance 0.05): within, outside, or inconclusive (the gap's CI "
         f"straddles the tolerance). `paper`: the paper's attack under the **{protocol}** protocol"
         + (
@@ -250,14 +308,14 @@ def deletion_markdown(rows: Sequence[dict[str, Any]], attacks: Sequence[str], pr
         ),
         "",
     ]
-    head = "| source | model |"
-    rule = "|---|---|"
+    head = "| source | model | seeds |"
+    rule = "|---|---|---:|"
     for a in attacks:
         head += f" {a} forget AUC [95% CI] | leak? | gap to oracle [95% CI] | verdict | {a} forget success |"
         rule += "---|---|---|---|---:|"
     lines += [head, rule]
     for r in rows:
-        cells = [r["source"], r["phase"]]
+        cells = [r["source"], r["phase"], r.get("seeds", 1)]
         for a in attacks:
             success = r[f"{a}:forget_success"]
             cells += [

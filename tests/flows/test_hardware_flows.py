@@ -76,12 +76,20 @@ def test_noisy_study_shrinks_shot_noise_and_cli_runs_hardware(root: Path, capsys
             "--set",
             f"run.artifact_root={root}",
             "--set",
-            'hardware={"sampler": {"kind": "qsim"}, "records_per_group": 6, "repetitions": 100}',
+            'hardware={"sampler": {"kind": "qsim"}, "records_per_group": 6, "repetitions": 100, "seeds": 2}',
+            "--set",
+            "unlearn.seeds=2",
         ]
     )
     assert code == 0
     out = capsys.readouterr().out.strip().splitlines()[-1]
-    assert out.endswith("hardware.json") and ("measured", "before") in _rows(out)
+    assert out.endswith("hardware.json") and {("measured", "before"), ("measured", "r1/before")} <= set(_rows(out))
+    # the device's deletion table: one row per model, over both training seeds
+    deletion = json.loads(Path(out).read_text())["deletion"]
+    assert {(r["source"], r["phase"], r["seeds"]) for r in deletion} == {
+        (s, p, 2) for s in ("simulation", "exact", "measured") for p in PHASES
+    }
+    assert "mean over 2 training seeds" in Path(out).with_suffix(".md").read_text()
 
 
 def test_leak_map_rows_and_its_noiseless_row_is_simulation(root: Path) -> None:

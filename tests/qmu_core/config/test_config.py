@@ -60,6 +60,10 @@ def test_cross_field_errors_name_both_fields() -> None:
     with pytest.raises(ConfigError, match=r"ssd_importance='qfi' needs model.reupload=false.*ssd_importance=fisher"):
         apply_overrides(QMUConfig(), ["model.reupload=true"])
     fisher = apply_overrides(QMUConfig(), ["model.reupload=true", "unlearn.ssd_importance=fisher"])
+    # the device measures training seeds the run trains
+    with pytest.raises(ConfigError, match=r"hardware.seeds=3 asks to measure more.*\(unlearn.seeds=1\)"):
+        apply_overrides(QMUConfig(), ["hardware.seeds=3"])
+    assert apply_overrides(QMUConfig(), ["unlearn.seeds=3", "hardware.seeds=3"]).hardware.seeds == 3
     assert fisher.model.reupload and apply_overrides(fisher, ['unlearn.methods=["ga"]', "unlearn.ssd_importance=qfi"])
 
 

@@ -33,6 +33,9 @@ def test_the_plan_counts_what_the_flow_measures() -> None:
     assert plan.models == ["before", "after_ga", "after_ssd", "after_rga", "after_salun", "after_finetune", "oracle"]
     assert plan.references == ["ref-00", "ref-01"]
     assert plan.circuits == 9 * 30 and plan.shots == 9 * 30 * 300 and plan.jobs == 9  # one batch per model
+    # hardware.seeds: the other training seeds' models are measured too, and counted
+    seeded = dryrun.plan(preset("tiny", unlearn={"seeds": 2}, hardware={"records_per_group": 5, "seeds": 2}))
+    assert seeded.models == plan.models + [f"r1/{m}" for m in plan.models] and seeded.circuits == 16 * 30
     # The compiled structure does not depend on the weights: another model's circuits have the same counts.
     n = len(circuits.weight_symbols(4, 2))
     weights = pd.DataFrame({"variable": ["theta"], "shape": [[n]], "values": [np.linspace(-3, 3, n)]})
