@@ -6,6 +6,7 @@ no local copy exists (the one exception the import-linter contract allows).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -21,7 +22,7 @@ from qmu_core.artifacts import sha256_file
 from qmu_core.config import DataConfig, derive_seed
 from qmu_core.errors import DataError
 
-__all__ = ["fingerprint", "MNIST_HELP", "Dataset", "check_finite", "load_dataset"]
+__all__ = ["MNIST_HELP", "Dataset", "check_finite", "fingerprint", "load_dataset", "read_idx"]
 
 MNIST_HELP = (
     "To use MNIST, either\n"
@@ -41,6 +42,7 @@ class Dataset:
     images: np.ndarray  # (N, side, side) float32 in [0, 1]
     labels: np.ndarray  # (N,) int64
     source: str
+    label_names: dict[int, str] | None = None  # a file's own labels, when they are not integers
 
     @property
     def side(self) -> int:
@@ -52,49 +54,57 @@ class Dataset:
 _IDX_NDIM = {"images": 3, "labels": 1}
 
 
-def _bad_file(path: Path, why: str, fix: str = "Replace it with an intact copy of the original file.") -> DataError:
-    return DataError(f"MNIST file {path} {why}. {fix}\n{MNIST_HELP}")
+def _bad_file(
+    path: Path,
+    why: str,
+    fix: str = "Replace it with an intact copy of the original file.",
+    help_text: str = MNIST_HELP,
+) -> DataError:
+    what = "MNIST file" if help_text == MNIST_HELP else "IDX file"
+    return DataError(f"{what} {path} {why}. {fix}" + (f"\n{help_text}" if help_text else ""))
 
 
-def _read_idx(path: Path, kind: str) -> np.ndarray:
-    """Read an IDX file holding `kind` (``images`` or ``labels``), gzipped or not."""
+def read_idx(path: Path, kind: str, help_text: str = MNIST_HELP) -> np.ndarray:
+    """Read an IDX file holding `kind` (``images`` or ``labels``), gzipped or not.
+
+    Errors end with `help_text` (how to get MNIST, by default).
+    """
+    bad = functools.partial(_bad_file, help_text=help_text)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
             raw = fh.read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         if str(exc).startswith("Not a gzipped file"):
-            raise _bad_file(path, f"is not a gzip file ({exc})") from None
-        raise _bad_file(path, f"is a truncated or corrupt gzip file ({type(exc).__name__}: {exc})") from None
+            raise bad(path, f"is not a gzip file ({exc})") from None
+        raise bad(path, f"is a truncated or corrupt gzip file ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
-        raise _bad_file(path, f"cannot be read ({exc})") from None
+        raise bad(path, f"cannot be read ({exc})") from None
     if len(raw) < 4:
-        raise _bad_file(path, f"is too short to be an IDX file ({len(raw)} bytes)")
+        raise bad(path, f"is too short to be an IDX file ({len(raw)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise _bad_file(
-            path, f"is not an unsigned-byte IDX file (header {raw[:4].hex()}; expected 0000080{_IDX_NDIM[kind]})"
-        )
+        raise bad(path, f"is not an unsigned-byte IDX file (header {raw[:4].hex()}; expected 0000080{_IDX_NDIM[kind]})")
     want = _IDX_NDIM[kind]
     if ndim != want:
         other = next(k for k, n in _IDX_NDIM.items() if n == ndim) if ndim in _IDX_NDIM.values() else None
-        raise _bad_file(
+        raise bad(
             path,
-            f"holds {ndim}-dimensional data, but an MNIST {kind} file holds {want}"
+            f"holds {ndim}-dimensional data, but an IDX {kind} file holds {want}"
             + (f" (it looks like a {other} file)" if other else ""),
             "Check that the images and labels files are not swapped or misnamed "
             "(`*-images-idx3-ubyte*` holds images, `*-labels-idx1-ubyte*` labels), or replace the file "
             "with an intact copy.",
         )
     if len(raw) < 4 + 4 * ndim:
-        raise _bad_file(path, f"is truncated inside its header ({len(raw)} bytes)")
+        raise bad(path, f"is truncated inside its header ({len(raw)} bytes)")
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         what = "is truncated" if data.size < int(np.prod(dims)) else "has trailing bytes"
-        raise _bad_file(path, f"{what}: its header says {dims} = {int(np.prod(dims))} values, found {data.size}")
+        raise bad(path, f"{what}: its header says {dims} = {int(np.prod(dims))} values, found {data.size}")
     if kind == "images" and dims[1] != dims[2]:
-        raise _bad_file(path, f"holds {dims[1]}x{dims[2]} images; QMU needs square images")
+        raise bad(path, f"holds {dims[1]}x{dims[2]} images; QMU needs square images")
     return data.reshape(dims)
 
 
@@ -110,7 +120,7 @@ def _mnist_from_dir(directory: Path) -> Dataset | None:
                 f"{directory} has only one of the {prefix} images/labels pair "
                 f"(images: {img}, labels: {lab}).\n{MNIST_HELP}"
             )
-        x, y = _read_idx(img, "images"), _read_idx(lab, "labels")
+        x, y = read_idx(img, "images"), read_idx(lab, "labels")
         if len(x) != len(y):
             raise DataError(
                 f"MNIST files {img} ({len(x)} images) and {lab} ({len(y)} labels) do not match: every image "
@@ -191,6 +201,10 @@ def fingerprint(data: DataConfig) -> str:
         return f"digits:sklearn-{sklearn.__version__}"
     if data.dataset == "synthetic":
         return "synthetic"
+    if data.dataset == "file":
+        from qmu_core.datafiles import file_fingerprint
+
+        return file_fingerprint(data.path, data.label_column)
     where = _mnist_location(data.mnist_path)
     if where is None:
         return "mnist:keras-download"
@@ -257,6 +271,10 @@ def load_dataset(data: DataConfig, *, seed: int = 0) -> Dataset:
         ds = Dataset((d.images / 16.0).astype(np.float32), d.target.astype(np.int64), "sklearn digits")
     elif data.dataset == "mnist":
         ds = _load_mnist(data.mnist_path)
+    elif data.dataset == "file":
+        from qmu_core.datafiles import load_file
+
+        ds = load_file(data.path, data.label_column)
     else:
         ds = _synthetic(derive_seed(seed, "synthetic"))
     return check_finite(ds)

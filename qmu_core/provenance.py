@@ -36,6 +36,9 @@ class SplitFacts(Facts):
     forget_ids_sha256: str | None = Field(
         None, description="SHA-256 of the deleted sample_ids, sorted and comma-joined."
     )
+    label_names: dict[str, str] | None = Field(
+        None, description="A file's own class names by the label number QMU gave them (text labels only)."
+    )
 
     def describe(self) -> str:
         """One log line: the source, the counts and the forget set."""

@@ -75,10 +75,17 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
     present = sorted(int(c) for c in np.unique(ds.labels))
     missing = [c for c in data.classes if c not in present]
     if missing:
+        named = (
+            " Its labels are names, numbered in sorted order: "
+            + ", ".join(f"{k} = {v!r}" for k, v in list(ds.label_names.items())[:20])
+            + "; data.classes and data.forget_class use those numbers."
+            if ds.label_names
+            else ""
+        )
         raise DataError(
             f"data.classes={list(data.classes)} asks for labels {missing} that {ds.source} does not have "
             f"(its labels: {present}); each would be a model output no record trains. Remove them from "
-            "data.classes."
+            f"data.classes.{named}"
         )
     keep = np.flatnonzero(np.isin(ds.labels, data.classes))
     need = data.n_records
@@ -114,6 +121,7 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
     )
     facts = SplitFacts(
         source=ds.source,
+        label_names={str(k): v for k, v in ds.label_names.items()} if ds.label_names else None,
         image_side=ds.side,
         counts={r: int(n) for r, n in zip(ROLES, sizes, strict=True)},
         forget_in_train=int(np.sum(is_forget & train_rows)),

@@ -79,13 +79,24 @@ class RunConfig(Section):
 class DataConfig(Section):
     """Which images are used and how records are split into roles."""
 
-    dataset: Literal["digits", "mnist", "synthetic"] = Field(
+    dataset: Literal["digits", "mnist", "synthetic", "file"] = Field(
         "digits",
         description=(
             "`digits` ships inside scikit-learn (8x8 images, works offline); `mnist` reads IDX "
             "`*-ubyte.gz` files or `mnist.npz` from `mnist_path` (or downloads through Keras); "
-            "`synthetic` draws Gaussian blobs for tests."
+            "`synthetic` draws Gaussian blobs for tests; `file` reads your own data from `path`."
         ),
+    )
+    path: str | None = Field(
+        None,
+        description=(
+            "`dataset: file`: a .parquet or .csv table (a label column plus an image column or feature columns), "
+            "an .npz with arrays x and y, an IDX images file with its labels file beside it (or a folder of such "
+            "pairs), or a folder with one subfolder of images per class (docs/data.md)."
+        ),
+    )
+    label_column: str = Field(
+        "label", min_length=1, description="`dataset: file`, tables: the column holding each record's class."
     )
     mnist_path: str | None = Field(
         None,
@@ -152,6 +163,11 @@ class DataConfig(Section):
             raise ValueError(
                 f"data.classes={list(self.classes)} has negative labels {negative}; dataset labels are "
                 "0, 1, 2, ...: remove them."
+            )
+        if self.dataset == "file" and not self.path:
+            raise ValueError(
+                "data.dataset='file' reads your own data from data.path, but data.path is empty: set it to the file "
+                "or folder (form: the data section's Path; CLI: --set data.path=/data/mine.csv)."
             )
         known = KNOWN_LABELS.get(self.dataset)
         unknown = [c for c in self.classes if known is not None and c not in known]

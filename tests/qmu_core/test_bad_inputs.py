@@ -83,7 +83,7 @@ def test_random_bytes_are_not_a_gzip_file(tmp_path: Path, mnist_dir: Path) -> No
 
 def test_swapped_images_and_labels_files(tmp_path: Path, mnist_dir: Path) -> None:
     d = copy_pair(tmp_path / "m", (mnist_dir / LABELS).read_bytes(), (mnist_dir / IMAGES).read_bytes())
-    with pytest.raises(DataError, match=r"holds 1-dimensional data, but an MNIST images file holds 3") as err:
+    with pytest.raises(DataError, match=r"holds 1-dimensional data, but an IDX images file holds 3") as err:
         load_dataset(mnist(d))
     assert str(d / IMAGES) in str(err.value) and "swapped" in str(err.value)
 
