@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, StrictInt, field_validator, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, StrictInt, field_validator, model_serializer, model_validator
 
 from qmu_core.config.form import Section
 from qmu_core.errors import ConfigError
@@ -178,6 +178,16 @@ class DataConfig(Section):
                 "remove them, or the model gets an output no record ever trains."
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _file_fields_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave `path` and `label_column` out at their defaults: the split keeps the key it had before they existed."""
+        out: dict[str, Any] = handler(self)
+        if self.path is None:
+            out.pop("path", None)
+        if self.label_column == "label":
+            out.pop("label_column", None)
+        return out
 
     @property
     def n_records(self) -> int:

@@ -16,7 +16,7 @@ from PIL import Image
 from qmu_core.config import DataConfig, FeatureSpec
 from qmu_core.datafiles import load_file
 from qmu_core.datasets import fingerprint, load_dataset
-from qmu_core.errors import ConfigError, DataError
+from qmu_core.errors import DataError
 from qmu_core.splits import split_roles
 from tests.qmu_core.test_bad_inputs import write_idx
 
@@ -119,12 +119,19 @@ def test_the_fingerprint_follows_the_bytes(tmp_path: Path) -> None:
     assert fingerprint(data(path, label_column="species")) != first
 
 
+def test_the_file_fields_enter_the_split_key_only_when_set(tmp_path: Path) -> None:
+    """`path` and `label_column` at their defaults are left out: every built-in split keeps its key."""
+    assert {"path", "label_column"}.isdisjoint(DataConfig().model_dump(mode="json"))
+    dumped = data(tmp_path / "x.csv", label_column="species").model_dump(mode="json")
+    assert dumped["path"] == str(tmp_path / "x.csv") and dumped["label_column"] == "species"
+    assert DataConfig.model_validate(dumped) == data(tmp_path / "x.csv", label_column="species")
+
+
 def test_a_file_dataset_needs_a_path() -> None:
     with pytest.raises(ValueError, match=r"data.dataset='file' reads your own data from data.path.*--set data.path"):
         DataConfig.model_validate({"dataset": "file"})
     with pytest.raises(DataError, match=r"data.path='/nonexistent/x.csv': does not exist"):
         load_file("/nonexistent/x.csv")
-    assert ConfigError  # the CLI reports both as errors with exit code 2 (tests/qmu_cli)
 
 
 # ----------------------------------------------------------------------------- malformed files
