@@ -184,7 +184,7 @@ def test_custom_runs_from_both_prefect_uis(
             expect.set_options(timeout=UI_TIMEOUT_MS)
 
             # V1: the documented URL (docs/running.md) -> default -> Run -> Custom run; one field: train.epochs.
-            page.goto(base + "/deployments")
+            page.goto(base + "/deployments", wait_until="commit")
             page.locator(f"a[href$='/deployments/deployment/{ids['default']}']").first.click()
             expect(page).to_have_url(re.compile(f"/deployments/deployment/{ids['default']}"))
             assert "/v2/" not in page.url
@@ -205,7 +205,9 @@ def test_custom_runs_from_both_prefect_uis(
             runs["v1"] = {"deployment": "default", "run_id": run_id, "sent": sent, "busy": busy}
 
             # V2: the front page (it redirects to /v2/) -> Deployments -> smoke -> Run -> Custom run.
-            page.goto(base + "/")
+            # Wait for the navigation to commit only: with the V1 run busy on the server, the SPA's "load" event
+            # once took over a minute (a flake at stop 42); the checks below wait for what they need.
+            page.goto(base + "/", wait_until="commit")
             expect(page).to_have_url(re.compile("/v2/"))
             page.get_by_role("link", name="Deployments", exact=True).first.click()
             page.get_by_role("link", name="smoke", exact=True).first.click()
