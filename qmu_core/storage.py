@@ -357,7 +357,7 @@ class Remote:
             if refresh:
                 target.unlink(missing_ok=True)
             return False
-        except OSError as exc:
+        except Exception as exc:  # any backend error: s3fs raises botocore's (no endpoint, no credentials), not OSError
             raise ArtifactError(
                 f"Cannot download {self.location(rel)} into {target} ({type(exc).__name__}: {exc}). "
                 "Check that the artifact root is reachable and your credentials for it."
@@ -406,7 +406,7 @@ class Remote:
                             self.fs.rm_file(tmp)
             else:
                 self.fs.put_file(str(source), dest)
-        except OSError as exc:
+        except Exception as exc:  # any backend error: s3fs raises botocore's (no endpoint, no credentials), not OSError
             raise ArtifactError(
                 f"Cannot upload {source} to {self.location(rel)} ({type(exc).__name__}: {exc}). "
                 "Check that the artifact root is writable with your credentials (`qmu run` checks it first)."
