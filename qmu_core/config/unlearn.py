@@ -7,9 +7,9 @@ each method reads no other field.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from qmu_core.config.catalogue import Catalogue, Variant
 from qmu_core.config.form import Section
@@ -17,6 +17,10 @@ from qmu_core.config.form import Section
 __all__ = ["METHODS", "RELEARN", "UNLEARN_METHODS", "MethodName", "UnlearnConfig"]
 
 _GUARDED = frozenset({"guard_drop", "guard_records", "step_scales"})
+_LEGACY = {"finetune_optimizer": "train"}
+"""Fields added later, at the value that reproduces what QMU did before they existed. A stage that
+does not read one gets this value (`UnlearnConfig.for_stage`), and the dump leaves it out there, so
+its key is the one it had before; a stage that reads one is keyed by it unless it is this value."""
 """Every method runs under the retained-accuracy guard and the step-size rule (`qmu_core.unlearning.guard`)."""
 
 _ITERATIVE = _GUARDED | {"objective", "learning_rate", "batch_size", "max_epochs", "stop_forget_acc"}
@@ -59,7 +63,7 @@ METHODS = Catalogue(
         "finetune": Variant(
             "fine-tuning on the retained set",
             label="fine-tune",
-            reads=_GUARDED | {"stop_forget_acc", "finetune_epochs", "finetune_learning_rate"},
+            reads=_GUARDED | {"stop_forget_acc", "finetune_epochs", "finetune_learning_rate", "finetune_optimizer"},
             hint="Fine-tuning on the retained set forgets only slowly: raise unlearn.finetune_epochs.",
             implementation="qmu_core.unlearning.finetune:FineTune",
         ),
@@ -236,6 +240,15 @@ class UnlearnConfig(Section):
     finetune_learning_rate: float = Field(
         0.01, strict=True, gt=0, le=10, description="Fine-tune: step size on the retained set."
     )
+    finetune_optimizer: Literal["sgd", "train"] = Field(
+        "sgd",
+        description=(
+            "Fine-tune: `sgd`, SGD with the train section's momentum, steps in proportion to the gradient; `train`, "
+            "the train section's optimizer. A fresh Adam at a trained model moves every weight by about the step "
+            "size on the sign of gradients that are float rounding, so its result depends on the CPU "
+            "(docs/methods.md#reproducibility)."
+        ),
+    )
     relearn_max_steps: int = Field(
         200,
         strict=True,
@@ -262,6 +275,16 @@ class UnlearnConfig(Section):
             KeyError: If `name` is neither a method nor ``relearn``.
         """
         keep = RELEARN.reads if name == "relearn" else METHODS[name].reads
+        unread = {k: v for k, v in _LEGACY.items() if k not in keep}
         return UnlearnConfig(methods=(name,) if name in METHODS else UNLEARN_METHODS).model_copy(
-            update={k: getattr(self, k) for k in keep}
+            update=unread | {k: getattr(self, k) for k in keep}
         )
+
+    @model_serializer(mode="wrap")
+    def _legacy_values_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out fields at their `_LEGACY` value: the stages that do not read them keep their keys."""
+        out: dict[str, Any] = handler(self)
+        for k, v in _LEGACY.items():
+            if getattr(self, k) == v:
+                out.pop(k, None)
+        return out

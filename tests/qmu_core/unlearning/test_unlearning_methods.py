@@ -225,3 +225,25 @@ def test_finetune_trains_on_the_retained_set_for_its_epochs(trained: Any) -> Non
     assert len(result.history) == 3 and all({"loss", "retain_acc", "forget_acc"} <= set(h) for h in result.history)
     assert result.history[-1]["retain_acc"] >= 0.95
     assert result.reached_stop == (result.history[-1]["forget_acc"] <= 0.05)
+    assert "sgd at learning rate 0.05" in result.note  # SGD by default, whatever the train optimizer (module doc)
+
+
+def test_finetune_with_sgd_follows_the_gradient_and_adam_does_not(trained: Any) -> None:
+    """A fresh Adam moves weights whose gradient is ~0 by ~lr (its first step is lr * sign(g)); SGD barely moves them.
+
+    Why fine-tuning with the train section's Adam gave CPU-dependent models (unlearn.finetune_optimizer).
+    """
+    qnn, state, x, y, train = trained
+    adam = train.model_copy(update={"optimizer": "adam"})
+    forget = y == 3
+    req = Request("class", x[forget], y[forget], x[~forget], y[~forget], 0.05)
+    moved = {}
+    for optimizer in ("sgd", "train"):
+        for k, v in qnn.variables.items():
+            v.assign(state[k])
+        cfg = UnlearnConfig(finetune_epochs=1, finetune_learning_rate=0.01, finetune_optimizer=optimizer)
+        FineTune(cfg, adam).run(qnn, req, seed=0)
+        # the typical weight: Adam moves it by about lr per step whatever its gradient, SGD by lr * gradient
+        delta = {k: np.abs(v.numpy() - state[k]) for k, v in qnn.variables.items()}
+        moved[optimizer] = float(np.median(np.concatenate([d.ravel() for d in delta.values()])))
+    assert moved["train"] > 0.005 and moved["sgd"] < moved["train"] / 20, moved  # measured: 0.032 and 8e-5
