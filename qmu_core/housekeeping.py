@@ -40,6 +40,7 @@ from typing import IO, Any
 from qmu_core import storage
 from qmu_core.artifacts import SEAL_SUFFIX, STAGE_VERSIONS, TMP_SUFFIX, temp_owner
 from qmu_core.errors import ArtifactError
+from qmu_core.storage import STAMP_SUFFIX
 
 __all__ = ["LIVE_DIR", "collect_garbage", "listing", "live_run", "live_runs", "referenced", "remove_own_temp_files"]
 
@@ -250,6 +251,12 @@ def _collect(root: Path, *, dry_run: bool) -> list[Path]:
                     doomed.append(path)
             elif (path.suffix == ".parquet" or path.name.endswith(SEAL_SUFFIX)) and path.resolve() not in keep:
                 doomed.append(path)
+
+    for folder in _stage_dirs(root):  # a URL root's mirror: the stamps of files that go or are gone
+        for stamp in folder.glob(f".*{STAMP_SUFFIX}"):
+            file = stamp.with_name(stamp.name[1 : -len(STAMP_SUFFIX)])
+            if file in doomed or not file.exists():
+                doomed.append(stamp)
     doomed += [p for p in _unfinished(root) if not _pid_alive(temp_owner(p) or 0)]
     old = root / ".prefect"
     if old.exists():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -41,6 +42,7 @@ from qmu_core.errors import ArtifactError
 
 __all__ = [
     "CACHE_ENV",
+    "STAMP_SUFFIX",
     "Remote",
     "StagedRun",
     "TMP_SUFFIX",
@@ -61,6 +63,10 @@ __all__ = [
 ]
 
 CACHE_ENV = "QMU_ARTIFACT_CACHE"
+STAMP_SUFFIX = ".stamp"
+"""A mirror file's record of the root object it holds (``.<file>.stamp`` beside it; `Remote.check`)."""
+_VERSION_KEYS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "last_modified", "updated")
+"""`fsspec` info keys that change when an object is rewritten (S3, GCS, local and other backends), first found wins."""
 """Environment variable: the directory that holds the mirrors of URL roots (one subdirectory each)."""
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -340,6 +346,30 @@ class Remote:
         except (FileNotFoundError, TypeError):
             return None
 
+    def stamp(self, rel: str) -> str | None:
+        """What identifies the root's current object `rel` (its size and ETag or modification time), or None if absent.
+
+        Any rewrite of the object changes it, also one with other bytes of the same size.
+        """
+        path = self.remote_path(rel)
+        self.fs.invalidate_cache(path)
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return None
+        version = next((info[k] for k in _VERSION_KEYS if info.get(k) not in (None, "")), None)
+        return json.dumps([info.get("size"), str(version) if version is not None else None])
+
+    def _stamp_file(self, rel: str) -> Path:
+        target = self.local(rel)
+        return target.with_name(f".{target.name}{STAMP_SUFFIX}")
+
+    def _remember_stamp(self, rel: str, stamp: str | None) -> None:
+        """Record which object of the root the mirror's copy of `rel` is (`check` trusts it while that holds)."""
+        if stamp is not None:
+            with atomic_path(self._stamp_file(rel)) as tmp:
+                tmp.write_text(stamp)
+
     def download(self, rel: str, *, refresh: bool = False) -> bool:
         """Bring `rel` into the mirror (kept if already there, unless `refresh`).
 
@@ -351,11 +381,14 @@ class Remote:
         if target.is_file() and not refresh:
             return True
         try:
+            stamp = self.stamp(rel)  # before the bytes: a rewrite in between makes the next check download again
             with atomic_path(target) as tmp:
                 self.fs.get_file(self.remote_path(rel), str(tmp))
+            self._remember_stamp(rel, stamp)
         except FileNotFoundError:
             if refresh:
                 target.unlink(missing_ok=True)
+                self._stamp_file(rel).unlink(missing_ok=True)
             return False
         except Exception as exc:  # any backend error: s3fs raises botocore's (no endpoint, no credentials), not OSError
             raise ArtifactError(
@@ -368,16 +401,19 @@ class Remote:
     def check(self, rel: str, digest: str) -> str | None:
         """Why file `rel` on the root does not hold the bytes with SHA-256 `digest`, or None.
 
-        A mirror copy that already has `digest` is trusted if the root still holds a file of the
-        same size; otherwise the root's file is downloaded (replacing the mirror's) and hashed.
+        A mirror copy that already has `digest` is trusted while the root still holds the object
+        it was downloaded from or uploaded as (`stamp`: size and ETag or modification time, so an
+        object rewritten with other bytes of the same size is caught too); otherwise the root's
+        file is downloaded (replacing the mirror's) and hashed.
         """
         target = self.local(rel)
         if target.is_file() and sha256_file(target) == digest:
-            size = self.size(rel)
-            if size == target.stat().st_size:
-                return None
-            if size is None:
+            now = self.stamp(rel)
+            if now is None:
                 return f"{self.location(rel)} is missing"
+            stamp_file = self._stamp_file(rel)
+            if stamp_file.is_file() and stamp_file.read_text() == now:
+                return None
         if not self.download(rel, refresh=True):
             return f"{self.location(rel)} is missing"
         if sha256_file(target) != digest:
@@ -411,6 +447,7 @@ class Remote:
                 f"Cannot upload {source} to {self.location(rel)} ({type(exc).__name__}: {exc}). "
                 "Check that the artifact root is writable with your credentials (`qmu run` checks it first)."
             ) from exc
+        self._remember_stamp(rel, self.stamp(rel))
         self._remember_url()
 
     def remove(self, rel: str) -> None:

@@ -9,7 +9,8 @@ fsspec is imported, which this process did long ago).
 
 1. Machine A runs the pipeline: every stage computed, every file on the bucket, both workers worked.
 2. Machine B (fresh mirrors) reruns it: every stage reused from the bucket.
-3. The target model's object is overwritten with other bytes; B's next run notices, rebuilds that
+3. The target model's object is overwritten with other bytes of the same size (B's mirrors hold the
+   intact copy); B's next run notices, rebuilds that
    one stage (its downstream stages are reused: their keys and seals still hold) and the object on
    the bucket matches its seal again.
 4. A process of QMU's training pool (`qmu_core.workers`, the default runner's) reads it from the bucket.
@@ -219,10 +220,13 @@ def test_an_s3_root_is_shared_by_dask_workers_reused_elsewhere_and_repaired(
         assert second_url != summary_url and second_url.removeprefix(f"{URL}/") in _keys()
         assert any((tmp_path / "machine-b" / "flow").rglob("metrics-v*.parquet"))  # publishing read it from S3
 
-        # 3. the target model's object overwritten on the bucket: B's next run notices and rebuilds it
+        # 3. the target model's object overwritten on the bucket with other bytes of the same size, while
+        # B's mirrors hold the intact copy: B's next run notices (the object's ETag changed) and rebuilds it
         model = summary["artifacts"]["before"]
         original = _object(model)
-        _bucket().put_object(Bucket=BUCKET, Key=f"{PREFIX}/{model}", Body=b"not the model that was sealed")
+        assert any((tmp_path / "machine-b").rglob(model.rsplit("/", 1)[-1]))  # B holds a copy
+        garbage = bytes(b ^ 0x5A for b in original)
+        _bucket().put_object(Bucket=BUCKET, Key=f"{PREFIX}/{model}", Body=garbage)
         third_url, repaired, flow_run_id = _run(address)
     stages = _stages(repaired)
     assert len(stages) == STAGES, repaired
@@ -234,7 +238,7 @@ def test_an_s3_root_is_shared_by_dask_workers_reused_elsewhere_and_repaired(
     # the object is whole again: it matches its new seal, and is the same model, so what was
     # computed from the original (and reused) still follows from it
     fixed = _object(model)
-    assert fixed != b"not the model that was sealed"
+    assert fixed != garbage
     assert hashlib.sha256(fixed).hexdigest() == _seals()[f"{model.removesuffix('.parquet')}{SEAL_SUFFIX}"][model]
     weights, rebuilt = _variables(original), _variables(fixed)
     assert rebuilt.keys() == weights.keys()
