@@ -179,6 +179,12 @@ class DataConfig(Section):
             )
         return self
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _blank_path_is_none(cls, value: Any) -> Any:
+        """A blank path (a form's cleared text box) is no path."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_serializer(mode="wrap")
     def _file_fields_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """Leave `path` and `label_column` out at their defaults: the split keeps the key it had before they existed."""

@@ -125,6 +125,7 @@ def test_the_file_fields_enter_the_split_key_only_when_set(tmp_path: Path) -> No
     dumped = data(tmp_path / "x.csv", label_column="species").model_dump(mode="json")
     assert dumped["path"] == str(tmp_path / "x.csv") and dumped["label_column"] == "species"
     assert DataConfig.model_validate(dumped) == data(tmp_path / "x.csv", label_column="species")
+    assert DataConfig.model_validate({"path": " "}) == DataConfig()  # a cleared form box
 
 
 def test_a_file_dataset_needs_a_path() -> None:
