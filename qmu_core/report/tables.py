@@ -299,7 +299,8 @@ def leak_rows(models: Mapping[str, Summary], repeats: Mapping[str, Summary] | No
     rows = []
     for question, phase, metric in asked:
         value, ci, seeds = _over_seeds(models, repeats, phase, strongest, metric)
-        answer, power = leak_answer(value, ci)
+        answer, power = leak_answer(value, ci)  # the power from the whole width; the CI shown within [0, 1]
+        ci = None if ci is None else [max(float(ci[0]), 0.0), min(float(ci[1]), 1.0)]
         rows.append(
             {"question": question, "model": phase, "attack": strongest, "auc": value, "ci": ci, "seeds": seeds}
             | {"answer": answer.strip("*"), "power": power}

@@ -81,3 +81,14 @@ def test_leak_questions_average_the_seeds_with_the_combined_interval() -> None:
     assert rows[("forget set after unlearning", "oracle")]["seeds"] == 2  # the repeats that have it
     alone = leak_rows(models)[0]
     assert alone["seeds"] == 1 and alone["auc"] == 0.66 and alone["ci"] == models["before"]["attacks"]["loss"]["auc_ci"]
+
+
+def test_a_leak_ci_is_shown_within_0_and_1_and_its_power_from_its_whole_width() -> None:
+    from qmu_core.report.tables import leak_answer, leak_rows
+
+    models = {"before": _summary(0.90, 0.95), "oracle": _summary(0.5, 0.5)}
+    repeats = {"r1/before": _summary(0.80, 0.99), "r2/before": _summary(0.85, 0.80)}
+    row = next(r for r in leak_rows(models, repeats) if r["question"] == "forget set vs held-out forget class")
+    assert row["ci"][1] == 1.0 and row["ci"][0] > 0.5 and row["answer"] == "leaks"
+    # the power line is that of the unclipped interval (clipping would shrink it)
+    assert row["power"] != leak_answer(row["auc"], row["ci"])[1]
