@@ -206,7 +206,7 @@ def _built(kind: str, model_json: str) -> CircuitModel:
         made = factory(cfg)
     except ConfigError:
         raise
-    except Exception as err:  # noqa: BLE001 - any failure of foreign code becomes one clear error
+    except Exception as err:
         raise ConfigError(f"Model plug-in {kind!r} failed to build its circuit: {type(err).__name__}: {err}") from err
     return validate(kind, made)
 

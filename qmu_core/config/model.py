@@ -14,7 +14,9 @@ __all__ = ["AMPLITUDE_MAX_QUBITS", "BUILTIN_KINDS", "MODEL_KINDS", "FeatureSpec"
 BUILTIN_KINDS: tuple[str, ...] = ("basic_qnn", "hqnn")
 """The model kinds QMU itself defines (`qmu_core.qnn.frontend`)."""
 
-MODEL_KINDS: tuple[str, ...] = BUILTIN_KINDS + tuple(n for n in plugins.installed(plugins.MODELS) if n not in BUILTIN_KINDS)
+MODEL_KINDS: tuple[str, ...] = BUILTIN_KINDS + tuple(
+    n for n in plugins.installed(plugins.MODELS) if n not in BUILTIN_KINDS
+)
 """Every ``model.kind``: the built-in kinds, then the installed model plug-ins' registered names
 (`qmu_core.plugins`; read from entry-point metadata when this module is imported, without importing
 any plug-in). Any other value fails validation before anything is imported."""

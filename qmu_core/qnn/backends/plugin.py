@@ -27,7 +27,7 @@ class PluginTFQBackend(ExpectationBackend):
 
     name = "plugin_tfq"
 
-    def __init__(self, model: ModelConfig) -> None:  # noqa: D107 - the class doc says it
+    def __init__(self, model: ModelConfig) -> None:
         if not model.is_plugin:
             raise ConfigError(f"PluginTFQBackend runs model plug-ins; model.kind={model.kind!r} is built in.")
         built = plugins.circuit_model(model)
