@@ -250,3 +250,17 @@ def test_a_plugin_model_refuses_the_qfi() -> None:
     qnn = QNN(ModelConfig(kind=PLUGIN, n_qubits=2, layers=1), n_classes=2, image_side=8, seed=0)
     with pytest.raises(ConfigError, match="QFI importance needs QMU's own ansatz"):
         qfi_diagonal(qnn, np.zeros((2, 2), np.float32), Evals())
+
+
+@needs_example
+def test_stacked_plugin_models_equal_single_ones() -> None:
+    """Model-batched training (`QNNStack`, the reference models' route) runs plug-in models too."""
+    from qmu_core._tf import tf
+    from qmu_core.qnn.stacked import QNNStack
+
+    cfg = ModelConfig(kind=PLUGIN, n_qubits=2, layers=2)
+    stack = QNNStack(cfg, n_classes=2, image_side=8, seeds=[3, 4])
+    x = np.random.default_rng(2).uniform(0, np.pi, (2, 5, 2)).astype(np.float32)
+    probs = stack(tf.constant(x)).numpy()
+    for m in range(2):
+        np.testing.assert_allclose(probs[m], stack.model(m).predict_probs(x[m]).numpy(), atol=1e-6)
