@@ -47,6 +47,7 @@ __all__ = [
     "NAME_PATTERN",
     "CircuitModel",
     "circuit_model",
+    "fingerprint",
     "installed",
     "is_model_plugin",
     "load",
@@ -209,6 +210,27 @@ def _built(kind: str, model_json: str) -> CircuitModel:
     except Exception as err:
         raise ConfigError(f"Model plug-in {kind!r} failed to build its circuit: {type(err).__name__}: {err}") from err
     return validate(kind, made)
+
+
+def fingerprint(model: ModelConfig) -> str:
+    """SHA-256 of what the plug-in ``model.kind`` builds for `model` (circuit, symbols, read-out as Cirq JSON).
+
+    The model stages put it in their keys (`tasks._stage`), so a plug-in whose circuit changes
+    (a new version, a fix) trains new models instead of reusing ones built from the old circuit.
+    """
+    return _fingerprint(model.kind, model.model_dump_json())
+
+
+@lru_cache(maxsize=32)
+def _fingerprint(kind: str, model_json: str) -> str:
+    import hashlib
+
+    import cirq
+
+    built = _built(kind, model_json)
+    parts = [built.circuit, [str(s) for s in built.input_symbols], [str(s) for s in built.weight_symbols]]
+    text = cirq.to_json([*parts, list(built.readout)])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def circuit_model(model: ModelConfig) -> CircuitModel:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from flows.pipeline import qmu_pipeline
-from qmu_core import export, frames
+from qmu_core import export, frames, plugins
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import ModelConfig, preset
 from qmu_core.errors import ConfigError
@@ -75,7 +75,9 @@ def test_tiny_pipeline_trains_audits_and_unlearns_a_plugin_model(root: Path) -> 
 
     # the model artifact records the plug-in's name (never a module path) in its config
     ref = ArtifactRef(stage="model", key=Path(summary["artifacts"]["before"]).stem, root=root)
-    recorded = export.model_inputs(ref)["model"]
+    inputs = export.model_inputs(ref)
+    assert inputs["model_plugin"] == plugins.fingerprint(cfg.model)  # the circuit it was trained with, in its key
+    recorded = inputs["model"]
     assert recorded["kind"] == PLUGIN and ModelConfig.model_validate(recorded).is_plugin
     with pytest.raises(ConfigError, match="export recipe describes QMU's own circuits only"):
         export.export_model(ref, root / "export")

@@ -264,3 +264,26 @@ def test_stacked_plugin_models_equal_single_ones() -> None:
     probs = stack(tf.constant(x)).numpy()
     for m in range(2):
         np.testing.assert_allclose(probs[m], stack.model(m).predict_probs(x[m]).numpy(), atol=1e-6)
+
+
+@needs_example
+def test_plugin_stage_keys_follow_what_the_plugin_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model stages' keys hash the plug-in's circuit: a changed circuit is never served from the cache."""
+    from qmu_core.artifacts import ArtifactRef
+    from qmu_core.config import TrainConfig
+    from tasks import train_model
+
+    cfg = ModelConfig(kind=PLUGIN, n_qubits=3, layers=2)
+    assert plugins.fingerprint(cfg) == plugins.fingerprint(ModelConfig(kind=PLUGIN, n_qubits=3, layers=2))
+    assert plugins.fingerprint(cfg) != plugins.fingerprint(ModelConfig(kind=PLUGIN, n_qubits=3, layers=3))
+    splits = ArtifactRef(stage="splits", key="splits-v1-0123", root="/tmp/nowhere")
+
+    def key(model: ModelConfig) -> str:
+        ref = train_model.plan(splits=splits, model=model, train=TrainConfig(), classes=(0, 1), which="target", seed=0)
+        return ref.key
+
+    first = key(cfg)
+    builtin = key(ModelConfig())
+    monkeypatch.setattr(plugins, "fingerprint", lambda model: "another circuit")
+    assert key(cfg) != first
+    assert key(ModelConfig()) == builtin  # built-in models' keys do not involve plug-ins
