@@ -69,14 +69,18 @@ MAX_PLUGIN_QUBITS = 16
 _NO_IMPORT = "No module path is ever imported: a plug-in is found only by its registered name."
 
 
-def _entry_points(group: str) -> dict[str, EntryPoint]:
+def _all_entry_points(group: str) -> dict[str, list[EntryPoint]]:
     if group not in GROUPS:
         raise ConfigError(f"Unknown plug-in group {group!r}; QMU reads {', '.join(GROUPS)}.")
-    found: dict[str, EntryPoint] = {}
+    found: dict[str, list[EntryPoint]] = {}
     for ep in entry_points(group=group):
-        if NAME_PATTERN.fullmatch(ep.name) and ep.name not in found:  # first installed wins, like importlib
-            found[ep.name] = ep
+        if NAME_PATTERN.fullmatch(ep.name):  # any other name is never listed, so never loadable
+            found.setdefault(ep.name, []).append(ep)
     return found
+
+
+def _entry_points(group: str) -> dict[str, EntryPoint]:
+    return {name: eps[0] for name, eps in _all_entry_points(group).items()}
 
 
 def installed(group: str) -> tuple[str, ...]:
@@ -93,13 +97,19 @@ def _entry(group: str, name: object) -> EntryPoint:
             f"{name!r} is not a plug-in name of {group} (a name matches {NAME_PATTERN.pattern}); "
             f"installed: {listing}. {_NO_IMPORT}"
         )
-    found = _entry_points(group).get(name)
-    if found is None:
+    found = _all_entry_points(group).get(name, [])
+    if not found:
         raise ConfigError(
             f"No installed package registers a plug-in {name!r} in {group}; installed: {listing}. "
             f"Install the package that provides it (its entry point in {group}). {_NO_IMPORT}"
         )
-    return found
+    if len({ep.value for ep in found}) > 1:
+        owners = ", ".join(f"{ep.dist.name if ep.dist is not None else '?'} ({ep.value})" for ep in found)
+        raise ConfigError(
+            f"Several installed packages register the plug-in {name!r} in {group}: {owners}; QMU will not guess "
+            "which to import. Uninstall all but one."
+        )
+    return found[0]
 
 
 def load(group: str, name: object) -> Any:

@@ -91,6 +91,15 @@ def test_anything_but_an_installed_name_is_refused_without_importing(canary: str
     assert canary not in sys.modules and set(sys.modules) == before
 
 
+def test_a_name_registered_twice_is_refused_without_importing(monkeypatch: pytest.MonkeyPatch, canary: str) -> None:
+    eps = [EntryPoint(name="twin", value=f"{canary}:boom", group=MODELS), EntryPoint("twin", "os:system", MODELS)]
+    monkeypatch.setattr(plugins, "entry_points", lambda *, group: eps)
+    assert plugins.installed(MODELS) == ("twin",)
+    with pytest.raises(ConfigError, match="Several installed packages register the plug-in 'twin'"):
+        plugins.load(MODELS, "twin")
+    assert canary not in sys.modules
+
+
 def test_an_unknown_group_is_refused() -> None:
     with pytest.raises(ConfigError, match="Unknown plug-in group"):
         plugins.installed("qmu.evil")
