@@ -29,7 +29,7 @@ import cirq
 from qmu_core import artifacts, frames, storage
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import ModelConfig
-from qmu_core.errors import ArtifactError
+from qmu_core.errors import ArtifactError, ConfigError
 from qmu_core.provenance import SplitFacts
 from qmu_core.qnn import circuits
 from qmu_core.qnn.encoding import model_encoding
@@ -222,6 +222,11 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
     out_dir = check_out_dir(out_dir)
     lineage = _lineage(ref)
     model = ModelConfig.model_validate(lineage["model"])
+    if model.is_plugin:
+        raise ConfigError(
+            f"model.kind={model.kind!r} is a model plug-in; the export recipe describes QMU's own circuits only "
+            "(exporting plug-in models is not supported yet)."
+        )
     splits_ref = ArtifactRef(stage="splits", key=lineage["splits"], root=ref.root)
     split_facts = artifacts.read_facts(splits_ref, SplitFacts)
     weights = artifacts.read(ref)

@@ -6,6 +6,8 @@ The `@stage("name")` decorator turns it into a `Stage`:
 
 * `Stage.plan(**params)` computes the artifact ref: the key hashes the stage name, its version
   and every parameter except ``root`` (refs enter by key). It is the ONE place a key is made.
+  A model plug-in's stages also hash what the plug-in builds (``model_plugin``:
+  `qmu_core.plugins.fingerprint`), so a changed plug-in circuit is never served from the cache.
 * Reuse is decided from the artifact root alone (`qmu_core.artifacts.verify`): the file at the
   key, its integrity record and the SHA-256 recorded when it was written, plus a digest of the
   body's source (so editing a task body recomputes it, as Prefect's TASK_SOURCE would). A
@@ -43,8 +45,9 @@ from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
 from prefect.states import Cancelled, Completed, State
 
-from qmu_core import artifacts, storage, workers
+from qmu_core import artifacts, plugins, storage, workers
 from qmu_core.artifacts import ArtifactRef, Output
+from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError
 from qmu_prefect.flow import rebuilds
 from qmu_prefect.log import finishing_progress, info, warning
@@ -200,7 +203,11 @@ class Stage(Generic[P]):
 
     @staticmethod
     def _inputs(params: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in params.items() if k not in artifacts.NOT_IN_KEY}
+        inputs = {k: v for k, v in params.items() if k not in artifacts.NOT_IN_KEY}
+        plugin = [v for v in params.values() if isinstance(v, ModelConfig) and v.is_plugin]
+        if plugin:  # built-in models keep their keys: nothing is added for them
+            inputs["model_plugin"] = plugins.fingerprint(plugin[0])
+        return inputs
 
     def _plan(self, params: Mapping[str, Any]) -> ArtifactRef:
         return artifacts.plan(self.stage, self._inputs(params), root=_root_of(params))

@@ -143,6 +143,17 @@ class QMUConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _qfi_needs_own_ansatz(self) -> QMUConfig:
+        """SSD's QFI importance has closed forms for QMU's own ansatz only: refuse plug-in models before any stage."""
+        if self.model.is_plugin and "ssd" in self.unlearn.methods and self.unlearn.ssd_importance == "qfi":
+            raise ValueError(
+                f"unlearn.ssd_importance='qfi' needs QMU's own ansatz (closed-form generators of its U3 rotations), "
+                f"but model.kind={self.model.kind!r} is a model plug-in. Set unlearn.ssd_importance=fisher, or leave "
+                "ssd out of unlearn.methods."
+            )
+        return self
+
 
 # What to write instead, for the pydantic error types a wrong JSON type produces.
 _HINTS = {

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from qmu_core import plugins
 from qmu_core.config.form import Section
 
-__all__ = ["AMPLITUDE_MAX_QUBITS", "FeatureSpec", "ModelConfig", "TrainConfig"]
+__all__ = ["AMPLITUDE_MAX_QUBITS", "BUILTIN_KINDS", "MODEL_KINDS", "FeatureSpec", "ModelConfig", "TrainConfig"]
+
+BUILTIN_KINDS: tuple[str, ...] = ("basic_qnn", "hqnn")
+"""The model kinds QMU itself defines (`qmu_core.qnn.frontend`)."""
+
+MODEL_KINDS: tuple[str, ...] = BUILTIN_KINDS + tuple(
+    n for n in plugins.installed(plugins.MODELS) if n not in BUILTIN_KINDS
+)
+"""Every ``model.kind``: the built-in kinds, then the installed model plug-ins' registered names
+(`qmu_core.plugins`; read from entry-point metadata when this module is imported, without importing
+any plug-in). Any other value fails validation before anything is imported."""
+
+_KindLiteral: Any = Literal[MODEL_KINDS]
 
 AMPLITUDE_MAX_QUBITS = 12
 """Widest amplitude-encoded circuit. Its state preparation is ``2^n - 1`` rotations and as many
@@ -27,9 +40,12 @@ class FeatureSpec(Section):
 class ModelConfig(Section):
     """The quantum classifier: basic QNN or hybrid CNN+QNN, encoding and ansatz size."""
 
-    kind: Literal["basic_qnn", "hqnn"] = Field(
+    kind: _KindLiteral = Field(
         "basic_qnn",
-        description="`basic_qnn`: PCA features into the circuit; `hqnn`: a CNN front end feeds it.",
+        description=(
+            "`basic_qnn`: PCA features into the circuit; `hqnn`: a CNN front end feeds it; any other "
+            "choice is an installed model plug-in (entry point `qmu.models`), fed PCA features, one per input symbol."
+        ),
     )
     encoding: Literal["angle", "amplitude"] = Field(
         "angle",
@@ -82,9 +98,28 @@ class ModelConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _plugin_angle(self) -> ModelConfig:
+        if self.is_plugin and (self.encoding != "angle" or self.reupload):
+            raise ValueError(
+                f"model.kind={self.kind!r} is a model plug-in: its circuit loads each feature as an angle where it "
+                "chooses (re-uploading included), so it needs model.encoding='angle' and model.reupload=false."
+            )
+        return self
+
+    @property
+    def is_plugin(self) -> bool:
+        """Whether ``kind`` names a model plug-in rather than a built-in kind."""
+        return self.kind not in BUILTIN_KINDS
+
     @property
     def feature_spec(self) -> FeatureSpec:
-        """Reduced features the data stage must produce for this model."""
+        """Reduced features the data stage must produce for this model.
+
+        A plug-in model reads one angle per input symbol; finding their number loads the plug-in.
+        """
+        if self.is_plugin:
+            return FeatureSpec(encoding="angle", n_components=len(plugins.circuit_model(self).input_symbols))
         n = self.n_qubits if self.encoding == "angle" else 2**self.n_qubits
         return FeatureSpec(encoding=self.encoding, n_components=n)
 

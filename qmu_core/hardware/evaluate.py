@@ -60,8 +60,13 @@ def check_model(model: ModelConfig) -> None:
     """Fail before any training when `model` cannot run on the hardware path.
 
     Raises:
-        ConfigError: For the HQNN (its CNN front end runs on the CPU).
+        ConfigError: For the HQNN (its CNN front end runs on the CPU), or a model plug-in.
     """
+    if model.is_plugin:
+        raise ConfigError(
+            f"model.kind={model.kind!r} is a model plug-in; the hardware path compiles and measures QMU's own "
+            "circuit only (plug-in circuits are not supported there yet). Use model.kind='basic_qnn' for hardware runs."
+        )
     if not model_front_end(model).reads_features:
         raise ConfigError(
             f"model.kind={model.kind!r}: the hardware path measures a basic QNN, whose circuit reads the features "

@@ -97,6 +97,11 @@ def resolved_circuits(weights: pd.DataFrame, features: np.ndarray, model: ModelC
         ConfigError: For an HQNN (its CNN front end runs on the CPU), or features of the wrong width.
         ArtifactError: If the weights do not fit the model.
     """
+    if model.is_plugin:
+        raise ConfigError(
+            f"model.kind={model.kind!r} is a model plug-in; the hardware path compiles and measures QMU's own "
+            "circuit only (plug-in circuits are not supported there yet). Use model.kind='basic_qnn' for hardware runs."
+        )
     if not model_front_end(model).reads_features:
         raise ConfigError(
             f"model.kind={model.kind!r}: the HQNN's CNN front end runs on the CPU, and the hardware path needs "

@@ -134,5 +134,8 @@ FRONT_ENDS: dict[str, FrontEnd] = {f.kind: f for f in (BASIC, CNN)}
 
 
 def model_front_end(model: ModelConfig) -> FrontEnd:
-    """The front end of the model section `model` (``model.kind`` is validated by the config)."""
-    return FRONT_ENDS[model.kind]
+    """The front end of the model section `model` (``model.kind`` is validated by the config).
+
+    A model plug-in (`qmu_core.plugins`) reads the PCA features as they are, like the basic QNN.
+    """
+    return FRONT_ENDS.get(model.kind, BASIC)

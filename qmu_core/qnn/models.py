@@ -52,12 +52,12 @@ class QNN:
         self.cfg = model
         self.n_classes = n_classes
         self.image_side = image_side
-        n = model.n_qubits
         self.backend = backend if backend is not None else make_backend(model)
         self.encoding = self.backend.encoding
         self.front = model_front_end(model)
         self.circuit, self.input_symbols = self.backend.circuit, self.backend.input_symbols
         self.weight_symbols = self.backend.weight_symbols
+        n = self.backend.n_outputs  # values the head reads: ⟨Z_i⟩ per qubit, or a plug-in's read-out
 
         rng = np.random.default_rng(seed)
         n_w = len(self.weight_symbols)

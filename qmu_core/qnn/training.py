@@ -81,9 +81,9 @@ def predict_proba(model: QNN, x: np.ndarray, *, batch_size: int = 500) -> np.nda
 
 
 def predict_expectations(model: QNN, x: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
-    """⟨Z⟩ per qubit (N, n_qubits) as float32."""
+    """What the head reads per record (N, n_outputs) as float32: ⟨Z⟩ per qubit, or a plug-in's read-out."""
     out = [model.predict_expectations(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.n_qubits), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, model.backend.n_outputs), np.float32)
 
 
 def fit(

@@ -103,6 +103,11 @@ def qfi_diagonal(model: QNN, x: np.ndarray, evals: Evals, *, batch_size: int = 2
         ConfigError: For ``model.reupload``.
     """
     cfg = model.cfg
+    if cfg.is_plugin:
+        raise ConfigError(
+            f"The QFI importance needs QMU's own ansatz (its closed-form U3 generators); model.kind={cfg.kind!r} is a "
+            "model plug-in with its own gates. Use unlearn.ssd_importance=fisher for plug-in models."
+        )
     if cfg.reupload:
         raise ConfigError(
             "The QFI importance needs model.reupload=false (the encoding must precede the ansatz); "

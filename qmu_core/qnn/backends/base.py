@@ -13,12 +13,16 @@ input-symbol values and encoded states.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ConfigError
 from qmu_core.qnn import circuits
 from qmu_core.qnn.encoding import model_encoding
+
+if TYPE_CHECKING:
+    import cirq
 
 __all__ = ["ExpectationBackend"]
 
@@ -41,6 +45,14 @@ class ExpectationBackend(ABC):
             model.n_qubits, model.layers, encoding=model.encoding, reupload=model.reupload
         )
         self.weight_symbols = circuits.weight_symbols(model.n_qubits, model.layers)
+        self.readout: list[cirq.PauliString | cirq.PauliSum] = list(
+            circuits.readout_ops(circuits.qubits(model.n_qubits))
+        )
+
+    @property
+    def n_outputs(self) -> int:
+        """Values per record the head reads: one per read-out observable (⟨Z_i⟩ per qubit here)."""
+        return len(self.readout)
 
     def symbol_values(self, features: tf.Tensor) -> tf.Tensor:
         """Values of the circuit's input symbols for a batch of features, ``(B, n_inputs)``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from qmu_core._tf import tf, tfq
 from qmu_core.config import ModelConfig
-from qmu_core.qnn import circuits
 from qmu_core.qnn.backends.base import ExpectationBackend
 
 __all__ = ["PlainTFQBackend"]
@@ -19,7 +18,7 @@ class PlainTFQBackend(ExpectationBackend):
         super().__init__(model)
         self.symbol_names = tf.constant([str(s) for s in [*self.input_symbols, *self.weight_symbols]])
         self.program = tfq.convert_to_tensor([self.circuit])
-        self.operators = tfq.convert_to_tensor([circuits.readout_ops(circuits.qubits(model.n_qubits))])
+        self.operators = tfq.convert_to_tensor([self.readout])
         self._layer = tfq.layers.Expectation(differentiator=tfq.differentiators.Adjoint())
 
     def expectations(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
