@@ -14,11 +14,13 @@ TEST_JOBS ?= 2
 
 .PHONY: run test lint test-slow test-browser bench ui check-env clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml examples/reupload_plugin/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"QMU needs Python 3.11 (TensorFlow Quantum 0.7.6); found {sys.version.split()[0]} at {sys.executable}. Set PYTHON=/path/to/python3.11."'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# The worked example of a model plug-in (examples/reupload_plugin: entry point qmu.models), which the tests use.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e examples/reupload_plugin
 	@# QMU's native op (qmu_core/qnn/native): qsim from given states, for amplitude-encoded training.
 	@# Without a C++ compiler QMU still runs, on TFQ's slower Adjoint route, and says so.
 	$(BIN)/python -m qmu_core.qnn.native || echo "qmu: the native op was not built (see above); training uses TFQ's Adjoint route."

@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from qmu_core.artifacts import sha256_file
-from qmu_core.datasets import Dataset, read_idx
 from qmu_core.errors import DataError
+from qmu_core.imagesets import Dataset, read_idx
 
 __all__ = ["FILE_HELP", "file_fingerprint", "load_file"]
 
@@ -394,7 +394,7 @@ def _from_idx(images_files: list[Path]) -> Dataset:
                 f"({images.name.replace('images-idx3', 'labels-idx1')})",
                 "Put the matching labels file in the same folder.",
             )
-        x, y = read_idx(images, "images", help_text=""), read_idx(labels_file, "labels", help_text="")
+        x, y = read_idx(images, "images"), read_idx(labels_file, "labels")
         if len(x) != len(y):
             raise _error(
                 images,

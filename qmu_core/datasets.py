@@ -6,14 +6,10 @@ no local copy exists (the one exception the import-linter contract allows).
 
 from __future__ import annotations
 
-import functools
-import gzip
 import hashlib
 import os
-import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +17,7 @@ import numpy as np
 from qmu_core.artifacts import sha256_file
 from qmu_core.config import DataConfig, derive_seed
 from qmu_core.errors import DataError
+from qmu_core.imagesets import Dataset, read_idx
 
 __all__ = ["MNIST_HELP", "Dataset", "check_finite", "fingerprint", "load_dataset", "read_idx"]
 
@@ -35,79 +32,6 @@ MNIST_HELP = (
 )
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """Images as floats in [0, 1], their labels and a description of the source."""
-
-    images: np.ndarray  # (N, side, side) float32 in [0, 1]
-    labels: np.ndarray  # (N,) int64
-    source: str
-    label_names: dict[int, str] | None = None  # a file's own labels, when they are not integers
-
-    @property
-    def side(self) -> int:
-        """Image height (= width)."""
-        return int(self.images.shape[1])
-
-
-# IDX files hold either images (N x rows x cols) or labels (N).
-_IDX_NDIM = {"images": 3, "labels": 1}
-
-
-def _bad_file(
-    path: Path,
-    why: str,
-    fix: str = "Replace it with an intact copy of the original file.",
-    help_text: str = MNIST_HELP,
-) -> DataError:
-    what = "MNIST file" if help_text == MNIST_HELP else "IDX file"
-    return DataError(f"{what} {path} {why}. {fix}" + (f"\n{help_text}" if help_text else ""))
-
-
-def read_idx(path: Path, kind: str, help_text: str = MNIST_HELP) -> np.ndarray:
-    """Read an IDX file holding `kind` (``images`` or ``labels``), gzipped or not.
-
-    Errors end with `help_text` (how to get MNIST, by default).
-    """
-    bad = functools.partial(_bad_file, help_text=help_text)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        if str(exc).startswith("Not a gzipped file"):
-            raise bad(path, f"is not a gzip file ({exc})") from None
-        raise bad(path, f"is a truncated or corrupt gzip file ({type(exc).__name__}: {exc})") from None
-    except OSError as exc:
-        raise bad(path, f"cannot be read ({exc})") from None
-    if len(raw) < 4:
-        raise bad(path, f"is too short to be an IDX file ({len(raw)} bytes)")
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise bad(path, f"is not an unsigned-byte IDX file (header {raw[:4].hex()}; expected 0000080{_IDX_NDIM[kind]})")
-    want = _IDX_NDIM[kind]
-    if ndim != want:
-        other = next(k for k, n in _IDX_NDIM.items() if n == ndim) if ndim in _IDX_NDIM.values() else None
-        raise bad(
-            path,
-            f"holds {ndim}-dimensional data, but an IDX {kind} file holds {want}"
-            + (f" (it looks like a {other} file)" if other else ""),
-            "Check that the images and labels files are not swapped or misnamed "
-            "(`*-images-idx3-ubyte*` holds images, `*-labels-idx1-ubyte*` labels), or replace the file "
-            "with an intact copy.",
-        )
-    if len(raw) < 4 + 4 * ndim:
-        raise bad(path, f"is truncated inside its header ({len(raw)} bytes)")
-    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        what = "is truncated" if data.size < int(np.prod(dims)) else "has trailing bytes"
-        raise bad(path, f"{what}: its header says {dims} = {int(np.prod(dims))} values, found {data.size}")
-    if kind == "images" and dims[1] != dims[2]:
-        raise bad(path, f"holds {dims[1]}x{dims[2]} images; QMU needs square images")
-    return data.reshape(dims)
-
-
 def _mnist_from_dir(directory: Path) -> Dataset | None:
     images, labels, parts = [], [], []
     for prefix in ("train", "t10k"):
@@ -120,7 +44,8 @@ def _mnist_from_dir(directory: Path) -> Dataset | None:
                 f"{directory} has only one of the {prefix} images/labels pair "
                 f"(images: {img}, labels: {lab}).\n{MNIST_HELP}"
             )
-        x, y = read_idx(img, "images"), read_idx(lab, "labels")
+        mnist = {"what": "MNIST file", "help_text": MNIST_HELP}
+        x, y = read_idx(img, "images", **mnist), read_idx(lab, "labels", **mnist)
         if len(x) != len(y):
             raise DataError(
                 f"MNIST files {img} ({len(x)} images) and {lab} ({len(y)} labels) do not match: every image "

@@ -28,9 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qmu_core.errors import ConfigError
 
@@ -38,7 +37,19 @@ if TYPE_CHECKING:
     import cirq
     import sympy
 
-    from qmu_core.config.model import ModelConfig
+
+class ModelSection(Protocol):
+    """What this module reads of `qmu_core.config.ModelConfig` (which imports this module: no import back)."""
+
+    @property
+    def kind(self) -> str:
+        """The model kind: a plug-in's registered name."""
+        ...
+
+    def model_dump_json(self) -> str:
+        """The section as JSON: the cache key of what its plug-in built."""
+        ...
+
 
 __all__ = [
     "GROUPS",
@@ -207,46 +218,50 @@ def validate(name: str, model: object) -> CircuitModel:
     return model
 
 
-@lru_cache(maxsize=32)
-def _built(kind: str, model_json: str) -> CircuitModel:
-    from qmu_core.config.model import ModelConfig
-
-    factory = load(MODELS, kind)
-    cfg = ModelConfig.model_validate_json(model_json)
-    try:
-        made = factory(cfg)
-    except ConfigError:
-        raise
-    except Exception as err:
-        raise ConfigError(f"Model plug-in {kind!r} failed to build its circuit: {type(err).__name__}: {err}") from err
-    return validate(kind, made)
+_BUILT: dict[tuple[str, str], CircuitModel] = {}
+_FINGERPRINTS: dict[tuple[str, str], str] = {}
+"""What each (plug-in, model section as JSON) built, checked: a plug-in is called once per config."""
 
 
-def fingerprint(model: ModelConfig) -> str:
+def _built(model: ModelSection) -> CircuitModel:
+    key = (model.kind, model.model_dump_json())
+    if key not in _BUILT:
+        factory = load(MODELS, model.kind)
+        try:
+            made = factory(model)
+        except ConfigError:
+            raise
+        except Exception as err:
+            raise ConfigError(
+                f"Model plug-in {model.kind!r} failed to build its circuit: {type(err).__name__}: {err}"
+            ) from err
+        _BUILT[key] = validate(model.kind, made)
+    return _BUILT[key]
+
+
+def fingerprint(model: ModelSection) -> str:
     """SHA-256 of what the plug-in ``model.kind`` builds for `model` (circuit, symbols, read-out as Cirq JSON).
 
     The model stages put it in their keys (`tasks._stage`), so a plug-in whose circuit changes
     (a new version, a fix) trains new models instead of reusing ones built from the old circuit.
     """
-    return _fingerprint(model.kind, model.model_dump_json())
-
-
-@lru_cache(maxsize=32)
-def _fingerprint(kind: str, model_json: str) -> str:
     import hashlib
 
     import cirq
 
-    built = _built(kind, model_json)
-    parts = [built.circuit, [str(s) for s in built.input_symbols], [str(s) for s in built.weight_symbols]]
-    text = cirq.to_json([*parts, list(built.readout)])
-    return hashlib.sha256(text.encode()).hexdigest()
+    key = (model.kind, model.model_dump_json())
+    if key not in _FINGERPRINTS:
+        built = _built(model)
+        parts = [built.circuit, [str(s) for s in built.input_symbols], [str(s) for s in built.weight_symbols]]
+        text = cirq.to_json([*parts, list(built.readout)])
+        _FINGERPRINTS[key] = hashlib.sha256(text.encode()).hexdigest()
+    return _FINGERPRINTS[key]
 
 
-def circuit_model(model: ModelConfig) -> CircuitModel:
+def circuit_model(model: ModelSection) -> CircuitModel:
     """The checked `CircuitModel` of the model plug-in ``model.kind`` (loads it; cached per config).
 
     Raises:
         ConfigError: If ``model.kind`` is not an installed model plug-in, or it returns an unusable model.
     """
-    return _built(model.kind, model.model_dump_json())
+    return _built(model)

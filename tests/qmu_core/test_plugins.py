@@ -128,14 +128,14 @@ def test_a_recorded_kind_no_longer_installed_is_refused_without_importing(
     """A config recorded where the plug-in was installed, read where it is not: nothing is imported."""
     cfg = ModelConfig(kind=PLUGIN, n_qubits=3, layers=1)  # validated while installed (the Literal is fixed at import)
     monkeypatch.setattr(plugins, "entry_points", lambda *, group: [])
-    plugins._built.cache_clear()
+    plugins._BUILT.clear()
     saved = sys.modules.pop(PLUGIN_MODULE, None)
     try:
         with pytest.raises(ConfigError, match="No installed package registers a plug-in 'reupload_ring'"):
             cfg.feature_spec  # noqa: B018 - the property loads the plug-in
         assert PLUGIN_MODULE not in sys.modules
     finally:
-        plugins._built.cache_clear()
+        plugins._BUILT.clear()
         if saved is not None:
             sys.modules[PLUGIN_MODULE] = saved
 
