@@ -13,9 +13,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializationInfo
 
 __all__ = [
+    "EVERY_FIELD",
     "SECTION_TITLES",
     "Section",
     "brief",
@@ -36,6 +37,22 @@ SECTION_TITLES = {
     "hardware": "Hardware (finite shots)",
 }
 """The form's heading of each `QMUConfig` section (the class names would show otherwise)."""
+
+EVERY_FIELD = {"every_field": True}
+"""``model_dump(context=EVERY_FIELD)``: every field, also those a section leaves out of its dump at
+their legacy value (`unsaid`); the config tooling (``--set``, config files) needs to know them."""
+
+
+def unsaid(out: dict[str, Any], info: SerializationInfo, fields: list[str]) -> dict[str, Any]:
+    """`out`, a section's dump, without `fields` (unless dumped with `EVERY_FIELD`).
+
+    So stage keys stay what they were before those fields existed.
+    """
+    if not (isinstance(info.context, dict) and info.context.get("every_field")):
+        for name in fields:
+            out.pop(name, None)
+    return out
+
 
 _built: list[Callable[[], Mapping[str, Any]]] = []
 

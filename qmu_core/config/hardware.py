@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializationInfo,
     SerializerFunctionWrapHandler,
     StrictInt,
     field_validator,
@@ -24,7 +25,7 @@ from pydantic import (
 )
 
 from qmu_core.config.catalogue import Catalogue, Variant
-from qmu_core.config.form import Section, form_schema, preset_configs
+from qmu_core.config.form import Section, form_schema, preset_configs, unsaid
 
 __all__ = [
     "PROCESSORS",
@@ -160,12 +161,11 @@ class EmulatorSampler(SamplerSection):
     readout_error: float = Field(0.01, strict=True, ge=0, lt=1, description="`noise=qsim_noisy`: as in `qsim_noisy`.")
 
     @model_serializer(mode="wrap")
-    def _calibrated_scale_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _calibrated_scale_unsaid(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
         """Leave `noise_scale` out at 1: the stages keyed by this section keep the keys they had before it existed."""
-        out: dict[str, Any] = handler(self)
-        if self.noise_scale == 1.0:
-            out.pop("noise_scale", None)
-        return out
+        return unsaid(handler(self), info, ["noise_scale"] if self.noise_scale == 1.0 else [])
 
 
 SAMPLERS = Catalogue(

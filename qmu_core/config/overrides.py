@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qmu_core.config import PRESETS, SAMPLER_CLASSES, QMUConfig, preset, validate
-from qmu_core.config.form import brief
+from qmu_core.config.form import EVERY_FIELD, brief
 from qmu_core.config.presets import TAGGED_UNIONS, deep_merge
 from qmu_core.errors import ConfigError
 
@@ -20,7 +20,7 @@ __all__ = ["apply_overrides", "changed_fields", "changed_markdown", "load_config
 def _variant_defaults(kind: Any) -> dict[str, Any]:
     """The fields of the sampler variant `kind` at their defaults (just ``kind`` if unknown)."""
     cls = SAMPLER_CLASSES.get(kind) if isinstance(kind, str) else None
-    return cls().model_dump(mode="json") if cls is not None else {"kind": kind}
+    return cls().model_dump(mode="json", context=EVERY_FIELD) if cls is not None else {"kind": kind}
 
 
 def _parse_value(text: str) -> Any:
@@ -38,7 +38,7 @@ def apply_overrides(config: QMUConfig, assignments: list[str]) -> QMUConfig:
     A JSON object assigned to a whole section (``data={"n_test": 50}``) is merged into that
     section: the fields it names change, the others keep their values.
     """
-    raw = config.model_dump(mode="json")
+    raw = config.model_dump(mode="json", context=EVERY_FIELD)
     for item in assignments:
         if "=" not in item:
             raise ConfigError(
@@ -110,7 +110,7 @@ def merge_sections(config: QMUConfig, raw: dict[str, Any], what: str) -> QMUConf
         if name not in PRESETS:
             raise ConfigError(f"{what}: preset {brief(name)} is not a preset. Known: {', '.join(PRESETS)}.")
         config = preset(name)
-    known = {k: v for k, v in config.model_dump(mode="json").items() if k != "preset"}
+    known = {k: v for k, v in config.model_dump(mode="json", context=EVERY_FIELD).items() if k != "preset"}
     for section, fields in raw.items():
         if section not in known:
             raise ConfigError(f"{what}: {section!r} is not a config section. Known: {', '.join(known)}.")
@@ -144,8 +144,8 @@ def changed_fields(config: QMUConfig) -> dict[str, dict[str, Any]]:
     value nobody typed) shows in its summary and report.
     """
     base = preset(config.preset) if config.preset else QMUConfig()
-    mine = _flat(config.model_dump(mode="json", exclude={"preset"}))
-    theirs = _flat(base.model_dump(mode="json", exclude={"preset"}))
+    mine = _flat(config.model_dump(mode="json", exclude={"preset"}, context=EVERY_FIELD))
+    theirs = _flat(base.model_dump(mode="json", exclude={"preset"}, context=EVERY_FIELD))
     missing = object()
     return {
         k: {"value": mine.get(k), "preset": theirs.get(k)}

@@ -12,9 +12,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, StrictInt, field_validator, model_serializer, model_validator
+from pydantic import (
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from qmu_core.config.form import Section
+from qmu_core.config.form import Section, unsaid
 from qmu_core.errors import ConfigError
 
 __all__ = ["KNOWN_LABELS", "DataConfig", "RunConfig", "check_artifact_root", "derive_seed"]
@@ -186,14 +194,10 @@ class DataConfig(Section):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_serializer(mode="wrap")
-    def _file_fields_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _file_fields_unsaid(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
         """Leave `path` and `label_column` out at their defaults: the split keeps the key it had before they existed."""
-        out: dict[str, Any] = handler(self)
-        if self.path is None:
-            out.pop("path", None)
-        if self.label_column == "label":
-            out.pop("label_column", None)
-        return out
+        at_default = [k for k, v in (("path", None), ("label_column", "label")) if getattr(self, k) == v]
+        return unsaid(handler(self), info, at_default)
 
     @property
     def n_records(self) -> int:

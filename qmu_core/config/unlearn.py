@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from qmu_core.config.catalogue import Catalogue, Variant
-from qmu_core.config.form import Section
+from qmu_core.config.form import Section, unsaid
 
 __all__ = ["METHODS", "RELEARN", "UNLEARN_METHODS", "MethodName", "UnlearnConfig"]
 
@@ -281,10 +281,6 @@ class UnlearnConfig(Section):
         )
 
     @model_serializer(mode="wrap")
-    def _legacy_values_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _legacy_values_unsaid(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
         """Leave out fields at their `_LEGACY` value: the stages that do not read them keep their keys."""
-        out: dict[str, Any] = handler(self)
-        for k, v in _LEGACY.items():
-            if getattr(self, k) == v:
-                out.pop(k, None)
-        return out
+        return unsaid(handler(self), info, [k for k, v in _LEGACY.items() if getattr(self, k) == v])

@@ -90,3 +90,13 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
     }
     assert len(seeds) == 52
     assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_fields_left_out_of_the_dump_can_still_be_set() -> None:
+    """Fields a section leaves out of its dump at their legacy value (stage keys) are still known to --set."""
+    default = QMUConfig()
+    assert "path" not in default.data.model_dump() and "noise_scale" not in default.hardware.sampler.model_dump()
+    sets = ["data.dataset=file", "data.path=/data/mine.csv", "data.label_column=y", "hardware.sampler.noise_scale=0.5"]
+    cfg = apply_overrides(QMUConfig(), [*sets, "unlearn.finetune_optimizer=train"])
+    assert (cfg.data.path, cfg.data.label_column, cfg.hardware.sampler.noise_scale) == ("/data/mine.csv", "y", 0.5)
+    assert cfg.unlearn.finetune_optimizer == "train"
