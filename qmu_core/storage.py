@@ -337,15 +337,6 @@ class Remote:
         except FileNotFoundError:
             return False
 
-    def size(self, rel: str) -> int | None:
-        """Bytes of `rel` on the root, or None if it is not there."""
-        path = self.remote_path(rel)
-        self.fs.invalidate_cache(path)
-        try:
-            return int(self.fs.size(path))
-        except (FileNotFoundError, TypeError):
-            return None
-
     def stamp(self, rel: str) -> str | None:
         """What identifies the root's current object `rel` (its size and ETag or modification time), or None if absent.
 

@@ -17,17 +17,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from qmu_core import artifacts, storage
+from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import QMUConfig
 from qmu_core.config.overrides import changed_fields, changed_markdown
+from qmu_core.hardware.report import HardwareReport, published
 
 __all__ = ["EXACT", "LeakMap", "leak_rows", "publish", "publish_artifacts", "where_it_goes"]
 
@@ -56,13 +56,8 @@ PANELS = (
 """The heat maps per phase: (metric, attack, title); a shot-aware panel's infinite-shot column is the plain one."""
 
 
-@dataclass
-class LeakMap:
-    """What `publish` wrote: the Markdown the task logs, the JSON path and the heat map."""
-
-    markdown: str
-    summary_path: Path | str
-    plots: dict[str, Path] = field(default_factory=dict)
+LeakMap = HardwareReport
+"""What `publish` wrote: the Markdown the task logs, the JSON path and the heat map (the hardware report's shape)."""
 
 
 AWARE = " aware"
@@ -347,18 +342,10 @@ def publish_artifacts(
 ) -> LeakMap:
     """`publish` from `hw_metrics` refs, into ``<root>/runs/<folder>`` (staged, then renamed; pushed for a URL root)."""
     tables = {setting: {src: artifacts.read(ref) for src, ref in by.items()} for setting, by in metrics.items()}
-    with storage.staged_run_folder(simulation.root, run_name) as staged:
-        report = publish(tables, artifacts.read(simulation), config=config, run_dir=staged.tmp, wall_time_s=wall_time_s)
-        run_rel = staged.commit()
-    run_dir = storage.local_dir(simulation.root) / run_rel
-    report = replace(
-        report,
-        summary_path=run_dir / Path(report.summary_path).name,
-        plots={k: run_dir / p.name for k, p in report.plots.items()},
+    return published(
+        simulation.root,
+        run_name,
+        lambda run_dir: publish(
+            tables, artifacts.read(simulation), config=config, run_dir=run_dir, wall_time_s=wall_time_s
+        ),
     )
-    remote = storage.remote(simulation.root)
-    if remote is None:
-        return report
-    summary = f"{run_rel}/leakmap.json"
-    remote.push([f"{run_rel}/leakmap.png", f"{run_rel}/leakmap.md"], last=summary)
-    return replace(report, summary_path=remote.location(summary))

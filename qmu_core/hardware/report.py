@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ __all__ = [
     "output_variance",
     "publish",
     "publish_artifacts",
+    "published",
     "rows",
     "variance_by_source",
 ]
@@ -421,30 +422,39 @@ def publish_artifacts(
         read = {src: {ph: artifacts.read(r) for ph, r in by_phase.items()} for src, by_phase in outputs.items()}
         variance = variance_by_source(read, ids, exact="exact")
     root = next(iter(metrics.values())).root
-    # written into a temporary folder renamed to the run's folder once whole (for a URL root: in
-    # the local mirror, then uploaded)
-    with storage.staged_run_folder(root, run_name) as staged:
-        report = publish(
+    return published(
+        root,
+        run_name,
+        lambda run_dir: publish(
             tables,
             config=config,
-            run_dir=staged.tmp,
+            run_dir=run_dir,
             sampler=samplers.resolve(config.hardware.sampler).describes,
             study=outputs is not None,
             circuit_stats=stats,
             variance=variance,
             wall_time_s=wall_time_s,
-        )
+        ),
+    )
+
+
+def published(root: Path | str, run_name: str, write: Callable[[Path], HardwareReport]) -> HardwareReport:
+    """`write` a report into the run folder of `run_name` under `root`; its paths there, or its URL.
+
+    It writes into a temporary folder renamed to the run's folder once whole
+    (`storage.staged_run_folder`; for a URL root: in the local mirror, then the plots, the
+    Markdown and the JSON summary last are uploaded).
+    """
+    with storage.staged_run_folder(root, run_name) as staged:
+        report = write(staged.tmp)
         run_rel = staged.commit()
     run_dir = storage.local_dir(root) / run_rel
-    report = replace(
-        report,
-        summary_path=run_dir / Path(report.summary_path).name,
-        plots={k: run_dir / p.name for k, p in report.plots.items()},
-    )
+    name = Path(report.summary_path).name
+    report = replace(report, summary_path=run_dir / name, plots={k: run_dir / p.name for k, p in report.plots.items()})
     remote = storage.remote(root)
     if remote is None:
         return report
-    summary = f"{run_rel}/{Path(report.summary_path).name}"
+    summary = f"{run_rel}/{name}"
     remote.push(
         [f"{run_rel}/{p.name}" for p in report.plots.values()] + [summary.replace(".json", ".md")], last=summary
     )

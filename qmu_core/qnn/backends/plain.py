@@ -16,6 +16,10 @@ class PlainTFQBackend(ExpectationBackend):
 
     def __init__(self, model: ModelConfig) -> None:
         super().__init__(model)
+        self._compile()
+
+    def _compile(self) -> None:
+        """TFQ's program, symbol names, read-out and Expectation layer for ``circuit`` and its symbols."""
         self.symbol_names = tf.constant([str(s) for s in [*self.input_symbols, *self.weight_symbols]])
         self.program = tfq.convert_to_tensor([self.circuit])
         self.operators = tfq.convert_to_tensor([self.readout])

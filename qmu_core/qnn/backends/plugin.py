@@ -9,16 +9,16 @@ is one expectation per read-out observable, shape ``(B, len(readout))``.
 from __future__ import annotations
 
 from qmu_core import plugins
-from qmu_core._tf import tf, tfq
+from qmu_core._tf import tf
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ConfigError
-from qmu_core.qnn.backends.base import ExpectationBackend
+from qmu_core.qnn.backends.plain import PlainTFQBackend
 from qmu_core.qnn.encoding import ANGLE
 
 __all__ = ["PluginTFQBackend"]
 
 
-class PluginTFQBackend(ExpectationBackend):
+class PluginTFQBackend(PlainTFQBackend):
     """A model plug-in's circuit through TFQ's Expectation layer with the Adjoint differentiator.
 
     Raises:
@@ -38,31 +38,17 @@ class PluginTFQBackend(ExpectationBackend):
         self.input_symbols = list(built.input_symbols)
         self.weight_symbols = list(built.weight_symbols)
         self.readout = list(built.readout)
-        self.symbol_names = tf.constant([str(s) for s in [*self.input_symbols, *self.weight_symbols]])
         try:
-            self.program = tfq.convert_to_tensor([self.circuit])
-            self.operators = tfq.convert_to_tensor([self.readout])
+            self._compile()
         except (ValueError, TypeError) as err:
             raise ConfigError(
                 f"Model plug-in {model.kind!r}: TFQ cannot run its circuit or read-out ({err}); use gates and "
                 "observables TFQ serializes (Pauli powers, rx/ry/rz, CZ, CNOT, ...)."
             ) from err
-        self._layer = tfq.layers.Expectation(differentiator=tfq.differentiators.Adjoint())
 
     def symbol_values(self, features: tf.Tensor) -> tf.Tensor:
         """The features themselves: feature i is the angle bound to input symbol i."""
         return tf.convert_to_tensor(features, tf.float32)
-
-    def expectations(self, features: tf.Tensor, theta: tf.Tensor) -> tf.Tensor:
-        """Differentiable expectations of the read-out, ``(B, len(readout))`` (adjoint differentiator)."""
-        values = self.symbol_values(features)
-        batch = tf.shape(values)[0]
-        return self._layer(
-            tf.tile(self.program, [batch]),
-            symbol_names=self.symbol_names,
-            symbol_values=tf.concat([values, tf.tile(theta[None, :], [batch, 1])], axis=1),
-            operators=tf.tile(self.operators, [batch, 1]),
-        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.model.kind!r}, n_qubits={self.n_qubits})"
