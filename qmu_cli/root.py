@@ -25,7 +25,7 @@ import os
 import sys
 from typing import NoReturn
 
-from qmu_cli import artifacts, audit, config, export, hardware, reproduce, run, signals
+from qmu_cli import artifacts, audit, config, export, hardware, reproduce, run, signals, split
 from qmu_core.errors import QMUError
 
 __all__ = ["entry", "main"]
@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qmu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="Show the full traceback of an error.")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (run, export, audit, hardware, reproduce, config, artifacts):
+    for group in (run, export, audit, split, hardware, reproduce, config, artifacts):
         group.register(sub)
     return p
 

@@ -120,6 +120,15 @@ def fingerprint(data: DataConfig) -> str:
     MNIST: SHA-256 over the names and bytes of the files found (about 30 ms for the test set);
     digits: the scikit-learn version that ships it; synthetic: generated from the seed.
     """
+    found = _source_fingerprint(data)
+    if data.members:
+        from qmu_core.members import members_fingerprint
+
+        found += "|" + members_fingerprint(data.members)
+    return found
+
+
+def _source_fingerprint(data: DataConfig) -> str:
     if data.dataset == "digits":
         import sklearn
 

@@ -16,7 +16,9 @@ from typing import Any
 __all__ = ["JOBS_MODULE", "JOB_NAMES", "Job"]
 
 JOBS_MODULE = "qmu_core.jobs"
-JOB_NAMES = frozenset({"train_split", "train_many_split", "outputs_split", "unlearn_split", "relearn_split"})
+JOB_NAMES = frozenset(
+    {"import_weights_split", "train_split", "train_many_split", "outputs_split", "unlearn_split", "relearn_split"}
+)
 """The functions of `JOBS_MODULE` a `Job` may name (tests/qmu_core/test_workers.py checks each exists)."""
 
 

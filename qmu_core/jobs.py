@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from qmu_core import artifacts, unlearning
+from qmu_core import artifacts, external, frames, unlearning
 from qmu_core.artifacts import ArtifactRef, Output
 from qmu_core.config import METHODS, ModelConfig, TrainConfig, UnlearnConfig, derive_seed
 from qmu_core.errors import ArtifactError
@@ -30,6 +30,7 @@ from qmu_core.unlearning.guard import guarded_run, make_guard
 
 __all__ = [
     "deletion_request",
+    "import_weights_split",
     "load_model",
     "outputs",
     "relearn_split",
@@ -114,6 +115,26 @@ def train_split(
         without_request=without_request,
         progress=progress,
     )
+
+
+def import_weights_split(
+    splits: ArtifactRef, model: ModelConfig, classes: Sequence[int], *, path: str, sha256: str
+) -> Output:
+    """The `model` artifact of the weights file `path` (content `sha256`), checked against the architecture `model`.
+
+    A model trained outside QMU (`qmu_core.external`), on the split stored at `splits`.
+
+    Raises:
+        DataError: If the file changed since the run was planned, or does not fit the model.
+    """
+    table = read_splits(splits)
+    facts = external.external_facts(table.frame, path, sha256)
+    qnn = training.model_for(model, classes, seed=0, image_side=table.image_side)
+    shapes = {k: tuple(int(d) for d in v.shape) for k, v in qnn.variables.items()}
+    symbols = [str(s) for s in qnn.weight_symbols]
+    values = external.as_variables(external.read_weights(path), symbols, shapes, path)
+    qnn.load_frame(frames.tensor_rows(values, dtype=np.float32))
+    return Output(qnn.weights_frame(external.EXTERNAL), facts)
 
 
 def train_many(

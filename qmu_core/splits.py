@@ -96,9 +96,12 @@ def split_roles(data: DataConfig, spec: FeatureSpec, *, seed: int) -> Output:
             "Lower those counts or use a larger dataset."
         )
     rng = np.random.default_rng(derive_seed(seed, "split"))
-    chosen = rng.choice(keep, size=need, replace=False)
     sizes = [data.n_target_train, data.n_target_holdout, data.n_shadow_pool, data.n_test]
-    chosen, roles = _stratify(chosen, ds.labels[chosen], sizes)
+    if data.members:
+        chosen, roles = _given_members(data, ds.labels, keep, ds.source, rng)
+    else:
+        chosen = rng.choice(keep, size=need, replace=False)
+        chosen, roles = _stratify(chosen, ds.labels[chosen], sizes)
     labels = ds.labels[chosen]
     flat = ds.images[chosen].reshape(need, -1)
     train_rows = roles == "target_train"
@@ -208,6 +211,52 @@ def apply_request(base: Output, data: DataConfig) -> Output:
     return Output(
         frame.assign(is_forget=forget_train | control), facts, companions=dict(base.companions), warnings=base.warnings
     )
+
+
+def _given_members(
+    data: DataConfig, labels: np.ndarray, keep: np.ndarray, source: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The split of a model trained elsewhere: exactly the listed records train.
+
+    The other roles are drawn from the rest.
+
+    The other roles are drawn from the records of `data.classes` not listed, stratified by class as
+    `_stratify` does (the held-out records then share the members' class mix only as far as the
+    listed records follow the data's).
+    """
+    from qmu_core.members import read_member_ids
+
+    ids = read_member_ids(str(data.members))
+    where = f"data.members={data.members!r}"
+    outside = ids[ids >= len(labels)]
+    if outside.size:
+        raise DataError(
+            f"{where} lists sample_ids {outside[:5].tolist()} beyond {source}, which has {len(labels)} records "
+            f"(sample_ids 0..{len(labels) - 1}). The ids must number the records of this dataset, as QMU does."
+        )
+    other = ids[~np.isin(labels[ids], data.classes)]
+    if other.size:
+        raise DataError(
+            f"{where} lists records of classes outside data.classes={list(data.classes)} (sample_ids "
+            f"{other[:5].tolist()}, labels {sorted(set(labels[other].tolist()))[:5]}). Add those classes to "
+            "data.classes, or list only records of the model's classes."
+        )
+    if len(ids) != data.n_target_train:
+        raise DataError(
+            f"{where} lists {len(ids)} training records but data.n_target_train is {data.n_target_train}; set "
+            f"data.n_target_train={len(ids)} (qmu audit --members does)."
+        )
+    rest = np.setdiff1d(keep, ids)
+    others = data.n_records - len(ids)
+    if len(rest) < others:
+        raise DataError(
+            f"{source} has {len(rest)} records of classes {list(data.classes)} besides the {len(ids)} listed "
+            f"members, but the held-out, shadow-pool and test roles need {others}. Lower n_target_holdout, "
+            "n_shadow_pool or n_test."
+        )
+    drawn = rng.choice(rest, size=others, replace=False)
+    drawn, roles = _stratify(drawn, labels[drawn], [0, data.n_target_holdout, data.n_shadow_pool, data.n_test])
+    return np.concatenate([ids, drawn]), np.concatenate([np.repeat("target_train", len(ids)), roles])
 
 
 def _shown(ids: list[int]) -> str:

@@ -34,6 +34,15 @@ def train_model(
     return workers.run(Job("train_split"), splits, model, train, classes, which=which, seed=seed, progress=report)
 
 
+@stage("model", label="read the weights trained elsewhere")
+def external_model(splits: ArtifactRef, model: ModelConfig, classes: tuple[int, ...], path: str, sha256: str) -> Output:
+    """A model trained outside QMU: the weights file at `path` (content `sha256`, in the key), checked against `model`.
+
+    In a worker process (it builds the model, with TensorFlow, to check the names and shapes).
+    """
+    return workers.run(Job("import_weights_split"), splits, model, classes, path=path, sha256=sha256)
+
+
 @stage("model", label="retrain {which}")
 def retrain_reference(
     splits: ArtifactRef,

@@ -133,6 +133,14 @@ class DataConfig(Section):
             "splits Parquet lists them with role `target_train`)."
         ),
     )
+    members: str | None = Field(
+        None,
+        description=(
+            "A model trained elsewhere (`qmu audit --weights`): a file listing the sample_ids it trained on (.txt one "
+            "per line, .csv/.parquet column sample_id, .npy, .npz `ids`). They become the target's training set, "
+            "exactly; n_target_train must be their number. Empty: QMU draws the training set."
+        ),
+    )
     n_target_train: int = Field(500, strict=True, ge=8, description="Target members: the target's training set.")
     n_target_holdout: int = Field(
         250, strict=True, ge=4, description="Target non-members: held out, the attack's negative control."
@@ -187,7 +195,7 @@ class DataConfig(Section):
             )
         return self
 
-    @field_validator("path", mode="before")
+    @field_validator("path", "members", mode="before")
     @classmethod
     def _blank_path_is_none(cls, value: Any) -> Any:
         """A blank path (a form's cleared text box) is no path."""
@@ -195,8 +203,12 @@ class DataConfig(Section):
 
     @model_serializer(mode="wrap")
     def _file_fields_unsaid(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
-        """Leave `path` and `label_column` out at their defaults: the split keeps the key it had before they existed."""
-        at_default = [k for k, v in (("path", None), ("label_column", "label")) if getattr(self, k) == v]
+        """Leave `path`, `label_column` and `members` out at their defaults.
+
+        The split then keeps the key it had before they existed.
+        """
+        defaults = (("path", None), ("label_column", "label"), ("members", None))
+        at_default = [k for k, v in defaults if getattr(self, k) == v]
         return unsaid(handler(self), info, at_default)
 
     @property

@@ -21,8 +21,10 @@ from qmu_core.artifacts import ArtifactRef, atomic_path, companion, read, read_f
 from qmu_core.config import QMUConfig
 from qmu_core.config.overrides import changed_fields, changed_markdown
 from qmu_core.errors import ArtifactError
+from qmu_core.external import EXTERNAL
 from qmu_core.identity import Which, lineup
 from qmu_core.provenance import AuditFacts, ModelFacts
+from qmu_core.report.external import external_markdown, recipe_check
 from qmu_core.report.tables import (
     PATHS_NOTE,
     Report,
@@ -81,6 +83,7 @@ class _Files:
     cautions: list[str]
     deletion_md: str | None = None
     deletion: dict[str, Any] | None = None
+    external: dict[str, Any] | None = None
 
 
 def _deletion(frame: pd.DataFrame, config: QMUConfig) -> Deletion:
@@ -263,6 +266,7 @@ def _write_reports(run: _Run, run_dir: Path) -> _Files:
     md += "\n## Plots\n\n" + "".join(f"![{k}]({v.name})\n\n" for k, v in _captioned(plots).items())
     md += "\n" + "\n".join(leak_questions(run.models, run.repeats)) + "\n"
     md += "\n" + "\n".join(attack_tables(run.models, run.audit)) + "\n"
+    md += _external(run, files)
     md += "\n" + changed_markdown(config)
     if files.cautions:
         md += "\n## Warnings\n\n" + "".join(f"- {w}\n" for w in files.cautions)
@@ -276,6 +280,22 @@ def _write_reports(run: _Run, run_dir: Path) -> _Files:
     with atomic_path(run_dir / "index.html") as tmp:
         tmp.write_text(html_page(heading, [md, files.deletion_md or ""], run_dir))
     return files
+
+
+def _external(run: _Run, files: _Files) -> str:
+    """The section on a model trained outside QMU (`qmu_core.report.external`), or nothing."""
+    splits, given = run.artifacts.get("splits"), run.artifacts.get(EXTERNAL)
+    if not isinstance(splits, ArtifactRef) or not isinstance(given, ArtifactRef):
+        return ""
+    files.external = recipe_check(run.models, read(splits))
+    if files.external is None:
+        return ""
+    t = run.config.train
+    recipe = (
+        f"{t.epochs} epochs of {t.optimizer}, batch size {t.batch_size}, learning rate {t.learning_rate}, "
+        f"run.seed {run.config.run.seed}"
+    )
+    return "\n" + external_markdown(files.external, weights_note=read_facts(given, ModelFacts).note, train=recipe)
 
 
 def _not_reached(unlearned: Mapping[Which, ModelFacts]) -> dict[str, str]:
@@ -360,6 +380,7 @@ def _summary(run: _Run, files: _Files, *, run_name: str, wall_time_s: float) -> 
             else None
         ),
         "deletion": files.deletion,
+        **({"external": files.external} if files.external is not None else {}),
         "artifacts": {k: _paths(v) for k, v in listed.items()},
         "warnings": files.cautions,
         "metrics_parquet": run.table.rel,

@@ -1,0 +1,134 @@
+"""`qmu audit --weights`: a model trained by a plain TFQ script (not QMU) audited like QMU's own training of it.
+
+The script (tests/plain_tfq_train.py) trains the example plug-in's circuit on records the test picks,
+with QMU's inputs for them (the split's ``x``) and the recipe of the config, and saves the weights by
+symbol name. The audit then scores it and QMU's own training (same records, recipe and run.seed)
+with the same fitted attacks: their attack numbers must agree within the CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.external import qmu_audit_external
+from qmu_cli.root import main
+from qmu_core.config import QMUConfig, preset
+from qmu_core.datasets import load_dataset
+from qmu_core.external import EXTERNAL, RETRAINED
+from qmu_core.plugins import MODELS, installed
+from qmu_core.splits import split_roles
+
+PLUGIN = "reupload_ring"
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.usefixtures("prefect_api"),
+    pytest.mark.skipif(
+        PLUGIN not in installed(MODELS),
+        reason="pip install -e examples/reupload_plugin --no-deps (the example model plug-in) first",
+    ),
+]
+
+
+def _config(root: Path, members: Path, n: int) -> QMUConfig:
+    return preset(
+        "tiny",
+        run={"artifact_root": str(root)},
+        model={"kind": PLUGIN},
+        data={"members": str(members), "n_target_train": n},
+        attack={"n_shadow": 4},
+        train={"epochs": 10},
+        unlearn={"methods": ["ga"]},  # nothing unlearns here; the default's SSD needs a built-in ansatz
+    )
+
+
+def _members(tmp: Path, cfg: QMUConfig) -> tuple[Path, np.ndarray]:
+    """120 records of the config's classes, picked by the "user" (not by QMU's split)."""
+    labels = load_dataset(cfg.data, seed=0).labels
+    pool = np.flatnonzero(np.isin(labels, cfg.data.classes))
+    ids = np.random.default_rng(11).choice(pool, size=120, replace=False)
+    path = tmp / "members.txt"
+    path.write_text("# the records my model trained on\n" + "\n".join(map(str, ids)) + "\n")
+    return path, ids
+
+
+def _train_outside(tmp: Path, cfg: QMUConfig) -> Path:
+    """The user's plain-TFQ training on QMU's inputs for the members (`qmu split`); returns the weights file."""
+    table, weights = tmp / "split.parquet", tmp / "weights.npz"
+    sets = ["--set", f"model.kind={PLUGIN}", "--set", 'unlearn.methods=["ga"]']
+    assert main(["split", "--preset", "tiny", *sets, "--members", str(cfg.data.members), "--out", str(table)]) == 0
+    t = cfg.train
+    args = [str(c) for c in cfg.data.classes]
+    cmd = [sys.executable, str(ROOT / "tests" / "plain_tfq_train.py"), str(table), str(weights), "--classes", *args]
+    cmd += ["--qubits", str(cfg.model.n_qubits), "--layers", str(cfg.model.layers), "--epochs", str(t.epochs)]
+    cmd += ["--batch-size", str(t.batch_size), "--learning-rate", str(t.learning_rate), "--seed", "5"]
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return weights
+
+
+def test_a_model_trained_by_plain_tfq_audits_like_qmus_own_training(tmp_path: Path) -> None:
+    members, ids = _members(tmp_path, preset("tiny"))
+    cfg = _config(tmp_path / "root", members, len(ids))
+    frame = split_roles(cfg.data, cfg.model.feature_spec, seed=cfg.run.seed).frame
+    assert set(frame.loc[frame["role"] == "target_train", "sample_id"]) == set(ids.tolist())
+    assert not set(frame.loc[frame["role"] != "target_train", "sample_id"]) & set(ids.tolist())
+
+    weights = _train_outside(tmp_path, cfg)
+    state = qmu_audit_external(cfg, str(weights), return_state=True)
+    assert state.is_completed(), state.message
+    summary = json.loads(Path(state.result()).read_text())
+    models = summary["models"]
+
+    # `qmu split` gave the script the inputs the audit's own split has
+    given = pd.read_parquet(tmp_path / "split.parquet")
+    audited = pd.read_parquet(tmp_path / "root" / summary["artifacts"]["splits"])
+    assert given["sample_id"].tolist() == audited["sample_id"].tolist()
+    np.testing.assert_array_equal(np.stack(given["x"]), np.stack(audited["x"]))
+    assert set(models) == {EXTERNAL, RETRAINED}
+
+    shown = ("retain_test_acc", "mia_auc", "mia_auc_ci_low", "mia_auc_ci_high", "mia_forget_auc")
+    print({phase: {k: round(models[phase][k], 3) for k in shown} for phase in models})  # shown with -s
+
+    # The model learned something (4 classes: chance 0.25), so the audit is not of noise.
+    assert models[EXTERNAL]["retain_test_acc"] > 0.5, models[EXTERNAL]
+
+    # Same attacks, same records: the attack numbers agree within the two CIs.
+    for key in ("mia_auc", "mia_forget_auc"):
+        a, b = models[EXTERNAL], models[RETRAINED]
+        half = sum((m[f"{key}_ci_high"] - m[f"{key}_ci_low"]) / 2 for m in (a, b))
+        assert abs(a[key] - b[key]) <= half, (key, a[key], b[key], half)
+
+    # The report says where the model came from and gives the recipe check.
+    check = summary["external"]
+    assert check["agrees"], check  # 10 epochs of the same recipe: the same accuracies up to sampling noise
+    assert set(check["accuracies"]) == {"retain_train_acc", "retain_test_acc", "forget_train_acc", "forget_test_acc"}
+    for row in check["accuracies"].values():
+        assert row["difference"] == pytest.approx(row[RETRAINED] - row[EXTERNAL])
+        assert 0 < row["band"] < 1
+    report = (Path(state.result()).parent / "report.md").read_text()
+    assert "## A model trained outside QMU" in report
+    assert weights.name in report and "Recipe check" in report
+
+
+def test_weights_of_another_architecture_fail_before_any_training(tmp_path: Path) -> None:
+    members, ids = _members(tmp_path, preset("tiny"))
+    cfg = _config(tmp_path / "root", members, len(ids))
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, head_w=np.zeros((4, 4)), head_b=np.zeros(4), u_0_0=0.1)  # the head misses the ring read-out
+    state = qmu_audit_external(cfg, str(wrong), return_state=True)
+    assert state.is_failed()
+    message = str(state.message) + str(state.result(raise_on_failure=False))
+    assert (
+        "does not fit the model" in message and "missing 15" in message and "head_w (4, 4) (expected (5, 4))" in message
+    )
+    assert not list((tmp_path / "root").glob("model/*.parquet")), "nothing may train for weights that cannot load"
