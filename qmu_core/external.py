@@ -192,5 +192,5 @@ def external_facts(splits: pd.DataFrame, path: str, sha256: str) -> ModelFacts:
     return ModelFacts(
         which=EXTERNAL,
         n_train=int((splits["role"] == "target_train").sum()),
-        note=f"trained outside QMU; weights read from {Path(path).name} (SHA-256 {sha256[:12]})",
+        note=f"trained outside QMU, weights read from {Path(path).name} (SHA-256 {sha256[:12]})",
     )

@@ -57,7 +57,7 @@ def external_markdown(check: Mapping[str, Any], *, weights_note: str, train: str
     lines = [
         "## A model trained outside QMU",
         "",
-        f"The audited model `{EXTERNAL}` was not trained by QMU: {weights_note}. QMU trained the reference "
+        f"The audited model `{EXTERNAL}` was {weights_note}. QMU trained the reference "
         f"models, and its own model `{RETRAINED}` on the same records, with the recipe given ({train}).",
         "",
         "Recipe check: how far QMU's training lands from the given weights (95 % band of the difference):",

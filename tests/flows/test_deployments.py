@@ -19,6 +19,7 @@ DEPLOYMENTS = {  # name: (flow, preset)
     "paper": ("qmu-pipeline", "paper"),
     "paper_hqnn": ("qmu-pipeline", "paper_hqnn"),
     "audit": ("qmu-audit", None),  # audits a run with that run's own config: no preset, nothing required
+    "audit-external": ("qmu-audit-external", "default"),
     "hardware": ("qmu-hardware", "paper_angle"),
     "shots": ("qmu-shots", "paper_angle"),
     "leak-map": ("qmu-leak-map", "device_leak"),
