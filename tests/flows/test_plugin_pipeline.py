@@ -131,11 +131,48 @@ def test_every_unlearning_method_but_ssds_qfi_runs_on_the_cached_plugin_run(root
         assert summary["models"][f"after_{m}"]["circuit_evals"] > 0, m
 
 
-def test_a_plugin_model_refuses_ssd_qfi_and_the_hardware_path() -> None:
+def test_a_plugin_model_refuses_ssd_qfi_only() -> None:
     from qmu_core.hardware.evaluate import check_model
 
     with pytest.raises(ConfigError, match="needs QMU's own ansatz"):
         preset("tiny", model={"kind": PLUGIN}, unlearn={"methods": ["ssd"], "ssd_importance": "qfi"})
     cfg = preset("tiny", model={"kind": PLUGIN}, unlearn={"methods": ["ssd"], "ssd_importance": "fisher"})
-    with pytest.raises(ConfigError, match="hardware path compiles and measures QMU's own circuit only"):
-        check_model(cfg.model)
+    check_model(cfg.model)  # the hardware path takes it
+
+
+def test_qmu_hardware_measures_a_plugin_model_on_qsim(root: Path, first: tuple[dict[str, Any], dict[str, str]]) -> None:
+    """The hardware flow on the cached plug-in run: its exact rows are simulation's, its qsim shots near them."""
+    from flows.hardware import qmu_hardware
+
+    cfg = preset(
+        "tiny",
+        run={"artifact_root": str(root)},
+        model={"kind": PLUGIN},
+        unlearn={"methods": ["ga"], "learning_rate": 0.1},
+        attack={"n_shadow": 1},
+        hardware={"sampler": {"kind": "qsim"}, "records_per_group": 4, "repetitions": 4000},
+    )
+    payload = json.loads(Path(qmu_hardware(cfg)).read_text())
+    rows = {(r["source"], r["phase"]): r for r in payload["rows"]}
+    assert {p for s, p in rows if s == "measured"} == {"before", "after_ga", "oracle"}
+    for phase in ("before", "after_ga", "oracle"):
+        sim, exact, measured = (rows[(s, phase)] for s in ("simulation", "exact", "measured"))
+        for key in ("retain_test_acc", "forget_train_acc", "mia_auc"):
+            assert exact[key] == pytest.approx(sim[key], abs=1e-9), (phase, key)  # the same outputs, measured exactly
+            assert 0.0 <= measured[key] <= 1.0, (phase, key)
+    # the measured outputs: the plug-in's n + 1 read-out values per record, near the simulated ones
+    hw = pd.concat([pd.read_parquet(f) for f in (root / "hw_outputs").glob("*.parquet")])
+    outputs = pd.concat([pd.read_parquet(f) for f in (root / "outputs").glob("*.parquet")])
+    ids = set(pd.concat([pd.read_parquet(f) for f in (root / "hw_records").glob("*.parquet")])["sample_id"])
+    before = ArtifactRef(stage="model", key=Path(first[0]["artifacts"]["before"]).stem, root=root)
+    target = str(artifacts.read(before)["model_id"].iloc[0])
+    pick = {
+        name: t[(t["model_id"] == target) & t["sample_id"].isin(ids)]
+        .drop_duplicates("sample_id")
+        .set_index("sample_id")
+        for name, t in (("hw", hw), ("sim", outputs))
+    }
+    measured_z = frames.stack(pick["hw"]["z"], np.float64)
+    exact_z = frames.stack(pick["sim"].loc[pick["hw"].index, "z"], np.float64)
+    assert measured_z.shape == exact_z.shape and measured_z.shape[1] == cfg.model.n_qubits + 1
+    assert np.max(np.abs(measured_z - exact_z)) < 5 / np.sqrt(4000)  # shot noise: sd <= 1/sqrt(shots)
