@@ -17,7 +17,9 @@ def register(sub: Any) -> None:
     """Add ``export`` to the `qmu` subcommands `sub`."""
     p = sub.add_parser("export", help="Export a trained model as Parquet weights + Cirq JSON + manifest.")
     p.add_argument("source", help="A run directory, its summary.json, or a model .parquet file.")
-    p.add_argument("out_dir", help="Directory to write manifest.json, circuit.json, ansatz.json, *.parquet.")
+    p.add_argument(
+        "out_dir", help="Directory to write manifest.json, circuit.json, readout.json, ansatz.json, *.parquet."
+    )
     p.add_argument(
         "--phase",
         default="before",

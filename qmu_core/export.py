@@ -5,12 +5,15 @@ An export directory holds:
 * ``manifest.json``: format, model settings, classes, symbol names, circuit weights as
   ``{symbol: value}``, the dense head, the pixel scaling and how to predict;
 * ``circuit.json``: the full model circuit (encoding + ansatz) as ``cirq.to_json``, with symbols
-  ``x_*``/``a_*`` (inputs) and ``w_l_i_j`` (weights);
+  ``x_*``/``a_*`` (inputs) and ``w_l_i_j`` (weights); for a model plug-in, the circuit the
+  plug-in builds for the model's config (`qmu_core.qnn.cirq_model`), so the export needs no plug-in;
+* ``readout.json``: the read-out observables the dense head reads (``Z_i`` on every qubit, or
+  the plug-in's);
 * ``ansatz.json``: the ansatz alone (for amplitude encoding: simulate it from the normalized
-  feature vector as the initial state instead of running the state-preparation part);
+  feature vector as the initial state instead of running the state-preparation part); not for plug-ins;
 * ``weights.parquet``: every model variable (``variable``, ``shape``, ``values``);
 * ``features.parquet``: the feature map (PCA ``mean``, ``component`` rows, angle scaling
-  ``lo``/``hi``), for the basic QNN.
+  ``lo``/``hi``), for the basic QNN and model plug-ins.
 
 docs/export.md documents every file's layout and holds the prediction recipe:
 a ``python`` block starting ``# qmu-export-recipe`` that rebuilds the class probabilities from
@@ -26,12 +29,13 @@ from typing import Any
 
 import cirq
 
-from qmu_core import artifacts, frames, storage
+from qmu_core import artifacts, frames, plugins, storage
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import ModelConfig
 from qmu_core.errors import ArtifactError, ConfigError
 from qmu_core.provenance import SplitFacts
 from qmu_core.qnn import circuits
+from qmu_core.qnn.cirq_model import CirqModel, cirq_model
 from qmu_core.qnn.encoding import model_encoding
 from qmu_core.qnn.frontend import model_front_end
 from qmu_core.splits import feature_map_ref
@@ -223,21 +227,20 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
     lineage = _lineage(ref)
     model = ModelConfig.model_validate(lineage["model"])
     if model.is_plugin:
-        raise ConfigError(
-            f"model.kind={model.kind!r} is a model plug-in; the export recipe describes QMU's own circuits only "
-            "(exporting plug-in models is not supported yet)."
-        )
+        _check_plugin_circuit(ref, model)
+    spec = cirq_model(model)
     splits_ref = ArtifactRef(stage="splits", key=lineage["splits"], root=ref.root)
     split_facts = artifacts.read_facts(splits_ref, SplitFacts)
     weights = artifacts.read(ref)
     arrays = frames.arrays(weights)
-    circuit, inputs = circuits.build_circuit(
-        model.n_qubits, model.layers, encoding=model.encoding, reupload=model.reupload
-    )
     front = model_front_end(model)
-    qs = circuits.qubits(model.n_qubits)
-    ansatz = circuits.ansatz(qs, model.layers) if not model.reupload else circuit
-    wsyms = circuits.weight_symbols(model.n_qubits, model.layers)
+    ansatz = None
+    if not model.is_plugin:  # a plug-in's circuit loads its inputs where it chooses: no separate ansatz
+        ansatz = circuits.ansatz(circuits.qubits(model.n_qubits), model.layers) if not model.reupload else spec.circuit
+    try:
+        theta = spec.resolver(arrays["theta"])
+    except (KeyError, ConfigError) as exc:
+        raise ArtifactError(f"{ref.location} does not hold the circuit weights of its model config ({exc}).") from None
     feature_map = artifacts.read(feature_map_ref(splits_ref)) if front.reads_features else None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -245,10 +248,13 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
         raise ArtifactError(
             f"Cannot create export destination {out_dir} ({exc}). Choose a writable directory."
         ) from None
-    (out_dir / "circuit.json").write_text(cirq.to_json(circuit))
-    (out_dir / "ansatz.json").write_text(cirq.to_json(ansatz))
+    (out_dir / "circuit.json").write_text(cirq.to_json(spec.circuit))
+    (out_dir / "readout.json").write_text(cirq.to_json(list(spec.readout)))
     weights[["variable", "shape", "values"]].to_parquet(out_dir / "weights.parquet", index=False)
-    files = {"circuit": "circuit.json", "ansatz": "ansatz.json", "weights": "weights.parquet"}
+    files = {"circuit": "circuit.json", "readout": "readout.json", "weights": "weights.parquet"}
+    if ansatz is not None:
+        (out_dir / "ansatz.json").write_text(cirq.to_json(ansatz))
+        files["ansatz"] = "ansatz.json"
     if feature_map is not None:
         feature_map.to_parquet(out_dir / "features.parquet", index=False)
         files["features"] = "features.parquet"
@@ -260,9 +266,10 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
         "classes": lineage["classes"],
         "image_side": split_facts.image_side,
         "source": source,
-        "qubits": f"cirq.LineQubit.range({model.n_qubits}); qubit 0 is the most significant bit",
-        "symbols": {"inputs": [str(s) for s in inputs], "weights": [str(s) for s in wsyms]},
-        "weights": {str(s): float(v) for s, v in zip(wsyms, arrays["theta"], strict=True)},
+        "qubits": _qubits_text(spec),
+        "n_features": spec.n_features,
+        "symbols": {"inputs": list(spec.inputs), "weights": list(spec.weights)},
+        "weights": theta,
         "head": {"w": arrays["head_w"].tolist(), "b": arrays["head_b"].tolist()},
         "files": files,
         "how_to_predict": _recipe(model),
@@ -279,10 +286,41 @@ def export_model(ref: ArtifactRef, out_dir: Path) -> Path:
     return path
 
 
+def _check_plugin_circuit(ref: ArtifactRef, model: ModelConfig) -> None:
+    """Fail unless the installed plug-in ``model.kind`` builds the circuit the model in `ref` was trained with.
+
+    Raises:
+        ArtifactError: If the model's provenance records another circuit (or none) than the plug-in builds now.
+    """
+    recorded = model_inputs(ref).get("model_plugin")
+    current = plugins.fingerprint(model)
+    if recorded != current:
+        raise ArtifactError(
+            f"Cannot export {ref.location}: it was trained with model plug-in {model.kind!r} building the circuit "
+            f"with fingerprint {str(recorded)[:12]}, but the installed plug-in now builds {current[:12]}, so its "
+            "weights would be exported into a different circuit. Install the plug-in version it was trained "
+            "with, or rerun `qmu run` with the installed one (it retrains) and export that run."
+        )
+
+
+def _qubits_text(spec: CirqModel) -> str:
+    if spec.model.is_plugin:
+        shown = ", ".join(str(q) for q in spec.qubits)
+        return f"the plug-in's cirq.LineQubit s ({shown}); sorted, the first is the most significant bit"
+    return f"cirq.LineQubit.range({spec.model.n_qubits}); qubit 0 is the most significant bit"
+
+
 def _recipe(model: ModelConfig) -> list[str]:
     """How to predict from the export's files, in words: the front end's and the encoding's steps."""
     steps = ["pixels: image values scaled to [0, 1] (MNIST: /255, sklearn digits: /16), flattened row-major."]
     steps += model_front_end(model).recipe(model_encoding(model))
-    steps.append("Resolve the circuit with manifest['weights'], simulate, read <Z_i> for every qubit i.")
-    steps.append("probs = softmax(<Z> @ head.w + head.b); class = classes[argmax(probs)].")
+    if model.is_plugin:
+        steps.append(
+            "Bind feature i to symbols.inputs[i] (model plug-in: no other encoding; it loads them where it chooses)."
+        )
+        readout = "read the expectation of every observable in readout.json (the model plug-in's read-out)"
+    else:
+        readout = "read <Z_i> for every qubit i (readout.json)"
+    steps.append(f"Resolve the circuit with manifest['weights'], simulate, {readout}.")
+    steps.append("probs = softmax(read-out @ head.w + head.b); class = classes[argmax(probs)].")
     return steps

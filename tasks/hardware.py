@@ -109,15 +109,17 @@ def hardware_outputs(
     classes: tuple[int, ...],
     loss: str,
 ) -> Output:
-    """The model's outputs with the measured records' rows from ⟨Z⟩ of the shots.
+    """The model's outputs with the measured records' rows from the read-out (⟨Z⟩, or a plug-in's) of the shots.
 
-    Without shots, from ⟨Z⟩ of the exact distribution.
+    Without shots, from the read-out of the exact distribution.
     """
     chosen = artifacts.read(records)
+    readout = evaluate.readout_of(model)
+    n = len(readout.qubits)
     if shots is not None:
-        z, _ = evaluate.sampling.z_from_bits(evaluate.bits_from_frame(artifacts.read(shots), model.n_qubits))
+        z, _ = readout.from_bits(evaluate.bits_from_frame(artifacts.read(shots), n))
     elif distribution is not None:
-        z = evaluate.z_from_distribution(artifacts.read(distribution), model.n_qubits)
+        z = evaluate.z_from_distribution(artifacts.read(distribution), n, readout)
     else:
         raise ValueError("hardware_outputs needs shots or a distribution.")
     table = evaluate.measured_outputs(
@@ -143,7 +145,8 @@ def drawn_outputs(
     The emulator's shots as outcome counts, not one integer per shot (`evaluate.z_from_draws`).
     """
     chosen = artifacts.read(records)
-    z = evaluate.z_from_draws(artifacts.read(distribution), repetitions, seed, model.n_qubits)
+    readout = evaluate.readout_of(model)
+    z = evaluate.z_from_draws(artifacts.read(distribution), repetitions, seed, len(readout.qubits), readout)
     table = evaluate.measured_outputs(
         artifacts.read(exact), artifacts.read(weights), chosen, z, classes=classes, loss=loss
     )

@@ -14,7 +14,9 @@ from typing import Any
 
 import cirq
 import numpy as np
+import pytest
 
+from qmu_core import plugins
 from qmu_core.config import ModelConfig
 from qmu_core.qnn import circuits
 
@@ -27,7 +29,10 @@ imports TensorFlow once instead of once per core (about 5 s of CPU per run on 2 
 __all__ = [
     "allocate_mb",
     "EXPORT_CASES",
+    "EXPORT_PARAMS",
+    "PLUGIN",
     "MODEL_CASES",
+    "needs_plugin",
     "TinyRun",
     "case_id",
     "cirq_expectations",
@@ -92,6 +97,20 @@ EXPORT_CASES: list[dict[str, Any]] = [
     {"n_qubits": 4, "layers": 1, "kind": "hqnn", "encoding": "amplitude"},
     {"n_qubits": 3, "layers": 1, "kind": "hqnn", "encoding": "angle"},
 ]
+
+PLUGIN = "reupload_ring"
+"""The example model plug-in (examples/reupload_plugin), which `make` installs."""
+
+needs_plugin = pytest.mark.skipif(
+    PLUGIN not in plugins.installed(plugins.MODELS),
+    reason="pip install -e examples/reupload_plugin --no-deps (the example model plug-in) first",
+)
+
+EXPORT_PARAMS: list[Any] = [
+    *EXPORT_CASES,
+    pytest.param({"kind": PLUGIN, "n_qubits": 3, "layers": 2}, marks=needs_plugin),
+]
+"""`EXPORT_CASES` and the example model plug-in (skipped when it is not installed)."""
 
 
 def case_id(kw: dict[str, Any]) -> str:

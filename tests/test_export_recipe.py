@@ -18,7 +18,7 @@ from qmu_core import frames
 from qmu_core.config import ModelConfig
 from qmu_core.export import export_model
 from qmu_core.qnn import training
-from tests.support import EXPORT_CASES, case_id
+from tests.support import EXPORT_PARAMS, case_id
 
 EXPORT_MD = Path(__file__).resolve().parents[1] / "docs" / "export.md"
 MARKER = "# qmu-export-recipe"
@@ -57,7 +57,7 @@ def test_export_page_has_the_recipe_block() -> None:
     assert callable(recipe_predict())
 
 
-@pytest.mark.parametrize("kw", EXPORT_CASES, ids=case_id)
+@pytest.mark.parametrize("kw", EXPORT_PARAMS, ids=case_id)
 def test_export_recipe_matches_the_model(tmp_path: Path, kw: dict, trained_model: Callable) -> None:
     ref, pixels01, expected = _trained_model(trained_model(kw), ModelConfig(**kw))
     export_model(ref, tmp_path / "export")

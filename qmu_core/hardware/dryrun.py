@@ -36,7 +36,7 @@ from qmu_core.errors import ConfigError
 from qmu_core.hardware import engine, evaluate, prepare, samplers
 from qmu_core.identity import lineup
 from qmu_core.membership import reference_names
-from qmu_core.qnn import circuits
+from qmu_core.qnn.cirq_model import cirq_model
 
 __all__ = [
     "BATCH",
@@ -177,7 +177,7 @@ def _duration_s(circuit: cirq.Circuit, durations: dict[Any, cirq.Duration] | Non
 def _one_circuit(config: QMUConfig, x: np.ndarray, kind: samplers.SamplerKind) -> prepare.Prepared:
     """One record's circuit with random weights, prepared for the kind's processor."""
     model = config.model
-    n = len(circuits.weight_symbols(model.n_qubits, model.layers))
+    n = len(cirq_model(model).weights)
     values = np.random.default_rng(0).uniform(-np.pi, np.pi, size=n)
     weights = pd.DataFrame({"variable": ["theta"], "shape": [[n]], "values": [values]})
     resolved = prepare.resolved_circuits(weights, x[None, :], model)
@@ -264,7 +264,8 @@ def leak_map_lines(config: QMUConfig) -> list[str]:
         kind = samplers.resolve(sampler)
         one = plan(config.model_copy(update={"hardware": hw.model_copy(update={"sampler": sampler})}))
         rng = np.random.default_rng(0)
-        batch = [_one_circuit(config, rng.uniform(0, np.pi, config.model.n_qubits), kind).circuits[0] for _ in range(4)]
+        width = cirq_model(config.model).n_features
+        batch = [_one_circuit(config, rng.uniform(0, np.pi, width), kind).circuits[0] for _ in range(4)]
         emulator = DensityMatrixEmulator(kind.noise_model())
         emulator.probabilities(batch[:1])
         started = time.perf_counter()

@@ -34,6 +34,7 @@ from qmu_core.hardware.emulator import DensityMatrixEmulator
 from qmu_core.hardware.samplers import SamplerKind
 from qmu_core.provenance import AuditFacts
 from qmu_core.qnn import circuits
+from qmu_core.qnn.cirq_model import MeasuredReadout, cirq_model
 from qmu_core.qnn.frontend import model_front_end
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "measure_with",
     "measured_outputs",
     "prepare_records",
+    "readout_of",
     "subset_metrics",
     "z_from_distribution",
     "z_from_draws",
@@ -60,13 +62,11 @@ def check_model(model: ModelConfig) -> None:
     """Fail before any training when `model` cannot run on the hardware path.
 
     Raises:
-        ConfigError: For the HQNN (its CNN front end runs on the CPU), or a model plug-in.
+        ConfigError: For the HQNN (its CNN front end runs on the CPU), or a model plug-in whose read-out
+            one measurement per record cannot give (`readout_of`).
     """
     if model.is_plugin:
-        raise ConfigError(
-            f"model.kind={model.kind!r} is a model plug-in; the hardware path compiles and measures QMU's own "
-            "circuit only (plug-in circuits are not supported there yet). Use model.kind='basic_qnn' for hardware runs."
-        )
+        readout_of(model)
     if not model_front_end(model).reads_features:
         raise ConfigError(
             f"model.kind={model.kind!r}: the hardware path measures a basic QNN, whose circuit reads the features "
@@ -74,6 +74,15 @@ def check_model(model: ModelConfig) -> None:
             "--preset paper_angle), or set model.kind to `basic_qnn` (form: the model section's Kind; CLI: "
             "--set model.kind=basic_qnn)."
         )
+
+
+def readout_of(model: ModelConfig) -> MeasuredReadout:
+    """How the measured bits of `model`'s circuits give its read-out (⟨Z_i⟩, or a plug-in's observables).
+
+    Raises:
+        ConfigError: For a plug-in whose read-out needs a qubit measured in two Pauli bases.
+    """
+    return MeasuredReadout.of(cirq_model(model))
 
 
 def choose_records(splits: pd.DataFrame, records_per_group: int, seed: int) -> pd.DataFrame:
@@ -171,14 +180,32 @@ def measure(
     return pd.DataFrame({"sample_id": ids, "shots": list(_pack(bits))})
 
 
-def z_from_distribution(distribution: pd.DataFrame, n_qubits: int) -> np.ndarray:
-    """Exact ⟨Z_i⟩ per record ``(records, n)`` from outcome probabilities."""
+def _readout(n_qubits: int, readout: MeasuredReadout | None) -> MeasuredReadout:
+    if readout is None:
+        qs = tuple(circuits.qubits(n_qubits))
+        return MeasuredReadout(qs, (), circuits.z_signs(n_qubits).astype(np.float64), True)
+    if len(readout.qubits) != n_qubits:
+        raise ConfigError(f"The read-out measures {len(readout.qubits)} qubits, not {n_qubits}.")
+    return readout
+
+
+def z_from_distribution(
+    distribution: pd.DataFrame, n_qubits: int, readout: MeasuredReadout | None = None
+) -> np.ndarray:
+    """Exact read-out per record ``(records, m)`` from outcome probabilities over `n_qubits`.
+
+    `readout` (`readout_of`): the model's observables; None: ⟨Z_i⟩ on every qubit (m = n).
+    """
     probs = frames.stack(distribution["prob"], np.float64)
-    return probs @ circuits.z_signs(n_qubits).astype(np.float64)
+    return _readout(n_qubits, readout).from_probs(probs)
 
 
-def z_from_draws(distribution: pd.DataFrame, repetitions: int, seed: int, n_qubits: int) -> np.ndarray:
-    """⟨Z_i⟩ per record ``(records, n)`` of `repetitions` shots drawn from each record's exact distribution.
+def z_from_draws(
+    distribution: pd.DataFrame, repetitions: int, seed: int, n_qubits: int, readout: MeasuredReadout | None = None
+) -> np.ndarray:
+    """Read-out per record ``(records, m)`` of `repetitions` shots drawn from each record's exact distribution.
+
+    `readout` as for `z_from_distribution`.
 
     The shots are drawn as outcome counts (one multinomial draw per record), the sufficient statistic
     of ⟨Z⟩: the same law as `measure` with `distribution`, without holding one integer per shot
@@ -186,10 +213,11 @@ def z_from_draws(distribution: pd.DataFrame, repetitions: int, seed: int, n_qubi
     """
     if repetitions < 1:
         raise ConfigError(f"z_from_draws needs repetitions >= 1; got {repetitions}.")
+    measured = _readout(n_qubits, readout)
     probs = frames.stack(distribution["prob"], np.float64)
     rng = np.random.default_rng(seed)
     counts = np.stack([rng.multinomial(repetitions, p / p.sum()) for p in probs]).astype(np.float64)
-    return counts @ circuits.z_signs(n_qubits).astype(np.float64) / repetitions
+    return measured.from_counts(counts, repetitions)
 
 
 def measured_outputs(

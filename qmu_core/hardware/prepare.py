@@ -1,4 +1,4 @@
-"""Per-record circuits of a trained basic QNN, placed and compiled for a Google device.
+"""Per-record circuits of a trained basic QNN or model plug-in, placed and compiled for a Google device.
 
 * `resolved_circuits`: the model circuit (`qmu_core.qnn.circuits.build_circuit`) with the trained
   ``theta`` and every record's input-symbol values bound: concrete circuits on
@@ -18,6 +18,10 @@ Amplitude encoding's state preparation couples non-neighbouring qubits (CNOTs fr
 ``cirq.RouteCQC`` on the whole device graph (SWAPs inserted, so far more two-qubit gates: 8 qubits,
 2 layers measured 270 -> 664 √iSWAPs on rainbow), and the read-out measures each logical qubit
 where routing left it.
+
+A model plug-in's circuit (`qmu_core.plugins`) is measured the same way: its qubits renumbered to
+``cirq.LineQubit(0..n-1)`` and its read-out's basis change appended (`measured_circuit`), every
+record compiled alone (its two-qubit gates need not follow a ring: `prepare` routes them).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from qmu_core.errors import ArtifactError, ConfigError
 from qmu_core.hardware.devices import Processor
 from qmu_core.hardware.layout import best_ring, two_qubit_count
 from qmu_core.qnn import circuits
+from qmu_core.qnn.cirq_model import MeasuredReadout, cirq_model
 from qmu_core.qnn.encoding import model_encoding
 from qmu_core.qnn.frontend import model_front_end
 
@@ -44,6 +49,7 @@ __all__ = [
     "MEASUREMENT_KEY",
     "CircuitStats",
     "Prepared",
+    "measured_circuit",
     "prepare",
     "prepare_model",
     "resolved_circuits",
@@ -62,7 +68,7 @@ MEASUREMENT_KEY = "z"
 
 
 def theta(weights: pd.DataFrame, model: ModelConfig) -> np.ndarray:
-    """The trained circuit weights of a `model` table, in `circuits.weight_symbols` order.
+    """The trained circuit weights of a `model` table, in `circuits.weight_symbols` order (a plug-in's: its own).
 
     Raises:
         ArtifactError: If the table has no ``theta`` or it does not fit `model`'s circuit.
@@ -73,48 +79,62 @@ def theta(weights: pd.DataFrame, model: ModelConfig) -> np.ndarray:
             f"The weights table has variables {sorted(found)} but no 'theta'; it is not a QMU model table."
         )
     values = found["theta"].ravel()
-    expected = 3 * model.n_qubits * model.layers
+    if model.is_plugin:
+        expected = len(cirq_model(model).weights)
+        circuit = f"the circuit of model plug-in {model.kind!r}"
+    else:
+        expected = 3 * model.n_qubits * model.layers
+        circuit = f"a {model.n_qubits}-qubit, {model.layers}-layer circuit"
     if values.size != expected:
         raise ArtifactError(
-            f"The weights' theta has {values.size} values, but a {model.n_qubits}-qubit, {model.layers}-layer "
-            f"circuit has {expected}; the weights come from a different model config."
+            f"The weights' theta has {values.size} values, but {circuit} has {expected}; the weights come from "
+            "a different model config."
         )
     return values
+
+
+def measured_circuit(model: ModelConfig) -> tuple[cirq.Circuit, list[str], list[str]]:
+    """The circuit the hardware path measures, its input symbol names and its weight symbol names.
+
+    QMU's own circuit (`circuits.build_circuit`), or a model plug-in's on ``cirq.LineQubit(0..n-1)``
+    (its sorted qubits renumbered) followed by the basis change its read-out needs
+    (`qmu_core.qnn.cirq_model.MeasuredReadout`): a Z measurement of every qubit then yields every
+    read-out observable.
+    """
+    spec = cirq_model(model)
+    if not model.is_plugin:
+        return spec.circuit, list(spec.inputs), list(spec.weights)
+    logical = {q: cirq.LineQubit(i) for i, q in enumerate(spec.qubits)}
+    change = MeasuredReadout.of(spec).basis_change
+    circuit = (spec.circuit + cirq.Circuit(change)).transform_qubits(lambda q: logical[q])
+    return circuit, list(spec.inputs), list(spec.weights)
 
 
 def resolved_circuits(weights: pd.DataFrame, features: np.ndarray, model: ModelConfig) -> list[cirq.Circuit]:
     """One concrete circuit per record: the model circuit with `theta` and the record's inputs bound.
 
     Args:
-        weights: The `model` table of a trained basic QNN (``variable``, ``shape``, ``values``).
+        weights: The `model` table of a trained basic QNN or model plug-in (``variable``, ``shape``, ``values``).
         features: The records' features ``(B, width)``: the split's ``x`` column.
         model: The model section the weights were trained with.
 
     Returns:
-        Circuits on ``cirq.LineQubit(0..n-1)`` without measurements and without any symbol.
+        Circuits on ``cirq.LineQubit(0..n-1)`` without measurements and without any symbol; a
+        plug-in's end with its read-out's basis change (`measured_circuit`).
 
     Raises:
         ConfigError: For an HQNN (its CNN front end runs on the CPU), or features of the wrong width.
         ArtifactError: If the weights do not fit the model.
     """
-    if model.is_plugin:
-        raise ConfigError(
-            f"model.kind={model.kind!r} is a model plug-in; the hardware path compiles and measures QMU's own "
-            "circuit only (plug-in circuits are not supported there yet). Use model.kind='basic_qnn' for hardware runs."
-        )
     if not model_front_end(model).reads_features:
         raise ConfigError(
             f"model.kind={model.kind!r}: the HQNN's CNN front end runs on the CPU, and the hardware path needs "
             "a basic QNN (model.kind='basic_qnn') whose circuit reads the features directly."
         )
-    circuit, inputs = circuits.build_circuit(
-        model.n_qubits, model.layers, encoding=model.encoding, reupload=model.reupload
-    )
-    names = [str(s) for s in inputs]
-    wsyms = [str(s) for s in circuits.weight_symbols(model.n_qubits, model.layers)]
+    circuit, names, wsyms = measured_circuit(model)
     fixed = dict(zip(wsyms, theta(weights, model), strict=True))
     out = []
-    for row in model_encoding(model).values(features, model):
+    for row in cirq_model(model).input_values(features):
         values = {**fixed, **dict(zip(names, row, strict=True))}
         resolved = cirq.resolve_parameters(circuit, cirq.ParamResolver({k: float(v) for k, v in values.items()}))
         if cirq.is_parameterized(resolved):
@@ -339,7 +359,8 @@ def prepare_model(
     record only adds its input rotations, each as one `cirq.PhasedXZGate` (a device-native gate)
     in its own moment. Only the first circuit is validated whole; the others differ from it only
     in those rotations, which are validated one by one. Amplitude encoding (input symbols in
-    multi-qubit gates) compiles every record alone (`prepare`).
+    multi-qubit gates) and model plug-ins (their circuits may couple any qubits) compile every
+    record alone (`prepare`).
 
     Args:
         weights: The `model` table of a trained basic QNN, as for `resolved_circuits`.
@@ -350,7 +371,8 @@ def prepare_model(
         gateset: Compilation target; default the processor's (`Processor.gateset`).
         progress: Called as ``progress(done, total)`` while records are prepared.
     """
-    if not model_front_end(model).reads_features or target is None or not model_encoding(model).single_qubit_inputs:
+    alone = model.is_plugin or not model_encoding(model).single_qubit_inputs
+    if not model_front_end(model).reads_features or target is None or alone:
         circuits_ = resolved_circuits(weights, features, model)
         return prepare(circuits_, target=target, qubits=qubits, gateset=gateset)
     circuit, inputs = circuits.build_circuit(

@@ -172,7 +172,7 @@ def outputs_from_z(
     """`outputs` artifact rows from ⟨Z⟩ (sampled or exact) of the records of `frame_rows`.
 
     Args:
-        z: ⟨Z_i⟩ per record ``(records, n_qubits)``, in `frame_rows`' order.
+        z: ⟨Z_i⟩ per record ``(records, n_qubits)`` (a plug-in's read-out values), in `frame_rows`' order.
         weights: The model table (its ``head_w`` and ``head_b`` make the head).
         frame_rows: Split rows with ``sample_id``, ``role``, ``label`` and ``is_forget``.
         classes: The model's classes (head output ``k`` is ``classes[k]``).
@@ -187,7 +187,7 @@ def outputs_from_z(
     if z.ndim != 2 or z.shape[0] != len(frame_rows) or z.shape[1] != head_w.shape[0]:
         raise ConfigError(
             f"z has shape {z.shape}; it needs one row per record ({len(frame_rows)}) and one column per "
-            f"qubit ({head_w.shape[0]})."
+            f"read-out value the head reads ({head_w.shape[0]}: ⟨Z_i⟩ per qubit, or a plug-in's observables)."
         )
     if head_w.shape[1] != len(classes):
         raise ConfigError(f"The head has {head_w.shape[1]} outputs but {len(classes)} classes were given.")

@@ -6,16 +6,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from flows.pipeline import qmu_pipeline
-from qmu_core import export, frames, plugins
+from qmu_cli.root import main
+from qmu_core import artifacts, export, frames, plugins
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import ModelConfig, preset
 from qmu_core.errors import ConfigError
 from qmu_core.plugins import MODELS, installed
+from qmu_core.splits import read_splits
 from tests.support import task_states
+from tests.test_export_recipe import recipe_predict, recipe_source
 
 PLUGIN = "reupload_ring"
 
@@ -45,13 +49,21 @@ def _run(root: Path, **unlearn: Any) -> tuple[dict[str, Any], dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This module's artifact root: the first test's run, which the second reuses."""
+    """This module's artifact root: the first run (`first`), which the later tests reuse."""
     return tmp_path_factory.mktemp("plugin-run")
 
 
-def test_tiny_pipeline_trains_audits_and_unlearns_a_plugin_model(root: Path) -> None:
+@pytest.fixture(scope="module")
+def first(root: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The first run (target, one shadow, GA, oracle): its summary and task states."""
+    return _run(root)
+
+
+def test_tiny_pipeline_trains_audits_and_unlearns_a_plugin_model(
+    root: Path, first: tuple[dict[str, Any], dict[str, str]]
+) -> None:
     cfg = preset("tiny", model={"kind": PLUGIN}, unlearn={"methods": ["ga"]})
-    summary, states = _run(root)
+    summary, states = first
     assert all(s == "Completed" for s in states.values()), states
 
     assert set(summary["models"]) == {"before", "after_ga", "oracle"}
@@ -79,8 +91,33 @@ def test_tiny_pipeline_trains_audits_and_unlearns_a_plugin_model(root: Path) -> 
     assert inputs["model_plugin"] == plugins.fingerprint(cfg.model)  # the circuit it was trained with, in its key
     recorded = inputs["model"]
     assert recorded["kind"] == PLUGIN and ModelConfig.model_validate(recorded).is_plugin
-    with pytest.raises(ConfigError, match="export recipe describes QMU's own circuits only"):
-        export.export_model(ref, root / "export")
+
+
+def test_qmu_export_of_a_plugin_model_reproduces_its_outputs_with_the_recipe(
+    root: Path, first: tuple[dict[str, Any], dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary, _ = first
+    (run_dir,) = {p.parent for p in root.glob("runs/*/summary.json")}
+    assert main(["export", str(run_dir), str(tmp_path / "export")]) == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["model"]["kind"] == PLUGIN and "ansatz" not in manifest["files"]
+    assert manifest["symbols"]["inputs"] == [f"x_{i}" for i in range(manifest["n_features"])]
+
+    # QMU's own TFQ outputs of the target on its test records, and the records' pixels
+    ref = ArtifactRef(stage="model", key=Path(summary["artifacts"]["before"]).stem, root=root)
+    model_id = str(artifacts.read(ref)["model_id"].iloc[0])
+    outputs = pd.concat([pd.read_parquet(f) for f in (root / "outputs").glob("*.parquet")])
+    tfq = outputs[(outputs["model_id"] == model_id) & (outputs["role"] == "test")].drop_duplicates("sample_id")
+    splits = read_splits(ArtifactRef(stage="splits", key=export.model_inputs(ref)["splits"], root=root)).frame
+    pixels = splits.set_index("sample_id").loc[tfq["sample_id"], "pixels"]
+    pixels01 = (frames.stack(pixels, np.float64) + 1.0) / 2.0  # the splits artifact stores 2p - 1
+
+    # the docs/export.md recipe, in a fresh namespace and without importing the plug-in
+    got = recipe_predict()(tmp_path / "export", pixels01)
+    expected = frames.stack(tfq["prob"], np.float64)
+    assert got.shape == expected.shape and len(got) >= 8
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert "qmu_reupload_plugin" not in recipe_source()
 
 
 def test_every_unlearning_method_but_ssds_qfi_runs_on_the_cached_plugin_run(root: Path) -> None:
@@ -94,11 +131,48 @@ def test_every_unlearning_method_but_ssds_qfi_runs_on_the_cached_plugin_run(root
         assert summary["models"][f"after_{m}"]["circuit_evals"] > 0, m
 
 
-def test_a_plugin_model_refuses_ssd_qfi_and_the_hardware_path() -> None:
+def test_a_plugin_model_refuses_ssd_qfi_only() -> None:
     from qmu_core.hardware.evaluate import check_model
 
     with pytest.raises(ConfigError, match="needs QMU's own ansatz"):
         preset("tiny", model={"kind": PLUGIN}, unlearn={"methods": ["ssd"], "ssd_importance": "qfi"})
     cfg = preset("tiny", model={"kind": PLUGIN}, unlearn={"methods": ["ssd"], "ssd_importance": "fisher"})
-    with pytest.raises(ConfigError, match="hardware path compiles and measures QMU's own circuit only"):
-        check_model(cfg.model)
+    check_model(cfg.model)  # the hardware path takes it
+
+
+def test_qmu_hardware_measures_a_plugin_model_on_qsim(root: Path, first: tuple[dict[str, Any], dict[str, str]]) -> None:
+    """The hardware flow on the cached plug-in run: its exact rows are simulation's, its qsim shots near them."""
+    from flows.hardware import qmu_hardware
+
+    cfg = preset(
+        "tiny",
+        run={"artifact_root": str(root)},
+        model={"kind": PLUGIN},
+        unlearn={"methods": ["ga"], "learning_rate": 0.1},
+        attack={"n_shadow": 1},
+        hardware={"sampler": {"kind": "qsim"}, "records_per_group": 4, "repetitions": 4000},
+    )
+    payload = json.loads(Path(qmu_hardware(cfg)).read_text())
+    rows = {(r["source"], r["phase"]): r for r in payload["rows"]}
+    assert {p for s, p in rows if s == "measured"} == {"before", "after_ga", "oracle"}
+    for phase in ("before", "after_ga", "oracle"):
+        sim, exact, measured = (rows[(s, phase)] for s in ("simulation", "exact", "measured"))
+        for key in ("retain_test_acc", "forget_train_acc", "mia_auc"):
+            assert exact[key] == pytest.approx(sim[key], abs=1e-9), (phase, key)  # the same outputs, measured exactly
+            assert 0.0 <= measured[key] <= 1.0, (phase, key)
+    # the measured outputs: the plug-in's n + 1 read-out values per record, near the simulated ones
+    hw = pd.concat([pd.read_parquet(f) for f in (root / "hw_outputs").glob("*.parquet")])
+    outputs = pd.concat([pd.read_parquet(f) for f in (root / "outputs").glob("*.parquet")])
+    ids = set(pd.concat([pd.read_parquet(f) for f in (root / "hw_records").glob("*.parquet")])["sample_id"])
+    before = ArtifactRef(stage="model", key=Path(first[0]["artifacts"]["before"]).stem, root=root)
+    target = str(artifacts.read(before)["model_id"].iloc[0])
+    pick = {
+        name: t[(t["model_id"] == target) & t["sample_id"].isin(ids)]
+        .drop_duplicates("sample_id")
+        .set_index("sample_id")
+        for name, t in (("hw", hw), ("sim", outputs))
+    }
+    measured_z = frames.stack(pick["hw"]["z"], np.float64)
+    exact_z = frames.stack(pick["sim"].loc[pick["hw"].index, "z"], np.float64)
+    assert measured_z.shape == exact_z.shape and measured_z.shape[1] == cfg.model.n_qubits + 1
+    assert np.max(np.abs(measured_z - exact_z)) < 5 / np.sqrt(4000)  # shot noise: sd <= 1/sqrt(shots)

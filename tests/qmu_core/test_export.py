@@ -15,10 +15,10 @@ import pytest
 
 from qmu_core.errors import ArtifactError
 from qmu_core.export import export_model, resolve_model_ref
-from tests.support import EXPORT_CASES, case_id
+from tests.support import EXPORT_PARAMS, case_id
 
 
-@pytest.mark.parametrize("kw", EXPORT_CASES, ids=case_id)
+@pytest.mark.parametrize("kw", EXPORT_PARAMS, ids=case_id)
 def test_export_manifest_and_circuit_symbols(tmp_path: Path, kw: dict, trained_model: Callable) -> None:
     ref, _, _ = trained_model(kw)
     manifest_path = export_model(ref, tmp_path / "export")
