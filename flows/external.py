@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from flows.steps import membership_audit, reference_models, split
+from flows.steps import membership_audit, reference_models, repeat_seed, split
 from qmu_core import housekeeping, workers
 from qmu_core.config import QMUConfig, preset
 from qmu_core.errors import QMUError
@@ -34,6 +34,7 @@ WEIGHTS_EXAMPLES = ["/data/my_model/weights.npz", "/data/my_model/weights.parque
 def qmu_audit_external(
     config: QMUConfig = preset("default"),  # noqa: B008 - the form starts from `default`
     weights: Annotated[str, Field(examples=WEIGHTS_EXAMPLES)] = "",
+    recipe_seeds: Annotated[int, Field(ge=1, le=16)] = 3,
 ) -> str:
     """Membership audit of a model trained outside QMU, with QMU's retraining of it beside it.
 
@@ -44,6 +45,9 @@ def qmu_audit_external(
             data section), its training recipe (train) and the attacks (attack).
         weights: The weights file: .npz or .parquet, one entry per circuit symbol plus head_w and
             head_b (docs/data.md).
+        recipe_seeds: How many times QMU trains the model itself with the recipe (seeds run.seed, then
+            derived ones), for the recipe check: their spread is how far one recipe's trainings land
+            from each other. The first is audited beside the given weights.
     """
     try:
         sha256 = check_external(config, weights)
@@ -62,17 +66,30 @@ def qmu_audit_external(
         # The given weights, checked against the architecture before anything trains.
         given = external_model(splits=base, path=path, sha256=sha256, **common)
         references = reference_models(config, base)
-        # QMU's own training of the same architecture on the same records with the recipe (the recipe check).
-        own = train_model.submit(
-            splits=base, train=config.train, which="target", seed=config.run.seed, label="train target", **common
-        )
-        models = {EXTERNAL: given, RETRAINED: own}
+        # QMU's own training of the same architecture on the same records with the recipe, with
+        # `recipe_seeds` seeds (the recipe check: how far trainings with this recipe land from each other).
+        own = [
+            train_model.submit(
+                splits=base,
+                train=config.train,
+                which="target",
+                seed=repeat_seed(config, r),
+                label=f"train target {r}",
+                **common,
+            )
+            for r in range(recipe_seeds)
+        ]
+        models = {EXTERNAL: given, RETRAINED: own[0]}
         track(references["reference_models"].values(), "reference models trained")
 
         # Every attack fitted once on the references, then scored on both.
         look = {"splits": splits, "loss": config.train.loss, **common}
         outputs = {k: model_outputs.submit(weights=w, label=f"outputs {k}", **look) for k, w in models.items()}
         audit = membership_audit(config, splits, references, outputs)
+        recipe = {"seed-0": outputs[RETRAINED]} | {
+            f"seed-{r}": model_outputs.submit(weights=own[r], label=f"outputs target {r}", **look)
+            for r in range(1, recipe_seeds)
+        }
 
-        refs = {"splits": splits, **references, **audit, **models, "outputs": outputs}
+        refs = {"splits": splits, **references, **audit, **models, "outputs": outputs, "recipe_outputs": recipe}
         return show_run(publish_report(artifact_refs=refs, config=config, started=started))

@@ -24,7 +24,7 @@ from qmu_core.errors import ArtifactError
 from qmu_core.external import EXTERNAL
 from qmu_core.identity import Which, lineup
 from qmu_core.provenance import AuditFacts, ModelFacts
-from qmu_core.report.external import external_markdown, recipe_check
+from qmu_core.report.external import external_markdown, recipe_check, training_accuracies
 from qmu_core.report.tables import (
     PATHS_NOTE,
     Report,
@@ -287,7 +287,9 @@ def _external(run: _Run, files: _Files) -> str:
     splits, given = run.artifacts.get("splits"), run.artifacts.get(EXTERNAL)
     if not isinstance(splits, ArtifactRef) or not isinstance(given, ArtifactRef):
         return ""
-    files.external = recipe_check(run.models, read(splits))
+    held = run.artifacts.get("recipe_outputs")
+    trainings = [read(r) for r in held.values()] if isinstance(held, Mapping) else []
+    files.external = recipe_check(run.models, read(splits), training_accuracies(trainings))
     if files.external is None:
         return ""
     t = run.config.train

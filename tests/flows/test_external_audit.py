@@ -110,11 +110,11 @@ def test_a_model_trained_by_plain_tfq_audits_like_qmus_own_training(tmp_path: Pa
 
     # The report says where the model came from and gives the recipe check.
     check = summary["external"]
-    assert check["agrees"], check  # 10 epochs of the same recipe: the same accuracies up to sampling noise
+    assert check["agrees"], check  # the same recipe: within the spread of QMU's own trainings
     assert set(check["accuracies"]) == {"retain_train_acc", "retain_test_acc", "forget_train_acc", "forget_test_acc"}
     for row in check["accuracies"].values():
-        assert row["difference"] == pytest.approx(row[RETRAINED] - row[EXTERNAL])
-        assert 0 < row["band"] < 1
+        assert row["difference"] == pytest.approx(row[EXTERNAL] - row[RETRAINED])
+        assert len(row["trainings"]) == 3 and 0 < row["band"] < 1  # QMU trained it with 3 seeds (recipe_seeds)
     report = (Path(state.result()).parent / "report.md").read_text()
     assert "## A model trained outside QMU" in report
     assert weights.name in report and "Recipe check" in report

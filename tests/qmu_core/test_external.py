@@ -14,7 +14,7 @@ from qmu_core.datasets import fingerprint, load_dataset
 from qmu_core.errors import DataError
 from qmu_core.external import as_variables, read_weights
 from qmu_core.members import members_fingerprint, read_member_ids
-from qmu_core.report.external import recipe_check
+from qmu_core.report.external import recipe_check, training_accuracies
 from qmu_core.splits import split_roles
 
 # ----------------------------------------------------------------------------- member lists
@@ -168,17 +168,51 @@ def test_a_malformed_weights_file_fails_with_its_name(tmp_path: Path, name: str,
 # ----------------------------------------------------------------------------- the recipe check
 
 
-def test_the_recipe_check_flags_a_difference_beyond_sampling_noise() -> None:
+def test_the_recipe_check_judges_the_given_model_against_the_spread_of_qmus_trainings() -> None:
     splits = pd.DataFrame(
         {"role": ["target_train"] * 100 + ["test"] * 100, "is_forget": ([False] * 80 + [True] * 20) * 2}
     )
     accs = {"retain_train_acc": 0.9, "retain_test_acc": 0.85, "forget_train_acc": 0.9, "forget_test_acc": 0.8}
-    same = recipe_check({"external": accs, "qmu_retrained": {k: v - 0.02 for k, v in accs.items()}}, splits)
-    assert same is not None and same["agrees"]
-    assert same["accuracies"]["retain_test_acc"]["records"] == 80
+    # one training of QMU's: the records' sampling noise alone (1.96 * sqrt(m (1 - m) / n))
+    one = recipe_check({"external": accs, "qmu_retrained": {k: v - 0.02 for k, v in accs.items()}}, splits)
+    assert one is not None and one["agrees"]
+    row = one["accuracies"]["retain_test_acc"]
+    assert row["records"] == 80 and row["band"] == pytest.approx(1.96 * np.sqrt(0.83 * 0.17 / 80))
+    assert row["difference"] == pytest.approx(0.02)
     off = recipe_check({"external": accs, "qmu_retrained": {**accs, "retain_test_acc": 0.55}}, splits)
     assert off is not None and not off["agrees"] and not off["accuracies"]["retain_test_acc"]["within"]
     assert recipe_check({"before": accs}, splits) is None
+
+    # several trainings: their spread widens the band (a t prediction interval for one more training)
+    runs = [0.55, 0.75, 0.95, 0.65]
+    trainings = {"retain_test_acc": runs, "forget_test_acc": [0.8]}
+    wide = recipe_check({"external": accs, "qmu_retrained": {**accs, "retain_test_acc": 0.55}}, splits, trainings)
+    assert wide is not None and wide["agrees"]
+    row = wide["accuracies"]["retain_test_acc"]
+    m, sd = float(np.mean(runs)), float(np.std(runs, ddof=1))
+    t = 3.182446305284263  # Student's t, 97.5 %, 3 degrees of freedom
+    expected = np.sqrt((t * sd * np.sqrt(1 + 1 / 4)) ** 2 + 1.96**2 * m * (1 - m) / 80)
+    assert row["qmu_retrained"] == pytest.approx(m) and row["sd"] == pytest.approx(sd)
+    assert row["band"] == pytest.approx(expected)
+    # every training on one number: the band stays open by the sampling noise
+    same = recipe_check({"external": accs, "qmu_retrained": accs}, splits, {"retain_test_acc": [0.85] * 3})
+    assert same is not None and same["accuracies"]["retain_test_acc"]["band"] > 0.05
+
+
+def test_training_accuracies_read_each_role_of_each_outputs_table() -> None:
+    frame = pd.DataFrame(
+        {
+            "role": ["test", "test", "test", "target_train", "target_train"],
+            "is_forget": [False, False, True, False, True],
+            "correct": [True, False, True, False, True],
+        }
+    )
+    assert training_accuracies([frame, frame]) == {
+        "retain_train_acc": [0.0, 0.0],
+        "retain_test_acc": [0.5, 0.5],
+        "forget_train_acc": [1.0, 1.0],
+        "forget_test_acc": [1.0, 1.0],
+    }
 
 
 # ----------------------------------------------------------------------------- the CLI
