@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from qmu_core.config import form
-from qmu_core.config.attack import ATTACK_NAMES, ATTACKS, AttackConfig
+from qmu_core.config.attack import ATTACK_NAMES, ATTACK_PLUGINS, ATTACKS, AttackConfig
 from qmu_core.config.catalogue import Catalogue, Variant
 from qmu_core.config.form import Section, brief, root_form_schema
 from qmu_core.config.hardware import (
@@ -44,13 +44,15 @@ from qmu_core.config.model import FeatureSpec, ModelConfig, TrainConfig
 from qmu_core.config.presets import PRESETS, PresetName, deep_merge
 from qmu_core.config.reproduce import ReproduceConfig
 from qmu_core.config.run import DataConfig, RunConfig, check_artifact_root, derive_seed
-from qmu_core.config.unlearn import METHODS, RELEARN, UNLEARN_METHODS, UnlearnConfig
+from qmu_core.config.unlearn import METHOD_PLUGINS, METHODS, RELEARN, UNLEARN_METHODS, UnlearnConfig
 from qmu_core.errors import ConfigError
 
 __all__ = [
     "ATTACKS",
     "ATTACK_NAMES",
+    "ATTACK_PLUGINS",
     "METHODS",
+    "METHOD_PLUGINS",
     "PRESETS",
     "PROCESSORS",
     "RELEARN",
