@@ -164,6 +164,11 @@ _HINTS = {
     "bool_type": "write true or false",
     "extra_forbidden": "this section has no such field",
 }
+_PLUGIN_FIELDS = {("model", "kind"), ("attack", "plugins"), ("attack", "headline"), ("unlearn", "methods")}
+_PLUGIN_HINT = (
+    "choose one of those: a built-in, or the registered name of an installed plug-in (install the package "
+    "that provides it); a module path is never imported"
+)
 
 
 def validate(raw: dict[str, Any], what: str) -> QMUConfig:
@@ -178,6 +183,8 @@ def validate(raw: dict[str, Any], what: str) -> QMUConfig:
                 lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")
                 continue
             hint = _HINTS.get(err["type"])
+            if err["type"] == "literal_error" and tuple(err["loc"][:2]) in _PLUGIN_FIELDS:
+                hint = _PLUGIN_HINT
             lines.append(f"  {loc}: {err['msg']} (got {brief(err.get('input'))})" + (f"; {hint}" if hint else ""))
         raise ConfigError(
             f"{what} is not a valid QMU config:\n" + "\n".join(lines) + "\n"

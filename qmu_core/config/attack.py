@@ -18,7 +18,7 @@ from qmu_core import plugins
 from qmu_core.config.catalogue import Catalogue, Variant
 from qmu_core.config.form import Section, unsaid
 
-__all__ = ["ATTACKS", "ATTACK_NAMES", "ATTACK_PLUGINS", "AttackConfig", "AttackName", "AttackPlugin"]
+__all__ = ["ATTACKS", "ATTACK_NAMES", "ATTACK_PLUGINS", "AttackConfig", "AttackName", "AttackPlugin", "plugin_choice"]
 
 ATTACKS = Catalogue(
     "membership attack",
@@ -64,16 +64,21 @@ def _none_installed(name: str) -> str:
     )
 
 
+def plugin_choice(names: tuple[str, ...]) -> Any:
+    """The type of one ``attack.plugins`` entry: one of `names`; with none, a type that refuses every value.
+
+    Its schema is an enum also for one name (pydantic writes a one-name Literal as ``const``): the form's choices.
+    """
+    inner: Any = Literal[names] if names else Annotated[str, AfterValidator(_none_installed)]
+    return Annotated[inner, WithJsonSchema({"type": "string", "enum": list(names)})]
+
+
 if TYPE_CHECKING:
     AttackName = str
     AttackPlugin = str
 else:
     AttackName = Literal[ATTACK_NAMES + ATTACK_PLUGINS]
-    # an enum also for one name (pydantic writes a one-name Literal as `const`): the form's choices
-    AttackPlugin = Annotated[
-        Literal[ATTACK_PLUGINS] if ATTACK_PLUGINS else Annotated[str, AfterValidator(_none_installed)],
-        WithJsonSchema({"type": "string", "enum": list(ATTACK_PLUGINS)}),
-    ]
+    AttackPlugin = plugin_choice(ATTACK_PLUGINS)
 
 
 class AttackConfig(Section):

@@ -67,6 +67,22 @@ def test_a_config_naming_anything_but_an_installed_plugin_is_refused_without_imp
     assert canary not in sys.modules and set(sys.modules) == before
 
 
+def test_with_no_attack_plugin_installed_the_field_refuses_every_name() -> None:
+    """What an ``attack.plugins`` entry is where no package registers an attack (and where one does)."""
+    from pydantic import TypeAdapter
+
+    from qmu_core.config.attack import plugin_choice
+
+    none = TypeAdapter(plugin_choice(()))
+    with pytest.raises(ValidationError, match="no attack plug-in is installed .* Install the package that registers"):
+        none.validate_python("os:system")
+    assert none.json_schema() == {"type": "string", "enum": []}
+    one = TypeAdapter(plugin_choice(("mine",)))
+    assert one.validate_python("mine") == "mine" and one.json_schema() == {"type": "string", "enum": ["mine"]}
+    with pytest.raises(ValidationError, match="Input should be 'mine'"):
+        one.validate_python("os:system")
+
+
 @needs_example
 def test_installed_names_are_choices_of_the_form_and_read_metadata_only() -> None:
     saved = sys.modules.pop(PLUGIN_MODULE, None)
