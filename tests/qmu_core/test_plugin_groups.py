@@ -131,6 +131,23 @@ def test_identity_reads_source_without_importing_and_refuses_module_paths(canary
     assert canary not in sys.modules
 
 
+def test_identity_follows_the_plugins_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Editing any source file of the plug-in's package gives it another identity (read, never imported)."""
+    package = tmp_path / "qmu_fake_identity"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "attack.py").write_text("raise SystemExit('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = EntryPoint(name="mine", value="qmu_fake_identity.attack:Mine", group=plugins.ATTACKS)
+    monkeypatch.setattr(plugins, "entry_points", lambda *, group: [ep] if group == plugins.ATTACKS else [])
+    monkeypatch.setattr(plugins, "_IDENTITIES", {})
+    first = plugins.identity(plugins.ATTACKS, "mine")
+    (package / "helpers.py").write_text("X = 1\n")
+    plugins._IDENTITIES.clear()
+    assert plugins.identity(plugins.ATTACKS, "mine") != first
+    assert "qmu_fake_identity" not in sys.modules and "qmu_fake_identity.attack" not in sys.modules
+
+
 @needs_example
 def test_stage_keys_follow_the_plugins_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     from qmu_core.artifacts import ArtifactRef
