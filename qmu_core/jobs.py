@@ -15,7 +15,7 @@ import pandas as pd
 
 from qmu_core import artifacts, external, frames, unlearning
 from qmu_core.artifacts import ArtifactRef, Output
-from qmu_core.config import METHODS, ModelConfig, TrainConfig, UnlearnConfig, derive_seed
+from qmu_core.config import ModelConfig, TrainConfig, UnlearnConfig, derive_seed
 from qmu_core.errors import ArtifactError
 from qmu_core.identity import Which
 from qmu_core.membership import held_out_mask, member_mask, request_rows
@@ -359,7 +359,7 @@ def unlearn(
         if result.reached_stop
         else (
             f"{method}: {now} after {len(result.history)} pass(es) (stopping target: {request.target()}): the "
-            f"method did not reach its stopping rule; it {result.note.split(';')[0]}. " + METHODS.entry(method).hint,
+            f"method did not reach its stopping rule; it {result.note.split(';')[0]}. " + unlearning.hint(method),
         )
     )
     return Output(qnn.weights_frame(model_id), facts, warnings=warnings)

@@ -19,16 +19,27 @@ order; each is bound to one feature, an angle in [0, pi], as the built-in angle 
 its trainable weight symbols and its read-out observables (the dense head reads one value per
 observable). `circuit_model` loads, calls and checks it (`validate`).
 
+An attack plug-in (group ``qmu.attacks``) is a subclass of `qmu_core.attacks.base.Attack`; an
+unlearning plug-in (group ``qmu.unlearning``) a subclass of `qmu_core.unlearning.base.Method`.
+A config runs them only where it names them (``attack.plugins``, ``unlearn.methods``);
+`qmu_core.attacks.plugin` and `qmu_core.unlearning.plugin` load and check them. Their stages'
+keys hold the plug-in's `identity` (its package and the digest of its source), so a changed
+plug-in recomputes what it made.
+
 This module imports neither TensorFlow nor Cirq at import time (the config imports it to list
 the model kinds); `validate` imports Cirq and sympy when called.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qmu_core.errors import ConfigError
@@ -52,13 +63,17 @@ class ModelSection(Protocol):
 
 
 __all__ = [
+    "ATTACKS",
     "GROUPS",
     "MAX_PLUGIN_QUBITS",
     "MODELS",
     "NAME_PATTERN",
+    "UNLEARNING",
     "CircuitModel",
     "circuit_model",
+    "failure",
     "fingerprint",
+    "identity",
     "installed",
     "is_model_plugin",
     "load",
@@ -68,7 +83,13 @@ __all__ = [
 MODELS = "qmu.models"
 """Entry-point group of model plug-ins."""
 
-GROUPS: tuple[str, ...] = (MODELS, "qmu.attacks", "qmu.unlearning")
+ATTACKS = "qmu.attacks"
+"""Entry-point group of membership attack plug-ins."""
+
+UNLEARNING = "qmu.unlearning"
+"""Entry-point group of unlearning method plug-ins."""
+
+GROUPS: tuple[str, ...] = (MODELS, ATTACKS, UNLEARNING)
 """The entry-point groups QMU reads."""
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -136,6 +157,57 @@ def load(group: str, name: object) -> Any:
     except (ImportError, AttributeError) as err:
         dist = ep.dist.name if ep.dist is not None else "its package"
         raise ConfigError(f"Plug-in {name!r} of {group} ({dist}) failed to load: {err}") from err
+
+
+_IDENTITIES: dict[tuple[str, str], str] = {}
+
+
+def _source_files(module: str) -> list[Path]:
+    """The source files of `module`'s top-level package (or module), found without importing it."""
+    top = module.partition(".")[0]
+    spec = importlib.util.find_spec(top)  # a top-level name: located, not executed
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return sorted(p for d in spec.submodule_search_locations for p in Path(d).rglob("*.py"))
+    return [Path(spec.origin)] if spec.origin and Path(spec.origin).is_file() else []
+
+
+def identity(group: str, name: object) -> str:
+    """SHA-256 of the installed plug-in `name` of `group`: its package, version, entry point and source.
+
+    The source is every ``.py`` file of the top-level package its entry point's module is in (read,
+    not imported). Stages that run the plug-in put this in their keys (`tasks._stage`), so a new
+    version or an edited source recomputes them. Cached per process.
+
+    Raises:
+        ConfigError: If `name` is not one of the group's installed names (nothing is imported).
+    """
+    ep = _entry(group, name)
+    key = (group, str(name))
+    if key not in _IDENTITIES:
+        digest = hashlib.sha256()
+        dist = ep.dist
+        head = [group, ep.name, ep.value, dist.name if dist else "", dist.version if dist else ""]
+        digest.update(json.dumps(head).encode())
+        for path in _source_files(ep.module):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        _IDENTITIES[key] = digest.hexdigest()
+    return _IDENTITIES[key]
+
+
+def failure(group: str, name: str, step: str, err: BaseException) -> ConfigError:
+    """The error of a plug-in that raised `err` during `step`, naming the plug-in and its package."""
+    try:
+        dist = _entry(group, name).dist
+    except ConfigError:
+        dist = None
+    owner = dist.name if dist is not None else "its package"
+    field = {MODELS: "model.kind", ATTACKS: "attack.plugins", UNLEARNING: "unlearn.methods"}[group]
+    return ConfigError(
+        f"Plug-in {name!r} of {group} ({owner}) failed in {step}: {type(err).__name__}: {err}. "
+        f"Fix the plug-in, or leave {name!r} out of {field}."
+    )
 
 
 def is_model_plugin(kind: str) -> bool:
@@ -245,8 +317,6 @@ def fingerprint(model: ModelSection) -> str:
     The model stages put it in their keys (`tasks._stage`), so a plug-in whose circuit changes
     (a new version, a fix) trains new models instead of reusing ones built from the old circuit.
     """
-    import hashlib
-
     import cirq
 
     key = (model.kind, model.model_dump_json())

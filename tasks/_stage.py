@@ -7,7 +7,9 @@ The `@stage("name")` decorator turns it into a `Stage`:
 * `Stage.plan(**params)` computes the artifact ref: the key hashes the stage name, its version
   and every parameter except ``root`` (refs enter by key). It is the ONE place a key is made.
   A model plug-in's stages also hash what the plug-in builds (``model_plugin``:
-  `qmu_core.plugins.fingerprint`), so a changed plug-in circuit is never served from the cache.
+  `qmu_core.plugins.fingerprint`), so a changed plug-in circuit is never served from the cache;
+  a stage that runs an unlearning plug-in (``method_plugin``) or attack plug-ins (``attack_plugins``)
+  hashes their identity (`qmu_core.plugins.identity`: package, version, source).
 * Reuse is decided from the artifact root alone (`qmu_core.artifacts.verify`): the file at the
   key, its integrity record and the SHA-256 recorded when it was written, plus a digest of the
   body's source (so editing a task body recomputes it, as Prefect's TASK_SOURCE would). A
@@ -47,7 +49,7 @@ from prefect.states import Cancelled, Completed, State
 
 from qmu_core import artifacts, plugins, storage, workers
 from qmu_core.artifacts import ArtifactRef, Output
-from qmu_core.config import ModelConfig
+from qmu_core.config import METHOD_PLUGINS, AttackConfig, ModelConfig
 from qmu_core.errors import ArtifactError
 from qmu_prefect.flow import rebuilds
 from qmu_prefect.log import finishing_progress, info, warning
@@ -207,6 +209,12 @@ class Stage(Generic[P]):
         plugin = [v for v in params.values() if isinstance(v, ModelConfig) and v.is_plugin]
         if plugin:  # built-in models keep their keys: nothing is added for them
             inputs["model_plugin"] = plugins.fingerprint(plugin[0])
+        method = params.get("method")
+        if isinstance(method, str) and method in METHOD_PLUGINS:  # built-in methods: nothing added
+            inputs["method_plugin"] = plugins.identity(plugins.UNLEARNING, method)
+        attacks = [name for v in params.values() if isinstance(v, AttackConfig) for name in v.plugins]
+        if attacks:
+            inputs["attack_plugins"] = {name: plugins.identity(plugins.ATTACKS, name) for name in attacks}
         return inputs
 
     def _plan(self, params: Mapping[str, Any]) -> ArtifactRef:

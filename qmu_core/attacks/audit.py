@@ -1,8 +1,9 @@
 """The membership audit: fit every attack once on the reference models, score every model.
 
 `audit` is what the ``mia_scores`` stage does. It builds the attacker's `Reference` from the
-reference models' outputs and the membership matrix, fits each attack of `ATTACKS` that
-applies under the configured threat model and reference kind, and scores every audited model
+reference models' outputs and the membership matrix, fits each attack of `ATTACKS` (and each
+attack plug-in ``attack.plugins`` lists, `qmu_core.attacks.plugin`) that applies under the
+configured threat model and reference kind, and scores every audited model
 (``before``, every ``after_*``, ``oracle``, or any model given to ``qmu audit``) with the same
 frozen attacks. Its table has one row per (phase, attack, audited record): the target's members
 (``target_train``) and non-members (``target_holdout``).
@@ -32,9 +33,15 @@ SHOT_AWARE = ("lira_offline", "lira_online")
 def build(name: str, config: AttackConfig, splits: pd.DataFrame, *, seed: int) -> Attack:
     """The unfitted attack `name` (its `ATTACKS` entry's implementation) with its settings from `config`.
 
+    A name ``attack.plugins`` lists is an installed attack plug-in's (`qmu_core.attacks.plugin`).
+
     Raises:
-        ConfigError: If `ATTACKS` has no attack `name`.
+        ConfigError: If `ATTACKS` has no attack `name` and ``config.plugins`` does not list it.
     """
+    if name not in ATTACKS and name in config.plugins:
+        from qmu_core.attacks.plugin import plugin_attack
+
+        return plugin_attack(name, config, splits, seed=seed)
     attack: type[Attack] = ATTACKS.entry(name).load()
     return attack.from_config(config, splits, seed=seed)
 
@@ -101,7 +108,7 @@ def audit(
     reference = reference_set(splits, membership, reference_outputs, config, classes)
     fitted: dict[str, Attack] = {}
     reasons: dict[str, str] = {}
-    for name in ATTACKS:
+    for name in (*ATTACKS, *config.plugins):
         attack = build(name, config, splits, seed=seed)
         reason = attack.applicable(reference)
         if reason:

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from qmu_core.config import form
-from qmu_core.config.attack import ATTACK_NAMES, ATTACKS, AttackConfig
+from qmu_core.config.attack import ATTACK_NAMES, ATTACK_PLUGINS, ATTACKS, AttackConfig
 from qmu_core.config.catalogue import Catalogue, Variant
 from qmu_core.config.form import Section, brief, root_form_schema
 from qmu_core.config.hardware import (
@@ -44,13 +44,15 @@ from qmu_core.config.model import FeatureSpec, ModelConfig, TrainConfig
 from qmu_core.config.presets import PRESETS, PresetName, deep_merge
 from qmu_core.config.reproduce import ReproduceConfig
 from qmu_core.config.run import DataConfig, RunConfig, check_artifact_root, derive_seed
-from qmu_core.config.unlearn import METHODS, RELEARN, UNLEARN_METHODS, UnlearnConfig
+from qmu_core.config.unlearn import METHOD_PLUGINS, METHODS, RELEARN, UNLEARN_METHODS, UnlearnConfig
 from qmu_core.errors import ConfigError
 
 __all__ = [
     "ATTACKS",
     "ATTACK_NAMES",
+    "ATTACK_PLUGINS",
     "METHODS",
+    "METHOD_PLUGINS",
     "PRESETS",
     "PROCESSORS",
     "RELEARN",
@@ -162,6 +164,11 @@ _HINTS = {
     "bool_type": "write true or false",
     "extra_forbidden": "this section has no such field",
 }
+_PLUGIN_FIELDS = {("model", "kind"), ("attack", "plugins"), ("attack", "headline"), ("unlearn", "methods")}
+_PLUGIN_HINT = (
+    "choose one of those: a built-in, or the registered name of an installed plug-in (install the package "
+    "that provides it); a module path is never imported"
+)
 
 
 def validate(raw: dict[str, Any], what: str) -> QMUConfig:
@@ -176,6 +183,8 @@ def validate(raw: dict[str, Any], what: str) -> QMUConfig:
                 lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")
                 continue
             hint = _HINTS.get(err["type"])
+            if err["type"] == "literal_error" and tuple(err["loc"][:2]) in _PLUGIN_FIELDS:
+                hint = _PLUGIN_HINT
             lines.append(f"  {loc}: {err['msg']} (got {brief(err.get('input'))})" + (f"; {hint}" if hint else ""))
         raise ConfigError(
             f"{what} is not a valid QMU config:\n" + "\n".join(lines) + "\n"

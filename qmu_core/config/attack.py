@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import (
+    AfterValidator,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    model_serializer,
+    model_validator,
+)
 
+from qmu_core import plugins
 from qmu_core.config.catalogue import Catalogue, Variant
-from qmu_core.config.form import Section
+from qmu_core.config.form import Section, unsaid
 
-__all__ = ["ATTACKS", "ATTACK_NAMES", "AttackConfig", "AttackName"]
+__all__ = ["ATTACKS", "ATTACK_NAMES", "ATTACK_PLUGINS", "AttackConfig", "AttackName", "AttackPlugin", "plugin_choice"]
 
 ATTACKS = Catalogue(
     "membership attack",
@@ -42,10 +51,34 @@ every attack observes; its implementation is an `Attack` built by ``from_config`
 
 ATTACK_NAMES = ATTACKS.names
 
+ATTACK_PLUGINS: tuple[str, ...] = tuple(n for n in plugins.installed(plugins.ATTACKS) if n not in ATTACKS)
+"""The installed attack plug-ins' registered names (entry point group ``qmu.attacks``; read from metadata
+when this module is imported, importing no plug-in); a built-in attack's name is never a plug-in's."""
+
+
+def _none_installed(name: str) -> str:
+    raise ValueError(
+        f"attack.plugins names {name!r}, but no attack plug-in is installed (entry point group "
+        f"{plugins.ATTACKS}). Install the package that registers it, or leave attack.plugins empty. "
+        "No module path is ever imported: a plug-in is found only by its registered name."
+    )
+
+
+def plugin_choice(names: tuple[str, ...]) -> Any:
+    """The type of one ``attack.plugins`` entry: one of `names`; with none, a type that refuses every value.
+
+    Its schema is an enum also for one name (pydantic writes a one-name Literal as ``const``): the form's choices.
+    """
+    inner: Any = Literal[names] if names else Annotated[str, AfterValidator(_none_installed)]
+    return Annotated[inner, WithJsonSchema({"type": "string", "enum": list(names)})]
+
+
 if TYPE_CHECKING:
     AttackName = str
+    AttackPlugin = str
 else:
-    AttackName = ATTACKS.literal()
+    AttackName = Literal[ATTACK_NAMES + ATTACK_PLUGINS]
+    AttackPlugin = plugin_choice(ATTACK_PLUGINS)
 
 
 class AttackConfig(Section):
@@ -74,7 +107,17 @@ class AttackConfig(Section):
     )
     headline: AttackName = Field(
         "lira_online",
-        description="The attack behind the top-level `mia_*` numbers of the summary and the plot.",
+        description=(
+            "The attack behind the top-level `mia_*` numbers of the summary and the plot "
+            "(an attack plug-in only if `plugins` lists it)."
+        ),
+    )
+    plugins: tuple[AttackPlugin, ...] = Field(
+        (),
+        description=(
+            "Installed attack plug-ins (entry point `qmu.attacks`) to fit and score beside the built-in attacks, "
+            "by registered name; the choices list what is installed."
+        ),
     )
     protocol: Literal["shadow", "paper"] = Field(
         "shadow",
@@ -120,3 +163,19 @@ class AttackConfig(Section):
         le=1,
         description="RMIA without IN models: Pr(x) = ((1+a) Pr_OUT(x) + (1-a)) / 2 (Zarifzadeh et al.).",
     )
+
+    @model_validator(mode="after")
+    def _headline_runs(self) -> AttackConfig:
+        if self.headline not in ATTACK_NAMES and self.headline not in self.plugins:
+            raise ValueError(
+                f"attack.headline={self.headline!r} is an attack plug-in that attack.plugins does not list, so it "
+                f"would not run. Add {self.headline!r} to attack.plugins, or pick a built-in headline."
+            )
+        if len(set(self.plugins)) != len(self.plugins):
+            raise ValueError(f"attack.plugins={list(self.plugins)} lists a plug-in twice; list each once.")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _no_plugins_unsaid(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """Leave ``plugins`` out while it is empty: the audits of built-in attacks keep their keys."""
+        return unsaid(handler(self), info, [] if self.plugins else ["plugins"])

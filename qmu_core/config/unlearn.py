@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, field_validator, model_serializer
 
+from qmu_core import plugins
 from qmu_core.config.catalogue import Catalogue, Variant
 from qmu_core.config.form import Section, unsaid
 
-__all__ = ["METHODS", "RELEARN", "UNLEARN_METHODS", "MethodName", "UnlearnConfig"]
+__all__ = ["METHODS", "METHOD_PLUGINS", "RELEARN", "UNLEARN_METHODS", "MethodName", "UnlearnConfig"]
 
 _GUARDED = frozenset({"guard_drop", "guard_records", "step_scales"})
 _LEGACY = {"finetune_optimizer": "train"}
@@ -83,10 +84,20 @@ RELEARN = Variant(
 
 UNLEARN_METHODS = METHODS.names
 
+_RESERVED = frozenset({"relearn", "retrain", "oracle", "before", "target"})
+"""Names the comparison and the stage keys use for other things: never a plug-in method's."""
+
+METHOD_PLUGINS: tuple[str, ...] = tuple(
+    n for n in plugins.installed(plugins.UNLEARNING) if n not in METHODS and n not in _RESERVED
+)
+"""The installed unlearning plug-ins' registered names (entry point group ``qmu.unlearning``; read from
+metadata when this module is imported, importing no plug-in). Any other value of ``unlearn.methods``
+fails validation before anything is imported."""
+
 if TYPE_CHECKING:
     MethodName = str
 else:
-    MethodName = METHODS.literal()
+    MethodName = Literal[UNLEARN_METHODS + METHOD_PLUGINS]
 
 
 class UnlearnConfig(Section):
@@ -106,7 +117,8 @@ class UnlearnConfig(Section):
         description=(
             "Methods to run, each from the trained model: "
             + "; ".join(f"`{name}` {METHODS.title(name)}" for name in METHODS.names)
-            + ". The retrain oracle and the no-op baseline always run (docs/methods.md)."
+            + "; any other choice is an installed unlearning plug-in (entry point `qmu.unlearning`), keyed by "
+            "every field of this section. The retrain oracle and the no-op baseline always run (docs/methods.md)."
         ),
     )
     seeds: int = Field(
@@ -270,10 +282,13 @@ class UnlearnConfig(Section):
 
         Those are its `METHODS` entry's `reads` (`RELEARN`'s), the rest at their defaults. Stages are keyed
         by this, so tuning SSD never re-runs GA, and adding a method or a repeat reuses every finished one.
+        An unlearning plug-in may read any field: it gets (and is keyed by) all of them.
 
         Raises:
-            KeyError: If `name` is neither a method nor ``relearn``.
+            KeyError: If `name` is neither a method, an installed plug-in nor ``relearn``.
         """
+        if name in METHOD_PLUGINS:
+            return self.model_copy(update={"methods": (name,)})
         keep = RELEARN.reads if name == "relearn" else METHODS[name].reads
         unread = {k: v for k, v in _LEGACY.items() if k not in keep}
         return UnlearnConfig(methods=(name,) if name in METHODS else UNLEARN_METHODS).model_copy(

@@ -1,4 +1,7 @@
-"""The real `tiny` pipeline with a model plug-in (`examples/reupload_plugin`, installed) as the model."""
+"""The real `tiny` pipeline with the example plug-ins (`examples/reupload_plugin`, installed).
+
+Its model first, then its attack and unlearning method on that model.
+"""
 
 from __future__ import annotations
 
@@ -22,23 +25,27 @@ from tests.support import task_states
 from tests.test_export_recipe import recipe_predict, recipe_source
 
 PLUGIN = "reupload_ring"
+ATTACK = "margin"
+METHOD = "random_label"
 
 pytestmark = [
     pytest.mark.usefixtures("prefect_api"),
     pytest.mark.skipif(
-        PLUGIN not in installed(MODELS),
-        reason="pip install -e examples/reupload_plugin --no-deps (the example model plug-in) first",
+        PLUGIN not in installed(MODELS)
+        or ATTACK not in installed(plugins.ATTACKS)
+        or METHOD not in installed(plugins.UNLEARNING),
+        reason="pip install -e examples/reupload_plugin --no-deps (the example plug-ins) first",
     ),
 ]
 
 
-def _run(root: Path, **unlearn: Any) -> tuple[dict[str, Any], dict[str, str]]:
+def _run(root: Path, attack: dict[str, Any] | None = None, **unlearn: Any) -> tuple[dict[str, Any], dict[str, str]]:
     cfg = preset(
         "tiny",
         run={"artifact_root": str(root)},
         model={"kind": PLUGIN},
         unlearn={"methods": ["ga"], "learning_rate": 0.1, **unlearn},  # tiny's 0.5: every GA step fails the guard
-        attack={"n_shadow": 1},
+        attack={"n_shadow": 1, **(attack or {})},
     )
     state = qmu_pipeline(cfg, return_state=True)
     assert state.is_completed(), state.message
@@ -129,6 +136,32 @@ def test_every_unlearning_method_but_ssds_qfi_runs_on_the_cached_plugin_run(root
     for m in methods:
         assert 0.0 <= summary["models"][f"after_{m}"]["mia_auc"] <= 1.0, m
         assert summary["models"][f"after_{m}"]["circuit_evals"] > 0, m
+
+
+def test_an_attack_and_an_unlearning_plugin_run_like_the_built_ins(root: Path) -> None:
+    """The example's `margin` attack and `random_label` method on the cached plug-in model; keys hold their identity."""
+    summary, states = _run(root, attack={"plugins": [ATTACK], "headline": ATTACK}, methods=[METHOD])
+    assert all(s in ("Completed", "Cached") for s in states.values()), states
+    trained = {k: v for k, v in states.items() if k.startswith("train ")}
+    assert trained and set(trained.values()) == {"Cached"}, trained  # a new attack and method retrain nothing
+    assert states[f"unlearn {METHOD}"] == "Completed", states
+
+    assert set(summary["models"]) == {"before", "oracle", f"after_{METHOD}"}
+    before, after = summary["models"]["before"], summary["models"][f"after_{METHOD}"]
+    assert after["circuit_evals"] > 0
+    assert after["forget_train_acc"] < before["forget_train_acc"]  # random labels on U moved it away from U
+    for phase in ("before", "oracle", f"after_{METHOD}"):
+        assert 0.0 <= summary["models"][phase]["mia_auc"] <= 1.0, phase
+        assert ATTACK in summary["models"][phase]["attacks"], summary["models"][phase]["attacks"].keys()
+        assert "lira_online" in summary["models"][phase]["attacks"]  # the built-ins still run beside it
+    assert summary["config"]["attack"]["plugins"] == [ATTACK]
+
+    # the unlearned model's key holds the method plug-in's identity, the audit's the attack plug-in's
+    ref = ArtifactRef(stage="model", key=Path(summary["artifacts"][f"after_{METHOD}"]).stem, root=root)
+    inputs = export.model_inputs(ref)
+    assert inputs["method_plugin"] == plugins.identity(plugins.UNLEARNING, METHOD) and inputs["method"] == METHOD
+    mia = ArtifactRef(stage="mia_scores", key=Path(summary["artifacts"]["mia_scores"]).stem, root=root)
+    assert artifacts.read_metadata(mia).inputs["attack_plugins"] == {ATTACK: plugins.identity(plugins.ATTACKS, ATTACK)}
 
 
 def test_a_plugin_model_refuses_ssd_qfi_only() -> None:

@@ -20,7 +20,9 @@ from pydantic import BaseModel
 from qmu_core.attacks.audit import build
 from qmu_core.attacks.base import Attack, Observations, Reference
 from qmu_core.config import (
+    ATTACK_PLUGINS,
     ATTACKS,
+    METHOD_PLUGINS,
     METHODS,
     RELEARN,
     SAMPLER_CLASSES,
@@ -71,12 +73,13 @@ def test_every_entry_names_its_implementation() -> None:
 
 
 def test_the_literals_and_the_form_list_the_catalogues() -> None:
+    """The catalogue first, then the installed plug-ins' names (`qmu_core.plugins`)."""
     methods = UnlearnConfig.model_fields["methods"].annotation
-    assert typing.get_args(typing.get_args(methods)[0]) == METHODS.names
-    assert typing.get_args(AttackConfig.model_fields["headline"].annotation) == ATTACKS.names
+    assert typing.get_args(typing.get_args(methods)[0]) == METHODS.names + METHOD_PLUGINS
+    assert typing.get_args(AttackConfig.model_fields["headline"].annotation) == ATTACKS.names + ATTACK_PLUGINS
     defs = QMUConfig.model_json_schema()["$defs"]
-    assert defs["UnlearnConfig"]["properties"]["methods"]["items"]["enum"] == list(METHODS.names)
-    assert defs["AttackConfig"]["properties"]["headline"]["enum"] == list(ATTACKS.names)
+    assert defs["UnlearnConfig"]["properties"]["methods"]["items"]["enum"] == list(METHODS.names + METHOD_PLUGINS)
+    assert defs["AttackConfig"]["properties"]["headline"]["enum"] == list(ATTACKS.names + ATTACK_PLUGINS)
     titles = {d["title"] for d in defs.values()}
     assert {v.title for v in SAMPLERS.values()} <= titles  # the form's label of each sampler kind
     with pytest.raises(ValueError, match="Unknown unlearning method 'nope'; choose from ga, ssd"):
