@@ -63,7 +63,10 @@ def _members(tmp: Path, cfg: QMUConfig) -> tuple[Path, np.ndarray]:
 def _train_outside(tmp: Path, cfg: QMUConfig) -> Path:
     """The user's plain-TFQ training on QMU's inputs for the members (`qmu split`); returns the weights file."""
     table, weights = tmp / "split.parquet", tmp / "weights.npz"
+    m = cfg.model
     sets = ["--set", f"model.kind={PLUGIN}", "--set", 'unlearn.methods=["ga"]']
+    sets += ["--set", f"model.n_qubits={m.n_qubits}", "--set", f"model.layers={m.layers}"]
+    sets += ["--set", f"data.n_target_holdout={cfg.data.n_target_holdout}"]
     assert main(["split", "--preset", "tiny", *sets, "--members", str(cfg.data.members), "--out", str(table)]) == 0
     t = cfg.train
     args = [str(c) for c in cfg.data.classes]
@@ -132,3 +135,30 @@ def test_weights_of_another_architecture_fail_before_any_training(tmp_path: Path
         "does not fit the model" in message and "missing 15" in message and "head_w (4, 4) (expected (5, 4))" in message
     )
     assert not list((tmp_path / "root").glob("model/*.parquet")), "nothing may train for weights that cannot load"
+
+
+@pytest.mark.slow
+def test_a_leaky_model_trained_outside_leaks_as_much_as_qmus_own(tmp_path: Path) -> None:
+    """Forty members and sixty epochs: both models memorize; the attacks must see it in both, alike (about 4 min)."""
+    base = preset("tiny")
+    labels = load_dataset(base.data, seed=0).labels
+    ids = np.random.default_rng(11).choice(np.flatnonzero(np.isin(labels, base.data.classes)), 40, replace=False)
+    members = tmp_path / "members.txt"
+    members.write_text("\n".join(map(str, ids)))
+    cfg = preset(
+        "tiny",
+        run={"artifact_root": str(tmp_path / "root")},
+        model={"kind": PLUGIN, "n_qubits": 6, "layers": 3},
+        data={"members": str(members), "n_target_train": 40, "n_target_holdout": 40},
+        train={"epochs": 60, "learning_rate": 0.05},
+        attack={"n_shadow": 8},
+        unlearn={"methods": ["ga"]},
+    )
+    weights = _train_outside(tmp_path, cfg)
+    state = qmu_audit_external(cfg, str(weights), return_state=True)
+    assert state.is_completed(), state.message
+    models = json.loads(Path(state.result()).read_text())["models"]
+    a, b = models[EXTERNAL], models[RETRAINED]
+    assert a["mia_auc_ci_low"] > 0.5 and b["mia_auc_ci_low"] > 0.5, (a, b)  # both leak
+    half = (a["mia_auc_ci_high"] - a["mia_auc_ci_low"] + b["mia_auc_ci_high"] - b["mia_auc_ci_low"]) / 2
+    assert abs(a["mia_auc"] - b["mia_auc"]) <= half, (a["mia_auc"], b["mia_auc"], half)
