@@ -41,6 +41,14 @@ def register(sub: Any) -> None:
             ".npy, .npz)."
         ),
     )
+    p.add_argument(
+        "--recipe-seeds",
+        type=int,
+        default=3,
+        choices=range(1, 17),
+        metavar="K",
+        help="With --weights: QMU trains the model itself K times with the recipe for the recipe check (default 3).",
+    )
     p.add_argument("--config", help="With --weights: a JSON file {section: {field: value}} applied after the preset.")
     p.add_argument(
         "--preset",
@@ -107,4 +115,4 @@ def _external(args: argparse.Namespace) -> int:
     start_early()
     from flows.external import qmu_audit_external
 
-    return run_flow(args, config, qmu_audit_external, config, args.weights)
+    return run_flow(args, config, qmu_audit_external, config, args.weights, args.recipe_seeds)
