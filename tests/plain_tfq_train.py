@@ -8,16 +8,14 @@ cross-entropy, and saves the weights keyed by symbol name, as ``qmu audit --weig
     python tests/plain_tfq_train.py TABLE.parquet OUT.npz --classes 0 1 4 7 --qubits 4 --layers 2 \
         --epochs 3 --batch-size 16 --learning-rate 0.1 --seed 5
 
-Nothing of QMU is imported: the circuit is the plug-in's, the rest is TFQ and Keras.
+Nothing of QMU is imported: the circuit is the plug-in's, the rest is TFQ and Keras. TFQ's layers
+are Keras 2 layers, so run it with TF_USE_LEGACY_KERAS=1 in the environment (the test runs it under
+``python -m qmu_core.environment``, which sets that and nothing else of QMU's).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 import pandas as pd

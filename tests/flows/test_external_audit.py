@@ -9,7 +9,6 @@ with the same fitted attacks: their attack numbers must agree within the CI.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,11 +69,11 @@ def _train_outside(tmp: Path, cfg: QMUConfig) -> Path:
     assert main(["split", "--preset", "tiny", *sets, "--members", str(cfg.data.members), "--out", str(table)]) == 0
     t = cfg.train
     args = [str(c) for c in cfg.data.classes]
-    cmd = [sys.executable, str(ROOT / "tests" / "plain_tfq_train.py"), str(table), str(weights), "--classes", *args]
+    script = [sys.executable, str(ROOT / "tests" / "plain_tfq_train.py"), str(table), str(weights), "--classes", *args]
+    cmd = [sys.executable, "-m", "qmu_core.environment", *script]  # TF_USE_LEGACY_KERAS=1 for TFQ's Keras 2 layers
     cmd += ["--qubits", str(cfg.model.n_qubits), "--layers", str(cfg.model.layers), "--epochs", str(t.epochs)]
     cmd += ["--batch-size", str(t.batch_size), "--learning-rate", str(t.learning_rate), "--seed", "5"]
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return weights
 
