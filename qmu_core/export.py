@@ -42,7 +42,10 @@ from qmu_core.splits import feature_map_ref
 
 __all__ = ["FORMAT", "check_out_dir", "export_model", "fetch_run_summary", "resolve_model_ref"]
 
-FORMAT = "qmu-model/1"
+FORMAT = "qmu-model/2"
+"""Version 2 adds readout.json and the manifest's n_features, which the recipe reads.
+
+A version 1 bundle lacks them: export the model again."""
 
 
 def resolve_model_ref(path: Path | str, *, phase: str = "before") -> ArtifactRef:

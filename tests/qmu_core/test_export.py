@@ -26,7 +26,7 @@ def test_export_manifest_and_circuit_symbols(tmp_path: Path, kw: dict, trained_m
     circuit = cirq.read_json(json_text=(tmp_path / "export" / "circuit.json").read_text())
     names = {str(s) for s in cirq.parameter_symbols(circuit)}
     assert names == set(manifest["symbols"]["inputs"]) | set(manifest["symbols"]["weights"])
-    assert manifest["format"] == "qmu-model/1" and manifest["classes"] == [0, 1, 4, 7]
+    assert manifest["format"] == "qmu-model/2" and manifest["classes"] == [0, 1, 4, 7]
 
 
 def test_resolve_model_ref_rejects_other_files(tmp_path: Path) -> None:
