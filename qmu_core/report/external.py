@@ -6,10 +6,11 @@ the stated records. QMU trains that architecture itself on the same records with
 weights), and reads each accuracy of every training on the same records. Trainings with one
 recipe differ by their seeds, so the given model's accuracy is compared with their mean ``m`` in a
 95 % prediction band for one more training,
-``sqrt((t * s * sqrt(1 + 1/k))^2 + 1.96^2 * m (1 - m) / n)``: ``s`` is the standard deviation over
-the ``k`` trainings, ``t`` Student's 97.5 % quantile with ``k - 1`` degrees of freedom (without a
-spread, ``k = 1``, only the second term), and the second term the records' sampling noise (``n``
-records), which also keeps the band open when every training lands on the same number. A
+``sqrt((t * s * sqrt(1 + 1/k))^2 + 1.96^2 * m~ (1 - m~) / (n + 4))``: ``s`` is the standard deviation
+over the ``k`` trainings, ``t`` Student's 97.5 % quantile with ``k - 1`` degrees of freedom
+(without a spread, ``k = 1``, only the second term), and the second term the records' sampling
+noise on ``n`` records (Agresti-Coull: ``m~ = (m n + 2) / (n + 4)``, so an accuracy of 1.0 keeps a
+band), which also keeps the band open when every training lands on the same number. A
 difference beyond it says the recipe, the records or the architecture given may not be the ones
 the model was trained with, and the reference models (trained with that recipe) may then not
 match it.
@@ -51,7 +52,8 @@ def training_accuracies(outputs: Sequence[pd.DataFrame]) -> dict[str, list[float
 
 def _band(mean: float, sd: float, k: int, n: int) -> float:
     spread = float(stats.t.ppf(0.975, k - 1)) * sd * math.sqrt(1 + 1 / k) if k >= 2 else 0.0
-    return math.sqrt(spread**2 + 1.96**2 * mean * (1 - mean) / n)
+    shrunk = (mean * n + 2) / (n + 4)  # Agresti-Coull: an accuracy of 1.0 still has sampling noise
+    return math.sqrt(spread**2 + 1.96**2 * shrunk * (1 - shrunk) / (n + 4))
 
 
 def recipe_check(

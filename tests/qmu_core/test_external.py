@@ -177,7 +177,8 @@ def test_the_recipe_check_judges_the_given_model_against_the_spread_of_qmus_trai
     one = recipe_check({"external": accs, "qmu_retrained": {k: v - 0.02 for k, v in accs.items()}}, splits)
     assert one is not None and one["agrees"]
     row = one["accuracies"]["retain_test_acc"]
-    assert row["records"] == 80 and row["band"] == pytest.approx(1.96 * np.sqrt(0.83 * 0.17 / 80))
+    shrunk = (0.83 * 80 + 2) / 84  # Agresti-Coull
+    assert row["records"] == 80 and row["band"] == pytest.approx(1.96 * np.sqrt(shrunk * (1 - shrunk) / 84))
     assert row["difference"] == pytest.approx(0.02)
     off = recipe_check({"external": accs, "qmu_retrained": {**accs, "retain_test_acc": 0.55}}, splits)
     assert off is not None and not off["agrees"] and not off["accuracies"]["retain_test_acc"]["within"]
@@ -191,12 +192,16 @@ def test_the_recipe_check_judges_the_given_model_against_the_spread_of_qmus_trai
     row = wide["accuracies"]["retain_test_acc"]
     m, sd = float(np.mean(runs)), float(np.std(runs, ddof=1))
     t = 3.182446305284263  # Student's t, 97.5 %, 3 degrees of freedom
-    expected = np.sqrt((t * sd * np.sqrt(1 + 1 / 4)) ** 2 + 1.96**2 * m * (1 - m) / 80)
+    shrunk = (m * 80 + 2) / 84
+    expected = np.sqrt((t * sd * np.sqrt(1 + 1 / 4)) ** 2 + 1.96**2 * shrunk * (1 - shrunk) / 84)
     assert row["qmu_retrained"] == pytest.approx(m) and row["sd"] == pytest.approx(sd)
     assert row["band"] == pytest.approx(expected)
     # every training on one number: the band stays open by the sampling noise
     same = recipe_check({"external": accs, "qmu_retrained": accs}, splits, {"retain_test_acc": [0.85] * 3})
     assert same is not None and same["accuracies"]["retain_test_acc"]["band"] > 0.05
+    perfect = {**accs, "retain_train_acc": 1.0}
+    edge = recipe_check({"external": perfect, "qmu_retrained": perfect}, splits, {"retain_train_acc": [1.0] * 3})
+    assert edge is not None and 0.03 < edge["accuracies"]["retain_train_acc"]["band"] < 0.1  # 1.0 is no certainty
 
 
 def test_training_accuracies_read_each_role_of_each_outputs_table() -> None:
