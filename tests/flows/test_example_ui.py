@@ -21,6 +21,7 @@ import pytest
 
 from qmu_core import artifacts
 from qmu_core.artifacts import ArtifactRef
+from qmu_core.config import QMUConfig, preset
 from qmu_core.plugins import MODELS, installed
 from qmu_core.provenance import SplitFacts
 from tests import prefect_procs as pp
@@ -33,6 +34,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 RUN_TIMEOUT = 900.0  # s; about 90 s here
+
+
+def _create(api: str, deployment: str, parameters: dict[str, Any]) -> str:
+    """A run of `deployment` created as the UI's form creates it; its id."""
+    url = f"{api}/deployments/{pp.deployment_id(api, deployment)}/create_flow_run"
+    created = httpx.post(url, json={"parameters": parameters}, timeout=30)
+    assert created.status_code == 201, created.text  # the server's schema check passed
+    return str(created.json()["id"])
 
 
 def _shipped() -> Path:
@@ -52,12 +61,12 @@ def test_the_shipped_dataset_is_what_the_example_makes(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, pp.Processes, Path, Path]]:
-    """`prefect server start`, the pool, the `default` deployment and a worker."""
+    """`prefect server start`, the pool, the `default` and `audit-external` deployments and a worker."""
     tmp = tmp_path_factory.mktemp("example-ui")
     with pp.processes() as procs:
         api, env = pp.start_server(procs, tmp / "home")
         pp.create_pool(env)
-        pp.deploy(env, "default")
+        pp.deploy(env, "default", "audit-external")
         log = tmp / "worker.log"
         pp.start_worker(procs, env, log)
         yield api, procs, log, tmp
@@ -89,10 +98,7 @@ def test_the_default_form_runs_the_example_plugin_on_its_dataset(
             "unlearn": {"seeds": 1, "methods": ["ga", "ssd"], "ssd_importance": "fisher"},
         }
     }
-    url = f"{api}/deployments/{pp.deployment_id(api, 'default')}/create_flow_run"
-    created = httpx.post(url, json={"parameters": sent}, timeout=30)
-    assert created.status_code == 201, created.text  # the server's schema check: the plug-in is a model kind
-    run = pp.wait_final(api, str(created.json()["id"]), procs, log, RUN_TIMEOUT)
+    run = pp.wait_final(api, _create(api, "default", sent), procs, log, RUN_TIMEOUT)  # the plug-in is a model kind
     assert run["state_type"] == "COMPLETED", f"{run['state']}\n{pp.tail(log)}"
 
     (path,) = sorted(root.glob(f"runs/{run['name']}/summary.json"))
@@ -105,3 +111,44 @@ def test_the_default_form_runs_the_example_plugin_on_its_dataset(
     assert names == {"0": "anti_diagonal", "1": "diagonal", "2": "horizontal", "3": "vertical"}
     report = (path.parent / "report.md").read_text()
     assert "reupload_ring" in report and "file" in report
+
+
+def test_the_audit_external_form_audits_weights_trained_outside(served: tuple[str, pp.Processes, Path, Path]) -> None:
+    """The `audit-external` deployment's Custom run: the form's config (preset + changes) and the weights file."""
+    from tests.flows.test_external_audit import members_file, train_outside
+
+    api, procs, log, tmp = served
+    members, ids = members_file(tmp, preset("tiny"))
+    sent: dict[str, Any] = {
+        "config": {
+            "preset": "default",
+            "hardware": {"sampler": {"kind": "emulator"}},
+            "run": {"artifact_root": str(tmp / "external")},
+            "model": {"kind": PLUGIN, "n_qubits": 4, "layers": 2, "encoding": "angle"},
+            "data": {
+                "dataset": "digits",
+                "classes": [0, 1, 4, 7],
+                "members": str(members),
+                "n_target_train": len(ids),
+                "n_target_holdout": 60,
+                "n_shadow_pool": 120,
+                "n_test": 60,
+            },
+            "train": {"epochs": 5, "learning_rate": 0.1, "batch_size": 16},
+            "attack": {"n_shadow": 2, "ulira_models": 0},
+            "unlearn": {"seeds": 1, "methods": ["ga"]},
+        },
+        "recipe_seeds": 2,
+    }
+    weights = train_outside(tmp, QMUConfig.model_validate(sent["config"]))
+    run = pp.wait_final(api, _create(api, "audit-external", {**sent, "weights": str(weights)}), procs, log, RUN_TIMEOUT)
+    assert run["state_type"] == "COMPLETED", f"{run['state']}\n{pp.tail(log)}"
+    (path,) = sorted((tmp / "external").glob(f"runs/{run['name']}/summary.json"))
+    summary = json.loads(path.read_text())
+    assert set(summary["models"]) == {"external", "qmu_retrained"}
+    assert all(len(r["trainings"]) == 2 for r in summary["external"]["accuracies"].values())
+    assert "## A model trained outside QMU" in (path.parent / "report.md").read_text()
+
+    # the Quick run (nothing typed): one line saying what to set, nothing trained
+    quick = pp.wait_final(api, _create(api, "audit-external", {}), procs, log, RUN_TIMEOUT)
+    assert quick["state_type"] == "FAILED" and "data.members" in quick["state"]["message"], quick["state"]

@@ -20,6 +20,7 @@ import pytest
 from flows.external import qmu_audit_external
 from qmu_cli.root import main
 from qmu_core.config import QMUConfig, preset
+from qmu_core.config.form import EVERY_FIELD
 from qmu_core.datasets import load_dataset
 from qmu_core.external import EXTERNAL, RETRAINED
 from qmu_core.plugins import MODELS, installed
@@ -49,7 +50,7 @@ def _config(root: Path, members: Path, n: int) -> QMUConfig:
     )
 
 
-def _members(tmp: Path, cfg: QMUConfig) -> tuple[Path, np.ndarray]:
+def members_file(tmp: Path, cfg: QMUConfig) -> tuple[Path, np.ndarray]:
     """120 records of the config's classes, picked by the "user" (not by QMU's split)."""
     labels = load_dataset(cfg.data, seed=0).labels
     pool = np.flatnonzero(np.isin(labels, cfg.data.classes))
@@ -59,14 +60,11 @@ def _members(tmp: Path, cfg: QMUConfig) -> tuple[Path, np.ndarray]:
     return path, ids
 
 
-def _train_outside(tmp: Path, cfg: QMUConfig) -> Path:
+def train_outside(tmp: Path, cfg: QMUConfig) -> Path:
     """The user's plain-TFQ training on QMU's inputs for the members (`qmu split`); returns the weights file."""
-    table, weights = tmp / "split.parquet", tmp / "weights.npz"
-    m = cfg.model
-    sets = ["--set", f"model.kind={PLUGIN}", "--set", 'unlearn.methods=["ga"]']
-    sets += ["--set", f"model.n_qubits={m.n_qubits}", "--set", f"model.layers={m.layers}"]
-    sets += ["--set", f"data.n_target_holdout={cfg.data.n_target_holdout}"]
-    assert main(["split", "--preset", "tiny", *sets, "--members", str(cfg.data.members), "--out", str(table)]) == 0
+    table, weights, config = tmp / "split.parquet", tmp / "weights.npz", tmp / "config.json"
+    config.write_text(json.dumps(cfg.model_dump(mode="json", context=EVERY_FIELD)))  # as `qmu config show` writes it
+    assert main(["split", "--config", str(config), "--members", str(cfg.data.members), "--out", str(table)]) == 0
     t = cfg.train
     args = [str(c) for c in cfg.data.classes]
     script = [sys.executable, str(ROOT / "tests" / "plain_tfq_train.py"), str(table), str(weights), "--classes", *args]
@@ -79,13 +77,13 @@ def _train_outside(tmp: Path, cfg: QMUConfig) -> Path:
 
 
 def test_a_model_trained_by_plain_tfq_audits_like_qmus_own_training(tmp_path: Path) -> None:
-    members, ids = _members(tmp_path, preset("tiny"))
+    members, ids = members_file(tmp_path, preset("tiny"))
     cfg = _config(tmp_path / "root", members, len(ids))
     frame = split_roles(cfg.data, cfg.model.feature_spec, seed=cfg.run.seed).frame
     assert set(frame.loc[frame["role"] == "target_train", "sample_id"]) == set(ids.tolist())
     assert not set(frame.loc[frame["role"] != "target_train", "sample_id"]) & set(ids.tolist())
 
-    weights = _train_outside(tmp_path, cfg)
+    weights = train_outside(tmp_path, cfg)
     state = qmu_audit_external(cfg, str(weights), return_state=True)
     assert state.is_completed(), state.message
     summary = json.loads(Path(state.result()).read_text())
@@ -123,7 +121,7 @@ def test_a_model_trained_by_plain_tfq_audits_like_qmus_own_training(tmp_path: Pa
 
 
 def test_weights_of_another_architecture_fail_before_any_training(tmp_path: Path) -> None:
-    members, ids = _members(tmp_path, preset("tiny"))
+    members, ids = members_file(tmp_path, preset("tiny"))
     cfg = _config(tmp_path / "root", members, len(ids))
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, head_w=np.zeros((4, 4)), head_b=np.zeros(4), u_0_0=0.1)  # the head misses the ring read-out
@@ -153,7 +151,7 @@ def test_a_leaky_model_trained_outside_leaks_as_much_as_qmus_own(tmp_path: Path)
         attack={"n_shadow": 8},
         unlearn={"methods": ["ga"]},
     )
-    weights = _train_outside(tmp_path, cfg)
+    weights = train_outside(tmp_path, cfg)
     state = qmu_audit_external(cfg, str(weights), return_state=True)
     assert state.is_completed(), state.message
     models = json.loads(Path(state.result()).read_text())["models"]
