@@ -177,7 +177,12 @@ def validate(raw: dict[str, Any], what: str) -> QMUConfig:
         return QMUConfig.model_validate(raw)
     except ValidationError as exc:
         lines = []
-        for err in exc.errors():
+        errors = exc.errors()
+        for err in errors:
+            if err["type"] == "too_short" and any(
+                e is not err and tuple(e["loc"][: len(err["loc"])]) == tuple(err["loc"]) for e in errors
+            ):
+                continue  # a list emptied by its own bad items: the items' errors say what is wrong
             loc = ".".join(str(p) for p in err["loc"]) or "(config)"
             if err["type"] == "value_error":  # our own validators name the value and the fix
                 lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")

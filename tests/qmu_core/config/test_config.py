@@ -100,3 +100,15 @@ def test_fields_left_out_of_the_dump_can_still_be_set() -> None:
     cfg = apply_overrides(QMUConfig(), [*sets, "unlearn.finetune_optimizer=train"])
     assert (cfg.data.path, cfg.data.label_column, cfg.hardware.sampler.noise_scale) == ("/data/mine.csv", "y", 0.5)
     assert cfg.unlearn.finetune_optimizer == "train"
+
+
+def test_a_bad_list_item_is_named_once_and_an_empty_list_still_says_so() -> None:
+    from qmu_core.config import validate
+
+    with pytest.raises(ConfigError) as err:
+        validate({"unlearn": {"methods": ["os:system"]}}, "this config")
+    text = str(err.value)
+    assert "unlearn.methods.0: Input should be" in text and "os:system" in text
+    assert "at least 1 item" not in text  # not the noise of the list the bad item emptied
+    with pytest.raises(ConfigError, match=r"unlearn.methods: Tuple should have at least 1 item"):
+        validate({"unlearn": {"methods": []}}, "this config")
