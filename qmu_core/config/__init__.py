@@ -136,23 +136,12 @@ class QMUConfig(Section):
 
     @model_validator(mode="after")
     def _qfi_needs_one_encoding_layer(self) -> QMUConfig:
-        """SSD's QFI importance assumes one encoding layer before the ansatz: refuse re-uploading before any stage."""
+        """SSD's QFI of QMU's own ansatz assumes one encoding layer before it: refuse re-uploading before any stage."""
         if self.model.reupload and "ssd" in self.unlearn.methods and self.unlearn.ssd_importance == "qfi":
             raise ValueError(
                 "unlearn.ssd_importance='qfi' needs model.reupload=false (the QFI assumes the encoding precedes the "
                 "ansatz), but model.reupload=true and unlearn.methods runs ssd. Set unlearn.ssd_importance=fisher "
                 "(form: the unlearn section's Ssd Importance), or leave ssd out of unlearn.methods."
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _qfi_needs_own_ansatz(self) -> QMUConfig:
-        """SSD's QFI importance has closed forms for QMU's own ansatz only: refuse plug-in models before any stage."""
-        if self.model.is_plugin and "ssd" in self.unlearn.methods and self.unlearn.ssd_importance == "qfi":
-            raise ValueError(
-                f"unlearn.ssd_importance='qfi' needs QMU's own ansatz (closed-form generators of its U3 rotations), "
-                f"but model.kind={self.model.kind!r} is a model plug-in. Set unlearn.ssd_importance=fisher, or leave "
-                "ssd out of unlearn.methods."
             )
         return self
 

@@ -27,8 +27,14 @@ Cost, counted in `Evals`: one forward simulation per record (``evals.forward(len
 state-vector sweep yields all ``3 n L`` diagonal entries. (On hardware every entry would need its own
 circuits, e.g. overlap or parameter-shift measurements; this count is the simulation cost.)
 
-Data re-uploading is not supported (the encoding would sit between the layers); SSD then uses
-``ssd_importance=fisher``.
+Data re-uploading is not supported for the built-in models (the encoding would sit between the
+layers); SSD then uses ``ssd_importance=fisher``.
+
+Model plug-ins (``model.kind`` an installed ``qmu.models`` plug-in, re-uploading circuits included)
+bring their own gates: their diagonal comes from `qmu_core.unlearning.circuit_qfi`, also from state
+vectors with no sampling (a forward sweep carrying one derivative state per weight symbol; each
+gate's derivative a central difference of its small unitary, error ~1e-10), at ``1 + K`` forward
+simulations per record for ``K`` weight symbols.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from qmu_core.errors import ConfigError
 from qmu_core.qnn.backends.dense import cnot_ring_permutation
 from qmu_core.qnn.models import QNN
 from qmu_core.unlearning.base import Evals
+from qmu_core.unlearning.circuit_qfi import circuit_qfi_diagonal
 
 __all__ = ["encoded_states", "qfi_diagonal", "rotation_and_derivatives"]
 
@@ -91,23 +98,20 @@ def qfi_diagonal(model: QNN, x: np.ndarray, evals: Evals, *, batch_size: int = 2
     """Diagonal of the QFI of ``theta`` (module doc), averaged over the records `x`.
 
     Args:
-        model: A QNN or HQNN without data re-uploading.
+        model: A QNN or HQNN without data re-uploading, or a model plug-in (`qmu_core.unlearning.circuit_qfi`).
         x: Model inputs (features or pixels), ``(N, d)``.
-        evals: Counts one forward simulation per record.
+        evals: Counts one forward simulation per record (``1 + K`` for a plug-in with ``K`` weights).
         batch_size: Records simulated together.
 
     Returns:
-        ``(3 n L,)`` float64, in the order of ``theta``; zeros for ``N = 0``.
+        ``(len(theta),)`` float64, in the order of ``theta``; zeros for ``N = 0``.
 
     Raises:
-        ConfigError: For ``model.reupload``.
+        ConfigError: For ``model.reupload`` (built-in models).
     """
     cfg = model.cfg
     if cfg.is_plugin:
-        raise ConfigError(
-            f"The QFI importance needs QMU's own ansatz (its closed-form U3 generators); model.kind={cfg.kind!r} is a "
-            "model plug-in with its own gates. Use unlearn.ssd_importance=fisher for plug-in models."
-        )
+        return _plugin_qfi_diagonal(model, x, evals, batch_size=batch_size)
     if cfg.reupload:
         raise ConfigError(
             "The QFI importance needs model.reupload=false (the encoding must precede the ansatz); "
@@ -137,3 +141,17 @@ def qfi_diagonal(model: QNN, x: np.ndarray, evals: Evals, *, batch_size: int = 2
             state = state.reshape(b, -1)[:, perm]
         evals.forward(b)
     return (total / max(len(x), 1)).reshape(-1)
+
+
+def _plugin_qfi_diagonal(model: QNN, x: np.ndarray, evals: Evals, *, batch_size: int) -> np.ndarray:
+    """A model plug-in's diagonal (`circuit_qfi_diagonal` on its circuit), averaged over the records `x`."""
+    k = len(model.weight_symbols)
+    if len(x) == 0:
+        return np.zeros(k, np.float64)
+    features = model.front_end(tf.constant(np.asarray(x, np.float32))).numpy().astype(np.float64)
+    theta = model.variables["theta"].numpy().astype(np.float64)
+    per_record = circuit_qfi_diagonal(
+        model.circuit, model.input_symbols, model.weight_symbols, features, theta, batch_size=batch_size
+    )
+    evals.forward((1 + k) * len(x))
+    return per_record.mean(axis=0)

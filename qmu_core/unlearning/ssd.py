@@ -33,7 +33,8 @@ must sit below it for any circuit weight to be selected; the run's note says so.
 Fisher has the same bound, which is why the Fisher here is per batch, as in SSD's reference.)
 
 Cost (`Evals`): a gradient (2 evaluations) per record of D and of U, with ``qfi`` also one forward
-simulation per record of D, and the forget-set accuracy afterwards (one per record of U).
+simulation per record of D (``1 + K`` for a model plug-in with ``K`` weight symbols,
+`qmu_core.unlearning.circuit_qfi`), and the forget-set accuracy afterwards (one per record of U).
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from qmu_cli.root import main
 from qmu_core import artifacts, export, frames, plugins
 from qmu_core.artifacts import ArtifactRef
 from qmu_core.config import ModelConfig, preset
-from qmu_core.errors import ConfigError
 from qmu_core.plugins import MODELS, installed
 from qmu_core.splits import read_splits
 from tests.support import task_states
@@ -127,9 +126,9 @@ def test_qmu_export_of_a_plugin_model_reproduces_its_outputs_with_the_recipe(
     assert "qmu_reupload_plugin" not in recipe_source()
 
 
-def test_every_unlearning_method_but_ssds_qfi_runs_on_the_cached_plugin_run(root: Path) -> None:
+def test_every_unlearning_method_runs_on_the_cached_plugin_run(root: Path) -> None:
     methods = ["ga", "ssd", "rga", "salun", "finetune"]
-    summary, states = _run(root, methods=methods, ssd_importance="fisher")
+    summary, states = _run(root, methods=methods, ssd_importance="qfi")  # SSD's QFI of the plug-in circuit
     trained = {k: v for k, v in states.items() if k.startswith("train ")}
     assert trained and set(trained.values()) == {"Cached"}, trained  # target, shadow, oracle reused
     assert set(summary["models"]) == {"before", "oracle", *(f"after_{m}" for m in methods)}
@@ -164,12 +163,12 @@ def test_an_attack_and_an_unlearning_plugin_run_like_the_built_ins(root: Path) -
     assert artifacts.read_metadata(mia).inputs["attack_plugins"] == {ATTACK: plugins.identity(plugins.ATTACKS, ATTACK)}
 
 
-def test_a_plugin_model_refuses_ssd_qfi_only() -> None:
+def test_a_plugin_model_takes_ssd_with_either_importance() -> None:
     from qmu_core.hardware.evaluate import check_model
 
-    with pytest.raises(ConfigError, match="needs QMU's own ansatz"):
-        preset("tiny", model={"kind": PLUGIN}, unlearn={"methods": ["ssd"], "ssd_importance": "qfi"})
-    cfg = preset("tiny", model={"kind": PLUGIN}, unlearn={"methods": ["ssd"], "ssd_importance": "fisher"})
+    for importance in ("qfi", "fisher"):  # the QFI of a plug-in circuit: qmu_core.unlearning.circuit_qfi
+        cfg = preset("tiny", model={"kind": PLUGIN}, unlearn={"methods": ["ssd"], "ssd_importance": importance})
+        assert cfg.unlearn.ssd_importance == importance
     check_model(cfg.model)  # the hardware path takes it
 
 

@@ -251,17 +251,6 @@ def test_example_plugin_through_the_qnn_equals_cirq_simulator() -> None:
 
 
 @needs_example
-def test_a_plugin_model_refuses_the_qfi() -> None:
-    from qmu_core.qnn.models import QNN
-    from qmu_core.unlearning.base import Evals
-    from qmu_core.unlearning.qfi import qfi_diagonal
-
-    qnn = QNN(ModelConfig(kind=PLUGIN, n_qubits=2, layers=1), n_classes=2, image_side=8, seed=0)
-    with pytest.raises(ConfigError, match="QFI importance needs QMU's own ansatz"):
-        qfi_diagonal(qnn, np.zeros((2, 2), np.float32), Evals())
-
-
-@needs_example
 def test_stacked_plugin_models_equal_single_ones() -> None:
     """Model-batched training (`QNNStack`, the reference models' route) runs plug-in models too."""
     from qmu_core._tf import tf
