@@ -143,9 +143,15 @@ def circuit_qfi_diagonal(
         symbols = sorted(cirq.parameter_symbols(op), key=str)
         unknown = [str(s) for s in symbols if s not in known]
         if unknown:
-            raise ConfigError(f"The QFI cannot bind the symbols {unknown} of the operation {op}.")
+            raise ConfigError(
+                f"The QFI cannot bind the symbols {unknown} of the operation {op}: the plug-in's circuit uses symbols "
+                "that are neither its inputs nor its weights. Fix the plug-in, or set unlearn.ssd_importance=fisher."
+            )
         if not symbols and not cirq.has_unitary(op):
-            raise ConfigError(f"The QFI needs a unitary circuit; the operation {op} has no unitary.")
+            raise ConfigError(
+                f"The QFI needs a unitary circuit; the operation {op} has no unitary (a measurement or a channel). "
+                "Set unlearn.ssd_importance=fisher for this model."
+            )
         ops.append((op, [index[q] for q in op.qubits], symbols, [slot_of.get(s, -1) for s in symbols]))
     features = np.asarray(features, np.float64).reshape(len(features), len(input_symbols))
     weights = dict(zip(weight_symbols, np.asarray(theta, np.float64).tolist(), strict=True))
@@ -157,5 +163,7 @@ def circuit_qfi_diagonal(
         try:
             out[i : i + len(chunk)] = _sweep(ops, inputs, weights, (len(chunk), n, k))
         except TypeError as err:  # cirq.unitary of an operation without one
-            raise ConfigError(f"The QFI needs a unitary circuit: {err}") from err
+            raise ConfigError(
+                f"The QFI needs a unitary circuit: {err}. Set unlearn.ssd_importance=fisher for this model."
+            ) from err
     return out
