@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from qmu_cli.flow_run import run_flow, start_early
-from qmu_cli.options import add_refresh_arg, config_of
+from qmu_cli.options import add_members, add_refresh_arg, config_of
 from qmu_core.config import PRESETS, check_artifact_root, preset
 from qmu_core.config.overrides import apply_overrides
 from qmu_core.errors import ConfigError
@@ -103,10 +103,7 @@ def _external(args: argparse.Namespace) -> int:
     if not args.weights or not args.members:
         missing = "--members (the file of its training records' sample_ids)" if args.weights else "--weights"
         raise ConfigError(f"A model trained elsewhere needs both --weights and --members; {missing} is missing.")
-    from qmu_core.members import read_member_ids
-
-    n_members = len(read_member_ids(args.members))
-    args.set = [f"data.members={args.members}", f"data.n_target_train={n_members}", *(args.set or [])]
+    add_members(args, args.members)
     args.command = "run"  # config_of checks the artifact root as for a run
     config = config_of(args)
     from qmu_core.external import check_external

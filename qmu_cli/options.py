@@ -10,7 +10,7 @@ from qmu_core.config import PRESETS, QMUConfig, check_artifact_root, preset
 from qmu_core.config.overrides import apply_overrides, load_config_file, merge_sections
 from qmu_core.membership import shadow_warnings
 
-__all__ = ["add_config_args", "add_refresh_arg", "config_of"]
+__all__ = ["add_config_args", "add_members", "add_refresh_arg", "config_of"]
 
 
 def config_of(args: argparse.Namespace) -> QMUConfig:
@@ -29,6 +29,17 @@ def config_of(args: argparse.Namespace) -> QMUConfig:
     for message in shadow_warnings(cfg.data, cfg.attack):
         print(f"qmu: WARNING: {message}", file=sys.stderr)
     return cfg
+
+
+def add_members(args: argparse.Namespace, members: str) -> None:
+    """Put ``data.members`` and ``data.n_target_train`` (the list's length) before `args`' own ``--set`` s.
+
+    So `config_of` reads a model trained elsewhere's records (`qmu audit --weights`, `qmu split`).
+    """
+    from qmu_core.members import read_member_ids
+
+    n = len(read_member_ids(members))
+    args.set = [f"data.members={members}", f"data.n_target_train={n}", *(args.set or [])]
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:

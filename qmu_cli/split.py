@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qmu_cli.options import add_config_args, config_of
+from qmu_cli.options import add_config_args, add_members, config_of
 from qmu_core.errors import ConfigError
 
 __all__ = ["register", "split"]
@@ -34,10 +34,7 @@ def split(args: argparse.Namespace) -> int:
     if out.suffix != ".parquet":
         raise ConfigError(f"--out {args.out}: write the split to a .parquet file.")
     if args.members:
-        from qmu_core.members import read_member_ids
-
-        n = len(read_member_ids(args.members))
-        args.set = [f"data.members={args.members}", f"data.n_target_train={n}", *(args.set or [])]
+        add_members(args, args.members)
     config = config_of(args)
     from qmu_core.splits import split_roles
 

@@ -90,25 +90,23 @@ def _read(where: Path) -> np.ndarray:
             return z["ids"]
     if suffix == ".parquet":
         frame = pd.read_parquet(where)
-        if "sample_id" not in frame.columns:
-            raise DataError(
-                f"data.members={str(where)!r} has columns {list(frame.columns)[:10]} but no `sample_id`; name "
-                "the id column sample_id."
-            )
-        return frame["sample_id"].to_numpy()
+        return _id_column(frame, where, f"columns {list(frame.columns)[:10]}", "name the id column sample_id.")
     lines = [ln.split("#", 1)[0].strip() for ln in where.read_text().splitlines()]
     lines = [ln for ln in lines if ln]
     if suffix == ".csv" and lines and not _is_number(lines[0].split(",")[0]):
         frame = pd.read_csv(where)
-        if "sample_id" not in frame.columns:
-            raise DataError(
-                f"data.members={str(where)!r} has a header {list(frame.columns)[:10]} without `sample_id`; name the id "
-                "column sample_id, or write one id per line without a header."
-            )
-        return frame["sample_id"].to_numpy()
+        fix = "name the id column sample_id, or write one id per line without a header."
+        return _id_column(frame, where, f"a header {list(frame.columns)[:10]}", fix)
     if suffix == ".csv":
         lines = [ln.split(",")[0].strip() for ln in lines]
     return np.asarray(lines, dtype=object)
+
+
+def _id_column(frame: pd.DataFrame, where: Path, found: str, fix: str) -> np.ndarray:
+    """The ``sample_id`` column of a member table, or a `DataError` saying what the file has instead."""
+    if "sample_id" not in frame.columns:
+        raise DataError(f"data.members={str(where)!r} has {found} without `sample_id`; {fix}")
+    return frame["sample_id"].to_numpy()
 
 
 def _is_number(text: str) -> bool:

@@ -77,20 +77,8 @@ class Deployed:
     summary: dict[str, Any]  # and its summary.json
 
 
-def _create(api: str, name: str, parameters: dict[str, Any]) -> str:
-    """A run of deployment `name` created as the UI's form creates it; its id."""
-    url = f"{api}/deployments/{pp.deployment_id(api, name)}/create_flow_run"
-    for _ in range(5):  # 503: the server was busy (as Prefect's own client does, ask again)
-        created = httpx.post(url, json={"parameters": parameters}, timeout=30)
-        if created.status_code != 503:
-            break
-        time.sleep(1.0)
-    assert created.status_code == 201, created.text  # the server's JSON-schema check passed
-    return str(created.json()["id"])
-
-
 def _run(api: str, procs: pp.Processes, log: Path, name: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    return pp.wait_final(api, _create(api, name, parameters), procs, log, RUN_TIMEOUT)
+    return pp.wait_final(api, pp.create_flow_run(api, name, parameters), procs, log, RUN_TIMEOUT)
 
 
 def _tasks(api: str, run_id: str) -> list[dict[str, Any]]:
@@ -183,7 +171,7 @@ def cancelled(served: Served) -> Cancelled:
     api, procs, worker_log = served.api, served.procs, served.worker_log
     root = served.tmp / "cancel-artifacts"
     config = {"preset": "tiny", "train": {"epochs": 200}, "run": {"artifact_root": str(root)}}
-    run_id = _create(api, DEPLOYMENT, {"config": config})
+    run_id = pp.create_flow_run(api, DEPLOYMENT, {"config": config})
 
     _wait_for_epoch(api, run_id, procs, worker_log)
     cancelled_at = time.monotonic()

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import pytest
 
@@ -34,14 +33,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 RUN_TIMEOUT = 900.0  # s; about 90 s here
-
-
-def _create(api: str, deployment: str, parameters: dict[str, Any]) -> str:
-    """A run of `deployment` created as the UI's form creates it; its id."""
-    url = f"{api}/deployments/{pp.deployment_id(api, deployment)}/create_flow_run"
-    created = httpx.post(url, json={"parameters": parameters}, timeout=30)
-    assert created.status_code == 201, created.text  # the server's schema check passed
-    return str(created.json()["id"])
 
 
 def _shipped() -> Path:
@@ -98,7 +89,9 @@ def test_the_default_form_runs_the_example_plugin_on_its_dataset(
             "unlearn": {"seeds": 1, "methods": ["ga", "ssd"], "ssd_importance": "fisher"},
         }
     }
-    run = pp.wait_final(api, _create(api, "default", sent), procs, log, RUN_TIMEOUT)  # the plug-in is a model kind
+    run = pp.wait_final(
+        api, pp.create_flow_run(api, "default", sent), procs, log, RUN_TIMEOUT
+    )  # the plug-in is a model kind
     assert run["state_type"] == "COMPLETED", f"{run['state']}\n{pp.tail(log)}"
 
     (path,) = sorted(root.glob(f"runs/{run['name']}/summary.json"))
@@ -141,7 +134,9 @@ def test_the_audit_external_form_audits_weights_trained_outside(served: tuple[st
         "recipe_seeds": 2,
     }
     weights = train_outside(tmp, QMUConfig.model_validate(sent["config"]))
-    run = pp.wait_final(api, _create(api, "audit-external", {**sent, "weights": str(weights)}), procs, log, RUN_TIMEOUT)
+    run = pp.wait_final(
+        api, pp.create_flow_run(api, "audit-external", {**sent, "weights": str(weights)}), procs, log, RUN_TIMEOUT
+    )
     assert run["state_type"] == "COMPLETED", f"{run['state']}\n{pp.tail(log)}"
     (path,) = sorted((tmp / "external").glob(f"runs/{run['name']}/summary.json"))
     summary = json.loads(path.read_text())
@@ -150,5 +145,5 @@ def test_the_audit_external_form_audits_weights_trained_outside(served: tuple[st
     assert "## A model trained outside QMU" in (path.parent / "report.md").read_text()
 
     # the Quick run (nothing typed): one line saying what to set, nothing trained
-    quick = pp.wait_final(api, _create(api, "audit-external", {}), procs, log, RUN_TIMEOUT)
+    quick = pp.wait_final(api, pp.create_flow_run(api, "audit-external", {}), procs, log, RUN_TIMEOUT)
     assert quick["state_type"] == "FAILED" and "data.members" in quick["state"]["message"], quick["state"]
